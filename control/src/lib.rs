@@ -1,0 +1,25 @@
+//! hutong's control plane: the unified addressing plan, read from YAML, validated with every error
+//! located to file:line:column, and compiled into one [`dataplane::Config`] per gateway.
+//!
+//! The flow is `load` (parse, keep source positions) → `validate` (every problem at once) →
+//! `compile` (one gateway's config, deterministic). Nothing is compiled from an invalid plan.
+
+pub mod compile;
+pub mod diagnostics;
+pub mod load;
+pub mod model;
+pub mod spans;
+pub mod validate;
+
+pub use compile::compile;
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use load::{LoadedPlan, load_file, load_str};
+pub use model::Plan;
+pub use validate::validate;
+
+/// Loads and validates a plan file; the one call the CLI's `plan check` and `plan compile` share.
+pub fn check_file(path: &std::path::Path) -> Result<LoadedPlan, Diagnostics> {
+    let plan = load_file(path)?;
+    validate(&plan)?;
+    Ok(plan)
+}

@@ -1,0 +1,11 @@
+//! Builds the XDP program (ebpf/xdp) for bpfel-unknown-none with the nightly toolchain and
+//! bpf-linker, into OUT_DIR, where `xdp::program_bytes` embeds it. `scripts/setup.sh` installs the
+//! toolchain pieces; without them this fails with aya-build's message naming what is missing.
+fn main() -> anyhow::Result<()> {
+    let package = aya_build::Package {
+        name: "hutong-xdp",
+        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/xdp"),
+        ..Default::default()
+    };
+    aya_build::build_ebpf([package], aya_build::Toolchain::default())
+}

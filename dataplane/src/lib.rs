@@ -1,0 +1,18 @@
+//! hutong's data plane.
+//!
+//! [`Config`] is the one contract between the control plane and the data plane: the control plane
+//! compiles a gateway's part of the plan into it, and each engine turns it into its tables. Today
+//! the engine is the XDP program (`ebpf/xdp`): [`tables`] derives its map contents from a `Config`,
+//! [`xdp`] loads and attaches it and fills the maps, and [`neighbor`] keeps next-hop MACs resolved
+//! through the kernel's neighbor table.
+
+pub mod config;
+pub mod counters;
+pub mod neighbor;
+pub mod netlink;
+pub mod tables;
+pub mod xdp;
+
+pub use config::{Config, ConfigError, Netmap, PortConfig, Role, RouteConfig, Vrf};
+pub use counters::Counters;
+pub use hutong_common::{Drop, Stat};

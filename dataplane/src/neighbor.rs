@@ -1,0 +1,174 @@
+//! Next-hop MAC resolution without static configuration.
+//!
+//! The gateway's interfaces carry its addresses in the kernel, so the kernel already speaks ARP
+//! for them. This module borrows the kernel's neighbor table instead of writing a second ARP stack:
+//! - when the program misses a next hop it reports it on a ring buffer, and we ask the kernel to
+//!   resolve it (RTM_NEWNEIGH with NTF_USE, which sends the ARP request);
+//! - configured next hops are requested ahead of traffic, so the first packet finds them;
+//! - a periodic dump copies every usable entry on our ports into the program's map and removes
+//!   the ones the kernel has dropped or failed;
+//! - entries that went STALE are nudged with NTF_USE too, so a host that changed its MAC is
+//!   re-learned (the kernel never re-probes an entry it does not use itself).
+
+use std::{
+    collections::{BTreeSet, HashMap as StdHashMap},
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd, RawFd},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use futures::TryStreamExt;
+use hutong_common::{Neigh, NeighKey};
+use netlink_packet_route::{
+    AddressFamily,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
+};
+use rtnetlink::Handle;
+use tokio::io::unix::AsyncFd;
+
+use crate::xdp::NeighborMaps;
+
+/// How often the kernel table is copied into the program's map.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// A next hop is asked for at most this often, however many packets miss it.
+const REQUEST_HOLDOFF: Duration = Duration::from_millis(500);
+
+pub struct NeighborSync {
+    handle: Handle,
+    maps: NeighborMaps,
+    ports: BTreeSet<u32>,
+    nexthops: Vec<NeighKey>,
+    /// What the program's map holds now, mirrored so each sync writes only changes.
+    installed: StdHashMap<NeighKey, [u8; 6]>,
+    requested: StdHashMap<NeighKey, Instant>,
+}
+
+/// A kernel neighbor entry usable for forwarding, or `None` for incomplete/failed ones.
+fn usable(msg: &NeighbourMessage) -> Option<(NeighKey, [u8; 6], bool)> {
+    let stale = match msg.header.state {
+        NeighbourState::Reachable | NeighbourState::Permanent | NeighbourState::Noarp => false,
+        NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe => true,
+        _ => return None,
+    };
+    let mut addr = None;
+    let mut mac = None;
+    for a in &msg.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => addr = Some(ip.octets()),
+            NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+            }
+            _ => {}
+        }
+    }
+    Some((NeighKey { ifindex: msg.header.ifindex, addr: addr? }, mac?, stale))
+}
+
+impl NeighborSync {
+    pub fn new(handle: Handle, maps: NeighborMaps, ports: BTreeSet<u32>, nexthops: Vec<NeighKey>) -> Self {
+        Self { handle, maps, ports, nexthops, installed: StdHashMap::new(), requested: StdHashMap::new() }
+    }
+
+    /// Asks the kernel to resolve (or re-confirm) `key`, at most once per holdoff.
+    async fn request(&mut self, key: NeighKey) {
+        let now = Instant::now();
+        if self.requested.get(&key).is_some_and(|t| now.duration_since(*t) < REQUEST_HOLDOFF) {
+            return;
+        }
+        self.requested.insert(key, now);
+        let ip = IpAddr::V4(Ipv4Addr::from(key.addr));
+        let req = self.handle.neighbours().add(key.ifindex, ip).state(NeighbourState::None);
+        if let Err(e) = req.flags(NeighbourFlags::Use).replace().execute().await {
+            log::warn!("asking the kernel to resolve {ip} on ifindex {}: {e}", key.ifindex);
+        }
+    }
+
+    /// One pass: copy the kernel table into the map, request what is missing or stale.
+    pub async fn sync(&mut self) -> Result<()> {
+        let mut current = StdHashMap::new();
+        let mut stale = Vec::new();
+        let mut dump = self.handle.neighbours().get().set_address_family(AddressFamily::Inet).execute();
+        while let Some(msg) = dump.try_next().await? {
+            if msg.header.family != AddressFamily::Inet || !self.ports.contains(&msg.header.ifindex) {
+                continue;
+            }
+            if let Some((key, mac, is_stale)) = usable(&msg) {
+                current.insert(key, mac);
+                if is_stale {
+                    stale.push(key);
+                }
+            }
+        }
+        for (key, mac) in &current {
+            if self.installed.get(key) != Some(mac) {
+                self.maps.table.insert(key, Neigh { mac: *mac, _pad: [0; 2] }, 0)?;
+                log::info!("neighbor {} is {}", Ipv4Addr::from(key.addr), fmt_mac(mac));
+            }
+        }
+        let gone: Vec<NeighKey> = self.installed.keys().filter(|k| !current.contains_key(k)).copied().collect();
+        for key in gone {
+            // Already absent is fine: the goal is that the program cannot use it.
+            let _ = self.maps.table.remove(&key);
+            log::info!("neighbor {} forgotten", Ipv4Addr::from(key.addr));
+        }
+        self.installed = current;
+        let wanted: Vec<NeighKey> =
+            self.nexthops.iter().filter(|k| !self.installed.contains_key(k)).copied().chain(stale).collect();
+        for key in wanted {
+            self.request(key).await;
+        }
+        Ok(())
+    }
+
+    /// Reads every pending miss report and requests resolution for each.
+    async fn drain_misses(&mut self) {
+        let mut keys = Vec::new();
+        while let Some(item) = self.maps.misses.next() {
+            if let Ok(b) = <[u8; 8]>::try_from(&item[..]) {
+                let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                keys.push(NeighKey { ifindex, addr: [b[4], b[5], b[6], b[7]] });
+            }
+        }
+        for key in keys {
+            if self.ports.contains(&key.ifindex) {
+                self.request(key).await;
+            }
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) -> Result<()> {
+        // Readiness is polled on the ring buffer's fd while `self` keeps the ring buffer itself.
+        // SAFETY: the fd belongs to `self.maps.misses`, which outlives `ready`: `ready` is a local
+        // of this function and `self` (a parameter) is dropped after it.
+        let mut ready = unsafe { AsyncFd::register(BorrowedRaw(self.maps.misses.as_raw_fd()))? };
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.sync().await {
+                        log::warn!("neighbor sync: {e:#}");
+                    }
+                }
+                guard = ready.readable_mut() => {
+                    guard?.clear_ready();
+                    self.drain_misses().await;
+                }
+            }
+        }
+    }
+}
+
+/// The ring buffer's fd, for readiness only; `NeighborSync` owns (and closes) the real one.
+struct BorrowedRaw(RawFd);
+
+impl AsRawFd for BorrowedRaw {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}

@@ -1,0 +1,62 @@
+//! The few rtnetlink operations the gateway and the lab need, over one [`rtnetlink::Handle`].
+//!
+//! A netlink socket belongs to the network namespace of the thread that opened it, so callers that
+//! work in another namespace open the connection from a thread that entered it (see `hutong::lab`).
+
+use std::{io, net::IpAddr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::link::LinkAttribute;
+use rtnetlink::{Handle, LinkUnspec};
+
+use crate::tables::PortHandle;
+
+/// Opens a route-netlink connection in the calling thread's network namespace and drives it on
+/// the current tokio runtime.
+pub fn connect() -> io::Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The kernel's errno inside an rtnetlink error, if it is one.
+pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+/// Index and MAC of the interface called `name`.
+pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    let msg = match links.try_next().await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => anyhow::bail!("no interface named {name:?}"),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => anyhow::bail!("no interface named {name:?}"),
+        Err(e) => return Err(anyhow::anyhow!("looking up interface {name:?}: {e}")),
+    };
+    let mut mac = [0u8; 6];
+    for attr in &msg.attributes {
+        if let LinkAttribute::Address(a) = attr {
+            if a.len() == 6 {
+                mac.copy_from_slice(a);
+            }
+        }
+    }
+    Ok(PortHandle { ifindex: msg.header.index, mac })
+}
+
+pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
+    handle.link().set(LinkUnspec::new_with_index(ifindex).up().build()).execute().await?;
+    Ok(())
+}
+
+/// Adds `addr` to the interface; an address that is already there is fine.
+pub async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Net) -> anyhow::Result<()> {
+    match handle.address().add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len()).execute().await {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        r => Ok(r?),
+    }
+}

@@ -1,0 +1,88 @@
+//! The closed lists of drop reasons and statistics. Both engines, the metrics and the tools index
+//! their counters by these, so a number means the same thing everywhere.
+
+/// Why a packet was dropped. The discriminant is the index into the program's drop counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Drop {
+    /// Truncated or inconsistent headers (bad IHL, total length beyond the frame, ...).
+    Malformed = 0,
+    /// Arrived on an interface the config does not describe.
+    UnknownPort = 1,
+    /// An EtherType the gateway does not forward (it is neither ARP nor IPv4).
+    UnsupportedProtocol = 2,
+    /// No translation publishes this source or destination: default deny.
+    NoTranslation = 3,
+    /// No route for the (translated) destination in its VRF.
+    NoRoute = 4,
+    /// The next hop's MAC address is not resolved yet; resolution has been requested.
+    NoNeighbor = 5,
+    /// TTL would reach zero.
+    TtlExpired = 6,
+}
+
+impl Drop {
+    pub const COUNT: u32 = 7;
+    pub const ALL: [Drop; Self::COUNT as usize] = [
+        Drop::Malformed,
+        Drop::UnknownPort,
+        Drop::UnsupportedProtocol,
+        Drop::NoTranslation,
+        Drop::NoRoute,
+        Drop::NoNeighbor,
+        Drop::TtlExpired,
+    ];
+
+    /// The stable name used in metrics, logs and the CLI.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::UnknownPort => "unknown_port",
+            Drop::UnsupportedProtocol => "unsupported_protocol",
+            Drop::NoTranslation => "no_translation",
+            Drop::NoRoute => "no_route",
+            Drop::NoNeighbor => "no_neighbor",
+            Drop::TtlExpired => "ttl_expired",
+        }
+    }
+}
+
+/// What happened to packets that were not dropped.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stat {
+    /// Every frame the program saw.
+    Received = 0,
+    /// Translated and redirected to the egress port.
+    Forwarded = 1,
+    /// Handed to the gateway's own host stack (ARP, traffic to the gateway's addresses).
+    ToHost = 2,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 3;
+    pub const ALL: [Stat; Self::COUNT as usize] = [Stat::Received, Stat::Forwarded, Stat::ToHost];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::Received => "received",
+            Stat::Forwarded => "forwarded",
+            Stat::ToHost => "to_host",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_match_their_discriminants() {
+        for (i, d) in Drop::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i, "{}", d.name());
+        }
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{}", s.name());
+        }
+    }
+}

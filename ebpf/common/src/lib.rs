@@ -1,0 +1,19 @@
+//! Types shared by the XDP program and userspace: map keys and values, the closed list of drop
+//! reasons and statistics, and the checksum arithmetic both engines use.
+//!
+//! Every type here is `#[repr(C)]` with explicit padding, and its layout is pinned by `const`
+//! assertions: the BPF program and the loader are compiled by different compilers for different
+//! targets, so a silent layout change would corrupt every map lookup.
+//!
+//! Byte order: addresses, masks and translation targets are stored as the raw network-order bytes
+//! read straight from the packet (`u32::from_ne_bytes(octets)`), so the program applies masks
+//! without swapping. Keys of LPM tries are big-endian throughout because the trie matches bits
+//! from the first byte on.
+#![no_std]
+
+pub mod checksum;
+pub mod counters;
+pub mod maps;
+
+pub use counters::{Drop, Stat};
+pub use maps::*;

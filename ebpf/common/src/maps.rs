@@ -1,0 +1,157 @@
+//! Keys and values of the XDP program's maps. The loader fills them from `dataplane::Config`.
+
+use core::mem::{offset_of, size_of};
+
+/// Map names, shared so the loader cannot ask for a map the program does not define.
+pub const MAP_PORTS: &str = "PORTS";
+pub const MAP_LOCAL_V4: &str = "LOCAL_V4";
+pub const MAP_NAT_SRC_V4: &str = "NAT_SRC_V4";
+pub const MAP_NAT_DST_V4: &str = "NAT_DST_V4";
+pub const MAP_FIB_V4: &str = "FIB_V4";
+pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
+pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";
+pub const MAP_DROPS: &str = "DROPS";
+pub const MAP_STATS: &str = "STATS";
+/// The program's name in the object file.
+pub const PROGRAM: &str = "hutong";
+
+/// Capacities. Sized for a city gateway; issue-level work on 1M-prefix FIBs changes these.
+pub const MAX_PORTS: u32 = 64;
+pub const MAX_LOCAL: u32 = 1024;
+pub const MAX_NAT_PREFIXES: u32 = 16384;
+pub const MAX_ROUTES: u32 = 65536;
+pub const MAX_NEIGHBORS: u32 = 16384;
+/// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
+pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
+
+/// Role of a port. Only legacy and extranet ports exist in the skeleton.
+pub const ROLE_LEGACY: u8 = 1;
+pub const ROLE_EXTRANET: u8 = 2;
+
+/// `PORTS[ifindex]`: what the program needs to know about each attached interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// VRF of packets arriving on this port.
+    pub vrf: u32,
+    /// The port's own MAC: the source MAC of frames sent out of it.
+    pub mac: [u8; 6],
+    pub role: u8,
+    pub _pad: u8,
+}
+
+/// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
+/// In an LPM trie the prefix length counts the 32 VRF bits too: `32 + prefix_len`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct V4Key {
+    /// VRF id, big-endian so the trie compares it first, bit by bit.
+    pub vrf_be: u32,
+    /// The address, network order.
+    pub addr: [u8; 4],
+}
+
+impl V4Key {
+    /// Bits of the key ahead of the address: the whole VRF always matches exactly.
+    pub const VRF_BITS: u32 = 32;
+
+    pub const fn new(vrf: u32, addr: [u8; 4]) -> Self {
+        Self { vrf_be: vrf.to_be(), addr }
+    }
+}
+
+/// Value of `NAT_SRC_V4` / `NAT_DST_V4`: a stateless 1:1 prefix translation (netmap).
+/// The translated address is `(addr & !mask) | to`, then the packet continues in `vrf_out`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Netmap {
+    /// Target prefix, network order, host bits zero.
+    pub to: u32,
+    /// Prefix mask, network order.
+    pub mask: u32,
+    /// VRF the translated packet is routed in.
+    pub vrf_out: u32,
+}
+
+impl Netmap {
+    /// The translated address (all values network order).
+    #[inline(always)]
+    pub const fn apply(&self, addr: u32) -> u32 {
+        (addr & !self.mask) | self.to
+    }
+}
+
+/// Value of `FIB_V4`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Next-hop address, network order; all zero means on-link (the destination itself).
+    pub nexthop: [u8; 4],
+}
+
+/// Key of `NEIGH_V4`: a next hop on one interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NeighKey {
+    pub ifindex: u32,
+    pub addr: [u8; 4],
+}
+
+/// Value of `NEIGH_V4`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neigh {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+// The layouts both compilers must agree on.
+const _: () = {
+    assert!(size_of::<Port>() == 12);
+    assert!(offset_of!(Port, mac) == 4);
+    assert!(offset_of!(Port, role) == 10);
+    assert!(size_of::<V4Key>() == 8);
+    assert!(offset_of!(V4Key, addr) == 4);
+    assert!(size_of::<Netmap>() == 12);
+    assert!(offset_of!(Netmap, vrf_out) == 8);
+    assert!(size_of::<Route>() == 8);
+    assert!(offset_of!(Route, nexthop) == 4);
+    assert!(size_of::<NeighKey>() == 8);
+    assert!(size_of::<Neigh>() == 8);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `repr(C)`, contain only integers and byte arrays, and have explicit
+    // padding fields, so every bit pattern is valid and no byte is uninitialised.
+    unsafe impl aya::Pod for super::Port {}
+    unsafe impl aya::Pod for super::V4Key {}
+    unsafe impl aya::Pod for super::Netmap {}
+    unsafe impl aya::Pod for super::Route {}
+    unsafe impl aya::Pod for super::NeighKey {}
+    unsafe impl aya::Pod for super::Neigh {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmap_keeps_host_bits_and_replaces_prefix() {
+        let nm = Netmap {
+            to: u32::from_ne_bytes([198, 18, 20, 0]),
+            mask: u32::from_ne_bytes([255, 255, 255, 0]),
+            vrf_out: 0,
+        };
+        let out = nm.apply(u32::from_ne_bytes([10, 20, 0, 77]));
+        assert_eq!(out.to_ne_bytes(), [198, 18, 20, 77]);
+    }
+
+    #[test]
+    fn v4key_vrf_is_big_endian() {
+        let k = V4Key::new(1, [10, 0, 0, 1]);
+        assert_eq!(k.vrf_be.to_ne_bytes(), [0, 0, 0, 1]);
+    }
+}

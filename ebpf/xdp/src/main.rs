@@ -1,0 +1,217 @@
+//! The hutong XDP program: stateless netmap between legacy VRFs and the extranet, per-VRF LPM
+//! routing, neighbor lookup, TTL decrement with incremental checksums, and a redirect to the
+//! egress port. Everything the config does not publish is dropped and counted by reason.
+//!
+//! Shape notes for the verifier (do not "simplify" these away):
+//! - every packet access goes through `ptr_at`, which re-checks `data_end` for that exact range;
+//! - the IPv4 header length is masked to at most 60 bytes before it is used as an offset, so the
+//!   verifier can bound the L4 pointer;
+//! - all lookups happen before the first write, so a dropped packet leaves the program unmodified.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::bpf_redirect,
+    macros::{map, xdp},
+    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::XdpContext,
+};
+use hutong_common::{
+    checksum, Drop, Neigh, NeighKey, Netmap, Port, Route, Stat, V4Key, MAX_LOCAL,
+    MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES, NEIGH_MISS_BYTES,
+};
+
+#[map]
+static PORTS: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
+#[map]
+static LOCAL_V4: HashMap<V4Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
+#[map]
+static NAT_SRC_V4: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static NAT_DST_V4: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static FIB_V4: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+static NEIGH_V4: HashMap<NeighKey, Neigh> = HashMap::with_max_entries(MAX_NEIGHBORS, 0);
+/// Next hops the program found unresolved; userspace asks the kernel to resolve them.
+#[map]
+static NEIGH_MISS: RingBuf = RingBuf::with_byte_size(NEIGH_MISS_BYTES, 0);
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Drop::COUNT, 0);
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+const ETH_LEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+/// IPv4 flags/fragment-offset word: the offset bits (more-fragments and DF excluded).
+const IP_FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+#[xdp]
+pub fn hutong(ctx: XdpContext) -> u32 {
+    count(&STATS, Stat::Received as u32);
+    match forward(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            count(&DROPS, reason as u32);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn count(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
+        unsafe { *c += 1 };
+    }
+}
+
+/// A pointer to `T` at `offset`, or `Malformed` if the frame is too short.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Drop> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return Err(Drop::Malformed);
+    }
+    Ok((start + offset) as *mut T)
+}
+
+#[inline(always)]
+fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
+    Ok(unsafe { ptr_at::<[u8; 2]>(ctx, offset)?.read_unaligned() }).map(u16::from_be_bytes)
+}
+
+fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+
+    match read_u16(ctx, 12)? {
+        ETH_P_IPV4 => {}
+        ETH_P_ARP => {
+            count(&STATS, Stat::ToHost as u32);
+            return Ok(xdp_action::XDP_PASS);
+        }
+        _ => return Err(Drop::UnsupportedProtocol),
+    }
+
+    // --- IPv4 header checks ---------------------------------------------------------------------
+    let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
+    let vihl = unsafe { (*ip)[0] };
+    if vihl >> 4 != 4 {
+        return Err(Drop::Malformed);
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Err(Drop::Malformed);
+    }
+    let total_len = read_u16(ctx, ETH_LEN + 2)? as usize;
+    if total_len < ihl || ETH_LEN + total_len > ctx.data_end() - ctx.data() {
+        return Err(Drop::Malformed);
+    }
+    let ttl = unsafe { (*ip)[8] };
+    let proto = unsafe { (*ip)[9] };
+    let frag_off = read_u16(ctx, ETH_LEN + 6)? & IP_FRAG_OFFSET_MASK;
+    let src = unsafe { ptr_at::<u32>(ctx, ETH_LEN + 12)?.read_unaligned() };
+    let dst = unsafe { ptr_at::<u32>(ctx, ETH_LEN + 16)?.read_unaligned() };
+
+    // --- the gateway's own addresses go to its host stack -------------------------------------
+    let vrf = port.vrf;
+    if unsafe { LOCAL_V4.get(V4Key::new(vrf, dst.to_ne_bytes())) }.is_some() {
+        count(&STATS, Stat::ToHost as u32);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if ttl <= 1 {
+        return Err(Drop::TtlExpired);
+    }
+
+    // --- translate: a published source (legacy -> extranet) or destination (the reverse) -------
+    let (new_src, new_dst, out_vrf) = if let Some(nm) = lookup_nat(&NAT_SRC_V4, vrf, src) {
+        (nm.apply(src), dst, nm.vrf_out)
+    } else if let Some(nm) = lookup_nat(&NAT_DST_V4, vrf, dst) {
+        (src, nm.apply(dst), nm.vrf_out)
+    } else {
+        return Err(Drop::NoTranslation);
+    };
+
+    // --- route and resolve the next hop ----------------------------------------------------------
+    let route = FIB_V4
+        .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
+        .ok_or(Drop::NoRoute)?;
+    let out_ifindex = route.ifindex;
+    let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
+    let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
+    let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
+        // Best effort: if the ring is full userspace is already busy resolving; the counter shows it.
+        let _ = NEIGH_MISS.output(nkey, 0);
+        return Err(Drop::NoNeighbor);
+    };
+    let dst_mac = neigh.mac;
+    let out_port = unsafe { PORTS.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
+    let src_mac = out_port.mac;
+
+    // --- L4 checksum location: only a first fragment (or a whole datagram) carries it -----------
+    let l4_csum: Option<usize> = if frag_off != 0 || (new_src == src && new_dst == dst) {
+        None
+    } else {
+        match proto {
+            IPPROTO_TCP => Some(16),
+            IPPROTO_UDP => Some(6),
+            _ => None,
+        }
+    };
+    // Mask keeps the offset provably within 60 bytes for the verifier.
+    let l4 = ETH_LEN + (ihl & 0x3c);
+
+    // --- rewrite (no drops past this point) ------------------------------------------------------
+    if let Some(off) = l4_csum {
+        let csum_ptr = ptr_at::<u16>(ctx, l4 + off)?;
+        let old = unsafe { csum_ptr.read_unaligned() };
+        // A zero UDP checksum means "none" (RFC 768) and stays zero.
+        if !(proto == IPPROTO_UDP && old == 0) {
+            let mut new = checksum::replace4(old, src, new_src);
+            new = checksum::replace4(new, dst, new_dst);
+            if proto == IPPROTO_UDP && new == 0 {
+                new = 0xffff;
+            }
+            unsafe { csum_ptr.write_unaligned(new) };
+        }
+    }
+    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_LEN + 10)?;
+    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_LEN + 8)?;
+    unsafe {
+        let mut csum = ip_csum_ptr.read_unaligned();
+        let old_word = u16::from_ne_bytes([ttl, proto]);
+        let new_word = u16::from_ne_bytes([ttl - 1, proto]);
+        csum = checksum::replace2(csum, old_word, new_word);
+        csum = checksum::replace4(csum, src, new_src);
+        csum = checksum::replace4(csum, dst, new_dst);
+        ip_csum_ptr.write_unaligned(csum);
+        ttl_ptr.write_unaligned([ttl - 1, proto]);
+        ptr_at::<u32>(ctx, ETH_LEN + 12)?.write_unaligned(new_src);
+        ptr_at::<u32>(ctx, ETH_LEN + 16)?.write_unaligned(new_dst);
+        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
+        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
+    }
+    count(&STATS, Stat::Forwarded as u32);
+    Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
+}
+
+#[inline(always)]
+fn lookup_nat(map: &LpmTrie<V4Key, Netmap>, vrf: u32, addr: u32) -> Option<&Netmap> {
+    map.get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(vrf, addr.to_ne_bytes())))
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
