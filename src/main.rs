@@ -1,1 +1,118 @@
-fn main() {}
+//! The `hutong` command: plan tools, the gateway, and the demo.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hutong",
+    version,
+    about = "互通 hutong: a gateway between legacy networks and the e-government extranet",
+    after_help = "Commands at a glance:
+  hutong plan check PATH                   validate a plan (errors with file:line:column)
+  hutong plan compile PATH --gateway ID    print a gateway's compiled config (JSON)
+  hutong gateway run --config FILE         attach the XDP engine and forward
+  hutong demo                              run the demo site in network namespaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with the unified addressing plan.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Run a gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Build a demo site in network namespaces, run a gateway on it, send real traffic, show the
+    /// evidence, and remove everything again.
+    Demo {
+        /// Plan to use instead of the embedded demo plan (configs/demo/plan.yaml).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Gateway of that plan to run.
+        #[arg(long, default_value = hutong::demo::DEMO_GATEWAY)]
+        gateway: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Validate a plan; every problem is printed with file:line:column. Exits 1 if any.
+    Check { path: PathBuf },
+    /// Compile a gateway's config (JSON) from a plan.
+    Compile {
+        path: PathBuf,
+        #[arg(long)]
+        gateway: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Attach the XDP engine to the config's interfaces and forward until SIGTERM/SIGINT.
+    Run {
+        /// A compiled gateway config (`hutong plan compile`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Keep counters (`name value` lines) in this file while running.
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plan(PlanCommand::Check { path }) => Ok(match control::check_file(&path) {
+            Ok(lp) => {
+                let gateways: usize = lp.plan.nodes().iter().map(|(_, n)| n.gateways.len()).sum();
+                println!("{}: ok ({} node(s), {} gateway(s))", path.display(), lp.plan.nodes().len(), gateways);
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                eprintln!("{d}");
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Plan(PlanCommand::Compile { path, gateway, output }) => {
+            let compiled = control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
+            match compiled {
+                Ok(config) => {
+                    let json = config.to_json() + "\n";
+                    match output {
+                        Some(o) => std::fs::write(&o, json)?,
+                        None => print!("{json}"),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(d) => {
+                    eprintln!("{d}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Gateway(GatewayCommand::Run { config, stats_file }) => {
+            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),
+    }
+}

@@ -9,6 +9,10 @@
 //!   the ones the kernel has dropped or failed;
 //! - entries that went STALE are nudged with NTF_USE too, so a host that changed its MAC is
 //!   re-learned (the kernel never re-probes an entry it does not use itself).
+//!
+//! The program also gleans senders of ARP packets addressed to the gateway straight into its map,
+//! so a host's first reply does not wait for the next sync; entries only the program learned are
+//! left alone here.
 
 use std::{
     collections::{BTreeSet, HashMap as StdHashMap},

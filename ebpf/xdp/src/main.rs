@@ -93,6 +93,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     match read_u16(ctx, 12)? {
         ETH_P_IPV4 => {}
         ETH_P_ARP => {
+            glean_arp(ctx, ifindex, port.vrf);
             count(&STATS, Stat::ToHost as u32);
             return Ok(xdp_action::XDP_PASS);
         }
@@ -199,6 +200,32 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     count(&STATS, Stat::Forwarded as u32);
     Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
+}
+
+/// Learns the sender of an ARP packet addressed to one of our addresses, if the sender is on a
+/// connected subnet of the port it arrived on. The host stack answers the ARP itself; learning here
+/// too means the very first reply towards that host finds its MAC, without waiting for userspace
+/// to copy the kernel's neighbor table. Userspace reconciles with the kernel table afterwards.
+#[inline(always)]
+fn glean_arp(ctx: &XdpContext, ifindex: u32, vrf: u32) {
+    // Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4; sha at 8, spa at 14, tpa at 24.
+    let Ok(arp) = ptr_at::<[u8; 28]>(ctx, ETH_LEN) else { return };
+    let arp = unsafe { &*arp };
+    if arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        return;
+    }
+    let sender = [arp[14], arp[15], arp[16], arp[17]];
+    let target = [arp[24], arp[25], arp[26], arp[27]];
+    if unsafe { LOCAL_V4.get(V4Key::new(vrf, target)) }.is_none() {
+        return;
+    }
+    let connected = FIB_V4
+        .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(vrf, sender)))
+        .is_some_and(|r| r.ifindex == ifindex && r.nexthop == [0; 4]);
+    if connected {
+        let mac = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
+        let _ = NEIGH_V4.insert(NeighKey { ifindex, addr: sender }, Neigh { mac, _pad: [0; 2] }, 0);
+    }
 }
 
 #[inline(always)]

@@ -1,0 +1,169 @@
+//! The demo topology, derived from a compiled gateway [`Config`]:
+//!
+//! ```text
+//!  [legacy host] eth0 ── legacy port [ gateway ] extranet port ── eth0 [extranet server]
+//!   10.20.0.10 (+ an unmapped         (hutong in its             198.19.0.2, also the
+//!   address for negative tests)        own namespace)            gateway's next hop
+//! ```
+//! The gateway's namespace gets only the bare veths: bringing them up and addressing them is
+//! `hutong gateway run`'s job, as it would be on a real server.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, bail};
+use dataplane::{Config, Role, netlink};
+use ipnet::Ipv4Net;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::{Netns, ethtool, netns};
+
+/// Addresses of the demo's hosts, all derived from the gateway's config.
+#[derive(Clone, Debug)]
+pub struct DemoAddresses {
+    /// The legacy host, inside the netmapped prefix.
+    pub legacy_host: Ipv4Net,
+    /// What the extranet should see the legacy host as.
+    pub legacy_host_translated: Ipv4Addr,
+    /// A second address on the legacy host that no translation covers.
+    pub unmapped: Ipv4Addr,
+    /// The extranet server (and the gateway's next hop).
+    pub server: Ipv4Net,
+    pub legacy_gateway: Ipv4Addr,
+    pub uplink_gateway: Ipv4Addr,
+    pub legacy_port: String,
+    pub uplink_port: String,
+    /// The netmap's outside prefixes, which the extranet routes to the gateway.
+    pub outside_prefixes: Vec<Ipv4Net>,
+}
+
+impl DemoAddresses {
+    pub fn from_config(c: &Config) -> Result<DemoAddresses> {
+        let legacy = c.ports.iter().find(|p| p.role == Role::Legacy).context("the config has no legacy port")?;
+        let uplink = c.ports.iter().find(|p| p.role == Role::Extranet).context("the config has no extranet port")?;
+        let lnet = *legacy.addresses.first().context("the legacy port has no address")?;
+        let unet = *uplink.addresses.first().context("the extranet port has no address")?;
+        let nm = c.netmaps.iter().find(|n| n.inside_vrf == legacy.vrf).context("the legacy VRF has no netmap")?;
+        let host = Ipv4Addr::from(u32::from(lnet.network()) + 10);
+        if !nm.inside.contains(&host) || host == lnet.addr() {
+            bail!("the demo puts its legacy host at {host}, which the netmap {} does not cover", nm.inside);
+        }
+        let offset = u32::from(host) - u32::from(nm.inside.network());
+        let translated = Ipv4Addr::from(u32::from(nm.outside.network()) + offset);
+        // The block right after the legacy port's subnet, same size: outside every netmap.
+        let next = Ipv4Addr::from(u32::from(lnet.broadcast()).wrapping_add(1) + 10);
+        if c.netmaps.iter().any(|n| n.inside.contains(&next)) {
+            bail!("the demo's unmapped address {next} is covered by a netmap");
+        }
+        let via = c
+            .routes
+            .iter()
+            .find(|r| r.vrf == 0 && r.via.is_some())
+            .and_then(|r| r.via)
+            .context("the config has no extranet next hop for the demo server")?;
+        Ok(DemoAddresses {
+            legacy_host: Ipv4Net::new(host, lnet.prefix_len())?,
+            legacy_host_translated: translated,
+            unmapped: next,
+            server: Ipv4Net::new(via, unet.prefix_len())?,
+            legacy_gateway: lnet.addr(),
+            uplink_gateway: unet.addr(),
+            legacy_port: legacy.name.clone(),
+            uplink_port: uplink.name.clone(),
+            outside_prefixes: c.netmaps.iter().map(|n| n.outside).collect(),
+        })
+    }
+}
+
+/// The three namespaces; dropping this removes them and everything in them.
+pub struct DemoLab {
+    pub legacy: Netns,
+    pub gateway: Netns,
+    pub extranet: Netns,
+    pub addrs: DemoAddresses,
+}
+
+/// The veth end's name while it is still in the gateway namespace, before the move and rename.
+const PEER_TMP: &str = "htpeer";
+
+async fn link_index(h: &Handle, name: &str) -> Result<u32> {
+    Ok(netlink::link(h, name).await?.ifindex)
+}
+
+/// A veth from `a_name` in `a` to `b_name` in `b`, created inside `a` so nothing touches the
+/// root namespace.
+async fn veth(a: &Handle, a_name: &str, b_ns: &Netns, b: &Handle, b_name: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    a.link().add(LinkVeth::new(a_name, PEER_TMP).build()).execute().await.with_context(|| format!("creating veth {a_name}"))?;
+    let peer = link_index(a, PEER_TMP).await?;
+    a.link()
+        .set(LinkUnspec::new_with_index(peer).setns_by_fd(b_ns.file().as_raw_fd()).build())
+        .execute()
+        .await
+        .context("moving the veth peer")?;
+    let moved = link_index(b, PEER_TMP).await?;
+    b.link().set(LinkUnspec::new_with_index(moved).name(b_name.to_string()).build()).execute().await?;
+    Ok(())
+}
+
+async fn up(h: &Handle, name: &str) -> Result<u32> {
+    let idx = link_index(h, name).await?;
+    netlink::set_up(h, idx).await?;
+    Ok(idx)
+}
+
+async fn route(h: &Handle, dst: Ipv4Net, via: Ipv4Addr) -> Result<()> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.network(), dst.prefix_len()).gateway(via).build();
+    h.route().add(msg).execute().await.with_context(|| format!("route {dst} via {via}"))?;
+    Ok(())
+}
+
+/// A host end: up, addressed, checksums finished in software, NAPI on (see `ethtool`).
+async fn host_port(ns: &Netns, h: &Handle, addrs: &[Ipv4Net]) -> Result<()> {
+    let idx = up(h, "eth0").await?;
+    for a in addrs {
+        netlink::add_address(h, idx, *a).await?;
+    }
+    ns.run(|| -> std::io::Result<()> {
+        ethtool::set_tx_checksum("eth0", false)?;
+        ethtool::set_gro("eth0", true)
+    })?
+    .with_context(|| format!("ethtool settings in {}", ns.name()))?;
+    Ok(())
+}
+
+impl DemoLab {
+    /// Builds the topology for `config`. Must run inside a tokio runtime.
+    pub async fn build(config: &Config) -> Result<DemoLab> {
+        let addrs = DemoAddresses::from_config(config)?;
+        netns::sweep_stale();
+        let tag = netns::lab_tag();
+        let lab = DemoLab {
+            legacy: Netns::create(&format!("{tag}-legacy"))?,
+            gateway: Netns::create(&format!("{tag}-gw"))?,
+            extranet: Netns::create(&format!("{tag}-ext"))?,
+            addrs,
+        };
+        // From here on an error drops `lab`, which removes whatever was built.
+        lab.wire().await?;
+        Ok(lab)
+    }
+
+    async fn wire(&self) -> Result<()> {
+        let a = &self.addrs;
+        let (lh, gh, eh) = (self.legacy.netlink()?, self.gateway.netlink()?, self.extranet.netlink()?);
+        for h in [&lh, &gh, &eh] {
+            up(h, "lo").await?;
+        }
+        veth(&gh, &a.legacy_port, &self.legacy, &lh, "eth0").await?;
+        veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0").await?;
+
+        host_port(&self.legacy, &lh, &[a.legacy_host, Ipv4Net::new(a.unmapped, 32)?]).await?;
+        route(&lh, "0.0.0.0/0".parse()?, a.legacy_gateway).await?;
+
+        host_port(&self.extranet, &eh, &[a.server]).await?;
+        for p in &a.outside_prefixes {
+            route(&eh, *p, a.uplink_gateway).await?;
+        }
+        Ok(())
+    }
+}
