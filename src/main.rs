@@ -84,7 +84,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(PlanCommand::Check { path }) => Ok(match control::check_file(&path) {
             Ok(lp) => {
                 let gateways: usize = lp.plan.nodes().iter().map(|(_, n)| n.gateways.len()).sum();
-                println!("{}: ok ({} node(s), {} gateway(s))", path.display(), lp.plan.nodes().len(), gateways);
+                println!(
+                    "{}: ok ({} node(s), {} gateway(s))",
+                    path.display(),
+                    lp.plan.nodes().len(),
+                    gateways
+                );
                 ExitCode::SUCCESS
             }
             Err(d) => {
@@ -92,8 +97,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
-        Command::Plan(PlanCommand::Compile { path, gateway, output }) => {
-            let compiled = control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
+        Command::Plan(PlanCommand::Compile {
+            path,
+            gateway,
+            output,
+        }) => {
+            let compiled =
+                control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
             match compiled {
                 Ok(config) => {
                     let json = config.to_json() + "\n";

@@ -26,23 +26,39 @@ pub fn validate(lp: &LoadedPlan) -> Result<(), Diagnostics> {
             ));
         }
         if let Some(first) = codes.insert(node.code.clone(), path.clone()) {
-            out.push(lp.error(&format!("{path}.code"), format!("node code {} is used twice", node.code), Some(format!("first used at {first}"))));
+            out.push(lp.error(
+                &format!("{path}.code"),
+                format!("node code {} is used twice", node.code),
+                Some(format!("first used at {first}")),
+            ));
         }
         for (i, n) in node.legacy_networks.iter().enumerate() {
             if network_ids.insert(n.id.clone(), ()).is_some() {
-                out.push(lp.error(&format!("{path}.legacy_networks[{i}].id"), format!("legacy network id {:?} is used twice", n.id), None));
+                out.push(lp.error(
+                    &format!("{path}.legacy_networks[{i}].id"),
+                    format!("legacy network id {:?} is used twice", n.id),
+                    None,
+                ));
             }
         }
         for (i, g) in node.gateways.iter().enumerate() {
             if gateway_ids.insert(g.id.clone(), ()).is_some() {
-                out.push(lp.error(&format!("{path}.gateways[{i}].id"), format!("gateway id {:?} is used twice", g.id), None));
+                out.push(lp.error(
+                    &format!("{path}.gateways[{i}].id"),
+                    format!("gateway id {:?} is used twice", g.id),
+                    None,
+                ));
             }
         }
         check_allocations(lp, path, node, &mut out);
         check_legacy_networks(lp, path, node, &mut out);
         check_gateways(lp, path, node, &mut out);
     }
-    if out.is_empty() { Ok(()) } else { Err(Diagnostics(out)) }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(out))
+    }
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -56,7 +72,10 @@ fn check_allocations(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Dia
             if !mine.is_empty() && !mine.iter().any(|p| p.contains(block)) {
                 out.push(lp.error(
                     &format!("{path}.children[{i}].allocations.public[{j}]"),
-                    format!("{block} of node {} is outside its parent {}'s public allocation", c.code, node.code),
+                    format!(
+                        "{block} of node {} is outside its parent {}'s public allocation",
+                        c.code, node.code
+                    ),
                     Some(format!("allocate from {}", fmt_list(mine))),
                 ));
             }
@@ -78,7 +97,11 @@ fn check_allocations(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Dia
     }
     for (j, block) in mine.iter().enumerate() {
         if *block != block.trunc() {
-            out.push(lp.error(&format!("{path}.allocations.public[{j}]"), format!("{block} has host bits set"), Some(format!("did you mean {}?", block.trunc()))));
+            out.push(lp.error(
+                &format!("{path}.allocations.public[{j}]"),
+                format!("{block} has host bits set"),
+                Some(format!("did you mean {}?", block.trunc())),
+            ));
         }
     }
 }
@@ -90,7 +113,16 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
         for (a, pa) in n.prefixes.iter().enumerate() {
             for pb in &n.prefixes[a + 1..] {
                 if overlaps(pa, pb) {
-                    out.push(lp.error(&format!("{np}.prefixes[{a}]"), format!("{pa} overlaps {pb} in the same legacy network"), Some("overlap is only allowed between different legacy networks (VRFs)".into())));
+                    out.push(
+                        lp.error(
+                            &format!("{np}.prefixes[{a}]"),
+                            format!("{pa} overlaps {pb} in the same legacy network"),
+                            Some(
+                                "overlap is only allowed between different legacy networks (VRFs)"
+                                    .into(),
+                            ),
+                        ),
+                    );
                 }
             }
         }
@@ -99,22 +131,40 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
             if rule.from.prefix_len() != rule.to.prefix_len() {
                 out.push(lp.error(
                     &format!("{rp}.to"),
-                    format!("netmap maps /{} onto /{}: a 1:1 translation needs equal sizes", rule.from.prefix_len(), rule.to.prefix_len()),
+                    format!(
+                        "netmap maps /{} onto /{}: a 1:1 translation needs equal sizes",
+                        rule.from.prefix_len(),
+                        rule.to.prefix_len()
+                    ),
                     Some(format!("use a /{} target", rule.from.prefix_len())),
                 ));
             }
             for (field, net) in [("from", &rule.from), ("to", &rule.to)] {
                 if *net != net.trunc() {
-                    out.push(lp.error(&format!("{rp}.{field}"), format!("{net} has host bits set"), Some(format!("did you mean {}?", net.trunc()))));
+                    out.push(lp.error(
+                        &format!("{rp}.{field}"),
+                        format!("{net} has host bits set"),
+                        Some(format!("did you mean {}?", net.trunc())),
+                    ));
                 }
             }
             if !n.prefixes.iter().any(|p| p.contains(&rule.from)) {
-                out.push(lp.error(&format!("{rp}.from"), format!("{} is not inside legacy network {}'s prefixes", rule.from, n.id), Some(format!("its prefixes are {}", fmt_list(&n.prefixes)))));
+                out.push(lp.error(
+                    &format!("{rp}.from"),
+                    format!(
+                        "{} is not inside legacy network {}'s prefixes",
+                        rule.from, n.id
+                    ),
+                    Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
+                ));
             }
             if !node.allocations.public.iter().any(|p| p.contains(&rule.to)) {
                 out.push(lp.error(
                     &format!("{rp}.to"),
-                    format!("netmap target {} is outside node {}'s public allocation", rule.to, node.code),
+                    format!(
+                        "netmap target {} is outside node {}'s public allocation",
+                        rule.to, node.code
+                    ),
                     Some(if node.allocations.public.is_empty() {
                         "give the node an allocations.public block first".into()
                     } else {
@@ -123,7 +173,11 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
                 ));
             }
             if let Some((_, owner)) = targets.iter().find(|(t, _)| overlaps(t, &rule.to)) {
-                out.push(lp.error(&format!("{rp}.to"), format!("netmap target {} is already used by {owner}", rule.to), None));
+                out.push(lp.error(
+                    &format!("{rp}.to"),
+                    format!("netmap target {} is already used by {owner}", rule.to),
+                    None,
+                ));
             }
             targets.push((rule.to, n.id.clone()));
         }
@@ -138,27 +192,56 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
         for (k, itf) in g.interfaces.iter().enumerate() {
             let ip = format!("{gp}.interfaces[{k}]");
             if !names.insert(itf.name.as_str()) {
-                out.push(lp.error(&format!("{ip}.name"), format!("interface {:?} appears twice", itf.name), None));
+                out.push(lp.error(
+                    &format!("{ip}.name"),
+                    format!("interface {:?} appears twice", itf.name),
+                    None,
+                ));
             }
             if itf.name.is_empty() || itf.name.len() > 15 || itf.name.contains(['/', ' ']) {
-                out.push(lp.error(&format!("{ip}.name"), format!("{:?} is not a valid Linux interface name", itf.name), Some("1-15 bytes, no '/' or spaces".into())));
+                out.push(lp.error(
+                    &format!("{ip}.name"),
+                    format!("{:?} is not a valid Linux interface name", itf.name),
+                    Some("1-15 bytes, no '/' or spaces".into()),
+                ));
             }
             match (itf.role, &itf.network) {
-                (InterfaceRole::Legacy, None) => out.push(lp.error(&ip, "a legacy interface must name its legacy network", Some(format!("add network: one of {}", fmt_names(&networks))))),
-                (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => out.push(lp.error(
-                    &format!("{ip}.network"),
-                    format!("legacy network {n:?} is not defined at node {}", node.code),
-                    Some(format!("defined here: {}", fmt_names(&networks))),
+                (InterfaceRole::Legacy, None) => out.push(lp.error(
+                    &ip,
+                    "a legacy interface must name its legacy network",
+                    Some(format!("add network: one of {}", fmt_names(&networks))),
                 )),
-                (InterfaceRole::Extranet, Some(_)) => out.push(lp.error(&format!("{ip}.network"), "an extranet interface belongs to no legacy network", Some("remove network:".into()))),
+                (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => {
+                    out.push(lp.error(
+                        &format!("{ip}.network"),
+                        format!("legacy network {n:?} is not defined at node {}", node.code),
+                        Some(format!("defined here: {}", fmt_names(&networks))),
+                    ))
+                }
+                (InterfaceRole::Extranet, Some(_)) => out.push(lp.error(
+                    &format!("{ip}.network"),
+                    "an extranet interface belongs to no legacy network",
+                    Some("remove network:".into()),
+                )),
                 _ => {}
             }
         }
-        if !g.interfaces.iter().any(|i| i.role == InterfaceRole::Extranet) {
-            out.push(lp.error(&format!("{gp}.interfaces"), format!("gateway {} has no extranet interface", g.id), None));
+        if !g
+            .interfaces
+            .iter()
+            .any(|i| i.role == InterfaceRole::Extranet)
+        {
+            out.push(lp.error(
+                &format!("{gp}.interfaces"),
+                format!("gateway {} has no extranet interface", g.id),
+                None,
+            ));
         }
         for (k, r) in g.routes.iter().enumerate() {
-            let on_link = g.interfaces.iter().any(|i| i.network == r.network && i.address.contains(&r.via));
+            let on_link = g
+                .interfaces
+                .iter()
+                .any(|i| i.network == r.network && i.address.contains(&r.via));
             if !on_link {
                 out.push(lp.error(
                     &format!("{gp}.routes[{k}].via"),
@@ -171,11 +254,18 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
 }
 
 fn fmt_list(nets: &[Ipv4Net]) -> String {
-    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fmt_names(names: &BTreeSet<&str>) -> String {
-    if names.is_empty() { "(none)".into() } else { names.iter().copied().collect::<Vec<_>>().join(", ") }
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -209,16 +299,27 @@ mod tests {
         let errs = errors(&bad);
         assert_eq!(errs.len(), 3, "{errs:#?}");
         let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
-        assert!(errs[0].starts_with(&format!("t.yaml:{}:", line_of("198.18.20.0/25"))), "{errs:#?}");
+        assert!(
+            errs[0].starts_with(&format!("t.yaml:{}:", line_of("198.18.20.0/25"))),
+            "{errs:#?}"
+        );
         assert!(errs.iter().any(|e| e.contains("equal sizes")));
-        assert!(errs.iter().any(|e| e.contains("\"city-hal\" is not defined") && e.starts_with(&format!("t.yaml:{}:", line_of("network: city-hal")))));
-        assert!(errs.iter().any(|e| e.contains("next hop 192.0.2.1") && e.starts_with(&format!("t.yaml:{}:", line_of("192.0.2.1")))));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("\"city-hal\" is not defined")
+                    && e.starts_with(&format!("t.yaml:{}:", line_of("network: city-hal"))))
+        );
+        assert!(errs.iter().any(|e| e.contains("next hop 192.0.2.1")
+            && e.starts_with(&format!("t.yaml:{}:", line_of("192.0.2.1")))));
     }
 
     #[test]
     fn netmap_target_outside_allocation_is_rejected() {
         let errs = errors(&GOOD.replace("to: 198.18.20.0/24", "to: 203.0.113.0/24"));
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert!(errs[0].contains("outside node 430100's public allocation"), "{errs:#?}");
+        assert!(
+            errs[0].contains("outside node 430100's public allocation"),
+            "{errs:#?}"
+        );
     }
 }

@@ -11,11 +11,17 @@ pub struct Counters {
 
 impl Counters {
     pub fn stat(&self, s: Stat) -> u64 {
-        self.stats.iter().find(|(n, _)| *n == s.name()).map_or(0, |(_, v)| *v)
+        self.stats
+            .iter()
+            .find(|(n, _)| *n == s.name())
+            .map_or(0, |(_, v)| *v)
     }
 
     pub fn drop(&self, d: Drop) -> u64 {
-        self.drops.iter().find(|(n, _)| *n == d.name()).map_or(0, |(_, v)| *v)
+        self.drops
+            .iter()
+            .find(|(n, _)| *n == d.name())
+            .map_or(0, |(_, v)| *v)
     }
 
     /// `name value` lines, the format `hutong gateway run` writes to its counters file.
@@ -34,9 +40,16 @@ impl Counters {
     pub fn from_text(text: &str) -> Counters {
         let mut c = Counters::default();
         for line in text.lines() {
-            let Some((name, value)) = line.split_once(' ') else { continue };
-            let Ok(value) = value.trim().parse() else { continue };
-            if let Some(d) = Drop::ALL.iter().find(|d| name.strip_prefix("drop_") == Some(d.name())) {
+            let Some((name, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse() else {
+                continue;
+            };
+            if let Some(d) = Drop::ALL
+                .iter()
+                .find(|d| name.strip_prefix("drop_") == Some(d.name()))
+            {
                 c.drops.push((d.name(), value));
             } else if let Some(s) = Stat::ALL.iter().find(|s| s.name() == name) {
                 c.stats.push((s.name(), value));

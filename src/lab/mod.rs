@@ -11,4 +11,4 @@ pub mod netns;
 pub mod topology;
 
 pub use netns::Netns;
-pub use topology::{DemoLab, DemoAddresses};
+pub use topology::{DemoAddresses, DemoLab};

@@ -23,7 +23,11 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// A unique tag for one lab in this process: `ht<pid>x<n>`.
 pub fn lab_tag() -> String {
-    format!("{PREFIX}{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{PREFIX}{}x{}",
+        std::process::id(),
+        NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub struct Netns {
@@ -43,16 +47,28 @@ impl Netns {
         // namespace by bind-mounting its nsfs file, as `ip netns add` does.
         let made = std::thread::spawn(move || -> nix::Result<()> {
             unshare(CloneFlags::CLONE_NEWNET)?;
-            mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
         })
         .join()
         .map_err(|_| io::Error::other("namespace thread panicked"))?;
         if let Err(e) = made {
             let _ = std::fs::remove_file(&path);
-            return Err(io::Error::other(format!("creating network namespace {name}: {e}")));
+            return Err(io::Error::other(format!(
+                "creating network namespace {name}: {e}"
+            )));
         }
         let file = File::open(&path)?;
-        Ok(Netns { name: name.to_string(), path, file })
+        Ok(Netns {
+            name: name.to_string(),
+            path,
+            file,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -112,11 +128,17 @@ impl Drop for Netns {
 
 /// Removes namespaces left by labs whose process died without cleaning up (SIGKILL, power loss).
 pub fn sweep_stale() -> usize {
-    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return 0;
+    };
     let mut removed = 0;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('x').next()).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if Path::new(&format!("/proc/{pid}")).exists() {

@@ -38,7 +38,11 @@ mod tests {
     fn full(data: &[u8]) -> u16 {
         let mut sum = 0u32;
         for chunk in data.chunks(2) {
-            let word = if chunk.len() == 2 { [chunk[0], chunk[1]] } else { [chunk[0], 0] };
+            let word = if chunk.len() == 2 {
+                [chunk[0], chunk[1]]
+            } else {
+                [chunk[0], 0]
+            };
             sum += u16::from_ne_bytes(word) as u32;
         }
         !fold(sum)
@@ -67,7 +71,10 @@ mod tests {
         let old = u32::from_ne_bytes(before[12..16].try_into().unwrap());
         let new = u32::from_ne_bytes(after[12..16].try_into().unwrap());
         let check = u16::from_ne_bytes([before[10], before[11]]);
-        assert_eq!(replace4(check, old, new).to_ne_bytes(), [expected[10], expected[11]]);
+        assert_eq!(
+            replace4(check, old, new).to_ne_bytes(),
+            [expected[10], expected[11]]
+        );
     }
 
     #[test]
@@ -79,7 +86,10 @@ mod tests {
         let old = u16::from_ne_bytes([before[8], before[9]]);
         let new = u16::from_ne_bytes([after[8], after[9]]);
         let check = u16::from_ne_bytes([before[10], before[11]]);
-        assert_eq!(replace2(check, old, new).to_ne_bytes(), [expected[10], expected[11]]);
+        assert_eq!(
+            replace2(check, old, new).to_ne_bytes(),
+            [expected[10], expected[11]]
+        );
     }
 
     #[test]

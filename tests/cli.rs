@@ -1,0 +1,125 @@
+//! The `hutong` command line as a user meets it.
+
+mod common;
+
+use std::process::Command;
+
+fn hutong(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hutong"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let (code, out, _) = hutong(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["plan check", "plan compile", "gateway run", "demo"] {
+        assert!(out.contains(cmd), "--help does not mention {cmd:?}:\n{out}");
+    }
+}
+
+#[test]
+fn plan_check_accepts_the_demo_plan() {
+    let (code, out, err) = hutong(&["plan", "check", "configs/demo/plan.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn plan_check_names_file_and_line_of_a_malformed_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string("configs/demo/plan.yaml")
+        .unwrap()
+        .replace("prefixes: [10.20.0.0/24]", "prefixes: [10.20.0.300/24]");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("10.20.0.300"))
+        .unwrap()
+        + 1;
+    let (code, _, err) = hutong(&["plan", "check", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("{}:{line}:", bad.display())),
+        "expected file:{line}: in\n{err}"
+    );
+    assert!(err.contains("invalid IP address syntax"), "{err}");
+}
+
+#[test]
+fn plan_check_reports_every_semantic_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string("configs/demo/plan.yaml")
+        .unwrap()
+        .replace("to: 198.18.20.0/24", "to: 198.18.20.0/23")
+        .replace("via: 198.19.0.2", "via: 198.20.0.2");
+    std::fs::write(&bad, &text).unwrap();
+    let (code, _, err) = hutong(&["plan", "check", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn plan_compile_prints_the_gateway_config() {
+    let (code, out, err) = hutong(&[
+        "plan",
+        "compile",
+        "configs/demo/plan.yaml",
+        "--gateway",
+        "gw-changsha",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config =
+        dataplane::Config::from_json(&out).expect("compile prints a valid dataplane::Config");
+    assert_eq!(config, common::demo_config());
+    let (code, _, err) = hutong(&[
+        "plan",
+        "compile",
+        "configs/demo/plan.yaml",
+        "--gateway",
+        "nope",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no gateway \"nope\"") && err.contains("gw-changsha"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gateway_run_refuses_a_config_naming_a_missing_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::demo_config();
+    config.ports[0].name = "htnosuch0".into();
+    let path = dir.path().join("gw.json");
+    std::fs::write(&path, config.to_json()).unwrap();
+    let (code, _, err) = hutong(&["gateway", "run", "--config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no interface named \"htnosuch0\""), "{err}");
+}
+
+#[test]
+fn gateway_run_reports_every_problem_of_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::demo_config();
+    config.routes[0].port = "nowhere".into();
+    config.netmaps[0].outside = "198.18.0.0/16".parse().unwrap();
+    let path = dir.path().join("gw.json");
+    std::fs::write(&path, config.to_json()).unwrap();
+    let (code, _, err) = hutong(&["gateway", "run", "--config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("routes[0]") && err.contains("netmaps[0]"),
+        "{err}"
+    );
+}
