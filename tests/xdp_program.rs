@@ -60,34 +60,18 @@ impl Rig {
         .unwrap();
         let mut engine = XdpEngine::load().expect("the verifier accepts the program");
         engine.install(&t).unwrap();
-        let mut neigh = engine.neighbor_table().unwrap();
-        neigh
-            .insert(
-                NeighKey {
-                    ifindex: uplink.ifindex,
-                    addr: SERVER,
-                },
-                Neigh {
-                    mac: SERVER_MAC,
-                    _pad: [0; 2],
-                },
-                0,
-            )
-            .unwrap();
-        neigh
-            .insert(
-                NeighKey {
-                    ifindex: legacy.ifindex,
-                    addr: HOST,
-                },
-                Neigh {
-                    mac: HOST_MAC,
-                    _pad: [0; 2],
-                },
-                0,
-            )
-            .unwrap();
-        drop(neigh);
+        {
+            let mut neigh = engine.neighbor_table().unwrap();
+            let known = [
+                (uplink.ifindex, SERVER, SERVER_MAC),
+                (legacy.ifindex, HOST, HOST_MAC),
+            ];
+            for (ifindex, addr, mac) in known {
+                neigh
+                    .insert(NeighKey { ifindex, addr }, Neigh { mac, _pad: [0; 2] }, 0)
+                    .unwrap();
+            }
+        }
         Rig {
             ns,
             engine,
