@@ -18,4 +18,5 @@ demo: build
 # network namespaces with real Linux hosts. Kernel-level tests fail (never skip) without root.
 test: setup
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --no-fail-fast
