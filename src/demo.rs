@@ -111,14 +111,8 @@ fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
         .lines()
         .find(|l| l.contains("packets transmitted"))
         .with_context(|| format!("unexpected ping output: {text}"))?;
-    let nums: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    Ok(Ping {
-        sent: nums.first().copied().unwrap_or(0),
-        received: nums.get(1).copied().unwrap_or(0),
-    })
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    Ok(Ping { sent: nums.first().copied().unwrap_or(0), received: nums.get(1).copied().unwrap_or(0) })
 }
 
 /// Runs `curl` in `ns`; the body on success.
@@ -128,15 +122,8 @@ fn curl(ns: &Netns, url: &str, source: Option<IpAddr>, timeout_s: u32) -> Result
     if let Some(s) = source {
         cmd.args(["--interface", &s.to_string()]);
     }
-    let out = cmd
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .context("running curl (install curl)")?;
-    Ok(out
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    let out = cmd.arg(url).stdin(Stdio::null()).output().context("running curl (install curl)")?;
+    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
 }
 
 fn read_counters(path: &Path) -> Counters {
@@ -149,20 +136,14 @@ fn wait_ready(gw: &mut GatewayProcess, stats: &Path) -> Result<()> {
     while Instant::now() < deadline {
         check_interrupted()?;
         if let Some(status) = gw.child.try_wait()? {
-            bail!(
-                "the gateway exited ({status}) before it was ready:\n{}",
-                gw.log_text()
-            );
+            bail!("the gateway exited ({status}) before it was ready:\n{}", gw.log_text());
         }
         if stats.exists() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "the gateway did not become ready in 20 s:\n{}",
-        gw.log_text()
-    )
+    bail!("the gateway did not become ready in 20 s:\n{}", gw.log_text())
 }
 
 /// Builds the lab for `config`, runs the gateway binary `hutong` in it, sends the traffic and
@@ -177,19 +158,10 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
     let stats = work.path().join("counters");
     let log = work.path().join("gateway.log");
 
-    let server = HttpServer::start(
-        &lab.extranet,
-        SocketAddr::new(IpAddr::V4(a.server.addr()), HTTP_PORT),
-    )?;
-    progress(&format!(
-        "extranet server listening on {}:{HTTP_PORT}",
-        a.server.addr()
-    ));
+    let server = HttpServer::start(&lab.extranet, SocketAddr::new(IpAddr::V4(a.server.addr()), HTTP_PORT))?;
+    progress(&format!("extranet server listening on {}:{HTTP_PORT}", a.server.addr()));
 
-    progress(&format!(
-        "starting `hutong gateway run` in {}",
-        lab.gateway.name()
-    ));
+    progress(&format!("starting `hutong gateway run` in {}", lab.gateway.name()));
     let child = lab
         .gateway
         .command(hutong)
@@ -207,10 +179,7 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
 
     let server_ip = IpAddr::V4(a.server.addr());
     let url = format!("http://{server_ip}:{HTTP_PORT}/");
-    progress(&format!(
-        "legacy host {} pings the extranet server {server_ip}",
-        a.legacy_host.addr()
-    ));
+    progress(&format!("legacy host {} pings the extranet server {server_ip}", a.legacy_host.addr()));
     let ping_ok = ping(&lab.legacy, server_ip, None)?;
     check_interrupted()?;
     progress(&format!("legacy host fetches {url}"));
@@ -220,10 +189,7 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
     std::thread::sleep(Duration::from_millis(400));
     let counters_allowed = read_counters(&stats);
 
-    progress(&format!(
-        "unmapped legacy address {} tries the same (must be refused)",
-        a.unmapped
-    ));
+    progress(&format!("unmapped legacy address {} tries the same (must be refused)", a.unmapped));
     let unmapped_ping = ping(&lab.legacy, server_ip, Some(IpAddr::V4(a.unmapped)))?;
     check_interrupted()?;
     let unmapped_http_ok = curl(&lab.legacy, &url, Some(IpAddr::V4(a.unmapped)), 2)?.is_some();
@@ -255,8 +221,8 @@ pub fn checks(e: &Evidence) -> Vec<(String, bool)> {
     let translated = IpAddr::V4(e.addrs.legacy_host_translated);
     let untranslated = IpAddr::V4(e.addrs.legacy_host.addr());
     let unmapped = IpAddr::V4(e.addrs.unmapped);
-    let refused = e.counters.drop(DropReason::NoTranslation)
-        - e.counters_allowed.drop(DropReason::NoTranslation);
+    let refused =
+        e.counters.drop(DropReason::NoTranslation) - e.counters_allowed.drop(DropReason::NoTranslation);
     vec![
         (
             format!("server saw the legacy host as its plan address {translated}"),
@@ -264,22 +230,15 @@ pub fn checks(e: &Evidence) -> Vec<(String, bool)> {
         ),
         (
             format!("server never saw the legacy address {untranslated} or {unmapped}"),
-            !e.server_saw
-                .iter()
-                .any(|s| *s == untranslated || *s == unmapped),
+            !e.server_saw.iter().any(|s| *s == untranslated || *s == unmapped),
         ),
         (
-            format!(
-                "ping replies reached the legacy host ({}/{})",
-                e.ping.received, e.ping.sent
-            ),
+            format!("ping replies reached the legacy host ({}/{})", e.ping.received, e.ping.sent),
             e.ping.sent > 0 && e.ping.received == e.ping.sent,
         ),
         (
             "HTTP reply reached the legacy host".into(),
-            e.http_body
-                .as_deref()
-                .is_some_and(|b| b.contains(&translated.to_string())),
+            e.http_body.as_deref().is_some_and(|b| b.contains(&translated.to_string())),
         ),
         (
             format!(
@@ -288,10 +247,7 @@ pub fn checks(e: &Evidence) -> Vec<(String, bool)> {
             ),
             e.unmapped_ping.sent > 0 && e.unmapped_ping.received == 0,
         ),
-        (
-            format!("unmapped {unmapped} got no HTTP reply"),
-            !e.unmapped_http_ok,
-        ),
+        (format!("unmapped {unmapped} got no HTTP reply"), !e.unmapped_http_ok),
         (
             format!("gateway counted the refusals as drop_no_translation (+{refused})"),
             refused >= e.unmapped_ping.sent as u64,
@@ -311,21 +267,12 @@ pub fn run(plan: Option<&Path>, gateway: &str) -> Result<ExitCode> {
     }
     .map_err(|d| anyhow::anyhow!("{d}"))?;
     let config = control::compile(&lp, gateway).map_err(|d| anyhow::anyhow!("{d}"))?;
-    println!(
-        "hutong demo: plan {:?}, gateway {}",
-        lp.plan.plan, config.gateway
-    );
+    println!("hutong demo: plan {:?}, gateway {}", lp.plan.plan, config.gateway);
     for n in &config.netmaps {
-        println!(
-            "  netmap {} (VRF {}) <-> {} (extranet)",
-            n.inside, n.inside_vrf, n.outside
-        );
+        println!("  netmap {} (VRF {}) <-> {} (extranet)", n.inside, n.inside_vrf, n.outside);
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let exe = std::env::current_exe()?;
     let evidence = rt.block_on(async {
         tokio::spawn(async {
@@ -354,12 +301,7 @@ pub fn run(plan: Option<&Path>, gateway: &str) -> Result<ExitCode> {
     }
     println!();
     println!("Gateway counters:");
-    for (name, v) in evidence
-        .counters
-        .stats
-        .iter()
-        .chain(evidence.counters.drops.iter())
-    {
+    for (name, v) in evidence.counters.stats.iter().chain(evidence.counters.drops.iter()) {
         if *v > 0 {
             println!("  {name:<22} {v}");
         }

@@ -21,22 +21,16 @@ pub struct RunOptions {
 const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
 pub fn load_config(path: &Path) -> Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Config::from_json(&text).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| format!("  {}: {e}", path.display()))
-            .collect();
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", path.display())).collect();
         anyhow::anyhow!("invalid gateway config:\n{}", lines.join("\n"))
     })
 }
 
 pub fn run(opts: RunOptions) -> Result<()> {
     let config = load_config(&opts.config)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(serve(config, opts.stats_file))
 }
 
@@ -59,16 +53,9 @@ async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
     // Tables first, then attach: the program never sees a port without its tables.
     engine.install(&t)?;
     let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
-    let sync = NeighborSync::new(
-        nl.clone(),
-        engine.take_neighbor_maps()?,
-        ports,
-        t.nexthops.clone(),
-    );
+    let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.nexthops.clone());
     for (name, h) in &handles {
-        engine
-            .attach(h.ifindex)
-            .with_context(|| format!("attaching to {name}"))?;
+        engine.attach(h.ifindex).with_context(|| format!("attaching to {name}"))?;
     }
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
@@ -101,11 +88,7 @@ async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
     if let Some(path) = &stats_file {
         write_atomically(path, &counters.to_text())?;
     }
-    eprintln!(
-        "hutong gateway {}: stopping; counters:\n{}",
-        config.gateway,
-        counters.to_text()
-    );
+    eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
     resolver.abort();
     // Dropping the engine detaches the program from every port.
     drop(engine);

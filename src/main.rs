@@ -97,13 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
-        Command::Plan(PlanCommand::Compile {
-            path,
-            gateway,
-            output,
-        }) => {
-            let compiled =
-                control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
+        Command::Plan(PlanCommand::Compile { path, gateway, output }) => {
+            let compiled = control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
             match compiled {
                 Ok(config) => {
                     let json = config.to_json() + "\n";

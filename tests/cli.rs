@@ -41,17 +41,10 @@ fn plan_check_names_file_and_line_of_a_malformed_prefix() {
         .unwrap()
         .replace("prefixes: [10.20.0.0/24]", "prefixes: [10.20.0.300/24]");
     std::fs::write(&bad, &text).unwrap();
-    let line = text
-        .lines()
-        .position(|l| l.contains("10.20.0.300"))
-        .unwrap()
-        + 1;
+    let line = text.lines().position(|l| l.contains("10.20.0.300")).unwrap() + 1;
     let (code, _, err) = hutong(&["plan", "check", bad.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains(&format!("{}:{line}:", bad.display())),
-        "expected file:{line}: in\n{err}"
-    );
+    assert!(err.contains(&format!("{}:{line}:", bad.display())), "expected file:{line}: in\n{err}");
     assert!(err.contains("invalid IP address syntax"), "{err}");
 }
 
@@ -71,29 +64,13 @@ fn plan_check_reports_every_semantic_error() {
 
 #[test]
 fn plan_compile_prints_the_gateway_config() {
-    let (code, out, err) = hutong(&[
-        "plan",
-        "compile",
-        "configs/demo/plan.yaml",
-        "--gateway",
-        "gw-changsha",
-    ]);
+    let (code, out, err) = hutong(&["plan", "compile", "configs/demo/plan.yaml", "--gateway", "gw-changsha"]);
     assert_eq!(code, 0, "{err}");
-    let config =
-        dataplane::Config::from_json(&out).expect("compile prints a valid dataplane::Config");
+    let config = dataplane::Config::from_json(&out).expect("compile prints a valid dataplane::Config");
     assert_eq!(config, common::demo_config());
-    let (code, _, err) = hutong(&[
-        "plan",
-        "compile",
-        "configs/demo/plan.yaml",
-        "--gateway",
-        "nope",
-    ]);
+    let (code, _, err) = hutong(&["plan", "compile", "configs/demo/plan.yaml", "--gateway", "nope"]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains("no gateway \"nope\"") && err.contains("gw-changsha"),
-        "{err}"
-    );
+    assert!(err.contains("no gateway \"nope\"") && err.contains("gw-changsha"), "{err}");
 }
 
 #[test]
@@ -118,8 +95,5 @@ fn gateway_run_reports_every_problem_of_a_bad_config() {
     std::fs::write(&path, config.to_json()).unwrap();
     let (code, _, err) = hutong(&["gateway", "run", "--config", path.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains("routes[0]") && err.contains("netmaps[0]"),
-        "{err}"
-    );
+    assert!(err.contains("routes[0]") && err.contains("netmaps[0]"), "{err}");
 }

@@ -33,23 +33,12 @@ impl Rig {
     /// legacy host and the server as known neighbors.
     fn new() -> Rig {
         common::require_root("xdp_program");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let ns = Netns::create(&format!("{}-xdp", lab_tag())).unwrap();
         let (legacy, uplink) = rt.block_on(async {
             let h = ns.netlink().unwrap();
-            h.link()
-                .add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build())
-                .execute()
-                .await
-                .unwrap();
-            (
-                netlink::link(&h, "legacy0").await.unwrap(),
-                netlink::link(&h, "uplink0").await.unwrap(),
-            )
+            h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
+            (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
         });
         let config = common::demo_config();
         let t = tables::build(&config, |n| match n {
@@ -62,31 +51,17 @@ impl Rig {
         engine.install(&t).unwrap();
         {
             let mut neigh = engine.neighbor_table().unwrap();
-            let known = [
-                (uplink.ifindex, SERVER, SERVER_MAC),
-                (legacy.ifindex, HOST, HOST_MAC),
-            ];
+            let known = [(uplink.ifindex, SERVER, SERVER_MAC), (legacy.ifindex, HOST, HOST_MAC)];
             for (ifindex, addr, mac) in known {
-                neigh
-                    .insert(NeighKey { ifindex, addr }, Neigh { mac, _pad: [0; 2] }, 0)
-                    .unwrap();
+                neigh.insert(NeighKey { ifindex, addr }, Neigh { mac, _pad: [0; 2] }, 0).unwrap();
             }
         }
-        Rig {
-            ns,
-            engine,
-            legacy,
-            uplink,
-            _rt: rt,
-        }
+        Rig { ns, engine, legacy, uplink, _rt: rt }
     }
 
     fn run(&mut self, frame: &[u8], ingress: u32) -> TestOutcome {
         let engine = &mut self.engine;
-        self.ns
-            .run(|| engine.test_run(frame, ingress))
-            .unwrap()
-            .unwrap()
+        self.ns.run(|| engine.test_run(frame, ingress)).unwrap().unwrap()
     }
 
     fn counters(&self) -> Counters {
@@ -97,18 +72,8 @@ impl Rig {
     fn expect_drop(&mut self, frame: &[u8], ingress: u32, reason: Drop) {
         let before = self.counters().drop(reason);
         let out = self.run(frame, ingress);
-        assert_eq!(
-            out.action,
-            action::DROP,
-            "expected a drop for {}",
-            reason.name()
-        );
-        assert_eq!(
-            self.counters().drop(reason),
-            before + 1,
-            "drop_{} did not move",
-            reason.name()
-        );
+        assert_eq!(out.action, action::DROP, "expected a drop for {}", reason.name());
+        assert_eq!(self.counters().drop(reason), before + 1, "drop_{} did not move", reason.name());
         assert_eq!(out.frame, frame, "a dropped frame must be left unmodified");
     }
 }
@@ -116,11 +81,7 @@ impl Rig {
 /// Asserts byte equality, naming the first differing offset.
 fn assert_frame_eq(got: &[u8], want: &[u8]) {
     if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
+        let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
         panic!(
             "frames differ at byte {at} (got {} bytes, want {}):\n got  {:02x?}\n want {:02x?}",
             got.len(),
@@ -132,9 +93,7 @@ fn assert_frame_eq(got: &[u8], want: &[u8]) {
 }
 
 fn udp(eth: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(eth.0, eth.1)
-        .ipv4(src, dst, ttl)
-        .udp(40000, 53);
+    let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, ttl).udp(40000, 53);
     let mut v = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut v, payload).unwrap();
     v
@@ -176,19 +135,14 @@ fn tcp_from_extranet_is_translated_back_to_the_legacy_host() {
 fn icmp_echo_gets_only_the_ip_header_rewritten() {
     let mut r = Rig::new();
     let build = |eth: ([u8; 6], [u8; 6]), src: [u8; 4], ttl: u8| {
-        let b = PacketBuilder::ethernet2(eth.0, eth.1)
-            .ipv4(src, SERVER, ttl)
-            .icmpv4_echo_request(0x1234, 1);
+        let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, SERVER, ttl).icmpv4_echo_request(0x1234, 1);
         let mut v = Vec::new();
         b.write(&mut v, &[0xab; 56]).unwrap();
         v
     };
     let out = r.run(&build((HOST_MAC, r.legacy.mac), HOST, 64), r.legacy.ifindex);
     assert_eq!(out.action, action::REDIRECT);
-    assert_frame_eq(
-        &out.frame,
-        &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63),
-    );
+    assert_frame_eq(&out.frame, &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63));
 }
 
 #[test]
@@ -207,13 +161,7 @@ fn udp_without_checksum_keeps_it_zero() {
 /// A frame from a raw IPv4 header (checksum computed by etherparse) and raw payload.
 fn raw_ipv4(eth: ([u8; 6], [u8; 6]), ip: &Ipv4Header, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    Ethernet2Header {
-        source: eth.0,
-        destination: eth.1,
-        ether_type: EtherType::IPV4,
-    }
-    .write(&mut v)
-    .unwrap();
+    Ethernet2Header { source: eth.0, destination: eth.1, ether_type: EtherType::IPV4 }.write(&mut v).unwrap();
     ip.write(&mut v).unwrap();
     v.extend_from_slice(payload);
     v
@@ -253,10 +201,7 @@ fn ipv4_options_move_the_l4_checksum_and_it_is_still_updated() {
     };
     let out = r.run(&build((HOST_MAC, r.legacy.mac), HOST, 64), r.legacy.ifindex);
     assert_eq!(out.action, action::REDIRECT);
-    assert_frame_eq(
-        &out.frame,
-        &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63),
-    );
+    assert_frame_eq(&out.frame, &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63));
 }
 
 #[test]
@@ -265,13 +210,7 @@ fn unmapped_source_is_dropped_and_counted() {
     let f = udp((HOST_MAC, r.legacy.mac), [10, 20, 1, 10], SERVER, 64, b"no");
     r.expect_drop(&f, r.legacy.ifindex, Drop::NoTranslation);
     // From the extranet, an address outside the published block is refused too.
-    let f = udp(
-        (SERVER_MAC, r.uplink.mac),
-        SERVER,
-        [198, 18, 21, 10],
-        64,
-        b"no",
-    );
+    let f = udp((SERVER_MAC, r.uplink.mac), SERVER, [198, 18, 21, 10], 64, b"no");
     r.expect_drop(&f, r.uplink.ifindex, Drop::NoTranslation);
 }
 
@@ -316,13 +255,7 @@ fn a_port_outside_the_config_drops_everything() {
 fn unresolved_next_hop_is_dropped_and_counted() {
     let mut r = Rig::new();
     // 198.18.20.99 maps to 10.20.0.99, which nobody has resolved.
-    let f = udp(
-        (SERVER_MAC, r.uplink.mac),
-        SERVER,
-        [198, 18, 20, 99],
-        64,
-        b"who",
-    );
+    let f = udp((SERVER_MAC, r.uplink.mac), SERVER, [198, 18, 20, 99], 64, b"who");
     r.expect_drop(&f, r.uplink.ifindex, Drop::NoNeighbor);
 }
 
@@ -343,32 +276,18 @@ fn arp_for_the_gateway_teaches_the_program_the_senders_mac() {
     let new_host = [10, 20, 0, 77];
     let new_mac = [0x02, 0, 0, 0, 0x20, 0x4d];
     let mut arp = Vec::new();
-    Ethernet2Header {
-        source: new_mac,
-        destination: [0xff; 6],
-        ether_type: EtherType::ARP,
-    }
-    .write(&mut arp)
-    .unwrap();
+    Ethernet2Header { source: new_mac, destination: [0xff; 6], ether_type: EtherType::ARP }
+        .write(&mut arp)
+        .unwrap();
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
     arp.extend_from_slice(&new_mac);
     arp.extend_from_slice(&new_host);
     arp.extend_from_slice(&[0; 6]);
     arp.extend_from_slice(&[10, 20, 0, 1]);
     let out = r.run(&arp, r.legacy.ifindex);
-    assert_eq!(
-        out.action,
-        action::PASS,
-        "ARP goes to the host stack, which answers it"
-    );
+    assert_eq!(out.action, action::PASS, "ARP goes to the host stack, which answers it");
     // The reply towards the new host now finds its MAC.
-    let reply = udp(
-        (SERVER_MAC, r.uplink.mac),
-        SERVER,
-        [198, 18, 20, 77],
-        64,
-        b"hi",
-    );
+    let reply = udp((SERVER_MAC, r.uplink.mac), SERVER, [198, 18, 20, 77], 64, b"hi");
     let want = udp((r.legacy.mac, new_mac), SERVER, new_host, 63, b"hi");
     let out = r.run(&reply, r.uplink.ifindex);
     assert_eq!(out.action, action::REDIRECT);

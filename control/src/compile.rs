@@ -14,14 +14,11 @@ use crate::{
 /// Compiles the gateway `id`. The plan must have passed [`crate::validate`].
 pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
     let nodes = lp.plan.nodes();
-    let Some((node, gw)) = nodes
-        .iter()
-        .find_map(|(_, n)| n.gateways.iter().find(|g| g.id == id).map(|g| (*n, g)))
+    let Some((node, gw)) =
+        nodes.iter().find_map(|(_, n)| n.gateways.iter().find(|g| g.id == id).map(|g| (*n, g)))
     else {
-        let known: Vec<&str> = nodes
-            .iter()
-            .flat_map(|(_, n)| n.gateways.iter().map(|g| g.id.as_str()))
-            .collect();
+        let known: Vec<&str> =
+            nodes.iter().flat_map(|(_, n)| n.gateways.iter().map(|g| g.id.as_str())).collect();
         return Err(Diagnostics(vec![lp.error(
             "",
             format!("no gateway {id:?} in the plan"),
@@ -29,19 +26,13 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         )]));
     };
 
-    let mut vrfs = vec![Vrf {
-        id: EXTRANET_VRF,
-        name: "extranet".into(),
-    }];
+    let mut vrfs = vec![Vrf { id: EXTRANET_VRF, name: "extranet".into() }];
     let vrf_of = |vrfs: &mut Vec<Vrf>, network: &str| -> u32 {
         if let Some(v) = vrfs.iter().find(|v| v.name == network) {
             return v.id;
         }
         let id = vrfs.len() as u32;
-        vrfs.push(Vrf {
-            id,
-            name: network.to_string(),
-        });
+        vrfs.push(Vrf { id, name: network.to_string() });
         id
     };
 
@@ -51,12 +42,7 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             (InterfaceRole::Legacy, Some(n)) => (Role::Legacy, vrf_of(&mut vrfs, n)),
             _ => (Role::Extranet, EXTRANET_VRF),
         };
-        ports.push(PortConfig {
-            name: itf.name.clone(),
-            role,
-            vrf,
-            addresses: vec![itf.address],
-        });
+        ports.push(PortConfig { name: itf.name.clone(), role, vrf, addresses: vec![itf.address] });
     }
 
     let mut netmaps = Vec::new();
@@ -84,44 +70,24 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             .find(|i| i.network == r.network && i.address.contains(&r.via))
             .map(|i| i.name.clone())
             .unwrap_or_default();
-        routes.push(RouteConfig {
-            vrf,
-            prefix: r.prefix,
-            port,
-            via: Some(r.via),
-        });
+        routes.push(RouteConfig { vrf, prefix: r.prefix, port, via: Some(r.via) });
     }
 
-    let config = Config {
-        gateway: gw.id.clone(),
-        vrfs,
-        ports,
-        netmaps,
-        routes,
-    };
+    let config = Config { gateway: gw.id.clone(), vrfs, ports, netmaps, routes };
     // The compiler's output must satisfy the data plane's own checks; anything else is a bug here.
     if let Err(errors) = config.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(Diagnostics(vec![lp.error(
             "",
-            format!(
-                "internal: compiled config is inconsistent: {}",
-                text.join("; ")
-            ),
+            format!("internal: compiled config is inconsistent: {}", text.join("; ")),
             None,
         )]));
     }
     Ok(config)
 }
 
-fn legacy_rules<'a>(
-    node: &'a Node,
-    network: &str,
-) -> impl Iterator<Item = &'a crate::model::NetmapRule> {
-    node.legacy_networks
-        .iter()
-        .filter(move |n| n.id == network)
-        .flat_map(|n| n.netmap.iter())
+fn legacy_rules<'a>(node: &'a Node, network: &str) -> impl Iterator<Item = &'a crate::model::NetmapRule> {
+    node.legacy_networks.iter().filter(move |n| n.id == network).flat_map(|n| n.netmap.iter())
 }
 
 #[cfg(test)]
@@ -144,16 +110,7 @@ mod tests {
         let c = compile(&demo(), "gw-changsha").unwrap();
         assert_eq!(
             c.vrfs,
-            vec![
-                Vrf {
-                    id: 0,
-                    name: "extranet".into()
-                },
-                Vrf {
-                    id: 1,
-                    name: "city-hall".into()
-                }
-            ]
+            vec![Vrf { id: 0, name: "extranet".into() }, Vrf { id: 1, name: "city-hall".into() }]
         );
         assert_eq!(c.ports[0].name, "legacy0");
         assert_eq!((c.ports[0].role, c.ports[0].vrf), (Role::Legacy, 1));
@@ -175,9 +132,6 @@ mod tests {
     #[test]
     fn unknown_gateway_lists_the_known_ones() {
         let err = compile(&demo(), "gw-nowhere").unwrap_err();
-        assert!(
-            err.0[0].hint.as_deref().unwrap().contains("gw-changsha"),
-            "{err}"
-        );
+        assert!(err.0[0].hint.as_deref().unwrap().contains("gw-changsha"), "{err}");
     }
 }

@@ -16,14 +16,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )?;
+        write!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.column, self.message)?;
         if !self.path.is_empty() {
             write!(f, " (at {})", self.path)?;
         }

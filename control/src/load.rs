@@ -18,12 +18,7 @@ pub struct LoadedPlan {
 
 impl LoadedPlan {
     /// A diagnostic placed at `path` in this plan's file.
-    pub fn error(
-        &self,
-        path: &str,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> Diagnostic {
+    pub fn error(&self, path: &str, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
         let pos = self.spans.find(path);
         Diagnostic {
             file: self.file.clone(),
@@ -53,11 +48,7 @@ pub fn load_file(path: &Path) -> Result<LoadedPlan, Diagnostics> {
 /// Parses plan text; `file` is only used to label diagnostics.
 pub fn load_str(text: &str, file: &Path) -> Result<LoadedPlan, Diagnostics> {
     match serde_yaml_ng::from_str::<Plan>(text) {
-        Ok(plan) => Ok(LoadedPlan {
-            plan,
-            file: file.to_path_buf(),
-            spans: Spans::index(text),
-        }),
+        Ok(plan) => Ok(LoadedPlan { plan, file: file.to_path_buf(), spans: Spans::index(text) }),
         Err(e) => {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             let message = e.to_string();
@@ -107,11 +98,7 @@ mod tests {
     fn unknown_field_is_an_error() {
         let text = "plan: t\nnodes: []\nnoeds: []\n";
         let errs = load_str(text, Path::new("p.yaml")).unwrap_err();
-        assert!(
-            errs.0[0].message.contains("unknown field `noeds`"),
-            "{}",
-            errs
-        );
+        assert!(errs.0[0].message.contains("unknown field `noeds`"), "{}", errs);
         assert_eq!(errs.0[0].line, 3);
     }
 }

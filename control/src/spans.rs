@@ -41,11 +41,7 @@ struct Builder {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 impl Builder {
@@ -66,10 +62,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos {
-            line: mark.line(),
-            column: mark.col() + 1,
-        };
+        let pos = Pos { line: mark.line(), column: mark.col() + 1 };
         match ev {
             Event::Scalar(value, ..) => match self.next_path() {
                 Some(p) => {
@@ -137,27 +130,13 @@ mod tests {
         assert_eq!(s.find("plan"), Some(Pos { line: 1, column: 7 }));
         assert_eq!(s.find("nodes[0].code").unwrap().line, 3);
         assert_eq!(s.find("nodes[0].gateways[0].id").unwrap().line, 5);
-        assert_eq!(
-            s.find("nodes[0].gateways[0].interfaces[0].address"),
-            Some(Pos {
-                line: 7,
-                column: 33
-            })
-        );
-        assert_eq!(
-            s.find("nodes[0].gateways[0].interfaces[1].address")
-                .unwrap()
-                .line,
-            9
-        );
+        assert_eq!(s.find("nodes[0].gateways[0].interfaces[0].address"), Some(Pos { line: 7, column: 33 }));
+        assert_eq!(s.find("nodes[0].gateways[0].interfaces[1].address").unwrap().line, 9);
     }
 
     #[test]
     fn unknown_paths_fall_back_to_the_nearest_ancestor() {
         let s = Spans::index(DOC);
-        assert_eq!(
-            s.find("nodes[0].gateways[0].routes[3].via").unwrap().line,
-            5
-        );
+        assert_eq!(s.find("nodes[0].gateways[0].routes[3].via").unwrap().line, 5);
     }
 }

@@ -54,11 +54,7 @@ pub fn validate(lp: &LoadedPlan) -> Result<(), Diagnostics> {
         check_legacy_networks(lp, path, node, &mut out);
         check_gateways(lp, path, node, &mut out);
     }
-    if out.is_empty() {
-        Ok(())
-    } else {
-        Err(Diagnostics(out))
-    }
+    if out.is_empty() { Ok(()) } else { Err(Diagnostics(out)) }
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -113,16 +109,11 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
         for (a, pa) in n.prefixes.iter().enumerate() {
             for pb in &n.prefixes[a + 1..] {
                 if overlaps(pa, pb) {
-                    out.push(
-                        lp.error(
-                            &format!("{np}.prefixes[{a}]"),
-                            format!("{pa} overlaps {pb} in the same legacy network"),
-                            Some(
-                                "overlap is only allowed between different legacy networks (VRFs)"
-                                    .into(),
-                            ),
-                        ),
-                    );
+                    out.push(lp.error(
+                        &format!("{np}.prefixes[{a}]"),
+                        format!("{pa} overlaps {pb} in the same legacy network"),
+                        Some("overlap is only allowed between different legacy networks (VRFs)".into()),
+                    ));
                 }
             }
         }
@@ -151,20 +142,14 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
             if !n.prefixes.iter().any(|p| p.contains(&rule.from)) {
                 out.push(lp.error(
                     &format!("{rp}.from"),
-                    format!(
-                        "{} is not inside legacy network {}'s prefixes",
-                        rule.from, n.id
-                    ),
+                    format!("{} is not inside legacy network {}'s prefixes", rule.from, n.id),
                     Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
                 ));
             }
             if !node.allocations.public.iter().any(|p| p.contains(&rule.to)) {
                 out.push(lp.error(
                     &format!("{rp}.to"),
-                    format!(
-                        "netmap target {} is outside node {}'s public allocation",
-                        rule.to, node.code
-                    ),
+                    format!("netmap target {} is outside node {}'s public allocation", rule.to, node.code),
                     Some(if node.allocations.public.is_empty() {
                         "give the node an allocations.public block first".into()
                     } else {
@@ -211,13 +196,11 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
                     "a legacy interface must name its legacy network",
                     Some(format!("add network: one of {}", fmt_names(&networks))),
                 )),
-                (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => {
-                    out.push(lp.error(
-                        &format!("{ip}.network"),
-                        format!("legacy network {n:?} is not defined at node {}", node.code),
-                        Some(format!("defined here: {}", fmt_names(&networks))),
-                    ))
-                }
+                (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => out.push(lp.error(
+                    &format!("{ip}.network"),
+                    format!("legacy network {n:?} is not defined at node {}", node.code),
+                    Some(format!("defined here: {}", fmt_names(&networks))),
+                )),
                 (InterfaceRole::Extranet, Some(_)) => out.push(lp.error(
                     &format!("{ip}.network"),
                     "an extranet interface belongs to no legacy network",
@@ -226,11 +209,7 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
                 _ => {}
             }
         }
-        if !g
-            .interfaces
-            .iter()
-            .any(|i| i.role == InterfaceRole::Extranet)
-        {
+        if !g.interfaces.iter().any(|i| i.role == InterfaceRole::Extranet) {
             out.push(lp.error(
                 &format!("{gp}.interfaces"),
                 format!("gateway {} has no extranet interface", g.id),
@@ -238,14 +217,15 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
             ));
         }
         for (k, r) in g.routes.iter().enumerate() {
-            let on_link = g
-                .interfaces
-                .iter()
-                .any(|i| i.network == r.network && i.address.contains(&r.via));
+            let on_link = g.interfaces.iter().any(|i| i.network == r.network && i.address.contains(&r.via));
             if !on_link {
                 out.push(lp.error(
                     &format!("{gp}.routes[{k}].via"),
-                    format!("next hop {} is not on the subnet of any {} interface", r.via, r.network.as_deref().unwrap_or("extranet")),
+                    format!(
+                        "next hop {} is not on the subnet of any {} interface",
+                        r.via,
+                        r.network.as_deref().unwrap_or("extranet")
+                    ),
                     Some("a next hop must be directly reachable from one of the gateway's interfaces".into()),
                 ));
             }
@@ -254,18 +234,11 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
 }
 
 fn fmt_list(nets: &[Ipv4Net]) -> String {
-    nets.iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn fmt_names(names: &BTreeSet<&str>) -> String {
-    if names.is_empty() {
-        "(none)".into()
-    } else {
-        names.iter().copied().collect::<Vec<_>>().join(", ")
-    }
+    if names.is_empty() { "(none)".into() } else { names.iter().copied().collect::<Vec<_>>().join(", ") }
 }
 
 #[cfg(test)]
@@ -299,16 +272,10 @@ mod tests {
         let errs = errors(&bad);
         assert_eq!(errs.len(), 3, "{errs:#?}");
         let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
-        assert!(
-            errs[0].starts_with(&format!("t.yaml:{}:", line_of("198.18.20.0/25"))),
-            "{errs:#?}"
-        );
+        assert!(errs[0].starts_with(&format!("t.yaml:{}:", line_of("198.18.20.0/25"))), "{errs:#?}");
         assert!(errs.iter().any(|e| e.contains("equal sizes")));
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("\"city-hal\" is not defined")
-                    && e.starts_with(&format!("t.yaml:{}:", line_of("network: city-hal"))))
-        );
+        assert!(errs.iter().any(|e| e.contains("\"city-hal\" is not defined")
+            && e.starts_with(&format!("t.yaml:{}:", line_of("network: city-hal")))));
         assert!(errs.iter().any(|e| e.contains("next hop 192.0.2.1")
             && e.starts_with(&format!("t.yaml:{}:", line_of("192.0.2.1")))));
     }
@@ -317,9 +284,6 @@ mod tests {
     fn netmap_target_outside_allocation_is_rejected() {
         let errs = errors(&GOOD.replace("to: 198.18.20.0/24", "to: 203.0.113.0/24"));
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert!(
-            errs[0].contains("outside node 430100's public allocation"),
-            "{errs:#?}"
-        );
+        assert!(errs[0].contains("outside node 430100's public allocation"), "{errs:#?}");
     }
 }

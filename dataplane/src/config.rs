@@ -129,28 +129,16 @@ impl Config {
                 err(path.clone(), format!("port {:?} appears twice", p.name));
             }
             if p.name.is_empty() || p.name.len() > 15 {
-                err(
-                    path.clone(),
-                    format!("interface name {:?} must be 1-15 bytes", p.name),
-                );
+                err(path.clone(), format!("interface name {:?} must be 1-15 bytes", p.name));
             }
             if !vrf_ids.contains(&p.vrf) {
-                err(
-                    path.clone(),
-                    format!("VRF {} is not declared in vrfs", p.vrf),
-                );
+                err(path.clone(), format!("VRF {} is not declared in vrfs", p.vrf));
             }
             if p.role == Role::Extranet && p.vrf != EXTRANET_VRF {
-                err(
-                    path.clone(),
-                    format!("an extranet port must be in VRF {EXTRANET_VRF}"),
-                );
+                err(path.clone(), format!("an extranet port must be in VRF {EXTRANET_VRF}"));
             }
             if p.role == Role::Legacy && p.vrf == EXTRANET_VRF {
-                err(
-                    path,
-                    "a legacy port needs its legacy network's VRF, not the extranet's".into(),
-                );
+                err(path, "a legacy port needs its legacy network's VRF, not the extranet's".into());
             }
         }
         for (i, n) in self.netmaps.iter().enumerate() {
@@ -158,17 +146,11 @@ impl Config {
             if n.inside.prefix_len() != n.outside.prefix_len() {
                 err(
                     path.clone(),
-                    format!(
-                        "netmap {} -> {} maps prefixes of different sizes",
-                        n.inside, n.outside
-                    ),
+                    format!("netmap {} -> {} maps prefixes of different sizes", n.inside, n.outside),
                 );
             }
             if n.inside != n.inside.trunc() || n.outside != n.outside.trunc() {
-                err(
-                    path.clone(),
-                    "netmap prefixes must have no host bits set".into(),
-                );
+                err(path.clone(), "netmap prefixes must have no host bits set".into());
             }
             for vrf in [n.inside_vrf, n.outside_vrf] {
                 if !vrf_ids.contains(&vrf) {
@@ -185,19 +167,12 @@ impl Config {
                 None => err(path, format!("port {:?} does not exist", r.port)),
                 Some(p) if p.vrf != r.vrf => err(
                     path,
-                    format!(
-                        "route in VRF {} leaves through port {:?} of VRF {}",
-                        r.vrf, p.name, p.vrf
-                    ),
+                    format!("route in VRF {} leaves through port {:?} of VRF {}", r.vrf, p.name, p.vrf),
                 ),
                 Some(_) => {}
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }
 
@@ -209,16 +184,7 @@ pub(crate) mod tests {
     pub(crate) fn demo() -> Config {
         Config {
             gateway: "gw".into(),
-            vrfs: vec![
-                Vrf {
-                    id: 0,
-                    name: "extranet".into(),
-                },
-                Vrf {
-                    id: 1,
-                    name: "lan".into(),
-                },
-            ],
+            vrfs: vec![Vrf { id: 0, name: "extranet".into() }, Vrf { id: 1, name: "lan".into() }],
             ports: vec![
                 PortConfig {
                     name: "legacy0".into(),
@@ -264,33 +230,16 @@ pub(crate) mod tests {
         let errors = c.validate().unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 4, "{text:#?}");
-        assert!(
-            text.iter()
-                .any(|e| e.starts_with("netmaps[0]") && e.contains("different sizes"))
-        );
-        assert!(
-            text.iter()
-                .any(|e| e.starts_with("routes[0]") && e.contains("\"nope\""))
-        );
-        assert!(
-            text.iter()
-                .any(|e| e.starts_with("ports[1]") && e.contains("VRF 7"))
-        );
-        assert!(
-            text.iter()
-                .any(|e| e.starts_with("ports[1]") && e.contains("extranet port"))
-        );
+        assert!(text.iter().any(|e| e.starts_with("netmaps[0]") && e.contains("different sizes")));
+        assert!(text.iter().any(|e| e.starts_with("routes[0]") && e.contains("\"nope\"")));
+        assert!(text.iter().any(|e| e.starts_with("ports[1]") && e.contains("VRF 7")));
+        assert!(text.iter().any(|e| e.starts_with("ports[1]") && e.contains("extranet port")));
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let text = demo()
-            .to_json()
-            .replacen("\"gateway\"", "\"gatewya\": 1, \"gateway\"", 1);
+        let text = demo().to_json().replacen("\"gateway\"", "\"gatewya\": 1, \"gateway\"", 1);
         let errors = Config::from_json(&text).unwrap_err();
-        assert!(
-            errors[0].message.contains("unknown field `gatewya`"),
-            "{errors:?}"
-        );
+        assert!(errors[0].message.contains("unknown field `gatewya`"), "{errors:?}");
     }
 }

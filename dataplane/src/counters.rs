@@ -11,17 +11,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn stat(&self, s: Stat) -> u64 {
-        self.stats
-            .iter()
-            .find(|(n, _)| *n == s.name())
-            .map_or(0, |(_, v)| *v)
+        self.stats.iter().find(|(n, _)| *n == s.name()).map_or(0, |(_, v)| *v)
     }
 
     pub fn drop(&self, d: Drop) -> u64 {
-        self.drops
-            .iter()
-            .find(|(n, _)| *n == d.name())
-            .map_or(0, |(_, v)| *v)
+        self.drops.iter().find(|(n, _)| *n == d.name()).map_or(0, |(_, v)| *v)
     }
 
     /// `name value` lines, the format `hutong gateway run` writes to its counters file.
@@ -46,10 +40,7 @@ impl Counters {
             let Ok(value) = value.trim().parse() else {
                 continue;
             };
-            if let Some(d) = Drop::ALL
-                .iter()
-                .find(|d| name.strip_prefix("drop_") == Some(d.name()))
-            {
+            if let Some(d) = Drop::ALL.iter().find(|d| name.strip_prefix("drop_") == Some(d.name())) {
                 c.drops.push((d.name(), value));
             } else if let Some(s) = Stat::ALL.iter().find(|s| s.name() == name) {
                 c.stats.push((s.name(), value));
@@ -65,10 +56,8 @@ mod tests {
 
     #[test]
     fn text_round_trip() {
-        let c = Counters {
-            stats: vec![("received", 5), ("forwarded", 3)],
-            drops: vec![("no_translation", 2)],
-        };
+        let c =
+            Counters { stats: vec![("received", 5), ("forwarded", 3)], drops: vec![("no_translation", 2)] };
         let back = Counters::from_text(&c.to_text());
         assert_eq!(back, c);
         assert_eq!(back.drop(Drop::NoTranslation), 2);

@@ -26,9 +26,7 @@ use futures::TryStreamExt;
 use hutong_common::{Neigh, NeighKey};
 use netlink_packet_route::{
     AddressFamily,
-    neighbour::{
-        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-    },
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
 use rtnetlink::Handle;
 use tokio::io::unix::AsyncFd;
@@ -37,8 +35,10 @@ use crate::xdp::NeighborMaps;
 
 /// How often the kernel table is copied into the program's map.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
-/// A next hop is asked for at most this often, however many packets miss it.
-const REQUEST_HOLDOFF: Duration = Duration::from_millis(500);
+/// A missing next hop is asked for at most this often, however many packets miss it.
+const MISS_HOLDOFF: Duration = Duration::from_millis(500);
+/// A STALE entry is re-confirmed at most this often (the kernel's own reachable time is ~30 s).
+const STALE_HOLDOFF: Duration = Duration::from_secs(30);
 
 pub struct NeighborSync {
     handle: Handle,
@@ -68,55 +68,25 @@ fn usable(msg: &NeighbourMessage) -> Option<(NeighKey, [u8; 6], bool)> {
             _ => {}
         }
     }
-    Some((
-        NeighKey {
-            ifindex: msg.header.ifindex,
-            addr: addr?,
-        },
-        mac?,
-        stale,
-    ))
+    Some((NeighKey { ifindex: msg.header.ifindex, addr: addr? }, mac?, stale))
 }
 
 impl NeighborSync {
-    pub fn new(
-        handle: Handle,
-        maps: NeighborMaps,
-        ports: BTreeSet<u32>,
-        nexthops: Vec<NeighKey>,
-    ) -> Self {
-        Self {
-            handle,
-            maps,
-            ports,
-            nexthops,
-            installed: StdHashMap::new(),
-            requested: StdHashMap::new(),
-        }
+    pub fn new(handle: Handle, maps: NeighborMaps, ports: BTreeSet<u32>, nexthops: Vec<NeighKey>) -> Self {
+        Self { handle, maps, ports, nexthops, installed: StdHashMap::new(), requested: StdHashMap::new() }
     }
 
-    /// Asks the kernel to resolve (or re-confirm) `key`, at most once per holdoff.
-    async fn request(&mut self, key: NeighKey) {
+    /// Asks the kernel to resolve (or re-confirm) `key`, at most once per `holdoff`.
+    async fn request(&mut self, key: NeighKey, holdoff: Duration) {
         let now = Instant::now();
-        if self
-            .requested
-            .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < REQUEST_HOLDOFF)
-        {
+        if self.requested.get(&key).is_some_and(|t| now.duration_since(*t) < holdoff) {
             return;
         }
         self.requested.insert(key, now);
         let ip = IpAddr::V4(Ipv4Addr::from(key.addr));
-        let req = self
-            .handle
-            .neighbours()
-            .add(key.ifindex, ip)
-            .state(NeighbourState::None);
+        let req = self.handle.neighbours().add(key.ifindex, ip).state(NeighbourState::None);
         if let Err(e) = req.flags(NeighbourFlags::Use).replace().execute().await {
-            log::warn!(
-                "asking the kernel to resolve {ip} on ifindex {}: {e}",
-                key.ifindex
-            );
+            log::warn!("asking the kernel to resolve {ip} on ifindex {}: {e}", key.ifindex);
         }
     }
 
@@ -124,15 +94,9 @@ impl NeighborSync {
     pub async fn sync(&mut self) -> Result<()> {
         let mut current = StdHashMap::new();
         let mut stale = Vec::new();
-        let mut dump = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute();
+        let mut dump = self.handle.neighbours().get().set_address_family(AddressFamily::Inet).execute();
         while let Some(msg) = dump.try_next().await? {
-            if msg.header.family != AddressFamily::Inet || !self.ports.contains(&msg.header.ifindex)
-            {
+            if msg.header.family != AddressFamily::Inet || !self.ports.contains(&msg.header.ifindex) {
                 continue;
             }
             if let Some((key, mac, is_stale)) = usable(&msg) {
@@ -144,39 +108,29 @@ impl NeighborSync {
         }
         for (key, mac) in &current {
             if self.installed.get(key) != Some(mac) {
-                self.maps.table.insert(
-                    key,
-                    Neigh {
-                        mac: *mac,
-                        _pad: [0; 2],
-                    },
-                    0,
-                )?;
+                self.maps.table.insert(key, Neigh { mac: *mac, _pad: [0; 2] }, 0)?;
                 log::info!("neighbor {} is {}", Ipv4Addr::from(key.addr), fmt_mac(mac));
             }
         }
-        let gone: Vec<NeighKey> = self
-            .installed
-            .keys()
-            .filter(|k| !current.contains_key(k))
-            .copied()
-            .collect();
+        let gone: Vec<NeighKey> =
+            self.installed.keys().filter(|k| !current.contains_key(k)).copied().collect();
         for key in gone {
             // Already absent is fine: the goal is that the program cannot use it.
             let _ = self.maps.table.remove(&key);
             log::info!("neighbor {} forgotten", Ipv4Addr::from(key.addr));
         }
         self.installed = current;
-        let wanted: Vec<NeighKey> = self
-            .nexthops
-            .iter()
-            .filter(|k| !self.installed.contains_key(k))
-            .copied()
-            .chain(stale)
-            .collect();
-        for key in wanted {
-            self.request(key).await;
+        let missing: Vec<NeighKey> =
+            self.nexthops.iter().filter(|k| !self.installed.contains_key(k)).copied().collect();
+        for key in missing {
+            self.request(key, MISS_HOLDOFF).await;
         }
+        for key in stale {
+            self.request(key, STALE_HOLDOFF).await;
+        }
+        // Forget old requests, so a scan of many absent hosts cannot grow this map without bound.
+        let now = Instant::now();
+        self.requested.retain(|_, t| now.duration_since(*t) < STALE_HOLDOFF);
         Ok(())
     }
 
@@ -186,15 +140,12 @@ impl NeighborSync {
         while let Some(item) = self.maps.misses.next() {
             if let Ok(b) = <[u8; 8]>::try_from(&item[..]) {
                 let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-                keys.push(NeighKey {
-                    ifindex,
-                    addr: [b[4], b[5], b[6], b[7]],
-                });
+                keys.push(NeighKey { ifindex, addr: [b[4], b[5], b[6], b[7]] });
             }
         }
         for key in keys {
             if self.ports.contains(&key.ifindex) {
-                self.request(key).await;
+                self.request(key, MISS_HOLDOFF).await;
             }
         }
     }
@@ -232,8 +183,5 @@ impl AsRawFd for BorrowedRaw {
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }

@@ -45,29 +45,17 @@ pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
             }
         }
     }
-    Ok(PortHandle {
-        ifindex: msg.header.index,
-        mac,
-    })
+    Ok(PortHandle { ifindex: msg.header.index, mac })
 }
 
 pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(ifindex).up().build())
-        .execute()
-        .await?;
+    handle.link().set(LinkUnspec::new_with_index(ifindex).up().build()).execute().await?;
     Ok(())
 }
 
 /// Adds `addr` to the interface; an address that is already there is fine.
 pub async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Net) -> anyhow::Result<()> {
-    match handle
-        .address()
-        .add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len())
-        .execute()
-        .await
-    {
+    match handle.address().add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len()).execute().await {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
         r => Ok(r?),
     }

@@ -5,9 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use hutong_common::{
-    NeighKey, Netmap as NetmapEntry, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key,
-};
+use hutong_common::{NeighKey, Netmap as NetmapEntry, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key};
 use ipnet::Ipv4Net;
 
 use crate::config::{Config, Role};
@@ -40,10 +38,7 @@ pub enum TablesError {
 }
 
 fn lpm_key(vrf: u32, net: Ipv4Net) -> (u32, V4Key) {
-    (
-        V4Key::VRF_BITS + net.prefix_len() as u32,
-        V4Key::new(vrf, net.network().octets()),
-    )
+    (V4Key::VRF_BITS + net.prefix_len() as u32, V4Key::new(vrf, net.network().octets()))
 }
 
 fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
@@ -55,10 +50,7 @@ fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
 }
 
 /// Builds the map contents. `resolve` maps an interface name to its ifindex and MAC.
-pub fn build(
-    config: &Config,
-    resolve: impl Fn(&str) -> Option<PortHandle>,
-) -> Result<Tables, TablesError> {
+pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> Result<Tables, TablesError> {
     let mut t = Tables::default();
     let mut handles = Vec::new();
     for p in &config.ports {
@@ -68,55 +60,28 @@ pub fn build(
             Role::Legacy => ROLE_LEGACY,
             Role::Extranet => ROLE_EXTRANET,
         };
-        t.ports.push((
-            h.ifindex,
-            Port {
-                vrf: p.vrf,
-                mac: h.mac,
-                role,
-                _pad: 0,
-            },
-        ));
+        t.ports.push((h.ifindex, Port { vrf: p.vrf, mac: h.mac, role, _pad: 0 }));
         for a in &p.addresses {
             t.local.push(V4Key::new(p.vrf, a.addr().octets()));
             // Connected route: the prefix is on-link behind this port.
             let (bits, key) = lpm_key(p.vrf, a.trunc());
-            t.fib.push((
-                bits,
-                key,
-                Route {
-                    ifindex: h.ifindex,
-                    nexthop: [0; 4],
-                },
-            ));
+            t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop: [0; 4] }));
         }
     }
     let handle = |name: &str| handles.iter().find(|(n, _)| *n == name).map(|(_, h)| *h);
     for n in &config.netmaps {
         let (bits, key) = lpm_key(n.inside_vrf, n.inside);
-        t.nat_src
-            .push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
+        t.nat_src.push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
         let (bits, key) = lpm_key(n.outside_vrf, n.outside);
-        t.nat_dst
-            .push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
+        t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
     }
     for r in &config.routes {
         let h = handle(&r.port).ok_or_else(|| TablesError::NoSuchInterface(r.port.clone()))?;
         let nexthop = r.via.unwrap_or(Ipv4Addr::UNSPECIFIED).octets();
         let (bits, key) = lpm_key(r.vrf, r.prefix.trunc());
-        t.fib.push((
-            bits,
-            key,
-            Route {
-                ifindex: h.ifindex,
-                nexthop,
-            },
-        ));
+        t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop }));
         if let Some(via) = r.via {
-            t.nexthops.push(NeighKey {
-                ifindex: h.ifindex,
-                addr: via.octets(),
-            });
+            t.nexthops.push(NeighKey { ifindex: h.ifindex, addr: via.octets() });
         }
     }
     Ok(t)
@@ -129,14 +94,8 @@ mod tests {
 
     fn resolve(name: &str) -> Option<PortHandle> {
         match name {
-            "legacy0" => Some(PortHandle {
-                ifindex: 4,
-                mac: [2, 0, 0, 0, 0, 4],
-            }),
-            "uplink0" => Some(PortHandle {
-                ifindex: 5,
-                mac: [2, 0, 0, 0, 0, 5],
-            }),
+            "legacy0" => Some(PortHandle { ifindex: 4, mac: [2, 0, 0, 0, 0, 4] }),
+            "uplink0" => Some(PortHandle { ifindex: 5, mac: [2, 0, 0, 0, 0, 5] }),
             _ => None,
         }
     }
@@ -145,25 +104,8 @@ mod tests {
     fn demo_tables() {
         let t = build(&demo(), resolve).unwrap();
         assert_eq!(t.ports.len(), 2);
-        assert_eq!(
-            t.ports[0],
-            (
-                4,
-                Port {
-                    vrf: 1,
-                    mac: [2, 0, 0, 0, 0, 4],
-                    role: ROLE_LEGACY,
-                    _pad: 0
-                }
-            )
-        );
-        assert_eq!(
-            t.local,
-            vec![
-                V4Key::new(1, [10, 20, 0, 1]),
-                V4Key::new(0, [198, 19, 0, 1])
-            ]
-        );
+        assert_eq!(t.ports[0], (4, Port { vrf: 1, mac: [2, 0, 0, 0, 0, 4], role: ROLE_LEGACY, _pad: 0 }));
+        assert_eq!(t.local, vec![V4Key::new(1, [10, 20, 0, 1]), V4Key::new(0, [198, 19, 0, 1])]);
         // legacy 10.20.0.0/24 in VRF 1 -> 198.18.20.0/24 in VRF 0, and back.
         assert_eq!(
             t.nat_src,
@@ -182,35 +124,12 @@ mod tests {
         assert_eq!(t.nat_dst[0].2.vrf_out, 1);
         // Two connected routes, then the default route via the extranet next hop.
         assert_eq!(t.fib.len(), 3);
-        assert_eq!(
-            t.fib[0],
-            (
-                56,
-                V4Key::new(1, [10, 20, 0, 0]),
-                Route {
-                    ifindex: 4,
-                    nexthop: [0; 4]
-                }
-            )
-        );
+        assert_eq!(t.fib[0], (56, V4Key::new(1, [10, 20, 0, 0]), Route { ifindex: 4, nexthop: [0; 4] }));
         assert_eq!(
             t.fib[2],
-            (
-                32,
-                V4Key::new(0, [0, 0, 0, 0]),
-                Route {
-                    ifindex: 5,
-                    nexthop: [198, 19, 0, 2]
-                }
-            )
+            (32, V4Key::new(0, [0, 0, 0, 0]), Route { ifindex: 5, nexthop: [198, 19, 0, 2] })
         );
-        assert_eq!(
-            t.nexthops,
-            vec![NeighKey {
-                ifindex: 5,
-                addr: [198, 19, 0, 2]
-            }]
-        );
+        assert_eq!(t.nexthops, vec![NeighKey { ifindex: 5, addr: [198, 19, 0, 2] }]);
     }
 
     #[test]

@@ -8,15 +8,14 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp, XdpMode},
 };
 use hutong_common::{
-    Drop, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS,
-    MAP_NEIGH_V4, MAP_PORTS, MAP_STATS, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    Drop, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4,
+    MAP_PORTS, MAP_STATS, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, tables::Tables};
 
 /// The program object, built for bpfel-unknown-none by build.rs.
-pub static PROGRAM_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hutong-xdp"));
+pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hutong-xdp"));
 
 /// XDP verdicts as the kernel numbers them.
 pub mod action {
@@ -51,9 +50,7 @@ impl XdpEngine {
     pub fn load() -> Result<XdpEngine> {
         let mut ebpf = Ebpf::load(PROGRAM_OBJECT).context("loading the XDP object")?;
         let program: &mut Xdp = program(&mut ebpf)?;
-        program
-            .load()
-            .context("the kernel rejected the XDP program (verifier)")?;
+        program.load().context("the kernel rejected the XDP program (verifier)")?;
         let drops = PerCpuArray::try_from(take(&mut ebpf, MAP_DROPS)?)?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, MAP_STATS)?)?;
         Ok(XdpEngine { ebpf, drops, stats })
@@ -65,24 +62,19 @@ impl XdpEngine {
         for (ifindex, port) in &t.ports {
             ports.insert(ifindex, port, 0).context("PORTS")?;
         }
-        let mut local: HashMap<_, V4Key, u8> =
-            HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4)?)?;
+        let mut local: HashMap<_, V4Key, u8> = HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4)?)?;
         for key in &t.local {
             local.insert(key, 1, 0).context("LOCAL_V4")?;
         }
         for (name, entries) in [(MAP_NAT_SRC_V4, &t.nat_src), (MAP_NAT_DST_V4, &t.nat_dst)] {
-            let mut trie: LpmTrie<_, V4Key, Netmap> =
-                LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
+            let mut trie: LpmTrie<_, V4Key, Netmap> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
             for (bits, key, value) in entries {
-                trie.insert(&Key::new(*bits, *key), value, 0)
-                    .context(name)?;
+                trie.insert(&Key::new(*bits, *key), value, 0).context(name)?;
             }
         }
-        let mut fib: LpmTrie<_, V4Key, Route> =
-            LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4)?)?;
+        let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4)?)?;
         for (bits, key, value) in &t.fib {
-            fib.insert(&Key::new(*bits, *key), value, 0)
-                .context(MAP_FIB_V4)?;
+            fib.insert(&Key::new(*bits, *key), value, 0).context(MAP_FIB_V4)?;
         }
         Ok(())
     }
@@ -106,9 +98,7 @@ impl XdpEngine {
 
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
-        let sum = |a: &PerCpuArray<MapData, u64>, i: u32| -> Result<u64> {
-            Ok(a.get(&i, 0)?.iter().sum())
-        };
+        let sum = |a: &PerCpuArray<MapData, u64>, i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         let mut c = Counters::default();
         for s in Stat::ALL {
             c.stats.push((s.name(), sum(&self.stats, s as u32)?));
@@ -135,10 +125,7 @@ impl XdpEngine {
         };
         let result = program.test_run(opts).context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
-        Ok(TestOutcome {
-            action: result.return_value,
-            frame: out,
-        })
+        Ok(TestOutcome { action: result.return_value, frame: out })
     }
 
     /// Neighbor entries can be written directly too (tests, and static neighbors).
@@ -148,18 +135,14 @@ impl XdpEngine {
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
-    let p = ebpf
-        .program_mut(PROGRAM)
-        .context("the object has no hutong program")?;
+    let p = ebpf.program_mut(PROGRAM).context("the object has no hutong program")?;
     Ok(p.try_into()?)
 }
 
 fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
-    ebpf.map_mut(name)
-        .with_context(|| format!("the object has no map {name}"))
+    ebpf.map_mut(name).with_context(|| format!("the object has no map {name}"))
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
-    ebpf.take_map(name)
-        .with_context(|| format!("the object has no map {name} (or it was taken)"))
+    ebpf.take_map(name).with_context(|| format!("the object has no map {name} (or it was taken)"))
 }

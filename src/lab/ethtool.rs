@@ -29,31 +29,18 @@ fn set(ifname: &str, cmd: u32, on: bool) -> io::Result<()> {
     let cname = CString::new(ifname).map_err(|_| io::Error::other("NUL in interface name"))?;
     let bytes = cname.as_bytes_with_nul();
     if bytes.len() > libc::IFNAMSIZ {
-        return Err(io::Error::other(format!(
-            "interface name {ifname:?} too long"
-        )));
+        return Err(io::Error::other(format!("interface name {ifname:?} too long")));
     }
-    let mut value = EthtoolValue {
-        cmd,
-        data: on as u32,
-    };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: (&mut value as *mut EthtoolValue).cast(),
-        _pad: [0; 16],
-    };
+    let mut value = EthtoolValue { cmd, data: on as u32 };
+    let mut req =
+        IfReq { name: [0; libc::IFNAMSIZ], data: (&mut value as *mut EthtoolValue).cast(), _pad: [0; 16] };
     for (d, s) in req.name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    let sock =
-        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
     // SAFETY: `req` is a properly laid out struct ifreq whose data points at a live ethtool_value.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Turns GRO on (gives a veth NAPI, so XDP can redirect into it). Call inside the interface's netns.

@@ -50,8 +50,7 @@ impl HttpServer {
                                 break;
                             }
                         }
-                        let body =
-                            format!("hello from the extranet server; you are {}\n", peer.ip());
+                        let body = format!("hello from the extranet server; you are {}\n", peer.ip());
                         let _ = write!(
                             conn,
                             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -62,11 +61,7 @@ impl HttpServer {
                 }
             }
         });
-        Ok(HttpServer {
-            seen,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(HttpServer { seen, stop, thread: Some(thread) })
     }
 
     /// Client addresses of every connection accepted so far.

@@ -23,11 +23,7 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// A unique tag for one lab in this process: `ht<pid>x<n>`.
 pub fn lab_tag() -> String {
-    format!(
-        "{PREFIX}{}x{}",
-        std::process::id(),
-        NEXT_LAB.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{PREFIX}{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed))
 }
 
 pub struct Netns {
@@ -47,28 +43,16 @@ impl Netns {
         // namespace by bind-mounting its nsfs file, as `ip netns add` does.
         let made = std::thread::spawn(move || -> nix::Result<()> {
             unshare(CloneFlags::CLONE_NEWNET)?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
+            mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         })
         .join()
         .map_err(|_| io::Error::other("namespace thread panicked"))?;
         if let Err(e) = made {
             let _ = std::fs::remove_file(&path);
-            return Err(io::Error::other(format!(
-                "creating network namespace {name}: {e}"
-            )));
+            return Err(io::Error::other(format!("creating network namespace {name}: {e}")));
         }
         let file = File::open(&path)?;
-        Ok(Netns {
-            name: name.to_string(),
-            path,
-            file,
-        })
+        Ok(Netns { name: name.to_string(), path, file })
     }
 
     pub fn name(&self) -> &str {
@@ -109,9 +93,7 @@ impl Netns {
         let fd = self.file.try_clone().expect("dup of the namespace fd");
         // SAFETY: between fork and exec the child only calls setns(2), which is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
-                setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
-            });
+            cmd.pre_exec(move || setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
         }
         cmd
     }
@@ -134,10 +116,8 @@ pub fn sweep_stale() -> usize {
     let mut removed = 0;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split('x').next())
-            .and_then(|p| p.parse::<u32>().ok())
+        let Some(pid) =
+            name.strip_prefix(PREFIX).and_then(|r| r.split('x').next()).and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };

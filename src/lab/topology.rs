@@ -38,35 +38,17 @@ pub struct DemoAddresses {
 
 impl DemoAddresses {
     pub fn from_config(c: &Config) -> Result<DemoAddresses> {
-        let legacy = c
-            .ports
-            .iter()
-            .find(|p| p.role == Role::Legacy)
-            .context("the config has no legacy port")?;
-        let uplink = c
-            .ports
-            .iter()
-            .find(|p| p.role == Role::Extranet)
-            .context("the config has no extranet port")?;
-        let lnet = *legacy
-            .addresses
-            .first()
-            .context("the legacy port has no address")?;
-        let unet = *uplink
-            .addresses
-            .first()
-            .context("the extranet port has no address")?;
-        let nm = c
-            .netmaps
-            .iter()
-            .find(|n| n.inside_vrf == legacy.vrf)
-            .context("the legacy VRF has no netmap")?;
+        let legacy =
+            c.ports.iter().find(|p| p.role == Role::Legacy).context("the config has no legacy port")?;
+        let uplink =
+            c.ports.iter().find(|p| p.role == Role::Extranet).context("the config has no extranet port")?;
+        let lnet = *legacy.addresses.first().context("the legacy port has no address")?;
+        let unet = *uplink.addresses.first().context("the extranet port has no address")?;
+        let nm =
+            c.netmaps.iter().find(|n| n.inside_vrf == legacy.vrf).context("the legacy VRF has no netmap")?;
         let host = Ipv4Addr::from(u32::from(lnet.network()) + 10);
         if !nm.inside.contains(&host) || host == lnet.addr() {
-            bail!(
-                "the demo puts its legacy host at {host}, which the netmap {} does not cover",
-                nm.inside
-            );
+            bail!("the demo puts its legacy host at {host}, which the netmap {} does not cover", nm.inside);
         }
         let offset = u32::from(host) - u32::from(nm.inside.network());
         let translated = Ipv4Addr::from(u32::from(nm.outside.network()) + offset);
@@ -121,23 +103,12 @@ async fn veth(a: &Handle, a_name: &str, b_ns: &Netns, b: &Handle, b_name: &str) 
         .with_context(|| format!("creating veth {a_name}"))?;
     let peer = link_index(a, PEER_TMP).await?;
     a.link()
-        .set(
-            LinkUnspec::new_with_index(peer)
-                .setns_by_fd(b_ns.file().as_raw_fd())
-                .build(),
-        )
+        .set(LinkUnspec::new_with_index(peer).setns_by_fd(b_ns.file().as_raw_fd()).build())
         .execute()
         .await
         .context("moving the veth peer")?;
     let moved = link_index(b, PEER_TMP).await?;
-    b.link()
-        .set(
-            LinkUnspec::new_with_index(moved)
-                .name(b_name.to_string())
-                .build(),
-        )
-        .execute()
-        .await?;
+    b.link().set(LinkUnspec::new_with_index(moved).name(b_name.to_string()).build()).execute().await?;
     Ok(())
 }
 
@@ -152,11 +123,7 @@ async fn route(h: &Handle, dst: Ipv4Net, via: Ipv4Addr) -> Result<()> {
         .destination_prefix(dst.network(), dst.prefix_len())
         .gateway(via)
         .build();
-    h.route()
-        .add(msg)
-        .execute()
-        .await
-        .with_context(|| format!("route {dst} via {via}"))?;
+    h.route().add(msg).execute().await.with_context(|| format!("route {dst} via {via}"))?;
     Ok(())
 }
 
@@ -193,23 +160,14 @@ impl DemoLab {
 
     async fn wire(&self) -> Result<()> {
         let a = &self.addrs;
-        let (lh, gh, eh) = (
-            self.legacy.netlink()?,
-            self.gateway.netlink()?,
-            self.extranet.netlink()?,
-        );
+        let (lh, gh, eh) = (self.legacy.netlink()?, self.gateway.netlink()?, self.extranet.netlink()?);
         for h in [&lh, &gh, &eh] {
             up(h, "lo").await?;
         }
         veth(&gh, &a.legacy_port, &self.legacy, &lh, "eth0").await?;
         veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0").await?;
 
-        host_port(
-            &self.legacy,
-            &lh,
-            &[a.legacy_host, Ipv4Net::new(a.unmapped, 32)?],
-        )
-        .await?;
+        host_port(&self.legacy, &lh, &[a.legacy_host, Ipv4Net::new(a.unmapped, 32)?]).await?;
         route(&lh, "0.0.0.0/0".parse()?, a.legacy_gateway).await?;
 
         host_port(&self.extranet, &eh, &[a.server]).await?;

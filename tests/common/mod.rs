@@ -14,11 +14,8 @@ pub fn require_root(test: &str) {
 
 /// The demo plan compiled for its gateway, exactly as `hutong plan compile` does.
 pub fn demo_config() -> dataplane::Config {
-    let lp = control::load_str(
-        hutong::demo::DEMO_PLAN,
-        std::path::Path::new("configs/demo/plan.yaml"),
-    )
-    .expect("demo plan parses");
+    let lp = control::load_str(hutong::demo::DEMO_PLAN, std::path::Path::new("configs/demo/plan.yaml"))
+        .expect("demo plan parses");
     control::validate(&lp).expect("demo plan is valid");
     control::compile(&lp, hutong::demo::DEMO_GATEWAY).expect("demo plan compiles")
 }

@@ -38,11 +38,7 @@ mod tests {
     fn full(data: &[u8]) -> u16 {
         let mut sum = 0u32;
         for chunk in data.chunks(2) {
-            let word = if chunk.len() == 2 {
-                [chunk[0], chunk[1]]
-            } else {
-                [chunk[0], 0]
-            };
+            let word = if chunk.len() == 2 { [chunk[0], chunk[1]] } else { [chunk[0], 0] };
             sum += u16::from_ne_bytes(word) as u32;
         }
         !fold(sum)
@@ -50,8 +46,7 @@ mod tests {
 
     // An IPv4 header (RFC 1071 style example): 10.20.0.10 -> 198.19.0.2, TTL 64, UDP.
     const HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 20, 0, 10, 198,
-        19, 0, 2,
+        0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 20, 0, 10, 198, 19, 0, 2,
     ];
 
     fn with_check(mut h: [u8; 20]) -> [u8; 20] {
@@ -71,10 +66,7 @@ mod tests {
         let old = u32::from_ne_bytes(before[12..16].try_into().unwrap());
         let new = u32::from_ne_bytes(after[12..16].try_into().unwrap());
         let check = u16::from_ne_bytes([before[10], before[11]]);
-        assert_eq!(
-            replace4(check, old, new).to_ne_bytes(),
-            [expected[10], expected[11]]
-        );
+        assert_eq!(replace4(check, old, new).to_ne_bytes(), [expected[10], expected[11]]);
     }
 
     #[test]
@@ -86,10 +78,7 @@ mod tests {
         let old = u16::from_ne_bytes([before[8], before[9]]);
         let new = u16::from_ne_bytes([after[8], after[9]]);
         let check = u16::from_ne_bytes([before[10], before[11]]);
-        assert_eq!(
-            replace2(check, old, new).to_ne_bytes(),
-            [expected[10], expected[11]]
-        );
+        assert_eq!(replace2(check, old, new).to_ne_bytes(), [expected[10], expected[11]]);
     }
 
     #[test]

@@ -56,10 +56,7 @@ impl V4Key {
     pub const VRF_BITS: u32 = 32;
 
     pub const fn new(vrf: u32, addr: [u8; 4]) -> Self {
-        Self {
-            vrf_be: vrf.to_be(),
-            addr,
-        }
+        Self { vrf_be: vrf.to_be(), addr }
     }
 }
 

@@ -18,8 +18,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use hutong_common::{
-    Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES, NEIGH_MISS_BYTES,
-    Neigh, NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
+    Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh,
+    NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
 };
 
 #[map]
@@ -141,21 +141,11 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
 
     // --- route and resolve the next hop ----------------------------------------------------------
     let route = FIB_V4
-        .get(Key::new(
-            V4Key::VRF_BITS + 32,
-            V4Key::new(out_vrf, new_dst.to_ne_bytes()),
-        ))
+        .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
         .ok_or(Drop::NoRoute)?;
     let out_ifindex = route.ifindex;
-    let nexthop = if route.nexthop == [0; 4] {
-        new_dst.to_ne_bytes()
-    } else {
-        route.nexthop
-    };
-    let nkey = NeighKey {
-        ifindex: out_ifindex,
-        addr: nexthop,
-    };
+    let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
+    let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
     let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
         // Best effort: if the ring is full userspace is already busy resolving; the counter shows it.
         let _ = NEIGH_MISS.output(nkey, 0);
@@ -236,23 +226,13 @@ fn glean_arp(ctx: &XdpContext, ifindex: u32, vrf: u32) {
         .is_some_and(|r| r.ifindex == ifindex && r.nexthop == [0; 4]);
     if connected {
         let mac = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
-        let _ = NEIGH_V4.insert(
-            NeighKey {
-                ifindex,
-                addr: sender,
-            },
-            Neigh { mac, _pad: [0; 2] },
-            0,
-        );
+        let _ = NEIGH_V4.insert(NeighKey { ifindex, addr: sender }, Neigh { mac, _pad: [0; 2] }, 0);
     }
 }
 
 #[inline(always)]
 fn lookup_nat(map: &LpmTrie<V4Key, Netmap>, vrf: u32, addr: u32) -> Option<&Netmap> {
-    map.get(Key::new(
-        V4Key::VRF_BITS + 32,
-        V4Key::new(vrf, addr.to_ne_bytes()),
-    ))
+    map.get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(vrf, addr.to_ne_bytes())))
 }
 
 #[cfg(not(test))]
