@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::process::CommandExt;
+
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Counters, Drop as DropReason, Stat};
 
@@ -162,9 +164,16 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
     progress(&format!("extranet server listening on {}:{HTTP_PORT}", a.server.addr()));
 
     progress(&format!("starting `hutong gateway run` in {}", lab.gateway.name()));
-    let child = lab
-        .gateway
-        .command(hutong)
+    let mut cmd = lab.gateway.command(hutong);
+    // If the demo itself is killed (SIGKILL skips its cleanup), the gateway must not live on in a
+    // namespace nobody can reach; the next lab sweeps the namespace itself.
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd
         .args(["gateway", "run", "--config"])
         .arg(&config_path)
         .arg("--stats-file")

@@ -121,7 +121,7 @@ pub fn sweep_stale() -> usize {
         else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if process_alive(pid) {
             continue;
         }
         let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
@@ -130,4 +130,30 @@ pub fn sweep_stale() -> usize {
         }
     }
     removed
+}
+
+/// Whether `pid` runs; a zombie (killed, not yet reaped) counts as dead.
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "pid (comm) S ...".
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_of_processes() {
+        assert!(process_alive(std::process::id()));
+        // Above the kernel's pid_max limit (4M), so it can never exist.
+        assert!(!process_alive(u32::MAX - 1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Exited but not reaped yet: a zombie, which must count as dead.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!process_alive(child.id()));
+        child.wait().unwrap();
+    }
 }
