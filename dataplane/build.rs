@@ -2,6 +2,10 @@
 //! bpf-linker, into OUT_DIR, where `xdp::program_bytes` embeds it. `scripts/setup.sh` installs the
 //! toolchain pieces; without them this fails with aya-build's message naming what is missing.
 fn main() -> anyhow::Result<()> {
+    // aya-build forwards every line the inner cargo prints as a cargo warning; keep only the ones
+    // that matter (errors and compiler warnings), not the "Compiling core" progress.
+    // SAFETY: a build script is single-threaded until aya-build spawns its reader threads below.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     let package = aya_build::Package {
         name: "hutong-xdp",
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/xdp"),
