@@ -10,6 +10,7 @@ pub mod config;
 pub mod counters;
 pub mod neighbor;
 pub mod netlink;
+pub mod packet;
 pub mod tables;
 pub mod xdp;
 

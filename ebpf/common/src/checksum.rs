@@ -30,6 +30,42 @@ pub fn replace4(check: u16, old: u32, new: u32) -> u16 {
     !fold(sum)
 }
 
+/// The checksum after a 128-bit field (an IPv6 address) changed from `old` to `new`.
+#[inline(always)]
+pub fn replace16(check: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    let mut sum = !check as u32;
+    let mut i = 0;
+    while i < 16 {
+        sum += !u16::from_ne_bytes([old[i], old[i + 1]]) as u32;
+        sum += u16::from_ne_bytes([new[i], new[i + 1]]) as u32;
+        i += 2;
+    }
+    !fold(sum)
+}
+
+/// One's-complement sum of `data` (odd length padded with a zero byte), not inverted; the
+/// building block for full checksums (ICMP messages the gateway generates, NPTv6 adjustments).
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u16::from_ne_bytes([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        acc += u16::from_ne_bytes([*last, 0]) as u64;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u32
+}
+
+/// The finished checksum of a running [`sum`].
+#[inline(always)]
+pub fn finish(sum: u32) -> u16 {
+    !fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +103,27 @@ mod tests {
         let new = u32::from_ne_bytes(after[12..16].try_into().unwrap());
         let check = u16::from_ne_bytes([before[10], before[11]]);
         assert_eq!(replace4(check, old, new).to_ne_bytes(), [expected[10], expected[11]]);
+    }
+
+    #[test]
+    fn replace16_matches_recomputation() {
+        let mut data = [0u8; 40];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+        let before = finish(sum(&data, 0));
+        let old: [u8; 16] = data[8..24].try_into().unwrap();
+        let new = [0x20, 0x01, 0x0d, 0xb8, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0xff, 0xee];
+        data[8..24].copy_from_slice(&new);
+        let after = finish(sum(&data, 0));
+        let got = replace16(before, &old, &new);
+        assert!(got == after || matches!((got, after), (0, 0xffff) | (0xffff, 0)), "{got:#x} vs {after:#x}");
+    }
+
+    #[test]
+    fn sum_handles_odd_lengths() {
+        assert_eq!(finish(sum(&[0x01], 0)), !u16::from_ne_bytes([0x01, 0]));
+        assert_eq!(sum(&[], 7), 7);
     }
 
     #[test]
