@@ -3,7 +3,13 @@
 //! Deterministic: VRF ids follow the order of the gateway's interfaces, everything else the
 //! plan's order, so the same plan always gives byte-identical output.
 
-use dataplane::{Config, PortConfig, Role, RouteConfig, Vrf, config::EXTRANET_VRF};
+use std::net::IpAddr;
+
+use dataplane::{
+    Action, Config, PortConfig, Role, RouteConfig, Rule, Vrf,
+    config::{DEFAULT_MTU, EXTRANET_VRF},
+};
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     diagnostics::Diagnostics,
@@ -42,18 +48,31 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             (InterfaceRole::Legacy, Some(n)) => (Role::Legacy, vrf_of(&mut vrfs, n)),
             _ => (Role::Extranet, EXTRANET_VRF),
         };
-        ports.push(PortConfig { name: itf.name.clone(), role, vrf, addresses: vec![itf.address] });
+        ports.push(PortConfig {
+            name: itf.name.clone(),
+            vlan: None,
+            role,
+            vrf,
+            addresses: vec![IpNet::V4(itf.address)],
+            mtu: DEFAULT_MTU,
+        });
     }
 
+    // Each netmap is published both ways by a pair of rules: the legacy side's source prefix
+    // out, the plan block in. Nothing else crosses (the policy's default is deny).
     let mut netmaps = Vec::new();
+    let mut policies = Vec::new();
     for vrf in vrfs.clone().iter().skip(1) {
-        for rule in legacy_rules(node, &vrf.name) {
+        for (k, rule) in legacy_rules(node, &vrf.name).enumerate() {
             netmaps.push(dataplane::Netmap {
                 inside_vrf: vrf.id,
                 inside: rule.from,
                 outside_vrf: EXTRANET_VRF,
                 outside: rule.to,
             });
+            let name = |dir: &str| format!("{}-netmap{k}-{dir}", vrf.name);
+            policies.push(netmap_rule(name("out"), vrf.id, Some(rule.from), None));
+            policies.push(netmap_rule(name("in"), EXTRANET_VRF, None, Some(rule.to)));
         }
     }
 
@@ -70,10 +89,10 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             .find(|i| i.network == r.network && i.address.contains(&r.via))
             .map(|i| i.name.clone())
             .unwrap_or_default();
-        routes.push(RouteConfig { vrf, prefix: r.prefix, port, via: Some(r.via) });
+        routes.push(RouteConfig { vrf, prefix: IpNet::V4(r.prefix), port, via: Some(IpAddr::V4(r.via)) });
     }
 
-    let config = Config { gateway: gw.id.clone(), vrfs, ports, netmaps, routes };
+    let config = Config { gateway: gw.id.clone(), vrfs, ports, netmaps, nptv6: vec![], routes, policies };
     // The compiler's output must satisfy the data plane's own checks; anything else is a bug here.
     if let Err(errors) = config.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -84,6 +103,19 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         )]));
     }
     Ok(config)
+}
+
+fn netmap_rule(name: String, vrf: u32, src: Option<Ipv4Net>, dst: Option<Ipv4Net>) -> Rule {
+    Rule {
+        name,
+        vrf,
+        src: src.map(IpNet::V4),
+        dst: dst.map(IpNet::V4),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Netmap,
+    }
 }
 
 fn legacy_rules<'a>(node: &'a Node, network: &str) -> impl Iterator<Item = &'a crate::model::NetmapRule> {
@@ -119,6 +151,18 @@ mod tests {
         assert_eq!(c.netmaps[0].inside.to_string(), "10.20.0.0/24");
         assert_eq!(c.netmaps[0].outside.to_string(), "198.18.20.0/24");
         assert_eq!(c.routes[0].port, "uplink0");
+        let rules: Vec<(&str, u32, String)> = c
+            .policies
+            .iter()
+            .map(|r| (r.name.as_str(), r.vrf, format!("{:?}->{:?}", r.src, r.dst)))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("city-hall-netmap0-out", 1, "Some(10.20.0.0/24)->None".to_string()),
+                ("city-hall-netmap0-in", 0, "None->Some(198.18.20.0/24)".to_string()),
+            ]
+        );
         assert_eq!(c.routes[0].via.unwrap().to_string(), "198.19.0.2");
     }
 

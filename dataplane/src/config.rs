@@ -4,13 +4,15 @@
 //! --config` reads it back. Because a config file can be edited by hand, [`Config::validate`]
 //! checks it again on load and reports every problem, not just the first.
 
-use std::{collections::BTreeSet, fmt, net::Ipv4Addr};
+use std::{collections::BTreeSet, fmt, net::IpAddr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// VRF 0 is the extranet (the plan's own address space); legacy networks get 1, 2, ...
 pub const EXTRANET_VRF: u32 = 0;
+/// Ethernet MTU unless a port says otherwise.
+pub const DEFAULT_MTU: u16 = 1500;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,12 +21,20 @@ pub struct Config {
     pub gateway: String,
     pub vrfs: Vec<Vrf>,
     pub ports: Vec<PortConfig>,
-    /// Stateless 1:1 prefix translations between a legacy VRF and the extranet.
+    /// Stateless 1:1 IPv4 prefix translations between a legacy VRF and the extranet, applied by
+    /// rules whose action is `netmap`.
     #[serde(default)]
     pub netmaps: Vec<Netmap>,
+    /// Checksum-neutral IPv6 prefix translations (RFC 6296), applied by `nptv6` rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nptv6: Vec<Nptv6>,
     /// Static routes. Each port's own prefixes are connected routes and need no entry here.
+    /// Several routes for the same VRF and prefix form an ECMP group.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Ordered policy: the first matching rule decides; nothing matching means deny.
+    #[serde(default)]
+    pub policies: Vec<Rule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,15 +53,40 @@ pub enum Role {
     Extranet,
 }
 
+/// A port: an interface, or one 802.1Q VLAN on it. Its key (`name` or `name.vid`) is how routes
+/// and rules refer to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// Interface name on the gateway host.
     pub name: String,
+    /// The VLAN this port is, on that interface; absent means untagged frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     pub role: Role,
     pub vrf: u32,
     /// The gateway's own addresses on this port (with their prefix: the connected route).
-    pub addresses: Vec<Ipv4Net>,
+    pub addresses: Vec<IpNet>,
+    #[serde(default = "default_mtu", skip_serializing_if = "is_default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    DEFAULT_MTU
+}
+
+fn is_default_mtu(m: &u16) -> bool {
+    *m == DEFAULT_MTU
+}
+
+impl PortConfig {
+    /// `name`, or `name.vid` for a VLAN port.
+    pub fn key(&self) -> String {
+        match self.vlan {
+            Some(v) => format!("{}.{v}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,14 +100,80 @@ pub struct Netmap {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Nptv6 {
+    pub inside_vrf: u32,
+    pub inside: Ipv6Net,
+    pub outside_vrf: u32,
+    pub outside: Ipv6Net,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub vrf: u32,
-    pub prefix: Ipv4Net,
-    /// Egress port name.
+    pub prefix: IpNet,
+    /// Egress port key (`name` or `name.vid`).
     pub port: String,
     /// Next hop; absent means the prefix is on-link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
+}
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, p: u16) -> bool {
+        self.first <= p && p <= self.last
+    }
+}
+
+/// One policy rule. Absent match fields match anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Names the rule in counters and traces.
+    pub name: String,
+    /// The VRF the packet arrived in.
+    pub vrf: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<IpNet>,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ports: Option<PortRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ports: Option<PortRange>,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Forward untranslated in the same VRF.
+    Permit,
+    Deny,
+    /// Count the hit and go on to the next rule.
+    Count,
+    /// Translate with the netmap table: the source if the packet is in a netmap's inside VRF and
+    /// prefix, else the destination if it is in the outside VRF and prefix.
+    Netmap,
+    /// The same with the NPTv6 table.
+    Nptv6,
+    /// Forward untranslated to a fixed next hop (a port key, and an address unless on-link).
+    RouteVia {
+        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<IpAddr>,
+    },
 }
 
 /// One problem in a config, with the path of the offending field.
@@ -106,11 +207,13 @@ impl Config {
         serde_json::to_string_pretty(self).expect("Config serializes")
     }
 
-    pub fn port(&self, name: &str) -> Option<&PortConfig> {
-        self.ports.iter().find(|p| p.name == name)
+    /// The port with this key (`name` or `name.vid`).
+    pub fn port(&self, key: &str) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.key() == key)
     }
 
-    /// Checks internal consistency: references resolve, VRFs exist, netmaps are 1:1.
+    /// Checks internal consistency: references resolve, VRFs exist, translations are 1:1, no
+    /// route or rule crosses VRFs except through a translation.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
@@ -122,14 +225,20 @@ impl Config {
         if self.ports.is_empty() {
             err("ports".into(), "a gateway needs at least one port".into());
         }
-        let mut names = BTreeSet::new();
+        let mut keys = BTreeSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             let path = format!("ports[{i}]");
-            if !names.insert(p.name.as_str()) {
-                err(path.clone(), format!("port {:?} appears twice", p.name));
+            if !keys.insert(p.key()) {
+                err(path.clone(), format!("port {:?} appears twice", p.key()));
             }
             if p.name.is_empty() || p.name.len() > 15 {
                 err(path.clone(), format!("interface name {:?} must be 1-15 bytes", p.name));
+            }
+            if p.vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+                err(path.clone(), format!("VLAN {} is outside 1-4094", p.vlan.unwrap_or(0)));
+            }
+            if p.mtu < 576 {
+                err(path.clone(), format!("MTU {} is below 576", p.mtu));
             }
             if !vrf_ids.contains(&p.vrf) {
                 err(path.clone(), format!("VRF {} is not declared in vrfs", p.vrf));
@@ -141,38 +250,88 @@ impl Config {
                 err(path, "a legacy port needs its legacy network's VRF, not the extranet's".into());
             }
         }
-        for (i, n) in self.netmaps.iter().enumerate() {
-            let path = format!("netmaps[{i}]");
-            if n.inside.prefix_len() != n.outside.prefix_len() {
+        let translations =
+            self.netmaps
+                .iter()
+                .map(|n| (IpNet::V4(n.inside), n.inside_vrf, IpNet::V4(n.outside), n.outside_vrf, "netmaps"))
+                .chain(self.nptv6.iter().map(|n| {
+                    (IpNet::V6(n.inside), n.inside_vrf, IpNet::V6(n.outside), n.outside_vrf, "nptv6")
+                }));
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for (inside, inside_vrf, outside, outside_vrf, table) in translations {
+            let i = counts.entry(table).or_default();
+            let path = format!("{table}[{i}]");
+            *i += 1;
+            if inside.prefix_len() != outside.prefix_len() {
+                err(path.clone(), format!("{inside} -> {outside} maps prefixes of different sizes"));
+            }
+            if inside != inside.trunc() || outside != outside.trunc() {
+                err(path.clone(), "translation prefixes must have no host bits set".into());
+            }
+            if table == "nptv6" && inside.prefix_len() > 48 {
                 err(
                     path.clone(),
-                    format!("netmap {} -> {} maps prefixes of different sizes", n.inside, n.outside),
+                    "NPTv6 prefixes longer than /48 are not supported (RFC 6296 section 3.7)".into(),
                 );
             }
-            if n.inside != n.inside.trunc() || n.outside != n.outside.trunc() {
-                err(path.clone(), "netmap prefixes must have no host bits set".into());
-            }
-            for vrf in [n.inside_vrf, n.outside_vrf] {
+            for vrf in [inside_vrf, outside_vrf] {
                 if !vrf_ids.contains(&vrf) {
                     err(path.clone(), format!("VRF {vrf} is not declared in vrfs"));
                 }
             }
-            if n.inside_vrf == n.outside_vrf {
-                err(path, "a netmap must cross from one VRF to another".into());
+            if inside_vrf == outside_vrf {
+                err(path, "a translation must cross from one VRF to another".into());
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
             let path = format!("routes[{i}]");
-            match self.port(&r.port) {
-                None => err(path, format!("port {:?} does not exist", r.port)),
-                Some(p) if p.vrf != r.vrf => err(
-                    path,
-                    format!("route in VRF {} leaves through port {:?} of VRF {}", r.vrf, p.name, p.vrf),
-                ),
-                Some(_) => {}
+            if r.prefix != r.prefix.trunc() {
+                err(path.clone(), format!("route prefix {} has host bits set", r.prefix));
+            }
+            if r.via.is_some_and(|v| v.is_ipv4() != matches!(r.prefix, IpNet::V4(_))) {
+                err(path.clone(), "next hop and prefix are of different address families".into());
+            }
+            self.check_port_in_vrf(&path, &r.port, r.vrf, &mut err);
+        }
+        let mut rule_names = BTreeSet::new();
+        for (i, r) in self.policies.iter().enumerate() {
+            let path = format!("policies[{i}]");
+            if r.name.is_empty() || !rule_names.insert(r.name.as_str()) {
+                err(path.clone(), format!("rule name {:?} must be non-empty and unique", r.name));
+            }
+            if !vrf_ids.contains(&r.vrf) {
+                err(path.clone(), format!("VRF {} is not declared in vrfs", r.vrf));
+            }
+            if let (Some(s), Some(d)) = (r.src, r.dst) {
+                if matches!(s, IpNet::V4(_)) != matches!(d, IpNet::V4(_)) {
+                    err(path.clone(), "src and dst are of different address families".into());
+                }
+            }
+            if (r.src_ports.is_some() || r.dst_ports.is_some()) && !matches!(r.proto, Some(6) | Some(17)) {
+                err(path.clone(), "port ranges need proto 6 (TCP) or 17 (UDP)".into());
+            }
+            for range in [r.src_ports, r.dst_ports].into_iter().flatten() {
+                if range.first > range.last {
+                    err(path.clone(), format!("port range {}-{} is empty", range.first, range.last));
+                }
+            }
+            if let Action::RouteVia { port, .. } = &r.action {
+                self.check_port_in_vrf(&path, port, r.vrf, &mut err);
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// A route or route-via must leave through an existing port of its own VRF: crossing VRFs
+    /// untranslated would leak one legacy network into another.
+    fn check_port_in_vrf(&self, path: &str, key: &str, vrf: u32, err: &mut impl FnMut(String, String)) {
+        match self.port(key) {
+            None => err(path.to_string(), format!("port {key:?} does not exist")),
+            Some(p) if p.vrf != vrf => {
+                err(path.to_string(), format!("VRF {vrf} leaves through port {key:?} of VRF {}", p.vrf))
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -180,24 +339,38 @@ impl Config {
 pub(crate) mod tests {
     use super::*;
 
-    /// The demo's shape: one legacy network netmapped onto a plan block.
+    fn port(name: &str, role: Role, vrf: u32, addr: &str) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            vlan: None,
+            role,
+            vrf,
+            addresses: vec![addr.parse().unwrap()],
+            mtu: DEFAULT_MTU,
+        }
+    }
+
+    fn rule(name: &str, vrf: u32, src: Option<&str>, dst: Option<&str>, action: Action) -> Rule {
+        Rule {
+            name: name.into(),
+            vrf,
+            src: src.map(|s| s.parse().unwrap()),
+            dst: dst.map(|s| s.parse().unwrap()),
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action,
+        }
+    }
+
+    /// The demo's shape: one legacy network netmapped onto a plan block, published both ways.
     pub(crate) fn demo() -> Config {
         Config {
             gateway: "gw".into(),
             vrfs: vec![Vrf { id: 0, name: "extranet".into() }, Vrf { id: 1, name: "lan".into() }],
             ports: vec![
-                PortConfig {
-                    name: "legacy0".into(),
-                    role: Role::Legacy,
-                    vrf: 1,
-                    addresses: vec!["10.20.0.1/24".parse().unwrap()],
-                },
-                PortConfig {
-                    name: "uplink0".into(),
-                    role: Role::Extranet,
-                    vrf: 0,
-                    addresses: vec!["198.19.0.1/24".parse().unwrap()],
-                },
+                port("legacy0", Role::Legacy, 1, "10.20.0.1/24"),
+                port("uplink0", Role::Extranet, 0, "198.19.0.1/24"),
             ],
             netmaps: vec![Netmap {
                 inside_vrf: 1,
@@ -205,12 +378,37 @@ pub(crate) mod tests {
                 outside_vrf: 0,
                 outside: "198.18.20.0/24".parse().unwrap(),
             }],
+            nptv6: vec![],
             routes: vec![RouteConfig {
                 vrf: 0,
                 prefix: "0.0.0.0/0".parse().unwrap(),
                 port: "uplink0".into(),
                 via: Some("198.19.0.2".parse().unwrap()),
             }],
+            policies: vec![
+                rule("lan-out", 1, Some("10.20.0.0/24"), None, Action::Netmap),
+                rule("lan-in", 0, None, Some("198.18.20.0/24"), Action::Netmap),
+            ],
+        }
+    }
+
+    #[test]
+    fn policy_problems_are_reported() {
+        let mut c = demo();
+        c.policies.push(rule("lan-out", 9, Some("10.0.0.0/8"), Some("2001:db8::/32"), Action::Permit));
+        let mut ports = rule("ports", 1, None, None, Action::RouteVia { port: "uplink0".into(), via: None });
+        ports.dst_ports = Some(PortRange { first: 90, last: 80 });
+        c.policies.push(ports);
+        let text: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        for want in [
+            "unique",
+            "VRF 9 is not declared",
+            "different address families",
+            "need proto",
+            "is empty",
+            "VRF 1 leaves through port \"uplink0\" of VRF 0",
+        ] {
+            assert!(text.iter().any(|e| e.contains(want)), "missing {want:?} in {text:#?}");
         }
     }
 

@@ -14,6 +14,8 @@ pub mod packet;
 pub mod tables;
 pub mod xdp;
 
-pub use config::{Config, ConfigError, Netmap, PortConfig, Role, RouteConfig, Vrf};
+pub use config::{
+    Action, Config, ConfigError, Netmap, Nptv6, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
+};
 pub use counters::Counters;
 pub use hutong_common::{Drop, Stat};

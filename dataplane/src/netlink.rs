@@ -3,10 +3,10 @@
 //! A netlink socket belongs to the network namespace of the thread that opened it, so callers that
 //! work in another namespace open the connection from a thread that entered it (see `hutong::lab`).
 
-use std::{io, net::IpAddr};
+use std::io;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec};
 
@@ -54,8 +54,8 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
 }
 
 /// Adds `addr` to the interface; an address that is already there is fine.
-pub async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Net) -> anyhow::Result<()> {
-    match handle.address().add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len()).execute().await {
+pub async fn add_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<()> {
+    match handle.address().add(ifindex, addr.addr(), addr.prefix_len()).execute().await {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
         r => Ok(r?),
     }

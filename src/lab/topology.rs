@@ -8,11 +8,11 @@
 //! The gateway's namespace gets only the bare veths: bringing them up and addressing them is
 //! `hutong gateway run`'s job, as it would be on a real server.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Role, netlink};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::{Netns, ethtool, netns};
@@ -42,8 +42,8 @@ impl DemoAddresses {
             c.ports.iter().find(|p| p.role == Role::Legacy).context("the config has no legacy port")?;
         let uplink =
             c.ports.iter().find(|p| p.role == Role::Extranet).context("the config has no extranet port")?;
-        let lnet = *legacy.addresses.first().context("the legacy port has no address")?;
-        let unet = *uplink.addresses.first().context("the extranet port has no address")?;
+        let lnet = first_v4(&legacy.addresses).context("the legacy port has no IPv4 address")?;
+        let unet = first_v4(&uplink.addresses).context("the extranet port has no IPv4 address")?;
         let nm =
             c.netmaps.iter().find(|n| n.inside_vrf == legacy.vrf).context("the legacy VRF has no netmap")?;
         let host = Ipv4Addr::from(u32::from(lnet.network()) + 10);
@@ -60,9 +60,11 @@ impl DemoAddresses {
         let via = c
             .routes
             .iter()
-            .find(|r| r.vrf == 0 && r.via.is_some())
-            .and_then(|r| r.via)
-            .context("the config has no extranet next hop for the demo server")?;
+            .find_map(|r| match r.via {
+                Some(IpAddr::V4(v)) if r.vrf == 0 => Some(v),
+                _ => None,
+            })
+            .context("the config has no extranet IPv4 next hop for the demo server")?;
         Ok(DemoAddresses {
             legacy_host: Ipv4Net::new(host, lnet.prefix_len())?,
             legacy_host_translated: translated,
@@ -75,6 +77,13 @@ impl DemoAddresses {
             outside_prefixes: c.netmaps.iter().map(|n| n.outside).collect(),
         })
     }
+}
+
+fn first_v4(addrs: &[IpNet]) -> Option<Ipv4Net> {
+    addrs.iter().find_map(|a| match a {
+        IpNet::V4(n) => Some(*n),
+        IpNet::V6(_) => None,
+    })
 }
 
 /// The three namespaces; dropping this removes them and everything in them.
@@ -131,7 +140,7 @@ async fn route(h: &Handle, dst: Ipv4Net, via: Ipv4Addr) -> Result<()> {
 async fn host_port(ns: &Netns, h: &Handle, addrs: &[Ipv4Net]) -> Result<()> {
     let idx = up(h, "eth0").await?;
     for a in addrs {
-        netlink::add_address(h, idx, *a).await?;
+        netlink::add_address(h, idx, IpNet::V4(*a)).await?;
     }
     ns.run(|| -> std::io::Result<()> {
         ethtool::set_tx_checksum("eth0", false)?;

@@ -191,9 +191,17 @@ fn parse_l4(frame: &[u8], off: usize, end: usize, proto: u8, frag: Frag, icmp: u
             if data_off < 20 || off + data_off > end {
                 return Err(Drop::Malformed);
             }
-            L4::Ports { src: u16::from_be_bytes([b[0], b[1]]), dst: u16::from_be_bytes([b[2], b[3]]), tcp_flags: b[13] }
+            L4::Ports {
+                src: u16::from_be_bytes([b[0], b[1]]),
+                dst: u16::from_be_bytes([b[2], b[3]]),
+                tcp_flags: b[13],
+            }
         }
-        IPPROTO_UDP => L4::Ports { src: u16::from_be_bytes([b[0], b[1]]), dst: u16::from_be_bytes([b[2], b[3]]), tcp_flags: 0 },
+        IPPROTO_UDP => L4::Ports {
+            src: u16::from_be_bytes([b[0], b[1]]),
+            dst: u16::from_be_bytes([b[2], b[3]]),
+            tcp_flags: 0,
+        },
         _ => {
             let (kind, code) = (b[0], b[1]);
             // Echo request/reply carry an identifier: ICMP 8/0, ICMPv6 128/129.

@@ -119,7 +119,9 @@ mod tests {
     use crate::packet::parse;
 
     fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, ttl: u8) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, ttl).udp(sport, 53);
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, ttl)
+            .udp(sport, 53);
         let mut v = Vec::new();
         b.write(&mut v, b"payload!").unwrap();
         v
