@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// VRF 0 is the extranet (the plan's own address space); legacy networks get 1, 2, ...
 pub const EXTRANET_VRF: u32 = 0;
+/// VRF ids index per-VRF tables directly, so they are kept small.
+pub const MAX_VRFS: u32 = 4096;
 /// Ethernet MTU unless a port says otherwise.
 pub const DEFAULT_MTU: u16 = 1500;
 
@@ -221,6 +223,9 @@ impl Config {
         let vrf_ids: BTreeSet<u32> = self.vrfs.iter().map(|v| v.id).collect();
         if vrf_ids.len() != self.vrfs.len() {
             err("vrfs".into(), "VRF ids must be unique".into());
+        }
+        if let Some(big) = vrf_ids.iter().find(|v| **v >= MAX_VRFS) {
+            err("vrfs".into(), format!("VRF id {big} is not below {MAX_VRFS}"));
         }
         if self.ports.is_empty() {
             err("ports".into(), "a gateway needs at least one port".into());

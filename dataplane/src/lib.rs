@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod fib;
 pub mod neighbor;
 pub mod netlink;
 pub mod packet;
