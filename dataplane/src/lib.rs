@@ -6,8 +6,10 @@
 //! [`xdp`] loads and attaches it and fills the maps, and [`neighbor`] keeps next-hop MACs resolved
 //! through the kernel's neighbor table.
 
+pub mod buffer;
 pub mod config;
 pub mod counters;
+pub mod engine;
 pub mod fib;
 pub mod neighbor;
 pub mod netlink;

@@ -35,8 +35,7 @@ impl Lpm4 {
         let mut routes: Vec<(Ipv4Net, u32)> = routes.into_iter().map(|(n, v)| (n.trunc(), v)).collect();
         // Stable: equal prefixes keep their input order, so the last one written wins.
         routes.sort_by_key(|(n, _)| n.prefix_len());
-        let mut t = Lpm4::default();
-        t.prefixes = routes.len();
+        let mut t = Lpm4 { prefixes: routes.len(), ..Lpm4::default() };
         for (net, value) in routes {
             t.insert(net, value.min(Self::MAX_VALUE) + 1);
         }
@@ -155,7 +154,12 @@ mod tests {
     /// The obvious implementation, as the oracle.
     fn naive(routes: &[(Ipv4Net, u32)], a: u32) -> Option<u32> {
         let addr = Ipv4Addr::from(a);
-        routes.iter().rev().filter(|(n, _)| n.contains(&addr)).max_by_key(|(n, _)| n.prefix_len()).map(|(_, v)| *v)
+        routes
+            .iter()
+            .rev()
+            .filter(|(n, _)| n.contains(&addr))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(_, v)| *v)
     }
 
     proptest! {

@@ -30,7 +30,7 @@ impl Lpm6 {
                 None => by_len.push((len, HashMap::from([(key, value)]))),
             }
         }
-        by_len.sort_by(|a, b| b.0.cmp(&a.0));
+        by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         Lpm6 { by_len }
     }
 

@@ -11,18 +11,24 @@ pub enum Drop {
     UnknownPort = 1,
     /// An EtherType the gateway does not forward (it is neither ARP nor IPv4).
     UnsupportedProtocol = 2,
-    /// No translation publishes this source or destination: default deny.
+    /// Nothing publishes this packet: no policy rule matched it (the default is deny), or the
+    /// matching translate rule has no mapping for its address.
     NoTranslation = 3,
     /// No route for the (translated) destination in its VRF.
     NoRoute = 4,
     /// The next hop's MAC address is not resolved yet; resolution has been requested.
     NoNeighbor = 5,
-    /// TTL would reach zero.
+    /// TTL would reach zero (answered with ICMP time-exceeded, rate-limited).
     TtlExpired = 6,
+    /// An explicit deny rule matched.
+    PolicyDeny = 7,
+    /// Larger than the egress MTU with don't-fragment set (answered with ICMP
+    /// fragmentation-needed / packet-too-big, rate-limited).
+    TooBig = 8,
 }
 
 impl Drop {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
     pub const ALL: [Drop; Self::COUNT as usize] = [
         Drop::Malformed,
         Drop::UnknownPort,
@@ -31,6 +37,8 @@ impl Drop {
         Drop::NoRoute,
         Drop::NoNeighbor,
         Drop::TtlExpired,
+        Drop::PolicyDeny,
+        Drop::TooBig,
     ];
 
     /// The stable name used in metrics, logs and the CLI.
@@ -43,6 +51,8 @@ impl Drop {
             Drop::NoRoute => "no_route",
             Drop::NoNeighbor => "no_neighbor",
             Drop::TtlExpired => "ttl_expired",
+            Drop::PolicyDeny => "policy_deny",
+            Drop::TooBig => "too_big",
         }
     }
 }
@@ -57,17 +67,24 @@ pub enum Stat {
     Forwarded = 1,
     /// Handed to the gateway's own host stack (ARP, traffic to the gateway's addresses).
     ToHost = 2,
+    /// ICMP errors the gateway sent (time exceeded, fragmentation needed, packet too big).
+    IcmpErrors = 3,
+    /// ICMP errors not sent because of the rate limit.
+    IcmpSuppressed = 4,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 3;
-    pub const ALL: [Stat; Self::COUNT as usize] = [Stat::Received, Stat::Forwarded, Stat::ToHost];
+    pub const COUNT: u32 = 5;
+    pub const ALL: [Stat; Self::COUNT as usize] =
+        [Stat::Received, Stat::Forwarded, Stat::ToHost, Stat::IcmpErrors, Stat::IcmpSuppressed];
 
     pub const fn name(self) -> &'static str {
         match self {
             Stat::Received => "received",
             Stat::Forwarded => "forwarded",
             Stat::ToHost => "to_host",
+            Stat::IcmpErrors => "icmp_errors",
+            Stat::IcmpSuppressed => "icmp_suppressed",
         }
     }
 }

@@ -1,0 +1,129 @@
+//! A [`Config`] compiled into the lookup structures the pipeline uses. Built off the packet
+//! path, then published whole (see [`super::Engine::swap`]): a batch sees one `Compiled` from
+//! start to end.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+use ipnet::Ipv6Net;
+
+use super::classify::Classifier;
+use crate::{
+    config::{Config, MAX_VRFS},
+    fib::{Fib, Lpm4},
+};
+
+/// A port at run time.
+#[derive(Clone, Debug)]
+pub struct PortRt {
+    /// Index of its interface in [`Compiled::ifaces`].
+    pub iface: usize,
+    pub vlan: Option<u16>,
+    pub vrf: u32,
+    pub mtu: u16,
+}
+
+/// Netmap or NPTv6 lookups of one VRF: which table entry covers an address.
+#[derive(Debug, Default)]
+pub struct NatIndex {
+    /// IPv4 prefix → index into `Config::netmaps`.
+    pub v4: Option<Lpm4>,
+    /// IPv6 prefixes with their index into `Config::nptv6` (few per gateway; scanned).
+    pub v6: Vec<(Ipv6Net, usize)>,
+}
+
+#[derive(Debug)]
+pub struct Compiled {
+    pub config: Config,
+    pub fib: Fib,
+    pub rules: Classifier,
+    /// Distinct interface names, in config order; packets arrive on one of these.
+    pub ifaces: Vec<String>,
+    pub ports: Vec<PortRt>,
+    port_of: HashMap<(usize, Option<u16>), usize>,
+    /// The gateway's own addresses, per VRF.
+    pub local: HashSet<(u32, IpAddr)>,
+    /// Per VRF: translations whose inside is in that VRF (source side) ...
+    pub nat_inside: Vec<NatIndex>,
+    /// ... and whose outside is (destination side).
+    pub nat_outside: Vec<NatIndex>,
+}
+
+impl Compiled {
+    /// Compiles a config; it must have passed [`Config::validate`].
+    pub fn new(config: Config) -> Compiled {
+        let mut ifaces: Vec<String> = Vec::new();
+        let mut ports = Vec::new();
+        let mut port_of = HashMap::new();
+        let mut local = HashSet::new();
+        for (i, p) in config.ports.iter().enumerate() {
+            let iface = match ifaces.iter().position(|n| *n == p.name) {
+                Some(k) => k,
+                None => {
+                    ifaces.push(p.name.clone());
+                    ifaces.len() - 1
+                }
+            };
+            port_of.insert((iface, p.vlan), i);
+            ports.push(PortRt { iface, vlan: p.vlan, vrf: p.vrf, mtu: p.mtu });
+            for a in &p.addresses {
+                local.insert((p.vrf, a.addr()));
+            }
+        }
+        let vrfs = config.vrfs.iter().map(|v| v.id + 1).max().unwrap_or(1).min(MAX_VRFS) as usize;
+        let mut inside_v4: Vec<Vec<_>> = vec![Vec::new(); vrfs];
+        let mut outside_v4: Vec<Vec<_>> = vec![Vec::new(); vrfs];
+        let mut nat_inside: Vec<NatIndex> = (0..vrfs).map(|_| NatIndex::default()).collect();
+        let mut nat_outside: Vec<NatIndex> = (0..vrfs).map(|_| NatIndex::default()).collect();
+        for (i, n) in config.netmaps.iter().enumerate() {
+            if let (Some(a), Some(b)) =
+                (inside_v4.get_mut(n.inside_vrf as usize), outside_v4.get_mut(n.outside_vrf as usize))
+            {
+                a.push((n.inside, i as u32));
+                b.push((n.outside, i as u32));
+            }
+        }
+        for (v, routes) in inside_v4.into_iter().enumerate() {
+            if !routes.is_empty() {
+                nat_inside[v].v4 = Some(Lpm4::build(routes));
+            }
+        }
+        for (v, routes) in outside_v4.into_iter().enumerate() {
+            if !routes.is_empty() {
+                nat_outside[v].v4 = Some(Lpm4::build(routes));
+            }
+        }
+        for (i, n) in config.nptv6.iter().enumerate() {
+            if let Some(x) = nat_inside.get_mut(n.inside_vrf as usize) {
+                x.v6.push((n.inside, i));
+            }
+            if let Some(x) = nat_outside.get_mut(n.outside_vrf as usize) {
+                x.v6.push((n.outside, i));
+            }
+        }
+        Compiled {
+            fib: Fib::build(&config),
+            rules: Classifier::new(&config.policies),
+            ifaces,
+            ports,
+            port_of,
+            local,
+            nat_inside,
+            nat_outside,
+            config,
+        }
+    }
+
+    /// The port a frame belongs to: its interface and VLAN tag.
+    #[inline]
+    pub fn port(&self, iface: usize, vlan: Option<u16>) -> Option<usize> {
+        self.port_of.get(&(iface, vlan)).copied()
+    }
+
+    /// Index of the interface called `name`.
+    pub fn iface(&self, name: &str) -> Option<usize> {
+        self.ifaces.iter().position(|n| n == name)
+    }
+}

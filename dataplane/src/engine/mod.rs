@@ -1,0 +1,506 @@
+//! The userspace engine: the whole pipeline over batches of packets, driven only by a
+//! [`Config`].
+//!
+//! ```text
+//! parse ─► port (interface + VLAN → VRF) ─► host? (ARP, the gateway's own addresses)
+//!       ─► TTL ─► classify (ordered rules, default deny) ─► translate (netmap | NPTv6 | none)
+//!       ─► route (per-VRF LPM, ECMP) ─► MTU ─► neighbor ─► rewrite (addresses, ports, TTL,
+//!          MACs, VLAN push/pop/retag, incremental checksums) ─► egress interface
+//! ```
+//! Every lookup happens before the first byte is rewritten, so a dropped packet is unmodified.
+//! A batch runs against one [`Compiled`] snapshot: a config swapped in while a batch runs takes
+//! effect with the next batch, so no packet sees half of each.
+
+pub mod classify;
+pub mod compiled;
+pub mod counters;
+pub mod icmp;
+pub mod trace;
+pub mod translate;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use hutong_common::{Drop, Stat};
+
+use crate::{
+    Action, Config, ConfigError,
+    buffer::{Packet, Verdict},
+    fib::NextHop,
+    packet::{self, L3, L4, Meta},
+};
+use classify::FlowKey;
+pub use compiled::Compiled;
+pub use counters::EngineCounters;
+use icmp::{IcmpError, RateLimit};
+pub use trace::{Step, trace};
+
+#[cfg(test)]
+mod tests;
+
+/// Generated ICMP errors per second, and the burst allowed (RFC 1812 4.3.2.8).
+const ICMP_PER_SECOND: u64 = 100;
+const ICMP_BURST: u64 = 50;
+
+/// An interface the engine sends and receives on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub mac: [u8; 6],
+}
+
+/// Where new configs are published; clone it to swap from another thread.
+#[derive(Clone)]
+pub struct ConfigHandle(Arc<ArcSwap<Compiled>>);
+
+impl ConfigHandle {
+    /// Validates and publishes `config`; running engines pick it up at their next batch.
+    pub fn swap(&self, config: Config) -> Result<(), Vec<ConfigError>> {
+        config.validate()?;
+        self.0.store(Arc::new(Compiled::new(config)));
+        Ok(())
+    }
+
+    pub fn current(&self) -> Arc<Compiled> {
+        self.0.load_full()
+    }
+}
+
+/// A resolved next hop's MAC, keyed by interface (engine index), VLAN and address.
+type NeighborKey = (usize, Option<u16>, IpAddr);
+
+pub struct Engine {
+    shared: ConfigHandle,
+    tables: Arc<Compiled>,
+    ifaces: Vec<Iface>,
+    /// Engine interface index → the compiled config's interface index, and back.
+    to_compiled: Vec<Option<usize>>,
+    from_compiled: Vec<Option<usize>>,
+    neighbors: HashMap<NeighborKey, [u8; 6]>,
+    /// Next hops the pipeline missed since the last [`Engine::take_misses`]; bounded.
+    misses: Vec<NeighborKey>,
+    icmp: RateLimit,
+    pub counters: EngineCounters,
+    /// For offline traces: forward even without a resolved neighbor (MAC left zero).
+    assume_neighbors: bool,
+}
+
+/// At most this many unresolved next hops are remembered between resolver runs.
+const MAX_MISSES: usize = 1024;
+
+/// A flow hash for ECMP: the same 5-tuple always picks the same path.
+fn flow_hash(k: &FlowKey) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |x: u64| h = (h ^ x).wrapping_mul(0x0000_0100_0000_01b3);
+    for a in [k.src, k.dst] {
+        match a {
+            IpAddr::V4(v) => mix(u32::from(v) as u64),
+            IpAddr::V6(v) => {
+                let b = u128::from(v);
+                mix(b as u64);
+                mix((b >> 64) as u64);
+            }
+        }
+    }
+    let (s, d) = k.ports.unwrap_or((0, 0));
+    mix(((k.proto as u64) << 32) | ((s as u64) << 16) | d as u64);
+    (h ^ (h >> 32)) as u32
+}
+
+/// The translation a rule decided, before anything is written.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    src: IpAddr,
+    dst: IpAddr,
+    vrf: u32,
+    /// A fixed egress from a route-via rule, instead of a FIB lookup.
+    via: Option<NextHop>,
+}
+
+impl Engine {
+    /// An engine on `ifaces` running `config` (validated here).
+    pub fn new(config: Config, ifaces: Vec<Iface>) -> Result<Engine, Vec<ConfigError>> {
+        config.validate()?;
+        let compiled = Arc::new(Compiled::new(config));
+        let shared = ConfigHandle(Arc::new(ArcSwap::new(compiled.clone())));
+        let mut e = Engine {
+            shared,
+            tables: compiled.clone(),
+            ifaces,
+            to_compiled: Vec::new(),
+            from_compiled: Vec::new(),
+            neighbors: HashMap::new(),
+            misses: Vec::new(),
+            icmp: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
+            counters: EngineCounters::default(),
+            assume_neighbors: false,
+        };
+        e.adopt(compiled);
+        Ok(e)
+    }
+
+    pub fn config_handle(&self) -> ConfigHandle {
+        self.shared.clone()
+    }
+
+    /// Validates and publishes a new config (see [`ConfigHandle::swap`]).
+    pub fn swap(&self, config: Config) -> Result<(), Vec<ConfigError>> {
+        self.shared.swap(config)
+    }
+
+    pub fn ifaces(&self) -> &[Iface] {
+        &self.ifaces
+    }
+
+    /// The engine index of the interface called `name`.
+    pub fn iface(&self, name: &str) -> Option<usize> {
+        self.ifaces.iter().position(|i| i.name == name)
+    }
+
+    /// Makes `compiled` the tables of the following batches.
+    fn adopt(&mut self, compiled: Arc<Compiled>) {
+        self.to_compiled = self.ifaces.iter().map(|i| compiled.iface(&i.name)).collect();
+        self.from_compiled =
+            compiled.ifaces.iter().map(|n| self.ifaces.iter().position(|i| i.name == *n)).collect();
+        let c = &mut self.counters;
+        c.rule_hits.rekey(compiled.rules.rules.iter().map(|r| r.name.clone()).collect());
+        let ports: Vec<String> = compiled.config.ports.iter().map(|p| p.key()).collect();
+        for k in [&mut c.port_rx_packets, &mut c.port_rx_bytes, &mut c.port_tx_packets, &mut c.port_tx_bytes]
+        {
+            k.rekey(ports.clone());
+        }
+        self.tables = compiled;
+    }
+
+    /// Records the MAC of a next hop (from the daemon's resolver, or a test).
+    pub fn set_neighbor(&mut self, iface: usize, vlan: Option<u16>, addr: IpAddr, mac: [u8; 6]) {
+        self.neighbors.insert((iface, vlan, addr), mac);
+    }
+
+    /// Unresolved next hops seen since the last call, for the resolver to ask about.
+    pub fn take_misses(&mut self) -> Vec<(usize, Option<u16>, IpAddr)> {
+        std::mem::take(&mut self.misses)
+    }
+
+    /// Runs the pipeline over a batch; each packet's `verdict` says what to do with it. `now_ns`
+    /// is a monotonic clock, used for rate limits.
+    pub fn process(&mut self, batch: &mut [Packet], now_ns: u64) {
+        let latest = self.shared.0.load();
+        if !Arc::ptr_eq(&latest, &self.tables) {
+            self.adopt(Arc::clone(&latest));
+        }
+        for pkt in batch.iter_mut() {
+            let verdict = self.one(pkt, now_ns, &mut None);
+            self.finish(pkt, verdict);
+        }
+    }
+
+    /// Runs one packet with every decision recorded.
+    pub fn process_traced(&mut self, pkt: &mut Packet, now_ns: u64) -> Vec<Step> {
+        let latest = self.shared.0.load();
+        if !Arc::ptr_eq(&latest, &self.tables) {
+            self.adopt(Arc::clone(&latest));
+        }
+        let mut steps = Some(Vec::new());
+        let verdict = self.one(pkt, now_ns, &mut steps);
+        self.finish(pkt, verdict);
+        let mut steps = steps.unwrap_or_default();
+        steps.push(Step::new("verdict", format!("{:?}", pkt.verdict)));
+        steps
+    }
+
+    fn finish(&mut self, pkt: &mut Packet, verdict: Verdict) {
+        match verdict {
+            Verdict::Drop(d) => self.counters.drops[d as usize] += 1,
+            Verdict::ToHost => self.counters.stats[Stat::ToHost as usize] += 1,
+            Verdict::Forward { .. } => self.counters.stats[Stat::Forwarded as usize] += 1,
+            Verdict::Reply { dropped, .. } => self.counters.drops[dropped as usize] += 1,
+            Verdict::Pending => {}
+        }
+        pkt.verdict = verdict;
+    }
+
+    /// Learns the sender of an ARP packet addressed to one of our addresses, if the sender is
+    /// on a connected subnet of the port it came in on (as the XDP program does).
+    fn glean_arp(&mut self, t: &Compiled, pkt: &Packet, m: &Meta, port: usize) {
+        let f = pkt.frame();
+        let Some(arp) = f.get(m.l3_off..m.l3_off + 28) else { return };
+        if arp[0..6] != [0, 1, 8, 0, 6, 4] {
+            return;
+        }
+        let sender = IpAddr::V4(Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]));
+        let target = IpAddr::V4(Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]));
+        let vrf = t.ports[port].vrf;
+        if !t.local.contains(&(vrf, target)) {
+            return;
+        }
+        let on_link = t.fib.lookup(vrf, sender, 0).is_some_and(|h| h.port == port && h.via.is_none());
+        if on_link {
+            let mac: [u8; 6] = arp[8..14].try_into().expect("6 bytes");
+            self.neighbors.insert((pkt.iface, m.vlan, sender), mac);
+        }
+    }
+
+    /// The whole pipeline for one packet.
+    fn one(&mut self, pkt: &mut Packet, now_ns: u64, tr: &mut Option<Vec<Step>>) -> Verdict {
+        let t = Arc::clone(&self.tables);
+        self.counters.stats[Stat::Received as usize] += 1;
+        let len = pkt.frame().len() as u64;
+        macro_rules! step {
+            ($stage:expr, $($fmt:tt)*) => {
+                if let Some(s) = tr.as_mut() {
+                    s.push(Step::new($stage, format!($($fmt)*)));
+                }
+            };
+        }
+
+        let mut m = match packet::parse(pkt.frame()) {
+            Ok(m) => m,
+            Err(d) => {
+                step!("parse", "{}", d.name());
+                return Verdict::Drop(d);
+            }
+        };
+        step!(
+            "parse",
+            "{:?} proto {} ttl {} {:?} {:?} vlan {:?}",
+            m.l3,
+            m.proto,
+            m.ttl,
+            m.l4,
+            m.frag,
+            m.vlan
+        );
+        let Some(port) = self.to_compiled.get(pkt.iface).copied().flatten().and_then(|ci| t.port(ci, m.vlan))
+        else {
+            step!("port", "no port for interface {} VLAN {:?}", pkt.iface, m.vlan);
+            return Verdict::Drop(Drop::UnknownPort);
+        };
+        self.counters.port_rx_packets.add(port, 1);
+        self.counters.port_rx_bytes.add(port, len);
+        let vrf = t.ports[port].vrf;
+        step!("port", "{} → VRF {vrf}", t.config.ports[port].key());
+
+        let (src, dst) = match m.l3 {
+            L3::Arp => {
+                self.glean_arp(&t, pkt, &m, port);
+                step!("host", "ARP goes to the host stack");
+                return Verdict::ToHost;
+            }
+            L3::V4 { src, dst } => (IpAddr::V4(src), IpAddr::V4(dst)),
+            L3::V6 { src, dst } => (IpAddr::V6(src), IpAddr::V6(dst)),
+        };
+        if t.local.contains(&(vrf, dst)) {
+            step!("host", "{dst} is the gateway's own address");
+            return Verdict::ToHost;
+        }
+        if m.ttl <= 1 {
+            step!("ttl", "TTL {} expires here", m.ttl);
+            return self.icmp_error(&t, pkt, &m, port, IcmpError::TimeExceeded, now_ns, tr, Drop::TtlExpired);
+        }
+
+        let ports = match m.l4 {
+            L4::Ports { src, dst, .. } => Some((src, dst)),
+            _ => None,
+        };
+        let key = FlowKey { vrf, src, dst, proto: m.proto, ports };
+        let hits = &mut self.counters.rule_hits;
+        let rule = t.rules.classify(&key, |i| hits.add(i, 1));
+        let Some(rule) = rule else {
+            step!("classify", "no rule matches in VRF {vrf}: default deny");
+            return Verdict::Drop(Drop::NoTranslation);
+        };
+        self.counters.rule_hits.add(rule, 1);
+        let r = &t.rules.rules[rule];
+        step!("classify", "rule {:?} → {:?}", r.name, r.action);
+
+        let plan = match self.plan(&t, &r.action, vrf, src, dst) {
+            Ok(p) => p,
+            Err(d) => {
+                step!("translate", "{}", d.name());
+                return Verdict::Drop(d);
+            }
+        };
+        if (plan.src, plan.dst) != (src, dst) {
+            step!("translate", "{src} → {dst} becomes {} → {} in VRF {}", plan.src, plan.dst, plan.vrf);
+        }
+
+        let hop = match plan.via {
+            Some(h) => h,
+            None => match t.fib.lookup(plan.vrf, plan.dst, flow_hash(&key)) {
+                Some(h) => h,
+                None => {
+                    step!("route", "no route to {} in VRF {}", plan.dst, plan.vrf);
+                    return Verdict::Drop(Drop::NoRoute);
+                }
+            },
+        };
+        let egress = &t.ports[hop.port];
+        let next = hop.via.unwrap_or(plan.dst);
+        step!("route", "via {} out of {}", next, t.config.ports[hop.port].key());
+
+        if m.ip_len() > egress.mtu as usize {
+            let df = match m.l3 {
+                L3::V4 { .. } => pkt.frame()[m.l3_off + 6] & 0x40 != 0,
+                _ => true,
+            };
+            step!(
+                "mtu",
+                "{} bytes exceed MTU {} (DF {df}); the gateway does not fragment",
+                m.ip_len(),
+                egress.mtu
+            );
+            if df {
+                let kind = IcmpError::TooBig { mtu: egress.mtu };
+                return self.icmp_error(&t, pkt, &m, port, kind, now_ns, tr, Drop::TooBig);
+            }
+            return Verdict::Drop(Drop::TooBig);
+        }
+
+        let Some(out_iface) = self.from_compiled.get(egress.iface).copied().flatten() else {
+            step!("neighbor", "the engine does not run on the egress interface");
+            return Verdict::Drop(Drop::NoRoute);
+        };
+        let nkey = (out_iface, egress.vlan, next);
+        let dst_mac = match self.neighbors.get(&nkey) {
+            Some(mac) => *mac,
+            None if self.assume_neighbors => [0; 6],
+            None => {
+                if self.misses.len() < MAX_MISSES && !self.misses.contains(&nkey) {
+                    self.misses.push(nkey);
+                }
+                step!("neighbor", "{next} is not resolved yet");
+                return Verdict::Drop(Drop::NoNeighbor);
+            }
+        };
+
+        // --- rewrite: nothing below can fail -----------------------------------------------------
+        let f = pkt.frame_mut();
+        match (plan.src, plan.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                if IpAddr::V4(s) != src {
+                    packet::rewrite::set_ipv4_addr(f, &mut m, true, s);
+                }
+                if IpAddr::V4(d) != dst {
+                    packet::rewrite::set_ipv4_addr(f, &mut m, false, d);
+                }
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                if IpAddr::V6(s) != src {
+                    packet::rewrite::set_ipv6_addr(f, &mut m, true, s);
+                }
+                if IpAddr::V6(d) != dst {
+                    packet::rewrite::set_ipv6_addr(f, &mut m, false, d);
+                }
+            }
+            _ => unreachable!("translations keep the address family"),
+        }
+        packet::rewrite::decrement_ttl(f, &mut m);
+        packet::rewrite::set_macs(f, dst_mac, self.ifaces[out_iface].mac);
+        match (m.vlan, egress.vlan) {
+            (None, Some(v)) => pkt.push_vlan(v),
+            (Some(_), None) => pkt.pop_vlan(),
+            (Some(a), Some(b)) if a != b => {
+                let tci = u16::from_be_bytes([f[14], f[15]]);
+                f[14..16].copy_from_slice(&((tci & 0xf000) | b).to_be_bytes());
+            }
+            _ => {}
+        }
+        self.counters.port_tx_packets.add(hop.port, 1);
+        self.counters.port_tx_bytes.add(hop.port, pkt.frame().len() as u64);
+        step!("rewrite", "TTL {} → out of {} to {}", m.ttl, self.ifaces[out_iface].name, fmt_mac(&dst_mac));
+        Verdict::Forward { iface: out_iface }
+    }
+
+    /// Decides the translation for a matched rule without touching the packet.
+    fn plan(&self, t: &Compiled, action: &Action, vrf: u32, src: IpAddr, dst: IpAddr) -> Result<Plan, Drop> {
+        let same = Plan { src, dst, vrf, via: None };
+        match action {
+            Action::Permit => Ok(same),
+            Action::Deny => Err(Drop::PolicyDeny),
+            Action::Count => unreachable!("count rules never decide"),
+            Action::RouteVia { port, via } => {
+                let port = t.config.ports.iter().position(|p| p.key() == *port).ok_or(Drop::NoRoute)?;
+                Ok(Plan { via: Some(NextHop { port, via: *via }), ..same })
+            }
+            Action::Netmap => {
+                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return Err(Drop::NoTranslation) };
+                let find = |idx: &[compiled::NatIndex], a: Ipv4Addr| {
+                    idx.get(vrf as usize).and_then(|x| x.v4.as_ref()).and_then(|l| l.lookup(u32::from(a)))
+                };
+                if let Some(i) = find(&t.nat_inside, s) {
+                    let n = &t.config.netmaps[i as usize];
+                    Ok(Plan { src: IpAddr::V4(translate::netmap(s, n.outside)), vrf: n.outside_vrf, ..same })
+                } else if let Some(i) = find(&t.nat_outside, d) {
+                    let n = &t.config.netmaps[i as usize];
+                    Ok(Plan { dst: IpAddr::V4(translate::netmap(d, n.inside)), vrf: n.inside_vrf, ..same })
+                } else {
+                    Err(Drop::NoTranslation)
+                }
+            }
+            Action::Nptv6 => {
+                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return Err(Drop::NoTranslation) };
+                let find = |idx: &[compiled::NatIndex], a| {
+                    idx.get(vrf as usize)
+                        .and_then(|x| x.v6.iter().find(|(n, _)| n.contains(&a)).map(|(_, i)| *i))
+                };
+                if let Some(i) = find(&t.nat_inside, s) {
+                    let n = &t.config.nptv6[i];
+                    let s2 = translate::nptv6(s, n.inside, n.outside).ok_or(Drop::NoTranslation)?;
+                    Ok(Plan { src: IpAddr::V6(s2), vrf: n.outside_vrf, ..same })
+                } else if let Some(i) = find(&t.nat_outside, d) {
+                    let n = &t.config.nptv6[i];
+                    let d2 = translate::nptv6(d, n.outside, n.inside).ok_or(Drop::NoTranslation)?;
+                    Ok(Plan { dst: IpAddr::V6(d2), vrf: n.inside_vrf, ..same })
+                } else {
+                    Err(Drop::NoTranslation)
+                }
+            }
+        }
+    }
+
+    /// The packet is dropped for `reason`; where the RFCs ask for it and the rate limit allows,
+    /// it is replaced by an ICMP error back to its sender.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error(
+        &mut self,
+        t: &Compiled,
+        pkt: &mut Packet,
+        m: &Meta,
+        port: usize,
+        kind: IcmpError,
+        now_ns: u64,
+        tr: &mut Option<Vec<Step>>,
+        reason: Drop,
+    ) -> Verdict {
+        let want_v4 = matches!(m.l3, L3::V4 { .. });
+        let from = t.config.ports[port].addresses.iter().map(|a| a.addr()).find(|a| a.is_ipv4() == want_v4);
+        let mac = self.ifaces[pkt.iface].mac;
+        let Some(reply) = from.and_then(|from| icmp::answer(pkt.frame(), m, kind, from, mac)) else {
+            return Verdict::Drop(reason);
+        };
+        if !self.icmp.allow(now_ns) {
+            self.counters.stats[Stat::IcmpSuppressed as usize] += 1;
+            if let Some(s) = tr.as_mut() {
+                s.push(Step::new("icmp", "error suppressed by the rate limit".into()));
+            }
+            return Verdict::Drop(reason);
+        }
+        if let Some(s) = tr.as_mut() {
+            s.push(Step::new("icmp", format!("{kind:?} back out of {}", self.ifaces[pkt.iface].name)));
+        }
+        pkt.replace(&reply);
+        self.counters.stats[Stat::IcmpErrors as usize] += 1;
+        self.counters.port_tx_packets.add(port, 1);
+        self.counters.port_tx_bytes.add(port, reply.len() as u64);
+        Verdict::Reply { iface: pkt.iface, dropped: reason }
+    }
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}

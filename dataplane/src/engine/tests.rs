@@ -1,0 +1,417 @@
+//! Behaviour of the whole pipeline, on the demo shape and variations of it. Expected frames are
+//! built independently with etherparse, which computes every checksum from scratch.
+
+use std::net::IpAddr;
+
+use etherparse::{PacketBuilder, VlanId};
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    Netmap, Nptv6,
+    buffer::Packet,
+    config::{PortConfig, PortRange, Role, RouteConfig, Rule, Vrf, tests::demo},
+};
+
+const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+const U_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x22];
+const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x20, 0x0a];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x19, 0x02];
+const HOST: [u8; 4] = [10, 20, 0, 10];
+const HOST_PLAN: [u8; 4] = [198, 18, 20, 10];
+const SERVER: [u8; 4] = [198, 19, 0, 2];
+
+fn ip(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+fn engine(config: Config) -> Engine {
+    let ifaces =
+        vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
+    let mut e = Engine::new(config, ifaces).unwrap();
+    e.set_neighbor(1, None, ip(SERVER), SERVER_MAC);
+    e.set_neighbor(0, None, ip(HOST), HOST_MAC);
+    e
+}
+
+fn udp(eth: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, ttl).udp(40000, 53);
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x5a; len]).unwrap();
+    v
+}
+
+fn run(e: &mut Engine, iface: usize, frame: &[u8]) -> Packet {
+    let mut batch = [Packet::new(iface, frame)];
+    e.process(&mut batch, 0);
+    batch[0].clone()
+}
+
+#[test]
+fn netmap_out_and_back_in() {
+    let mut e = engine(demo());
+    let out = run(&mut e, 0, &udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10));
+    assert_eq!(out.verdict, Verdict::Forward { iface: 1 });
+    assert_eq!(out.frame(), udp((U_MAC, SERVER_MAC), HOST_PLAN, SERVER, 63, 10));
+    let back = run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, HOST_PLAN, 64, 10));
+    assert_eq!(back.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(back.frame(), udp((L_MAC, HOST_MAC), SERVER, HOST, 63, 10));
+    assert_eq!(e.counters.rule_hits.get("lan-out"), 1);
+    assert_eq!(e.counters.rule_hits.get("lan-in"), 1);
+    assert_eq!(e.counters.port_rx_packets.get("legacy0"), 1);
+    assert_eq!(e.counters.port_tx_packets.get("uplink0"), 1);
+    assert_eq!(e.counters.stat(Stat::Forwarded), 2);
+}
+
+#[test]
+fn unpublished_traffic_is_dropped_unmodified_and_counted() {
+    let mut e = engine(demo());
+    let f = udp((HOST_MAC, L_MAC), [10, 20, 1, 10], SERVER, 64, 10);
+    let out = run(&mut e, 0, &f);
+    assert_eq!(out.verdict, Verdict::Drop(Drop::NoTranslation));
+    assert_eq!(out.frame(), f);
+    assert_eq!(e.counters.drop(Drop::NoTranslation), 1);
+}
+
+#[test]
+fn deny_rule_wins_by_order_and_count_rules_only_count() {
+    let mut c = demo();
+    let mut deny = c.policies[0].clone();
+    deny.name = "no-dns".into();
+    deny.proto = Some(17);
+    deny.dst_ports = Some(PortRange { first: 53, last: 53 });
+    deny.action = Action::Deny;
+    let mut count = deny.clone();
+    count.name = "count-dns".into();
+    count.action = Action::Count;
+    c.policies.insert(0, deny);
+    c.policies.insert(0, count);
+    let mut e = engine(c);
+    let out = run(&mut e, 0, &udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10));
+    assert_eq!(out.verdict, Verdict::Drop(Drop::PolicyDeny));
+    assert_eq!(e.counters.rule_hits.get("count-dns"), 1);
+    assert_eq!(e.counters.rule_hits.get("no-dns"), 1);
+    assert_eq!(e.counters.rule_hits.get("lan-out"), 0);
+}
+
+#[test]
+fn ttl_expiry_is_answered_with_time_exceeded_from_the_gateway() {
+    let mut e = engine(demo());
+    let f = udp((HOST_MAC, L_MAC), HOST, SERVER, 1, 10);
+    let out = run(&mut e, 0, &f);
+    assert_eq!(out.verdict, Verdict::Reply { iface: 0, dropped: Drop::TtlExpired });
+    let m = packet::parse(out.frame()).unwrap();
+    assert_eq!(m.l3, L3::V4 { src: "10.20.0.1".parse().unwrap(), dst: "10.20.0.10".parse().unwrap() });
+    assert_eq!(m.l4, L4::Icmp { kind: 11, code: 0, ident: 0 });
+    assert_eq!(&out.frame()[m.l4_off + 8..], &f[14..], "the whole short original is quoted");
+    assert_eq!((e.counters.drop(Drop::TtlExpired), e.counters.stat(Stat::IcmpErrors)), (1, 1));
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let mut e = engine(demo());
+    let f = udp((HOST_MAC, L_MAC), HOST, SERVER, 1, 10);
+    let mut batch: Vec<Packet> = (0..ICMP_BURST + 10).map(|_| Packet::new(0, &f)).collect();
+    e.process(&mut batch, 1);
+    assert_eq!(e.counters.stat(Stat::IcmpErrors), ICMP_BURST);
+    assert_eq!(e.counters.stat(Stat::IcmpSuppressed), 10);
+    assert_eq!(e.counters.drop(Drop::TtlExpired), ICMP_BURST + 10);
+}
+
+#[test]
+fn df_packet_over_the_egress_mtu_gets_fragmentation_needed() {
+    let mut c = demo();
+    c.ports[1].mtu = 1280;
+    let mut e = engine(c);
+    let big = udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 1300); // etherparse sets DF
+    let out = run(&mut e, 0, &big);
+    assert_eq!(out.verdict, Verdict::Reply { iface: 0, dropped: Drop::TooBig });
+    let m = packet::parse(out.frame()).unwrap();
+    assert_eq!(m.l4, L4::Icmp { kind: 3, code: 4, ident: 0 });
+    assert_eq!(&out.frame()[m.l4_off + 6..m.l4_off + 8], &1280u16.to_be_bytes());
+    // Without DF the gateway, which does not fragment, drops without an error.
+    let mut no_df = big.clone();
+    no_df[20] &= !0x40;
+    let sum = u16::from_be_bytes([no_df[24], no_df[25]]);
+    no_df[24..26].copy_from_slice(
+        &hutong_common::checksum::replace2(sum.to_be(), 0x4000u16.to_be(), 0).to_be().to_be_bytes(),
+    );
+    assert_eq!(run(&mut e, 0, &no_df).verdict, Verdict::Drop(Drop::TooBig));
+}
+
+#[test]
+fn vlan_ports_pop_push_and_retag() {
+    let mut c = demo();
+    c.ports[0].vlan = Some(100);
+    c.routes.clear();
+    c.routes.push(RouteConfig {
+        vrf: 0,
+        prefix: "0.0.0.0/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some(ip(SERVER)),
+    });
+    let mut e = engine(c);
+    e.set_neighbor(0, Some(100), ip(HOST), HOST_MAC);
+    let tagged = |eth: ([u8; 6], [u8; 6]), src, dst, ttl| {
+        let b = PacketBuilder::ethernet2(eth.0, eth.1)
+            .single_vlan(VlanId::try_new(100).unwrap())
+            .ipv4(src, dst, ttl)
+            .udp(40000, 53);
+        let mut v = Vec::new();
+        b.write(&mut v, &[0x5a; 10]).unwrap();
+        v
+    };
+    let out = run(&mut e, 0, &tagged((HOST_MAC, L_MAC), HOST, SERVER, 64));
+    assert_eq!(out.frame(), udp((U_MAC, SERVER_MAC), HOST_PLAN, SERVER, 63, 10), "tag popped");
+    let back = run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, HOST_PLAN, 64, 10));
+    assert_eq!(back.frame(), tagged((L_MAC, HOST_MAC), SERVER, HOST, 63), "tag pushed");
+    // Untagged frames on the legacy interface belong to no port now.
+    assert_eq!(
+        run(&mut e, 0, &udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10)).verdict,
+        Verdict::Drop(Drop::UnknownPort)
+    );
+}
+
+/// Two legacy networks that both use 10.0.0.0/16, each in its own VRF on its own interface,
+/// netmapped to different plan blocks, reaching the same server.
+fn overlapping() -> (Engine, [u8; 6]) {
+    let mut c = demo();
+    c.vrfs.push(Vrf { id: 2, name: "lan2".into() });
+    c.ports[0].addresses = vec!["10.0.0.1/16".parse().unwrap()];
+    c.ports.push(PortConfig {
+        name: "legacy1".into(),
+        vlan: None,
+        role: Role::Legacy,
+        vrf: 2,
+        addresses: vec!["10.0.0.1/16".parse().unwrap()],
+        mtu: 1500,
+    });
+    c.netmaps = vec![
+        Netmap {
+            inside_vrf: 1,
+            inside: "10.0.0.0/16".parse().unwrap(),
+            outside_vrf: 0,
+            outside: "198.18.0.0/16".parse().unwrap(),
+        },
+        Netmap {
+            inside_vrf: 2,
+            inside: "10.0.0.0/16".parse().unwrap(),
+            outside_vrf: 0,
+            outside: "198.20.0.0/16".parse().unwrap(),
+        },
+    ];
+    let rule = |name: &str, vrf, src: Option<&str>, dst: Option<&str>| Rule {
+        name: name.into(),
+        vrf,
+        src: src.map(|s| s.parse().unwrap()),
+        dst: dst.map(|s| s.parse().unwrap()),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Netmap,
+    };
+    c.policies = vec![
+        rule("a-out", 1, Some("10.0.0.0/16"), None),
+        rule("b-out", 2, Some("10.0.0.0/16"), None),
+        rule("a-in", 0, None, Some("198.18.0.0/16")),
+        rule("b-in", 0, None, Some("198.20.0.0/16")),
+    ];
+    let l2_mac = [2, 0, 0, 0, 0, 0x33];
+    let ifaces = vec![
+        Iface { name: "legacy0".into(), mac: L_MAC },
+        Iface { name: "uplink0".into(), mac: U_MAC },
+        Iface { name: "legacy1".into(), mac: l2_mac },
+    ];
+    let mut e = Engine::new(c, ifaces).unwrap();
+    e.set_neighbor(1, None, ip(SERVER), SERVER_MAC);
+    e.set_neighbor(0, None, ip([10, 0, 0, 5]), [2, 0, 0, 0, 0xa, 5]);
+    e.set_neighbor(2, None, ip([10, 0, 0, 5]), [2, 0, 0, 0, 0xb, 5]);
+    (e, l2_mac)
+}
+
+#[test]
+fn overlapping_legacy_networks_each_get_their_own_replies() {
+    let (mut e, l2_mac) = overlapping();
+    let a = run(&mut e, 0, &udp(([2, 0, 0, 0, 0xa, 5], L_MAC), [10, 0, 0, 5], SERVER, 64, 8));
+    let b = run(&mut e, 2, &udp(([2, 0, 0, 0, 0xb, 5], l2_mac), [10, 0, 0, 5], SERVER, 64, 8));
+    assert_eq!(a.frame(), udp((U_MAC, SERVER_MAC), [198, 18, 0, 5], SERVER, 63, 8));
+    assert_eq!(b.frame(), udp((U_MAC, SERVER_MAC), [198, 20, 0, 5], SERVER, 63, 8));
+    // The server answers both; each answer goes back to its own network.
+    let ra = run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, [198, 18, 0, 5], 64, 8));
+    let rb = run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, [198, 20, 0, 5], 64, 8));
+    assert_eq!(ra.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(ra.frame(), udp((L_MAC, [2, 0, 0, 0, 0xa, 5]), SERVER, [10, 0, 0, 5], 63, 8));
+    assert_eq!(rb.verdict, Verdict::Forward { iface: 2 });
+    assert_eq!(rb.frame(), udp((l2_mac, [2, 0, 0, 0, 0xb, 5]), SERVER, [10, 0, 0, 5], 63, 8));
+}
+
+#[test]
+fn ecmp_keeps_a_flow_on_one_path_and_spreads_flows() {
+    let mut c = demo();
+    c.routes.push(RouteConfig {
+        vrf: 0,
+        prefix: "0.0.0.0/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some(ip([198, 19, 0, 3])),
+    });
+    let mut e = engine(c);
+    e.set_neighbor(1, None, ip([198, 19, 0, 3]), [2, 0, 0, 0, 0x19, 3]);
+    let mut macs = std::collections::BTreeSet::new();
+    for host in 1..=32u8 {
+        let f = udp((HOST_MAC, L_MAC), [10, 20, 0, host], [8, 8, 8, 8], 64, 4);
+        let first = run(&mut e, 0, &f).frame()[0..6].to_vec();
+        assert_eq!(run(&mut e, 0, &f).frame()[0..6], first[..], "same flow, same path");
+        macs.insert(first);
+    }
+    assert_eq!(macs.len(), 2);
+}
+
+#[test]
+fn nptv6_translates_both_ways_keeping_checksums() {
+    let mut c = demo();
+    c.ports[0].addresses.push("fd01:203:405::1/48".parse().unwrap());
+    c.ports[1].addresses.push("2001:db8:ff::1/64".parse().unwrap());
+    c.nptv6 = vec![Nptv6 {
+        inside_vrf: 1,
+        inside: "fd01:203:405::/48".parse().unwrap(),
+        outside_vrf: 0,
+        outside: "2001:db8:1::/48".parse().unwrap(),
+    }];
+    c.routes.push(RouteConfig {
+        vrf: 0,
+        prefix: "::/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some("2001:db8:ff::2".parse().unwrap()),
+    });
+    let rule = |name: &str, vrf, src: Option<&str>, dst: Option<&str>| Rule {
+        name: name.into(),
+        vrf,
+        src: src.map(|s| s.parse().unwrap()),
+        dst: dst.map(|s| s.parse().unwrap()),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Nptv6,
+    };
+    c.policies.push(rule("v6-out", 1, Some("fd01:203:405::/48"), None));
+    c.policies.push(rule("v6-in", 0, None, Some("2001:db8:1::/48")));
+    let mut e = engine(c);
+    let gw6: IpAddr = "2001:db8:ff::2".parse().unwrap();
+    e.set_neighbor(1, None, gw6, SERVER_MAC);
+    let inside: [u8; 16] = "fd01:203:405:1::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let outside: [u8; 16] = "2001:db8:1:d550::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let remote: [u8; 16] = "2400:1::80".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let tcp = |eth: ([u8; 6], [u8; 6]), src, dst, hop| {
+        let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv6(src, dst, hop).tcp(5555, 443, 1, 1000).syn();
+        let mut v = Vec::new();
+        b.write(&mut v, b"hi").unwrap();
+        v
+    };
+    let out = run(&mut e, 0, &tcp((HOST_MAC, L_MAC), inside, remote, 64));
+    assert_eq!(out.verdict, Verdict::Forward { iface: 1 });
+    assert_eq!(out.frame(), tcp((U_MAC, SERVER_MAC), outside, remote, 63));
+    e.set_neighbor(0, None, IpAddr::from(inside), HOST_MAC);
+    let back = run(&mut e, 1, &tcp((SERVER_MAC, U_MAC), remote, outside, 64));
+    assert_eq!(back.frame(), tcp((L_MAC, HOST_MAC), remote, inside, 63));
+}
+
+#[test]
+fn a_swapped_config_applies_from_the_next_batch_and_counters_carry_over() {
+    let mut e = engine(demo());
+    let f = udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10);
+    assert_eq!(run(&mut e, 0, &f).verdict, Verdict::Forward { iface: 1 });
+    let mut c = demo();
+    c.policies[0].action = Action::Deny;
+    let handle = e.config_handle();
+    handle.swap(c).unwrap();
+    assert_eq!(run(&mut e, 0, &f).verdict, Verdict::Drop(Drop::PolicyDeny));
+    assert_eq!(e.counters.rule_hits.get("lan-out"), 2, "hits before and after the swap, by name");
+    // An invalid config is refused and the running one stays.
+    let mut bad = demo();
+    bad.routes[0].port = "nowhere".into();
+    assert!(handle.swap(bad).is_err());
+    assert_eq!(run(&mut e, 0, &f).verdict, Verdict::Drop(Drop::PolicyDeny));
+}
+
+#[test]
+fn unresolved_next_hops_are_reported_to_the_resolver() {
+    let mut e = engine(demo());
+    let f = udp((SERVER_MAC, U_MAC), SERVER, [198, 18, 20, 99], 64, 4);
+    assert_eq!(run(&mut e, 1, &f).verdict, Verdict::Drop(Drop::NoNeighbor));
+    run(&mut e, 1, &f);
+    assert_eq!(e.take_misses(), vec![(0, None, ip([10, 20, 0, 99]))]);
+    assert!(e.take_misses().is_empty());
+}
+
+#[test]
+fn arp_for_the_gateway_teaches_the_engine_the_senders_mac() {
+    let mut e = engine(demo());
+    let mac = [2, 0, 0, 0, 0x20, 0x4d];
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[10, 20, 0, 77, 0, 0, 0, 0, 0, 0, 10, 20, 0, 1]);
+    assert_eq!(run(&mut e, 0, &arp).verdict, Verdict::ToHost);
+    let back = run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, [198, 18, 20, 77], 64, 4));
+    assert_eq!(back.frame(), udp((L_MAC, mac), SERVER, [10, 20, 0, 77], 63, 4));
+}
+
+#[test]
+fn trace_names_every_decision() {
+    let steps = trace(&demo(), "legacy0", &udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10)).unwrap();
+    let text: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+    let stages: Vec<&str> = steps.iter().map(|s| s.stage).collect();
+    assert_eq!(
+        stages,
+        ["parse", "port", "classify", "translate", "route", "rewrite", "verdict"],
+        "{text:#?}"
+    );
+    assert!(text[2].contains("lan-out"), "{text:#?}");
+    assert!(text[3].contains("198.18.20.10"), "{text:#?}");
+    let denied = trace(&demo(), "legacy0", &udp((HOST_MAC, L_MAC), [10, 20, 1, 1], SERVER, 64, 10)).unwrap();
+    assert!(denied.iter().any(|s| s.decision.contains("default deny")));
+    assert!(trace(&demo(), "eth9", &[0; 60]).is_err());
+}
+
+proptest! {
+    #[test]
+    fn garbage_never_panics(frame in prop::collection::vec(any::<u8>(), 0..200), iface in 0usize..3) {
+        let mut e = engine(demo());
+        let mut batch = [Packet::new(iface, &frame)];
+        e.process(&mut batch, 0);
+        prop_assert!(batch[0].verdict != Verdict::Pending);
+    }
+
+    #[test]
+    fn mutated_valid_packets_never_panic(flips in prop::collection::vec((0usize..80, any::<u8>()), 1..6)) {
+        let mut f = udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 30);
+        for (at, v) in flips {
+            if at < f.len() {
+                f[at] = v;
+            }
+        }
+        let mut e = engine(demo());
+        run(&mut e, 0, &f);
+    }
+
+    #[test]
+    fn forwarded_checksums_equal_a_full_recomputation(
+        host in 1u8..255, sport in any::<u16>(), dport in any::<u16>(), tcp in any::<bool>(),
+        payload in prop::collection::vec(any::<u8>(), 0..64), ttl in 2u8..=255,
+    ) {
+        let mut e = engine(demo());
+        e.set_neighbor(0, None, ip([10, 20, 0, host]), HOST_MAC);
+        let build = |eth: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8| {
+            let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, ttl);
+            let mut v = Vec::new();
+            if tcp { b.tcp(sport, dport, 7, 100).ack(1).write(&mut v, &payload).unwrap(); }
+            else { b.udp(sport, dport).write(&mut v, &payload).unwrap(); }
+            v
+        };
+        let out = run(&mut e, 0, &build((HOST_MAC, L_MAC), [10, 20, 0, host], SERVER, ttl));
+        prop_assert_eq!(out.frame(), &build((U_MAC, SERVER_MAC), [198, 18, 20, host], SERVER, ttl - 1)[..]);
+        let back = run(&mut e, 1, &build((SERVER_MAC, U_MAC), SERVER, [198, 18, 20, host], ttl));
+        prop_assert_eq!(back.frame(), &build((L_MAC, HOST_MAC), SERVER, [10, 20, 0, host], ttl - 1)[..]);
+    }
+}
