@@ -11,5 +11,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/xdp"),
         ..Default::default()
     };
+    // aya-build watches the program's crate; the shared types it compiles in live next door.
+    println!("cargo:rerun-if-changed={}", concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/common"));
     aya_build::build_ebpf([package], aya_build::Toolchain::default())
 }
