@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
   hutong plan check PATH                   validate a plan (errors with file:line:column)
   hutong plan compile PATH --gateway ID    print a gateway's compiled config (JSON)
   hutong gateway run --config FILE         attach the XDP engine and forward
+  hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
 )]
 struct Cli {
@@ -28,6 +29,21 @@ enum Command {
     /// Run a gateway.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Run one packet through the userspace pipeline and print every stage's decision.
+    Trace {
+        /// A compiled gateway config (`hutong plan compile`).
+        #[arg(long)]
+        config: PathBuf,
+        /// The frame, as hex from the Ethernet header on (spaces and colons are ignored).
+        #[arg(long)]
+        packet: String,
+        /// The interface it arrives on; defaults to the config's first port.
+        #[arg(long)]
+        iface: Option<String>,
+        /// Print the steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a demo site in network namespaces, run a gateway on it, send real traffic, show the
     /// evidence, and remove everything again.
     Demo {
@@ -79,6 +95,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Hex digits to bytes; whitespace, ':' and '-' separators are allowed.
+fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
+    let digits: Vec<u8> =
+        text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b':' && *b != b'-').collect();
+    if digits.len() % 2 != 0 {
+        anyhow::bail!("the packet has an odd number of hex digits ({})", digits.len());
+    }
+    digits
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let s = std::str::from_utf8(pair).unwrap_or("??");
+            u8::from_str_radix(s, 16).map_err(|_| anyhow::anyhow!("{s:?} at byte {i} is not hex"))
+        })
+        .collect()
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(PlanCommand::Check { path }) => Ok(match control::check_file(&path) {
@@ -119,5 +152,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),
+        Command::Trace { config, packet, iface, json } => {
+            let config = hutong::gateway::load_config(&config)?;
+            let frame = parse_hex(&packet)?;
+            let iface = iface.unwrap_or_else(|| config.ports[0].name.clone());
+            let steps = dataplane::engine::trace(&config, &iface, &frame).map_err(|errors| {
+                anyhow::anyhow!("{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&steps)?);
+            } else {
+                for s in &steps {
+                    println!("{s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

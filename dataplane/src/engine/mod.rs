@@ -265,16 +265,7 @@ impl Engine {
                 return Verdict::Drop(d);
             }
         };
-        step!(
-            "parse",
-            "{:?} proto {} ttl {} {:?} {:?} vlan {:?}",
-            m.l3,
-            m.proto,
-            m.ttl,
-            m.l4,
-            m.frag,
-            m.vlan
-        );
+        step!("parse", "{m}");
         let Some(port) = self.to_compiled.get(pkt.iface).copied().flatten().and_then(|ci| t.port(ci, m.vlan))
         else {
             step!("port", "no port for interface {} VLAN {:?}", pkt.iface, m.vlan);
@@ -368,7 +359,13 @@ impl Engine {
         let nkey = (out_iface, egress.vlan, next);
         let dst_mac = match self.neighbors.get(&nkey) {
             Some(mac) => *mac,
-            None if self.assume_neighbors => [0; 6],
+            None if self.assume_neighbors => {
+                step!(
+                    "neighbor",
+                    "{next}: not resolved in an offline trace (the gateway resolves it by ARP/NDP)"
+                );
+                [0; 6]
+            }
             None => {
                 if self.misses.len() < MAX_MISSES && !self.misses.contains(&nkey) {
                     self.misses.push(nkey);
@@ -412,7 +409,7 @@ impl Engine {
         }
         self.counters.port_tx_packets.add(hop.port, 1);
         self.counters.port_tx_bytes.add(hop.port, pkt.frame().len() as u64);
-        step!("rewrite", "TTL {} → out of {} to {}", m.ttl, self.ifaces[out_iface].name, fmt_mac(&dst_mac));
+        step!("rewrite", "TTL {}, out of {} to {}", m.ttl, self.ifaces[out_iface].name, fmt_mac(&dst_mac));
         Verdict::Forward { iface: out_iface }
     }
 

@@ -61,6 +61,41 @@ impl Meta {
     }
 }
 
+impl std::fmt::Display for Meta {
+    /// One line for traces: `IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53, TTL 64`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.l3 {
+            L3::Arp => write!(f, "ARP")?,
+            L3::V4 { src, dst } => write!(f, "IPv4 {src} → {dst}")?,
+            L3::V6 { src, dst } => write!(f, "IPv6 {src} → {dst}")?,
+        }
+        let proto = match self.proto {
+            IPPROTO_TCP => "TCP".to_string(),
+            IPPROTO_UDP => "UDP".to_string(),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => "ICMP".to_string(),
+            p => format!("protocol {p}"),
+        };
+        match self.l4 {
+            L4::Ports { src, dst, .. } => write!(f, " {proto} {src} → {dst}")?,
+            L4::Icmp { kind, code, ident } => write!(f, " {proto} type {kind} code {code} id {ident}")?,
+            L4::Opaque if self.l3 != L3::Arp => write!(f, " {proto}")?,
+            L4::Opaque => {}
+        }
+        if self.l3 != L3::Arp {
+            write!(f, ", TTL {}", self.ttl)?;
+        }
+        match self.frag {
+            Frag::Whole => {}
+            Frag::First { id } => write!(f, ", first fragment of {id}")?,
+            Frag::Later { id } => write!(f, ", later fragment of {id}")?,
+        }
+        if let Some(v) = self.vlan {
+            write!(f, ", VLAN {v}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Parses `frame`. Every offset in the returned [`Meta`] lies inside `frame`, and the transport
 /// fields the gateway rewrites (ports, checksums, ICMP ident) are inside the datagram.
 pub fn parse(frame: &[u8]) -> Result<Meta, Drop> {
