@@ -14,6 +14,7 @@ pub mod fib;
 pub mod neighbor;
 pub mod netlink;
 pub mod packet;
+pub mod port;
 pub mod tables;
 pub mod xdp;
 
