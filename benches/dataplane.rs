@@ -22,7 +22,8 @@ fn demo_engine() -> Engine {
     let lp = control::load_str(hutong::demo::DEMO_PLAN, std::path::Path::new("plan.yaml")).unwrap();
     control::validate(&lp).unwrap();
     let config = control::compile(&lp, hutong::demo::DEMO_GATEWAY).unwrap();
-    let ifaces = vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
+    let ifaces =
+        vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
     let mut e = Engine::new(config, ifaces).unwrap();
     e.set_neighbor(1, None, "198.19.0.2".parse().unwrap(), [2, 0, 0, 0, 0x19, 2]);
     e
@@ -30,7 +31,9 @@ fn demo_engine() -> Engine {
 
 /// A 60-byte frame (64 on the wire with the FCS): Ethernet, IPv4, UDP, 18 bytes of payload.
 fn frame64(src: [u8; 4], sport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0x20, 0x0a], L_MAC).ipv4(src, [198, 19, 0, 2], 64).udp(sport, 53);
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0x20, 0x0a], L_MAC)
+        .ipv4(src, [198, 19, 0, 2], 64)
+        .udp(sport, 53);
     let mut v = Vec::new();
     b.write(&mut v, &[0; 18]).unwrap();
     assert_eq!(v.len(), 60);
@@ -39,14 +42,16 @@ fn frame64(src: [u8; 4], sport: u16) -> Vec<u8> {
 
 fn pipeline(c: &mut Criterion) {
     let mut engine = demo_engine();
-    let template: Vec<Packet> =
-        (0..BATCH).map(|i| Packet::new(0, &frame64([10, 20, 0, (i % 250 + 1) as u8], 1024 + i as u16))).collect();
+    let template: Vec<Packet> = (0..BATCH)
+        .map(|i| Packet::new(0, &frame64([10, 20, 0, (i % 250 + 1) as u8], 1024 + i as u16)))
+        .collect();
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("netmap+route/64B", |b| {
         b.iter_batched_ref(|| template.clone(), |batch| engine.process(batch, 0), BatchSize::SmallInput)
     });
-    let denied: Vec<Packet> = (0..BATCH).map(|i| Packet::new(0, &frame64([10, 20, 1, (i % 250) as u8], 9))).collect();
+    let denied: Vec<Packet> =
+        (0..BATCH).map(|i| Packet::new(0, &frame64([10, 20, 1, (i % 250) as u8], 9))).collect();
     g.bench_function("default-deny/64B", |b| {
         b.iter_batched_ref(|| denied.clone(), |batch| engine.process(batch, 0), BatchSize::SmallInput)
     });
@@ -59,7 +64,9 @@ fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
     g.bench_function("hutong", |b| b.iter(|| dataplane::packet::parse(black_box(&f)).unwrap()));
-    g.bench_function("etherparse", |b| b.iter(|| etherparse::SlicedPacket::from_ethernet(black_box(&f)).unwrap()));
+    g.bench_function("etherparse", |b| {
+        b.iter(|| etherparse::SlicedPacket::from_ethernet(black_box(&f)).unwrap())
+    });
     g.finish();
 }
 

@@ -105,10 +105,16 @@ fn trace_prints_each_stage_for_a_hex_packet() {
     std::fs::write(&config, common::demo_config().to_json()).unwrap();
     let c = config.to_str().unwrap();
     // 10.20.0.10:40000 -> 198.19.0.2:53 UDP, from the legacy host.
-    let frame = "02:00:00:00:0a:0a 02:00:00:00:00:11 0800 4500001c00004000401100000a14000ac6130002 9c40003500080000";
+    let frame =
+        "02:00:00:00:0a:0a 02:00:00:00:00:11 0800 4500001c00004000401100000a14000ac6130002 9c40003500080000";
     let (code, out, err) = hutong(&["trace", "--config", c, "--packet", frame, "--iface", "legacy0"]);
     assert_eq!(code, 0, "{err}");
-    for want in ["parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53", "city-hall-netmap0-out", "198.18.20.10", "Forward"] {
+    for want in [
+        "parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53",
+        "city-hall-netmap0-out",
+        "198.18.20.10",
+        "Forward",
+    ] {
         assert!(out.contains(want), "{want:?} missing from\n{out}");
     }
     let (code, _, err) = hutong(&["trace", "--config", c, "--packet", "0x12"]);

@@ -7,7 +7,9 @@
 
 use std::net::IpAddr;
 
-use crate::config::{Action, Rule};
+use ipnet::IpNet;
+
+use crate::config::{Action, PortRange, Rule};
 
 /// What classification needs to know about a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,9 +22,50 @@ pub struct FlowKey {
     pub ports: Option<(u16, u16)>,
 }
 
+/// A prefix as a value/mask pair over 128 bits, so matching is two ANDs and a compare for
+/// either family. IPv4 occupies the low 32 bits and is told apart by `v4`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prefix {
+    v4: bool,
+    net: u128,
+    mask: u128,
+}
+
+fn bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(v) => (true, u32::from(v) as u128),
+        IpAddr::V6(v) => (false, u128::from(v)),
+    }
+}
+
+impl Prefix {
+    fn new(n: IpNet) -> Prefix {
+        let (v4, net) = bits(n.network());
+        let (_, mask) = bits(n.netmask());
+        Prefix { v4, net, mask }
+    }
+
+    #[inline]
+    fn contains(&self, (v4, a): (bool, u128)) -> bool {
+        self.v4 == v4 && a & self.mask == self.net
+    }
+}
+
+/// A rule's match part, precompiled.
+#[derive(Clone, Debug)]
+struct Matcher {
+    src: Option<Prefix>,
+    dst: Option<Prefix>,
+    proto: Option<u8>,
+    src_ports: Option<PortRange>,
+    dst_ports: Option<PortRange>,
+    count_only: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Classifier {
     pub rules: Vec<Rule>,
+    matchers: Vec<Matcher>,
     by_vrf: Vec<Vec<usize>>,
 }
 
@@ -36,12 +79,24 @@ impl Classifier {
             }
             by_vrf[v].push(i);
         }
-        Classifier { rules: rules.to_vec(), by_vrf }
+        let matchers = rules
+            .iter()
+            .map(|r| Matcher {
+                src: r.src.map(Prefix::new),
+                dst: r.dst.map(Prefix::new),
+                proto: r.proto,
+                src_ports: r.src_ports,
+                dst_ports: r.dst_ports,
+                count_only: r.action == Action::Count,
+            })
+            .collect();
+        Classifier { rules: rules.to_vec(), matchers, by_vrf }
     }
 
-    fn matches(r: &Rule, k: &FlowKey) -> bool {
-        r.src.is_none_or(|n| n.contains(&k.src))
-            && r.dst.is_none_or(|n| n.contains(&k.dst))
+    #[inline]
+    fn matches(r: &Matcher, src: (bool, u128), dst: (bool, u128), k: &FlowKey) -> bool {
+        r.src.is_none_or(|n| n.contains(src))
+            && r.dst.is_none_or(|n| n.contains(dst))
             && r.proto.is_none_or(|p| p == k.proto)
             && match (r.src_ports, r.dst_ports) {
                 (None, None) => true,
@@ -55,10 +110,11 @@ impl Classifier {
     /// The index of the deciding rule, if any; `counted` is called for every `count` rule passed.
     #[inline]
     pub fn classify(&self, k: &FlowKey, mut counted: impl FnMut(usize)) -> Option<usize> {
+        let (src, dst) = (bits(k.src), bits(k.dst));
         for &i in self.by_vrf.get(k.vrf as usize)? {
-            let r = &self.rules[i];
-            if Self::matches(r, k) {
-                if r.action == Action::Count {
+            let r = &self.matchers[i];
+            if Self::matches(r, src, dst, k) {
+                if r.count_only {
                     counted(i);
                     continue;
                 }
@@ -72,7 +128,6 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PortRange;
 
     fn rule(
         name: &str,

@@ -2,12 +2,10 @@
 //! path, then published whole (see [`super::Engine::swap`]): a batch sees one `Compiled` from
 //! start to end.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-};
+use std::net::IpAddr;
 
 use ipnet::Ipv6Net;
+use rustc_hash::FxHashMap;
 
 use super::classify::Classifier;
 use crate::{
@@ -23,6 +21,13 @@ pub struct PortRt {
     pub vlan: Option<u16>,
     pub vrf: u32,
     pub mtu: u16,
+}
+
+/// The ports on one interface.
+#[derive(Debug, Default)]
+struct IfacePorts {
+    untagged: Option<usize>,
+    vlans: FxHashMap<u16, usize>,
 }
 
 /// Netmap or NPTv6 lookups of one VRF: which table entry covers an address.
@@ -42,9 +47,10 @@ pub struct Compiled {
     /// Distinct interface names, in config order; packets arrive on one of these.
     pub ifaces: Vec<String>,
     pub ports: Vec<PortRt>,
-    port_of: HashMap<(usize, Option<u16>), usize>,
-    /// The gateway's own addresses, per VRF.
-    pub local: HashSet<(u32, IpAddr)>,
+    /// Per interface: its untagged port and its VLAN ports.
+    port_of: Vec<IfacePorts>,
+    /// The gateway's own addresses, per VRF (a handful each, so scanned).
+    local: Vec<Vec<IpAddr>>,
     /// Per VRF: translations whose inside is in that VRF (source side) ...
     pub nat_inside: Vec<NatIndex>,
     /// ... and whose outside is (destination side).
@@ -55,9 +61,10 @@ impl Compiled {
     /// Compiles a config; it must have passed [`Config::validate`].
     pub fn new(config: Config) -> Compiled {
         let mut ifaces: Vec<String> = Vec::new();
+        let vrfs = config.vrfs.iter().map(|v| v.id + 1).max().unwrap_or(1).min(MAX_VRFS) as usize;
         let mut ports = Vec::new();
-        let mut port_of = HashMap::new();
-        let mut local = HashSet::new();
+        let mut port_of: Vec<IfacePorts> = Vec::new();
+        let mut local: Vec<Vec<IpAddr>> = vec![Vec::new(); vrfs];
         for (i, p) in config.ports.iter().enumerate() {
             let iface = match ifaces.iter().position(|n| *n == p.name) {
                 Some(k) => k,
@@ -66,13 +73,20 @@ impl Compiled {
                     ifaces.len() - 1
                 }
             };
-            port_of.insert((iface, p.vlan), i);
+            if port_of.len() <= iface {
+                port_of.resize_with(iface + 1, IfacePorts::default);
+            }
+            match p.vlan {
+                Some(v) => {
+                    port_of[iface].vlans.insert(v, i);
+                }
+                None => port_of[iface].untagged = Some(i),
+            }
             ports.push(PortRt { iface, vlan: p.vlan, vrf: p.vrf, mtu: p.mtu });
-            for a in &p.addresses {
-                local.insert((p.vrf, a.addr()));
+            if let Some(l) = local.get_mut(p.vrf as usize) {
+                l.extend(p.addresses.iter().map(|a| a.addr()));
             }
         }
-        let vrfs = config.vrfs.iter().map(|v| v.id + 1).max().unwrap_or(1).min(MAX_VRFS) as usize;
         let mut inside_v4: Vec<Vec<_>> = vec![Vec::new(); vrfs];
         let mut outside_v4: Vec<Vec<_>> = vec![Vec::new(); vrfs];
         let mut nat_inside: Vec<NatIndex> = (0..vrfs).map(|_| NatIndex::default()).collect();
@@ -119,7 +133,17 @@ impl Compiled {
     /// The port a frame belongs to: its interface and VLAN tag.
     #[inline]
     pub fn port(&self, iface: usize, vlan: Option<u16>) -> Option<usize> {
-        self.port_of.get(&(iface, vlan)).copied()
+        let ports = self.port_of.get(iface)?;
+        match vlan {
+            None => ports.untagged,
+            Some(v) => ports.vlans.get(&v).copied(),
+        }
+    }
+
+    /// Whether `addr` is one of the gateway's own addresses in `vrf`.
+    #[inline]
+    pub fn is_local(&self, vrf: u32, addr: IpAddr) -> bool {
+        self.local.get(vrf as usize).is_some_and(|l| l.contains(&addr))
     }
 
     /// Index of the interface called `name`.

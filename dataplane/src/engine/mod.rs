@@ -19,13 +19,13 @@ pub mod trace;
 pub mod translate;
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
 };
 
 use arc_swap::ArcSwap;
 use hutong_common::{Drop, Stat};
+use rustc_hash::FxHashMap;
 
 use crate::{
     Action, Config, ConfigError,
@@ -73,6 +73,72 @@ impl ConfigHandle {
 /// A resolved next hop's MAC, keyed by interface (engine index), VLAN and address.
 type NeighborKey = (usize, Option<u16>, IpAddr);
 
+/// The neighbor table. IPv4 keys are packed into one `u64` (interface, VLAN + 1, address), and
+/// a small direct-mapped cache in front of the map answers the common case (traffic to a few
+/// next hops) without hashing; that lookup is on every forwarded packet.
+#[derive(Debug)]
+struct Neighbors {
+    v4: FxHashMap<u64, [u8; 6]>,
+    v6: FxHashMap<(usize, Option<u16>, u128), [u8; 6]>,
+    /// (packed key, MAC); key 0 (interface 0, untagged, 0.0.0.0) is never a neighbor: empty.
+    cache: Box<[(u64, [u8; 6]); NEIGH_CACHE]>,
+}
+
+const NEIGH_CACHE: usize = 256;
+
+impl Default for Neighbors {
+    fn default() -> Self {
+        Neighbors {
+            v4: FxHashMap::default(),
+            v6: FxHashMap::default(),
+            cache: Box::new([(0, [0; 6]); NEIGH_CACHE]),
+        }
+    }
+}
+
+impl Neighbors {
+    fn pack((iface, vlan, _): NeighborKey, a: u32) -> u64 {
+        ((iface as u64) << 45) | ((vlan.map_or(0, |v| v as u64 + 1)) << 32) | a as u64
+    }
+
+    fn slot(key: u64) -> usize {
+        ((key ^ (key >> 29)) as usize) % NEIGH_CACHE
+    }
+
+    #[inline]
+    fn get(&mut self, k: NeighborKey) -> Option<[u8; 6]> {
+        match k.2 {
+            IpAddr::V4(a) => {
+                let key = Self::pack(k, u32::from(a));
+                let slot = &mut self.cache[Self::slot(key)];
+                if slot.0 == key {
+                    return Some(slot.1);
+                }
+                let mac = *self.v4.get(&key)?;
+                *slot = (key, mac);
+                Some(mac)
+            }
+            IpAddr::V6(a) => self.v6.get(&(k.0, k.1, u128::from(a))).copied(),
+        }
+    }
+
+    fn insert(&mut self, k: NeighborKey, mac: [u8; 6]) {
+        match k.2 {
+            IpAddr::V4(a) => {
+                let key = Self::pack(k, u32::from(a));
+                self.v4.insert(key, mac);
+                let slot = &mut self.cache[Self::slot(key)];
+                if slot.0 == key {
+                    slot.1 = mac;
+                }
+            }
+            IpAddr::V6(a) => {
+                self.v6.insert((k.0, k.1, u128::from(a)), mac);
+            }
+        }
+    }
+}
+
 pub struct Engine {
     shared: ConfigHandle,
     tables: Arc<Compiled>,
@@ -80,7 +146,7 @@ pub struct Engine {
     /// Engine interface index → the compiled config's interface index, and back.
     to_compiled: Vec<Option<usize>>,
     from_compiled: Vec<Option<usize>>,
-    neighbors: HashMap<NeighborKey, [u8; 6]>,
+    neighbors: Neighbors,
     /// Next hops the pipeline missed since the last [`Engine::take_misses`]; bounded.
     misses: Vec<NeighborKey>,
     icmp: RateLimit,
@@ -133,7 +199,7 @@ impl Engine {
             ifaces,
             to_compiled: Vec::new(),
             from_compiled: Vec::new(),
-            neighbors: HashMap::new(),
+            neighbors: Neighbors::default(),
             misses: Vec::new(),
             icmp: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
             counters: EngineCounters::default(),
@@ -193,8 +259,9 @@ impl Engine {
         if !Arc::ptr_eq(&latest, &self.tables) {
             self.adopt(Arc::clone(&latest));
         }
+        let t = Arc::clone(&self.tables);
         for pkt in batch.iter_mut() {
-            let verdict = self.one(pkt, now_ns, &mut None);
+            let verdict = self.one(&t, pkt, now_ns, &mut None);
             self.finish(pkt, verdict);
         }
     }
@@ -206,7 +273,8 @@ impl Engine {
             self.adopt(Arc::clone(&latest));
         }
         let mut steps = Some(Vec::new());
-        let verdict = self.one(pkt, now_ns, &mut steps);
+        let t = Arc::clone(&self.tables);
+        let verdict = self.one(&t, pkt, now_ns, &mut steps);
         self.finish(pkt, verdict);
         let mut steps = steps.unwrap_or_default();
         steps.push(Step::new("verdict", format!("{:?}", pkt.verdict)));
@@ -235,7 +303,7 @@ impl Engine {
         let sender = IpAddr::V4(Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]));
         let target = IpAddr::V4(Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]));
         let vrf = t.ports[port].vrf;
-        if !t.local.contains(&(vrf, target)) {
+        if !t.is_local(vrf, target) {
             return;
         }
         let on_link = t.fib.lookup(vrf, sender, 0).is_some_and(|h| h.port == port && h.via.is_none());
@@ -246,8 +314,7 @@ impl Engine {
     }
 
     /// The whole pipeline for one packet.
-    fn one(&mut self, pkt: &mut Packet, now_ns: u64, tr: &mut Option<Vec<Step>>) -> Verdict {
-        let t = Arc::clone(&self.tables);
+    fn one(&mut self, t: &Compiled, pkt: &mut Packet, now_ns: u64, tr: &mut Option<Vec<Step>>) -> Verdict {
         self.counters.stats[Stat::Received as usize] += 1;
         let len = pkt.frame().len() as u64;
         macro_rules! step {
@@ -278,20 +345,20 @@ impl Engine {
 
         let (src, dst) = match m.l3 {
             L3::Arp => {
-                self.glean_arp(&t, pkt, &m, port);
+                self.glean_arp(t, pkt, &m, port);
                 step!("host", "ARP goes to the host stack");
                 return Verdict::ToHost;
             }
             L3::V4 { src, dst } => (IpAddr::V4(src), IpAddr::V4(dst)),
             L3::V6 { src, dst } => (IpAddr::V6(src), IpAddr::V6(dst)),
         };
-        if t.local.contains(&(vrf, dst)) {
+        if t.is_local(vrf, dst) {
             step!("host", "{dst} is the gateway's own address");
             return Verdict::ToHost;
         }
         if m.ttl <= 1 {
             step!("ttl", "TTL {} expires here", m.ttl);
-            return self.icmp_error(&t, pkt, &m, port, IcmpError::TimeExceeded, now_ns, tr, Drop::TtlExpired);
+            return self.icmp_error(t, pkt, &m, port, IcmpError::TimeExceeded, now_ns, tr, Drop::TtlExpired);
         }
 
         let ports = match m.l4 {
@@ -309,7 +376,7 @@ impl Engine {
         let r = &t.rules.rules[rule];
         step!("classify", "rule {:?} → {:?}", r.name, r.action);
 
-        let plan = match self.plan(&t, &r.action, vrf, src, dst) {
+        let plan = match self.plan(t, &r.action, vrf, src, dst) {
             Ok(p) => p,
             Err(d) => {
                 step!("translate", "{}", d.name());
@@ -322,7 +389,7 @@ impl Engine {
 
         let hop = match plan.via {
             Some(h) => h,
-            None => match t.fib.lookup(plan.vrf, plan.dst, flow_hash(&key)) {
+            None => match t.fib.lookup_with(plan.vrf, plan.dst, || flow_hash(&key)) {
                 Some(h) => h,
                 None => {
                     step!("route", "no route to {} in VRF {}", plan.dst, plan.vrf);
@@ -347,7 +414,7 @@ impl Engine {
             );
             if df {
                 let kind = IcmpError::TooBig { mtu: egress.mtu };
-                return self.icmp_error(&t, pkt, &m, port, kind, now_ns, tr, Drop::TooBig);
+                return self.icmp_error(t, pkt, &m, port, kind, now_ns, tr, Drop::TooBig);
             }
             return Verdict::Drop(Drop::TooBig);
         }
@@ -357,8 +424,8 @@ impl Engine {
             return Verdict::Drop(Drop::NoRoute);
         };
         let nkey = (out_iface, egress.vlan, next);
-        let dst_mac = match self.neighbors.get(&nkey) {
-            Some(mac) => *mac,
+        let dst_mac = match self.neighbors.get(nkey) {
+            Some(mac) => mac,
             None if self.assume_neighbors => {
                 step!(
                     "neighbor",

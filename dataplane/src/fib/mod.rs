@@ -82,15 +82,21 @@ impl Fib {
     /// The next hop for `dst` in `vrf`; among equal-cost ones, the one `flow_hash` picks.
     #[inline]
     pub fn lookup(&self, vrf: u32, dst: IpAddr, flow_hash: u32) -> Option<NextHop> {
+        self.lookup_with(vrf, dst, || flow_hash)
+    }
+
+    /// As [`Fib::lookup`], computing the flow hash only when the route has several next hops.
+    #[inline]
+    pub fn lookup_with(&self, vrf: u32, dst: IpAddr, flow_hash: impl FnOnce() -> u32) -> Option<NextHop> {
         let g = match dst {
             IpAddr::V4(a) => self.v4.get(vrf as usize)?.lookup(u32::from(a))?,
             IpAddr::V6(a) => self.v6.get(vrf as usize)?.lookup(u128::from(a))?,
         };
-        let hops = self.groups.get(g as usize)?;
-        if hops.is_empty() {
-            return None;
+        match self.groups.get(g as usize)?.as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            hops => Some(hops[flow_hash() as usize % hops.len()]),
         }
-        Some(hops[flow_hash as usize % hops.len()])
     }
 }
 

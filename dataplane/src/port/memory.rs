@@ -81,11 +81,16 @@ mod tests {
 
     #[test]
     fn frames_flow_between_ports_in_batches() {
-        let ifaces = vec![Iface { name: "legacy0".into(), mac: [2; 6] }, Iface { name: "uplink0".into(), mac: [4; 6] }];
+        let ifaces = vec![
+            Iface { name: "legacy0".into(), mac: [2; 6] },
+            Iface { name: "uplink0".into(), mac: [4; 6] },
+        ];
         let mut e = Engine::new(demo(), ifaces).unwrap();
         e.set_neighbor(1, None, "198.19.0.2".parse().unwrap(), [6; 6]);
         let mut ports = MemoryPorts::new(2);
-        let b = etherparse::PacketBuilder::ethernet2([8; 6], [2; 6]).ipv4([10, 20, 0, 10], [198, 19, 0, 2], 64).udp(1, 2);
+        let b = etherparse::PacketBuilder::ethernet2([8; 6], [2; 6])
+            .ipv4([10, 20, 0, 10], [198, 19, 0, 2], 64)
+            .udp(1, 2);
         let mut f = Vec::new();
         b.write(&mut f, &[0; 18]).unwrap();
         for _ in 0..(BATCH * 2 + 5) {
