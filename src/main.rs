@@ -99,7 +99,7 @@ fn main() -> ExitCode {
 fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     let digits: Vec<u8> =
         text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b':' && *b != b'-').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         anyhow::bail!("the packet has an odd number of hex digits ({})", digits.len());
     }
     digits
