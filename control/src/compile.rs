@@ -92,7 +92,17 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         routes.push(RouteConfig { vrf, prefix: IpNet::V4(r.prefix), port, via: Some(IpAddr::V4(r.via)) });
     }
 
-    let config = Config { gateway: gw.id.clone(), vrfs, ports, netmaps, nptv6: vec![], routes, policies };
+    let config = Config {
+        gateway: gw.id.clone(),
+        vrfs,
+        ports,
+        netmaps,
+        nptv6: vec![],
+        routes,
+        nat_pools: vec![],
+        services: vec![],
+        policies,
+    };
     // The compiler's output must satisfy the data plane's own checks; anything else is a bug here.
     if let Err(errors) = config.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

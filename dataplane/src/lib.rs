@@ -11,6 +11,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod fib;
+pub mod nat;
 pub mod neighbor;
 pub mod netlink;
 pub mod packet;

@@ -23,6 +23,9 @@ pub enum IcmpError {
     TooBig {
         mtu: u16,
     },
+    /// Destination unreachable, communication administratively prohibited (ICMPv4 type 3
+    /// code 13): NAT ports exhausted.
+    AdminProhibited,
 }
 
 /// Largest ICMPv4 error (RFC 1812: as much of the original as fits in 576 bytes).
@@ -72,6 +75,9 @@ pub fn answer(frame: &[u8], m: &Meta, kind: IcmpError, from: IpAddr, our_mac: [u
                         next_hop_mtu: mtu,
                     })
                 }
+                IcmpError::AdminProhibited => {
+                    Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FilterProhibited)
+                }
             };
             let quote = &original[..original.len().min(V4_MAX - 20 - 8)];
             let b = match m.vlan {
@@ -86,6 +92,9 @@ pub fn answer(frame: &[u8], m: &Meta, kind: IcmpError, from: IpAddr, our_mac: [u
             let t = match kind {
                 IcmpError::TimeExceeded => Icmpv6Type::TimeExceeded(TimeExceededCode6::HopLimitExceeded),
                 IcmpError::TooBig { mtu } => Icmpv6Type::PacketTooBig { mtu: mtu as u32 },
+                IcmpError::AdminProhibited => {
+                    Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Prohibited)
+                }
             };
             let quote = &original[..original.len().min(V6_MAX - 40 - 8)];
             let b = match m.vlan {

@@ -31,7 +31,8 @@ use crate::{
     Action, Config, ConfigError,
     buffer::{Packet, Verdict},
     fib::NextHop,
-    packet::{self, L3, L4, Meta},
+    nat::{self, Nat},
+    packet::{self, Frag, L3, L4, Meta},
 };
 use classify::FlowKey;
 pub use compiled::Compiled;
@@ -150,6 +151,10 @@ pub struct Engine {
     /// Next hops the pipeline missed since the last [`Engine::take_misses`]; bounded.
     misses: Vec<NeighborKey>,
     icmp: RateLimit,
+    /// This worker's NAT sessions, port blocks and fragment memory.
+    nat: Nat,
+    worker: u32,
+    workers: u32,
     pub counters: EngineCounters,
     /// For offline traces: forward even without a resolved neighbor (MAC left zero).
     assume_neighbors: bool,
@@ -177,7 +182,7 @@ fn flow_hash(k: &FlowKey) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
-/// The translation a rule decided, before anything is written.
+/// The translation decided for a packet, before anything is written.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
     src: IpAddr,
@@ -185,12 +190,46 @@ struct Plan {
     vrf: u32,
     /// A fixed egress from a route-via rule, instead of a FIB lookup.
     via: Option<NextHop>,
+    /// New transport ports (or the ICMP echo identifier, twice) from a NAT session.
+    ports: Option<(u16, u16)>,
+    /// New ports of the packet quoted in an ICMP error (RFC 5508).
+    emb_ports: Option<EmbeddedPorts>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct EmbeddedPorts {
+    src: Option<u16>,
+    dst: Option<u16>,
+}
+
+impl Plan {
+    fn from_xlat(x: nat::Xlat, ports: bool) -> Plan {
+        Plan {
+            src: IpAddr::V4(Ipv4Addr::from(x.src)),
+            dst: IpAddr::V4(Ipv4Addr::from(x.dst)),
+            vrf: x.vrf,
+            via: None,
+            ports: ports.then_some((x.sport, x.dport)),
+            emb_ports: None,
+        }
+    }
 }
 
 impl Engine {
-    /// An engine on `ifaces` running `config` (validated here).
+    /// An engine on `ifaces` running `config` (validated here), as the only worker.
     pub fn new(config: Config, ifaces: Vec<Iface>) -> Result<Engine, Vec<ConfigError>> {
+        Engine::new_worker(config, ifaces, 0, 1)
+    }
+
+    /// Worker `worker` of `workers`: it owns its share of every NAT pool's port blocks.
+    pub fn new_worker(
+        config: Config,
+        ifaces: Vec<Iface>,
+        worker: u32,
+        workers: u32,
+    ) -> Result<Engine, Vec<ConfigError>> {
         config.validate()?;
+        let nat = Nat::new(&config, worker, workers);
         let compiled = Arc::new(Compiled::new(config));
         let shared = ConfigHandle(Arc::new(ArcSwap::new(compiled.clone())));
         let mut e = Engine {
@@ -202,6 +241,9 @@ impl Engine {
             neighbors: Neighbors::default(),
             misses: Vec::new(),
             icmp: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
+            nat,
+            worker,
+            workers,
             counters: EngineCounters::default(),
             assume_neighbors: false,
         };
@@ -227,8 +269,33 @@ impl Engine {
         self.ifaces.iter().position(|i| i.name == name)
     }
 
-    /// Makes `compiled` the tables of the following batches.
+    /// Makes `compiled` the tables of the following batches. NAT sessions survive if the pools
+    /// and services are unchanged and the new policy still sends their flow to their pool;
+    /// changed pools start empty (their old port assignments no longer hold).
     fn adopt(&mut self, compiled: Arc<Compiled>) {
+        if !Arc::ptr_eq(&compiled, &self.tables) {
+            let c = &compiled.config;
+            if c.nat_pools != self.tables.config.nat_pools || c.services != self.tables.config.services {
+                self.nat = Nat::new(c, self.worker, self.workers);
+            } else {
+                let rules = &compiled.rules;
+                self.nat.retain(|pool, s| {
+                    let key = FlowKey {
+                        vrf: pool.inside_vrf,
+                        src: IpAddr::V4(Ipv4Addr::from(s.in_addr)),
+                        dst: IpAddr::V4(Ipv4Addr::from(s.remotes[0].0)),
+                        proto: match s.proto {
+                            nat::sessions::TCP => 6,
+                            nat::sessions::UDP => 17,
+                            _ => 1,
+                        },
+                        ports: (s.proto != nat::sessions::ICMP).then_some((s.in_port, s.remotes[0].1)),
+                    };
+                    let decided = rules.classify(&key, |_| {}).map(|i| &rules.rules[i].action);
+                    matches!(decided, Some(Action::Napt { pool: p }) if *p == pool.name)
+                });
+            }
+        }
         self.to_compiled = self.ifaces.iter().map(|i| compiled.iface(&i.name)).collect();
         self.from_compiled =
             compiled.ifaces.iter().map(|n| self.ifaces.iter().position(|i| i.name == *n)).collect();
@@ -240,6 +307,11 @@ impl Engine {
             k.rekey(ports.clone());
         }
         self.tables = compiled;
+    }
+
+    /// This worker's NAT state (sessions, pools).
+    pub fn nat(&self) -> &Nat {
+        &self.nat
     }
 
     /// Records the MAC of a next hop (from the daemon's resolver, or a test).
@@ -260,6 +332,7 @@ impl Engine {
             self.adopt(Arc::clone(&latest));
         }
         let t = Arc::clone(&self.tables);
+        self.nat.sweep((now_ns / 1_000_000_000) as u32);
         for pkt in batch.iter_mut() {
             let verdict = self.one(&t, pkt, now_ns, &mut None);
             self.finish(pkt, verdict);
@@ -366,25 +439,60 @@ impl Engine {
             _ => None,
         };
         let key = FlowKey { vrf, src, dst, proto: m.proto, ports };
-        let hits = &mut self.counters.rule_hits;
-        let rule = t.rules.classify(&key, |i| hits.add(i, 1));
-        let Some(rule) = rule else {
-            step!("classify", "no rule matches in VRF {vrf}: default deny");
-            return Verdict::Drop(Drop::NoTranslation);
-        };
-        self.counters.rule_hits.add(rule, 1);
-        let r = &t.rules.rules[rule];
-        step!("classify", "rule {:?} → {:?}", r.name, r.action);
+        let now_s = (now_ns / 1_000_000_000) as u32;
+        let emb = packet::embedded::parse(pkt.frame(), &m);
 
-        let plan = match self.plan(t, &r.action, vrf, src, dst) {
-            Ok(p) => p,
+        // Sessions first: return traffic and established flows pass as their session says.
+        let plan = match self.stateful(&m, vrf, emb.as_ref(), now_s) {
             Err(d) => {
-                step!("translate", "{}", d.name());
+                step!("nat", "{}", d.name());
                 return Verdict::Drop(d);
             }
+            Ok(Some(plan)) => {
+                step!("nat", "existing session");
+                plan
+            }
+            Ok(None) => {
+                let hits = &mut self.counters.rule_hits;
+                let rule = t.rules.classify(&key, |i| hits.add(i, 1));
+                let Some(rule) = rule else {
+                    step!("classify", "no rule matches in VRF {vrf}: default deny");
+                    return Verdict::Drop(Drop::NoTranslation);
+                };
+                self.counters.rule_hits.add(rule, 1);
+                let r = &t.rules.rules[rule];
+                step!("classify", "rule {:?} → {:?}", r.name, r.action);
+                match self.plan(t, &r.action, &m, vrf, src, dst, emb.is_some(), now_s) {
+                    Ok(p) => p,
+                    Err(Drop::PortsExhausted) => {
+                        step!("nat", "ports exhausted");
+                        let kind = IcmpError::AdminProhibited;
+                        return self.icmp_error(t, pkt, &m, port, kind, now_ns, tr, Drop::PortsExhausted);
+                    }
+                    Err(d) => {
+                        step!("translate", "{}", d.name());
+                        return Verdict::Drop(d);
+                    }
+                }
+            }
         };
-        if (plan.src, plan.dst) != (src, dst) {
-            step!("translate", "{src} → {dst} becomes {} → {} in VRF {}", plan.src, plan.dst, plan.vrf);
+        if (plan.src, plan.dst) != (src, dst) || plan.ports.is_some_and(|p| Some(p) != ports) {
+            match plan.ports {
+                Some((a, b)) if m.proto != packet::IPPROTO_ICMP => step!(
+                    "translate",
+                    "{src} → {dst} becomes {}:{a} → {}:{b} in VRF {}",
+                    plan.src,
+                    plan.dst,
+                    plan.vrf
+                ),
+                _ => step!(
+                    "translate",
+                    "{src} → {dst} becomes {} → {} in VRF {}",
+                    plan.src,
+                    plan.dst,
+                    plan.vrf
+                ),
+            }
         }
 
         let hop = match plan.via {
@@ -463,6 +571,54 @@ impl Engine {
             }
             _ => unreachable!("translations keep the address family"),
         }
+        if let Some((sp, dp)) = plan.ports {
+            match m.l4 {
+                L4::Ports { src: a, dst: b, .. } => {
+                    if sp != a {
+                        packet::rewrite::set_port(f, &mut m, true, sp);
+                    }
+                    if dp != b {
+                        packet::rewrite::set_port(f, &mut m, false, dp);
+                    }
+                }
+                L4::Icmp { ident, .. } => {
+                    let new = if sp != ident { sp } else { dp };
+                    if new != ident {
+                        packet::rewrite::set_icmp_ident(f, &mut m, new);
+                    }
+                }
+                L4::Opaque => {}
+            }
+        }
+        if let Some(mut e) = emb {
+            // RFC 5508: the quoted packet went the other way; it takes the reverse translation.
+            let (old_src, old_dst) = (src, dst);
+            let mut changed = false;
+            if let (IpAddr::V4(new_dst), IpAddr::V4(od)) = (plan.dst, old_dst) {
+                if IpAddr::V4(e.src) == IpAddr::V4(od) && new_dst != od {
+                    packet::embedded::set_addr(f, &mut e, true, new_dst);
+                    changed = true;
+                }
+            }
+            if let (IpAddr::V4(new_src), IpAddr::V4(os)) = (plan.src, old_src) {
+                if e.dst == os && new_src != os {
+                    packet::embedded::set_addr(f, &mut e, false, new_src);
+                    changed = true;
+                }
+            }
+            if let Some(fix) = plan.emb_ports {
+                if let Some(p) = fix.src {
+                    packet::embedded::set_port(f, &mut e, true, p);
+                }
+                if let Some(p) = fix.dst {
+                    packet::embedded::set_port(f, &mut e, false, p);
+                }
+                changed = true;
+            }
+            if changed {
+                packet::embedded::fix_icmp_checksum(f, &m);
+            }
+        }
         packet::rewrite::decrement_ttl(f, &mut m);
         packet::rewrite::set_macs(f, dst_mac, self.ifaces[out_iface].mac);
         match (m.vlan, egress.vlan) {
@@ -481,9 +637,44 @@ impl Engine {
     }
 
     /// Decides the translation for a matched rule without touching the packet.
-    fn plan(&self, t: &Compiled, action: &Action, vrf: u32, src: IpAddr, dst: IpAddr) -> Result<Plan, Drop> {
-        let same = Plan { src, dst, vrf, via: None };
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &mut self,
+        t: &Compiled,
+        action: &Action,
+        m: &Meta,
+        vrf: u32,
+        src: IpAddr,
+        dst: IpAddr,
+        is_error: bool,
+        now_s: u32,
+    ) -> Result<Plan, Drop> {
+        let same = Plan { src, dst, vrf, via: None, ports: None, emb_ports: None };
         match action {
+            Action::Napt { pool } => {
+                // An ICMP error never opens a session; it can only follow one (RFC 5508).
+                let tuple = if is_error { None } else { nat_tuple(m, vrf) };
+                let Some(tuple) = tuple else {
+                    return Err(if matches!(m.frag, Frag::Later { .. }) {
+                        Drop::FragmentUnknown
+                    } else {
+                        Drop::NoTranslation
+                    });
+                };
+                let idx =
+                    t.config.nat_pools.iter().position(|p| p.name == *pool).ok_or(Drop::NoTranslation)?
+                        as u16;
+                let mut x = self.nat.create(idx, &tuple, now_s)?;
+                self.nat.hairpin(&mut x, tuple.class, now_s);
+                self.remember_fragment(m, vrf, x, now_s);
+                Ok(Plan::from_xlat(x, true))
+            }
+            Action::Dnat => {
+                let tuple = if is_error { None } else { nat_tuple(m, vrf) };
+                let x = tuple.and_then(|tu| self.nat.service_inbound(&tu)).ok_or(Drop::NoTranslation)?;
+                self.remember_fragment(m, vrf, x, now_s);
+                Ok(Plan::from_xlat(x, true))
+            }
             Action::Permit => Ok(same),
             Action::Deny => Err(Drop::PolicyDeny),
             Action::Count => unreachable!("count rules never decide"),
@@ -527,6 +718,70 @@ impl Engine {
         }
     }
 
+    /// Remembers a first fragment's NAT translation for the datagram's later fragments.
+    fn remember_fragment(&mut self, m: &Meta, vrf: u32, x: nat::Xlat, now_s: u32) {
+        if let (Frag::First { id }, L3::V4 { src, dst }) = (m.frag, m.l3) {
+            self.nat.remember_fragment((vrf, u32::from(src), u32::from(dst), m.proto, id as u16), x, now_s);
+        }
+    }
+
+    /// The NAT session stage: a packet of an existing session (either direction), a later
+    /// fragment of a translated datagram, or an ICMP error about a session's packet.
+    fn stateful(
+        &mut self,
+        m: &Meta,
+        vrf: u32,
+        emb: Option<&packet::embedded::Embedded>,
+        now: u32,
+    ) -> Result<Option<Plan>, Drop> {
+        let L3::V4 { src, dst } = m.l3 else { return Ok(None) };
+        if !self.nat.involved(vrf) {
+            return Ok(None);
+        }
+        let (s, d) = (u32::from(src), u32::from(dst));
+        if let Frag::Later { id } = m.frag {
+            let x = self.nat.recall_fragment((vrf, s, d, m.proto, id as u16), now);
+            return Ok(x.map(|x| Plan::from_xlat(x, false)));
+        }
+        if let Some(e) = emb {
+            // The quoted packet went the other way: its destination is our side of the session.
+            let (Some((qs, qd)), Some(class)) = (e.ports, nat::class(e.proto)) else { return Ok(None) };
+            let t = nat::Tuple {
+                vrf,
+                class,
+                src: u32::from(e.dst),
+                dst: u32::from(e.src),
+                sport: qd,
+                dport: qs,
+                flags: 0,
+            };
+            if let Some(x) = self.nat.outbound_existing(&t, now) {
+                // From inside: the outer source and the quoted destination become the mapping.
+                let mut p = Plan::from_xlat(nat::Xlat { dst: d, ..x }, false);
+                p.emb_ports = Some(EmbeddedPorts { src: None, dst: Some(x.sport) });
+                return Ok(Some(p));
+            }
+            if let Some(x) = self.nat.inbound_existing(&t, now)? {
+                // From outside: the outer destination and the quoted source go back inside.
+                let mut p = Plan::from_xlat(nat::Xlat { src: s, ..x }, false);
+                p.emb_ports = Some(EmbeddedPorts { src: Some(x.dport), dst: None });
+                return Ok(Some(p));
+            }
+            return Ok(None);
+        }
+        let Some(t) = nat_tuple(m, vrf) else { return Ok(None) };
+        if let Some(mut x) = self.nat.outbound_existing(&t, now) {
+            self.nat.hairpin(&mut x, t.class, now);
+            self.remember_fragment(m, vrf, x, now);
+            return Ok(Some(Plan::from_xlat(x, true)));
+        }
+        if let Some(x) = self.nat.inbound_existing(&t, now)? {
+            self.remember_fragment(m, vrf, x, now);
+            return Ok(Some(Plan::from_xlat(x, true)));
+        }
+        Ok(None)
+    }
+
     /// The packet is dropped for `reason`; where the RFCs ask for it and the rate limit allows,
     /// it is replaced by an ICMP error back to its sender.
     #[allow(clippy::too_many_arguments)]
@@ -563,6 +818,19 @@ impl Engine {
         self.counters.port_tx_bytes.add(port, reply.len() as u64);
         Verdict::Reply { iface: pkt.iface, dropped: reason }
     }
+}
+
+/// What NAT sees of an IPv4 packet, if it can translate it: TCP/UDP with ports, or an ICMP
+/// echo request/reply with its identifier.
+fn nat_tuple(m: &Meta, vrf: u32) -> Option<nat::Tuple> {
+    let L3::V4 { src, dst } = m.l3 else { return None };
+    let class = nat::class(m.proto)?;
+    let (sport, dport, flags) = match m.l4 {
+        L4::Ports { src, dst, tcp_flags } => (src, dst, tcp_flags),
+        L4::Icmp { kind: 0 | 8, ident, .. } => (ident, ident, 0),
+        _ => return None,
+    };
+    Some(nat::Tuple { vrf, class, src: u32::from(src), dst: u32::from(dst), sport, dport, flags })
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {

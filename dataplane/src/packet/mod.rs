@@ -9,6 +9,7 @@
 //!
 //! The XDP program mirrors these rules (the differential test of the XDP issue holds them equal).
 
+pub mod embedded;
 pub mod meta;
 pub mod rewrite;
 

@@ -25,10 +25,19 @@ pub enum Drop {
     /// Larger than the egress MTU with don't-fragment set (answered with ICMP
     /// fragmentation-needed / packet-too-big, rate-limited).
     TooBig = 8,
+    /// A NAT host's port blocks, or the pool's free blocks, are used up (answered with ICMP
+    /// administratively prohibited, rate-limited).
+    PortsExhausted = 9,
+    /// The session table is at its bound.
+    SessionsFull = 10,
+    /// Address-and-port-dependent filtering: this remote was never contacted by the mapping.
+    Filtered = 11,
+    /// A later fragment whose first fragment has not been seen (no reassembly here).
+    FragmentUnknown = 12,
 }
 
 impl Drop {
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 13;
     pub const ALL: [Drop; Self::COUNT as usize] = [
         Drop::Malformed,
         Drop::UnknownPort,
@@ -39,6 +48,10 @@ impl Drop {
         Drop::TtlExpired,
         Drop::PolicyDeny,
         Drop::TooBig,
+        Drop::PortsExhausted,
+        Drop::SessionsFull,
+        Drop::Filtered,
+        Drop::FragmentUnknown,
     ];
 
     /// The stable name used in metrics, logs and the CLI.
@@ -53,6 +66,10 @@ impl Drop {
             Drop::TtlExpired => "ttl_expired",
             Drop::PolicyDeny => "policy_deny",
             Drop::TooBig => "too_big",
+            Drop::PortsExhausted => "ports_exhausted",
+            Drop::SessionsFull => "sessions_full",
+            Drop::Filtered => "filtered",
+            Drop::FragmentUnknown => "fragment_unknown",
         }
     }
 }

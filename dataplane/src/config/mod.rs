@@ -4,10 +4,14 @@
 //! --config` reads it back. Because a config file can be edited by hand, [`Config::validate`]
 //! checks it again on load and reports every problem, not just the first.
 
+pub mod nat;
+
 use std::{collections::BTreeSet, fmt, net::IpAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
+
+pub use nat::{Filtering, NatPool, PoolMode, Service, Timeouts};
 
 /// VRF 0 is the extranet (the plan's own address space); legacy networks get 1, 2, ...
 pub const EXTRANET_VRF: u32 = 0;
@@ -34,6 +38,12 @@ pub struct Config {
     /// Several routes for the same VRF and prefix form an ECMP group.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// NAPT pools, used by `napt` rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat_pools: Vec<NatPool>,
+    /// Published legacy services, reached by `dnat` rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
     /// Ordered policy: the first matching rule decides; nothing matching means deny.
     #[serde(default)]
     pub policies: Vec<Rule>,
@@ -170,6 +180,13 @@ pub enum Action {
     Netmap,
     /// The same with the NPTv6 table.
     Nptv6,
+    /// Translate the source with a NAPT pool (an existing mapping is reused).
+    Napt {
+        pool: String,
+    },
+    /// Translate the destination to the published service at the packet's destination address,
+    /// protocol and port.
+    Dnat,
     /// Forward untranslated to a fixed next hop (a port key, and an address unless on-link).
     RouteVia {
         port: String,
@@ -324,6 +341,7 @@ impl Config {
                 self.check_port_in_vrf(&path, port, r.vrf, &mut err);
             }
         }
+        nat::validate(self, &vrf_ids, &mut err);
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
@@ -390,6 +408,8 @@ pub(crate) mod tests {
                 port: "uplink0".into(),
                 via: Some("198.19.0.2".parse().unwrap()),
             }],
+            nat_pools: vec![],
+            services: vec![],
             policies: vec![
                 rule("lan-out", 1, Some("10.20.0.0/24"), None, Action::Netmap),
                 rule("lan-in", 0, None, Some("198.18.20.0/24"), Action::Netmap),
