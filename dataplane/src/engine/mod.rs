@@ -41,6 +41,8 @@ use icmp::{IcmpError, RateLimit};
 pub use trace::{Step, trace};
 
 #[cfg(test)]
+mod nat_tests;
+#[cfg(test)]
 mod tests;
 
 /// Generated ICMP errors per second, and the burst allowed (RFC 1812 4.3.2.8).

@@ -61,7 +61,7 @@ impl Session {
 
     /// Whether `addr`:`port` may send to this mapping under address-and-port-dependent filtering.
     pub fn permits(&self, addr: u32, port: u16) -> bool {
-        self.remotes.iter().any(|r| *r == (addr, port))
+        self.remotes.contains(&(addr, port))
     }
 
     /// Remembers a remote, forgetting the oldest when full.

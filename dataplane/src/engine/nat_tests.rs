@@ -1,0 +1,508 @@
+//! NAT behaviour through the whole pipeline, each test named after the requirement it checks
+//! (RFC 4787 for UDP, RFC 5382 for TCP, RFC 5508 for ICMP, RFC 7422 for deterministic NAT).
+//! Expected frames are built independently with etherparse.
+
+use std::net::Ipv4Addr;
+
+use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    buffer::Packet,
+    config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, Timeouts, tests::demo},
+};
+
+const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+const U_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x22];
+const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x20, 0x0a];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x19, 0x02];
+const SERVER: [u8; 4] = [198, 19, 0, 2];
+const REMOTE: [u8; 4] = [203, 0, 113, 53];
+const SEC: u64 = 1_000_000_000;
+
+fn pool(filtering: Filtering) -> NatPool {
+    NatPool {
+        name: "city".into(),
+        inside_vrf: 1,
+        outside_vrf: 0,
+        addresses: vec!["198.18.30.0/30".parse().unwrap()],
+        mode: PoolMode::Dynamic,
+        ports: PortRange { first: 1024, last: 65535 },
+        block_size: 256,
+        max_blocks_per_host: 4,
+        filtering,
+        timeouts: Timeouts::default(),
+        max_sessions: 10_000,
+    }
+}
+
+fn napt_rule() -> Rule {
+    Rule {
+        name: "lan-napt".into(),
+        vrf: 1,
+        src: Some("10.20.0.0/24".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Napt { pool: "city".into() },
+    }
+}
+
+fn config(p: NatPool) -> Config {
+    let mut c = demo();
+    c.netmaps.clear();
+    c.policies = vec![napt_rule()];
+    c.nat_pools = vec![p];
+    c
+}
+
+fn engine(c: Config) -> Engine {
+    let ifaces =
+        vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
+    let mut e = Engine::new(c, ifaces).unwrap();
+    e.set_neighbor(1, None, IpAddr::from(SERVER), SERVER_MAC);
+    for h in 1..=20u8 {
+        e.set_neighbor(0, None, IpAddr::from([10, 20, 0, h]), HOST_MAC);
+    }
+    e
+}
+
+fn udp(eth: ([u8; 6], [u8; 6]), src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ttl: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, ttl).udp(sport, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, b"hello").unwrap();
+    v
+}
+
+fn tcp(eth: ([u8; 6], [u8; 6]), src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, 64).tcp(sport, dport, 1, 1000);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => b,
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn run_at(e: &mut Engine, iface: usize, f: &[u8], secs: u64) -> Packet {
+    let mut b = [Packet::new(iface, f)];
+    e.process(&mut b, secs * SEC);
+    b[0].clone()
+}
+
+/// Source address and port of an IPv4 TCP/UDP frame.
+fn src_of(f: &[u8]) -> ([u8; 4], u16) {
+    (f[26..30].try_into().unwrap(), u16::from_be_bytes([f[34], f[35]]))
+}
+
+/// Sends host:sport -> dst:dport out and returns the outside address and port it got.
+fn out(e: &mut Engine, host: u8, sport: u16, dst: [u8; 4], dport: u16, secs: u64) -> ([u8; 4], u16) {
+    let p = run_at(e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, host], sport, dst, dport, 64), secs);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 1 }, "outbound from host {host}");
+    src_of(p.frame())
+}
+
+/// Sends a reply from `from`:`fport` to the mapping; the verdict.
+fn reply(e: &mut Engine, from: [u8; 4], fport: u16, to: ([u8; 4], u16), secs: u64) -> Packet {
+    run_at(e, 1, &udp((SERVER_MAC, U_MAC), from, fport, to.0, to.1, 64), secs)
+}
+
+#[test]
+fn rfc4787_req1_mapping_is_endpoint_independent() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let a = out(&mut e, 5, 5000, SERVER, 53, 0);
+    let b = out(&mut e, 5, 5000, REMOTE, 123, 0);
+    assert_eq!(a, b, "one inside endpoint, one mapping, whatever the destination");
+    let pool: ipnet::Ipv4Net = "198.18.30.0/30".parse().unwrap();
+    assert!(pool.contains(&Ipv4Addr::from(a.0)));
+}
+
+#[test]
+fn rfc4787_req3_no_port_overloading() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let mut seen = std::collections::HashSet::new();
+    for host in 1..=20u8 {
+        for sport in [1000, 5000, 5001] {
+            assert!(
+                seen.insert(out(&mut e, host, sport, SERVER, 53, 0)),
+                "an outside endpoint was given twice"
+            );
+        }
+    }
+}
+
+#[test]
+fn rfc4787_req5_udp_mapping_lives_at_least_two_minutes() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m = out(&mut e, 5, 5000, SERVER, 53, 0);
+    assert_eq!(reply(&mut e, SERVER, 53, m, 299).verdict, Verdict::Forward { iface: 0 });
+    // Refreshed by that reply at 299 s; idle past 5 minutes later it is gone.
+    assert_eq!(reply(&mut e, SERVER, 53, m, 299 + 301).verdict, Verdict::Drop(Drop::NoTranslation));
+    let mut short = pool(Filtering::AddressAndPortDependent);
+    short.timeouts.udp = 60;
+    assert!(
+        config(short).validate().unwrap_err().iter().any(|e| e.message.contains("below the RFC minimums"))
+    );
+}
+
+#[test]
+fn rfc4787_req6_outbound_packets_refresh_the_mapping() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m = out(&mut e, 5, 5000, SERVER, 53, 0);
+    assert_eq!(out(&mut e, 5, 5000, SERVER, 53, 250), m);
+    assert_eq!(reply(&mut e, SERVER, 53, m, 500).verdict, Verdict::Forward { iface: 0 });
+}
+
+#[test]
+fn rfc4787_req8_filtering_is_configurable() {
+    let mut apdf = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m = out(&mut apdf, 5, 5000, SERVER, 53, 0);
+    assert_eq!(reply(&mut apdf, SERVER, 53, m, 1).verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(reply(&mut apdf, SERVER, 54, m, 1).verdict, Verdict::Drop(Drop::Filtered), "other port");
+    assert_eq!(
+        reply(&mut apdf, [198, 19, 0, 9], 53, m, 1).verdict,
+        Verdict::Drop(Drop::Filtered),
+        "other address"
+    );
+    assert_eq!(apdf.counters.drop(Drop::Filtered), 2);
+    let mut eif = engine(config(pool(Filtering::EndpointIndependent)));
+    let m = out(&mut eif, 5, 5000, SERVER, 53, 0);
+    assert_eq!(reply(&mut eif, [198, 19, 0, 9], 999, m, 1).verdict, Verdict::Forward { iface: 0 });
+}
+
+#[test]
+fn rfc4787_req9_hairpinning() {
+    let mut e = engine(config(pool(Filtering::EndpointIndependent)));
+    let ma = out(&mut e, 5, 5000, SERVER, 53, 0);
+    let mb = out(&mut e, 6, 6000, SERVER, 53, 0);
+    // Host 6 sends to host 5's outside endpoint: it comes back inside, from 6's mapping.
+    let p = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 6], 6000, ma.0, ma.1, 64), 1);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(p.frame(), udp((L_MAC, HOST_MAC), mb.0, mb.1, [10, 20, 0, 5], 5000, 63));
+}
+
+#[test]
+fn rfc5382_tcp_established_lives_two_hours_four_minutes_and_transitory_four_minutes() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let syn = run_at(&mut e, 0, &tcp((HOST_MAC, L_MAC), [10, 20, 0, 5], 40000, SERVER, 443, "S"), 0);
+    let m = src_of(syn.frame());
+    let back = |e: &mut Engine, flags, secs| {
+        run_at(e, 1, &tcp((SERVER_MAC, U_MAC), SERVER, 443, m.0, m.1, flags), secs).verdict
+    };
+    assert_eq!(back(&mut e, "SA", 1), Verdict::Forward { iface: 0 });
+    // Established: idle for 2 h 3 min, still there.
+    assert_eq!(back(&mut e, "A", 1 + 7380), Verdict::Forward { iface: 0 });
+    // A half-open connection is transitory: gone after 4 minutes idle.
+    let syn2 = run_at(&mut e, 0, &tcp((HOST_MAC, L_MAC), [10, 20, 0, 6], 40000, SERVER, 443, "S"), 10_000);
+    let m2 = src_of(syn2.frame());
+    let v = run_at(&mut e, 1, &tcp((SERVER_MAC, U_MAC), SERVER, 443, m2.0, m2.1, "SA"), 10_000 + 241).verdict;
+    assert_eq!(v, Verdict::Drop(Drop::NoTranslation));
+    // After a reset the session is transitory too.
+    assert_eq!(back(&mut e, "R", 7400), Verdict::Forward { iface: 0 });
+    assert_eq!(back(&mut e, "A", 7400 + 241), Verdict::Drop(Drop::NoTranslation));
+}
+
+fn echo(eth: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], id: u16, request: bool, ttl: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(src, dst, ttl);
+    let b = if request { b.icmpv4_echo_request(id, 1) } else { b.icmpv4_echo_reply(id, 1) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping").unwrap();
+    v
+}
+
+#[test]
+fn rfc5508_req1_echo_identifiers_are_translated_and_queries_live_sixty_seconds() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    // Two hosts ping with the same identifier.
+    let a = run_at(&mut e, 0, &echo((HOST_MAC, L_MAC), [10, 20, 0, 5], SERVER, 7, true, 64), 0);
+    let b = run_at(&mut e, 0, &echo((HOST_MAC, L_MAC), [10, 20, 0, 6], SERVER, 7, true, 64), 0);
+    let id = |f: &[u8]| u16::from_be_bytes([f[38], f[39]]);
+    let (sa, sb) = ((a.frame()[26..30].to_vec(), id(a.frame())), (b.frame()[26..30].to_vec(), id(b.frame())));
+    assert_ne!(sa, sb, "two queries, two outside identities");
+    let out_a: [u8; 4] = sa.0.clone().try_into().unwrap();
+    let r = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, out_a, sa.1, false, 64), 59);
+    assert_eq!(r.frame(), echo((L_MAC, HOST_MAC), SERVER, [10, 20, 0, 5], 7, false, 63));
+    // Idle past 60 s from the last packet (the reply at 59 s refreshed it), the query is over.
+    let late = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, out_a, sa.1, false, 64), 59 + 61);
+    assert_eq!(late.verdict, Verdict::Drop(Drop::NoTranslation));
+}
+
+/// An ICMP port unreachable from `router` to `to`, quoting UDP `q_src`:`q_sport` -> `q_dst`:53.
+fn unreachable(
+    eth: ([u8; 6], [u8; 6]),
+    router: [u8; 4],
+    to: [u8; 4],
+    q: ([u8; 4], u16, [u8; 4], u16),
+    ttl: u8,
+) -> Vec<u8> {
+    let qb = PacketBuilder::ipv4(q.0, q.2, 63).udp(q.1, q.3);
+    let mut quoted = Vec::new();
+    qb.write(&mut quoted, b"hello").unwrap();
+    let b = PacketBuilder::ethernet2(eth.0, eth.1)
+        .ipv4(router, to, ttl)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port));
+    let mut v = Vec::new();
+    b.write(&mut v, &quoted).unwrap();
+    v
+}
+
+#[test]
+fn rfc5508_req3_inbound_icmp_errors_are_translated_with_their_quoted_packet() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m = out(&mut e, 5, 5000, REMOTE, 53, 0);
+    let err = unreachable((SERVER_MAC, U_MAC), SERVER, m.0, (m.0, m.1, REMOTE, 53), 64);
+    let p = run_at(&mut e, 1, &err, 1);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    let want = unreachable((L_MAC, HOST_MAC), SERVER, [10, 20, 0, 5], ([10, 20, 0, 5], 5000, REMOTE, 53), 63);
+    assert_eq!(p.frame(), want, "outer, quoted IP and UDP, and ICMP checksums all as if built fresh");
+    // An error about a session that does not exist goes nowhere.
+    let stray = unreachable((SERVER_MAC, U_MAC), SERVER, m.0, (m.0, m.1 + 1, REMOTE, 53), 64);
+    assert_eq!(run_at(&mut e, 1, &stray, 1).verdict, Verdict::Drop(Drop::NoTranslation));
+}
+
+#[test]
+fn rfc5508_req4_outbound_icmp_errors_are_translated_too() {
+    let mut e = engine(config(pool(Filtering::EndpointIndependent)));
+    let m = out(&mut e, 5, 5000, REMOTE, 53, 0);
+    // The remote sends to the mapping; the inside host answers with port unreachable.
+    let err = unreachable((HOST_MAC, L_MAC), [10, 20, 0, 5], REMOTE, (REMOTE, 53, [10, 20, 0, 5], 5000), 64);
+    let p = run_at(&mut e, 0, &err, 1);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 1 });
+    assert_eq!(p.frame(), unreachable((U_MAC, SERVER_MAC), m.0, REMOTE, (REMOTE, 53, m.0, m.1), 63));
+}
+
+fn fragment(src: [u8; 4], dst: [u8; 4], id: u16, first: bool, payload: &[u8]) -> Vec<u8> {
+    let mut h =
+        etherparse::Ipv4Header::new(payload.len() as u16, 64, etherparse::IpNumber::UDP, src, dst).unwrap();
+    h.identification = id;
+    h.more_fragments = first;
+    h.fragment_offset = etherparse::IpFragOffset::try_new(if first { 0 } else { 3 }).unwrap();
+    let mut v = Vec::new();
+    etherparse::Ethernet2Header {
+        source: HOST_MAC,
+        destination: L_MAC,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut v)
+    .unwrap();
+    h.write(&mut v).unwrap();
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragments_translation() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    // First fragment: a UDP header (port 5000 -> 53) and data.
+    let mut first_payload = vec![0x13, 0x88, 0x00, 0x35, 0x00, 0x30, 0x00, 0x00];
+    first_payload.extend_from_slice(&[7; 16]);
+    let f1 = run_at(&mut e, 0, &fragment([10, 20, 0, 5], SERVER, 0x77, true, &first_payload), 0);
+    assert_eq!(f1.verdict, Verdict::Forward { iface: 1 });
+    let mapped = src_of(f1.frame());
+    let f2 = run_at(&mut e, 0, &fragment([10, 20, 0, 5], SERVER, 0x77, false, &[9; 24]), 0);
+    assert_eq!(f2.verdict, Verdict::Forward { iface: 1 });
+    assert_eq!(&f2.frame()[26..30], &mapped.0, "same outside address");
+    assert_eq!(&f2.frame()[34..], &[9; 24], "payload untouched");
+    // A later fragment of a datagram never seen is dropped and counted.
+    let orphan = run_at(&mut e, 0, &fragment([10, 20, 0, 5], SERVER, 0x78, false, &[9; 24]), 0);
+    assert_eq!(orphan.verdict, Verdict::Drop(Drop::FragmentUnknown));
+}
+
+#[test]
+fn exhausted_ports_drop_with_admin_prohibited_and_never_panic() {
+    let mut p = pool(Filtering::AddressAndPortDependent);
+    p.block_size = 4;
+    p.max_blocks_per_host = 1;
+    let mut e = engine(config(p));
+    for sport in 0..4 {
+        out(&mut e, 5, 6000 + sport, SERVER, 53, 0);
+    }
+    let v = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 7000, SERVER, 53, 64), 0);
+    assert_eq!(v.verdict, Verdict::Reply { iface: 0, dropped: Drop::PortsExhausted });
+    let m = packet::parse(v.frame()).unwrap();
+    assert_eq!(m.l4, L4::Icmp { kind: 3, code: 13, ident: 0 });
+    // Other hosts still get ports.
+    out(&mut e, 6, 6000, SERVER, 53, 0);
+}
+
+#[test]
+fn a_full_session_table_drops_new_flows_and_keeps_old_ones() {
+    let mut p = pool(Filtering::AddressAndPortDependent);
+    p.max_sessions = 2;
+    let mut e = engine(config(p));
+    let m = out(&mut e, 5, 1, SERVER, 53, 0);
+    out(&mut e, 5, 2, SERVER, 53, 0);
+    let v = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 3, SERVER, 53, 64), 0).verdict;
+    assert_eq!(v, Verdict::Drop(Drop::SessionsFull));
+    assert_eq!(reply(&mut e, SERVER, 53, m, 1).verdict, Verdict::Forward { iface: 0 });
+    // Once sessions expire, the sweep frees room.
+    for s in 0..200 {
+        e.process(&mut [], (400 + s) * SEC);
+    }
+    out(&mut e, 5, 3, SERVER, 53, 600);
+}
+
+#[test]
+fn rfc7422_deterministic_pool_follows_its_formula_both_ways() {
+    let mut p = pool(Filtering::AddressAndPortDependent);
+    p.mode = PoolMode::Deterministic { inside: "10.20.0.0/24".parse().unwrap() };
+    p.block_size = 1024; // 63 blocks per address, 4 addresses: 252 hosts (validation allows /24? no)
+    let mut c = config(p.clone());
+    assert!(c.validate().is_err(), "a /24 needs 256 blocks; the pool has 252");
+    p.mode = PoolMode::Deterministic { inside: "10.20.0.0/25".parse().unwrap() };
+    c = config(p);
+    let mut e = engine(c);
+    let (addr, port) = out(&mut e, 5, 5000, SERVER, 53, 0);
+    // Host 5: 63 blocks per address, so the first address, block 5.
+    assert_eq!((addr, port), ([198, 18, 30, 0], 1024 + 5 * 1024));
+    assert_eq!(e.nat().who_owned(Ipv4Addr::from(addr), port + 17), Some(Ipv4Addr::new(10, 20, 0, 5)));
+}
+
+fn published() -> Config {
+    let mut c = config(pool(Filtering::AddressAndPortDependent));
+    c.services = vec![Service {
+        name: "city-portal".into(),
+        proto: 6,
+        outside_vrf: 0,
+        outside: "198.18.40.80".parse().unwrap(),
+        outside_port: 80,
+        inside_vrf: 1,
+        inside: "10.20.0.8".parse().unwrap(),
+        inside_port: 8080,
+    }];
+    c.policies.push(Rule {
+        name: "portal-in".into(),
+        vrf: 0,
+        src: None,
+        dst: Some("198.18.40.80/32".parse().unwrap()),
+        proto: Some(6),
+        src_ports: None,
+        dst_ports: Some(PortRange { first: 80, last: 80 }),
+        action: Action::Dnat,
+    });
+    c
+}
+
+#[test]
+fn a_published_service_is_reachable_at_its_plan_address_and_answers_from_it() {
+    let mut e = engine(published());
+    let p = run_at(&mut e, 1, &tcp((SERVER_MAC, U_MAC), SERVER, 33000, [198, 18, 40, 80], 80, "S"), 0);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    let mut want = tcp((L_MAC, HOST_MAC), SERVER, 33000, [10, 20, 0, 8], 8080, "S");
+    want[22] = 63; // TTL
+    let sum = u16::from_be_bytes([want[24], want[25]]);
+    let fixed = hutong_common::checksum::replace2(
+        sum.to_be(),
+        u16::from_be_bytes([64, 6]).to_be(),
+        u16::from_be_bytes([63, 6]).to_be(),
+    );
+    want[24..26].copy_from_slice(&fixed.to_ne_bytes());
+    assert_eq!(p.frame(), want);
+    let r = run_at(&mut e, 0, &tcp((HOST_MAC, L_MAC), [10, 20, 0, 8], 8080, SERVER, 33000, "SA"), 0);
+    assert_eq!(src_of(r.frame()), ([198, 18, 40, 80], 80));
+    // Another port of the same address is not published.
+    let other = run_at(&mut e, 1, &tcp((SERVER_MAC, U_MAC), SERVER, 33000, [198, 18, 40, 80], 22, "S"), 0);
+    assert_eq!(other.verdict, Verdict::Drop(Drop::NoTranslation));
+}
+
+#[test]
+fn sessions_survive_a_config_swap_unless_the_new_policy_removes_them() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m = out(&mut e, 5, 5000, SERVER, 53, 0);
+    let mut same = config(pool(Filtering::AddressAndPortDependent));
+    same.policies.insert(
+        0,
+        Rule { name: "unrelated".into(), vrf: 1, src: Some("10.99.0.0/16".parse().unwrap()), ..napt_rule() },
+    );
+    e.swap(same).unwrap();
+    assert_eq!(reply(&mut e, SERVER, 53, m, 1).verdict, Verdict::Forward { iface: 0 }, "still there");
+    let mut deny = config(pool(Filtering::AddressAndPortDependent));
+    deny.policies.insert(
+        0,
+        Rule {
+            name: "no-host-5".into(),
+            src: Some("10.20.0.5/32".parse().unwrap()),
+            action: Action::Deny,
+            ..napt_rule()
+        },
+    );
+    e.swap(deny).unwrap();
+    assert_eq!(
+        reply(&mut e, SERVER, 53, m, 2).verdict,
+        Verdict::Drop(Drop::NoTranslation),
+        "removed by policy"
+    );
+}
+
+#[test]
+fn overlapping_legacy_networks_behind_napt_get_their_own_replies() {
+    let mut c = config(pool(Filtering::AddressAndPortDependent));
+    c.vrfs.push(crate::config::Vrf { id: 2, name: "lan2".into() });
+    c.ports.push(crate::config::PortConfig {
+        name: "legacy1".into(),
+        vlan: None,
+        role: crate::config::Role::Legacy,
+        vrf: 2,
+        addresses: vec!["10.20.0.1/24".parse().unwrap()],
+        mtu: 1500,
+    });
+    let mut p2 = pool(Filtering::AddressAndPortDependent);
+    p2.name = "lan2".into();
+    p2.inside_vrf = 2;
+    p2.addresses = vec!["198.18.31.0/30".parse().unwrap()];
+    c.nat_pools.push(p2);
+    c.policies.push(Rule {
+        name: "lan2-napt".into(),
+        vrf: 2,
+        action: Action::Napt { pool: "lan2".into() },
+        ..napt_rule()
+    });
+    let ifaces = vec![
+        Iface { name: "legacy0".into(), mac: L_MAC },
+        Iface { name: "uplink0".into(), mac: U_MAC },
+        Iface { name: "legacy1".into(), mac: [2, 0, 0, 0, 0, 0x33] },
+    ];
+    let mut e = Engine::new(c, ifaces).unwrap();
+    e.set_neighbor(1, None, IpAddr::from(SERVER), SERVER_MAC);
+    e.set_neighbor(0, None, IpAddr::from([10, 20, 0, 5]), [2, 0, 0, 0, 0xa, 5]);
+    e.set_neighbor(2, None, IpAddr::from([10, 20, 0, 5]), [2, 0, 0, 0, 0xb, 5]);
+    // The same inside address and port in both networks.
+    let a = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 5000, SERVER, 53, 64), 0);
+    let b =
+        run_at(&mut e, 2, &udp((HOST_MAC, [2, 0, 0, 0, 0, 0x33]), [10, 20, 0, 5], 5000, SERVER, 53, 64), 0);
+    let (ma, mb) = (src_of(a.frame()), src_of(b.frame()));
+    assert_ne!(ma.0, mb.0, "different pools, different plan addresses");
+    let ra = reply(&mut e, SERVER, 53, ma, 1);
+    let rb = reply(&mut e, SERVER, 53, mb, 1);
+    assert_eq!((ra.verdict, &ra.frame()[0..6]), (Verdict::Forward { iface: 0 }, &[2, 0, 0, 0, 0xa, 5][..]));
+    assert_eq!((rb.verdict, &rb.frame()[0..6]), (Verdict::Forward { iface: 2 }, &[2, 0, 0, 0, 0xb, 5][..]));
+}
+
+proptest! {
+    /// Out, then the reply to what went out, comes back as the reply to the original packet.
+    #[test]
+    fn napt_round_trip_restores_the_original(host in 1u8..=20, sport in 1u16.., dport in 1u16.., tcp_flow in any::<bool>()) {
+        let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+        let build = |eth: ([u8; 6], [u8; 6]), s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, ttl: u8| {
+            let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(s, d, ttl);
+            let mut v = Vec::new();
+            if tcp_flow { b.tcp(sp, dp, 9, 512).syn().write(&mut v, b"x").unwrap(); } else { b.udp(sp, dp).write(&mut v, b"x").unwrap(); }
+            v
+        };
+        let inside = [10, 20, 0, host];
+        let o = run_at(&mut e, 0, &build((HOST_MAC, L_MAC), inside, sport, SERVER, dport, 64), 0);
+        prop_assert_eq!(o.verdict, Verdict::Forward { iface: 1 });
+        let (ma, mp) = src_of(o.frame());
+        prop_assert_eq!(o.frame(), &build((U_MAC, SERVER_MAC), ma, mp, SERVER, dport, 63)[..]);
+        let back = run_at(&mut e, 1, &build((SERVER_MAC, U_MAC), SERVER, dport, ma, mp, 64), 1);
+        prop_assert_eq!(back.frame(), &build((L_MAC, HOST_MAC), SERVER, dport, inside, sport, 63)[..]);
+    }
+}
