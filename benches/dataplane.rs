@@ -6,9 +6,12 @@ use std::{hint::black_box, net::Ipv4Addr};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::{
+    Action, Config, Rule,
     buffer::Packet,
+    config::{Filtering, NatPool, PoolMode, PortRange, Timeouts},
     engine::{Engine, Iface},
     fib::Lpm4,
+    nat::sessions::Table,
 };
 use etherparse::PacketBuilder;
 use ipnet::Ipv4Net;
@@ -18,15 +21,58 @@ const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
 const U_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x22];
 const BATCH: usize = 256;
 
-fn demo_engine() -> Engine {
+fn demo_config() -> Config {
     let lp = control::load_str(hutong::demo::DEMO_PLAN, std::path::Path::new("plan.yaml")).unwrap();
     control::validate(&lp).unwrap();
-    let config = control::compile(&lp, hutong::demo::DEMO_GATEWAY).unwrap();
+    control::compile(&lp, hutong::demo::DEMO_GATEWAY).unwrap()
+}
+
+fn engine_for(config: Config) -> Engine {
     let ifaces =
         vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
     let mut e = Engine::new(config, ifaces).unwrap();
     e.set_neighbor(1, None, "198.19.0.2".parse().unwrap(), [2, 0, 0, 0, 0x19, 2]);
     e
+}
+
+fn demo_engine() -> Engine {
+    engine_for(demo_config())
+}
+
+/// The demo gateway doing NAPT for its legacy network onto a /24 of plan addresses.
+fn napt_config() -> Config {
+    let mut c = demo_config();
+    c.ports[0].addresses = vec!["10.20.0.1/16".parse().unwrap()];
+    c.nat_pools = vec![NatPool {
+        name: "city".into(),
+        inside_vrf: 1,
+        outside_vrf: 0,
+        addresses: vec!["198.18.30.0/24".parse().unwrap()],
+        mode: PoolMode::Dynamic,
+        ports: PortRange { first: 1024, last: 65535 },
+        block_size: 256,
+        max_blocks_per_host: 4,
+        filtering: Filtering::AddressAndPortDependent,
+        timeouts: Timeouts::default(),
+        max_sessions: 1 << 20,
+    }];
+    c.policies = vec![Rule {
+        name: "napt".into(),
+        vrf: 1,
+        src: Some("10.20.0.0/16".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Napt { pool: "city".into() },
+    }];
+    c
+}
+
+/// Flow `i` of a NAPT benchmark: hosts 10.20.x.y, 400 source ports each.
+fn flow(i: u32) -> ([u8; 4], u16) {
+    let host = 256 + i / 400; // skip 10.20.0.x so the gateway's own .1 is never a source
+    ([10, 20, (host >> 8) as u8, host as u8], 10_000 + (i % 400) as u16)
 }
 
 /// A 60-byte frame (64 on the wire with the FCS): Ethernet, IPv4, UDP, 18 bytes of payload.
@@ -56,6 +102,65 @@ fn pipeline(c: &mut Criterion) {
         b.iter_batched_ref(|| denied.clone(), |batch| engine.process(batch, 0), BatchSize::SmallInput)
     });
     g.finish();
+}
+
+/// NAPT with 100k established flows, and the rate at which new sessions are set up.
+fn napt(c: &mut Criterion) {
+    const FLOWS: u32 = 100_000;
+    let mut engine = engine_for(napt_config());
+    let frames: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|i| {
+            let (src, sport) = flow(i);
+            frame64(src, sport)
+        })
+        .collect();
+    for chunk in frames.chunks(256) {
+        let mut batch: Vec<Packet> = chunk.iter().map(|f| Packet::new(0, f)).collect();
+        engine.process(&mut batch, 0);
+    }
+    assert_eq!(engine.nat().sessions().len(), FLOWS as usize);
+    let mut rng = SmallRng::seed_from_u64(11);
+    let template: Vec<Packet> =
+        (0..BATCH).map(|_| Packet::new(0, &frames[rng.random_range(0..FLOWS as usize)])).collect();
+    let mut g = c.benchmark_group("napt");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("established-100k-flows/64B", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |batch| engine.process(batch, 1_000_000_000),
+            BatchSize::SmallInput,
+        )
+    });
+    // New sessions: every packet opens one. A fresh engine is built (untimed) whenever the
+    // previous one has used its hosts' port blocks.
+    let new_frames: Vec<Packet> = (0..200_000)
+        .map(|i| {
+            let (src, sport) = flow(i);
+            Packet::new(0, &frame64(src, sport))
+        })
+        .collect();
+    g.bench_function("new-sessions/64B", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            let mut e = engine_for(napt_config());
+            let mut next = 0usize;
+            for _ in 0..iters {
+                if next + BATCH > new_frames.len() {
+                    e = engine_for(napt_config());
+                    next = 0;
+                }
+                let mut batch = new_frames[next..next + BATCH].to_vec();
+                next += BATCH;
+                let t = std::time::Instant::now();
+                e.process(&mut batch, 0);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+    let table = Table::new(1 << 20);
+    eprintln!("napt: session state {} bytes per session at capacity", table.bytes_per_session());
 }
 
 /// Our one-pass parser against etherparse's slicer on the same frame (DESIGN: keep the faster).
@@ -102,5 +207,5 @@ fn lpm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, parse, lpm);
+criterion_group!(benches, pipeline, napt, parse, lpm);
 criterion_main!(benches);
