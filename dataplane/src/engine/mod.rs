@@ -621,6 +621,17 @@ impl Engine {
                 packet::embedded::fix_icmp_checksum(f, &m);
             }
         }
+        if let (Some((ip_off, es, ed)), IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) =
+            (packet::embedded::parse_v6(f, &m), src, dst, plan.src, plan.dst)
+        {
+            // RFC 6296 with ICMPv6 errors: the quoted packet takes the reverse translation.
+            if es == od && nd != od {
+                packet::embedded::set_addr_v6(f, ip_off, true, nd);
+            }
+            if ed == os && ns != os {
+                packet::embedded::set_addr_v6(f, ip_off, false, ns);
+            }
+        }
         packet::rewrite::decrement_ttl(f, &mut m);
         packet::rewrite::set_macs(f, dst_mac, self.ifaces[out_iface].mac);
         match (m.vlan, egress.vlan) {

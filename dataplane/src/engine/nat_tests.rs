@@ -506,3 +506,118 @@ proptest! {
         prop_assert_eq!(back.frame(), &build((L_MAC, HOST_MAC), SERVER, dport, inside, sport, 63)[..]);
     }
 }
+
+/// An ICMP error of `kind` from `router` to `to`, quoting `quoted` (an IPv4 packet, whole).
+fn error_quoting(
+    eth: ([u8; 6], [u8; 6]),
+    router: [u8; 4],
+    to: [u8; 4],
+    t: Icmpv4Type,
+    quoted: &[u8],
+    ttl: u8,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv4(router, to, ttl).icmpv4(t);
+    let mut v = Vec::new();
+    b.write(&mut v, quoted).unwrap();
+    v
+}
+
+fn ip_tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, 63).tcp(sport, dport, 77, 1000).syn().write(&mut v, &[]).unwrap();
+    v
+}
+
+fn ip_echo(src: [u8; 4], dst: [u8; 4], id: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, 1).icmpv4_echo_request(id, 9).write(&mut v, b"ping").unwrap();
+    v
+}
+
+#[test]
+fn rfc5508_icmp_error_quoting_tcp_fixes_the_quoted_tcp_checksum() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let syn = run_at(&mut e, 0, &tcp((HOST_MAC, L_MAC), [10, 20, 0, 5], 40000, REMOTE, 443, "S"), 0);
+    let m = src_of(syn.frame());
+    let unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Host);
+    let err =
+        error_quoting((SERVER_MAC, U_MAC), SERVER, m.0, unreach.clone(), &ip_tcp(m.0, m.1, REMOTE, 443), 64);
+    let p = run_at(&mut e, 1, &err, 1);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    let want = error_quoting(
+        (L_MAC, HOST_MAC),
+        SERVER,
+        [10, 20, 0, 5],
+        unreach,
+        &ip_tcp([10, 20, 0, 5], 40000, REMOTE, 443),
+        63,
+    );
+    assert_eq!(p.frame(), want);
+}
+
+#[test]
+fn rfc5508_icmp_error_quoting_an_echo_request_restores_its_identifier() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let ping = run_at(&mut e, 0, &echo((HOST_MAC, L_MAC), [10, 20, 0, 5], REMOTE, 7, true, 64), 0);
+    let (ma, mid) = (
+        <[u8; 4]>::try_from(&ping.frame()[26..30]).unwrap(),
+        u16::from_be_bytes([ping.frame()[38], ping.frame()[39]]),
+    );
+    let te = Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit);
+    let err = error_quoting((SERVER_MAC, U_MAC), SERVER, ma, te.clone(), &ip_echo(ma, REMOTE, mid), 64);
+    let p = run_at(&mut e, 1, &err, 1);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(
+        p.frame(),
+        error_quoting((L_MAC, HOST_MAC), SERVER, [10, 20, 0, 5], te, &ip_echo([10, 20, 0, 5], REMOTE, 7), 63)
+    );
+}
+
+#[test]
+fn rfc5508_icmp_errors_about_netmapped_traffic_are_translated_statelessly() {
+    let mut e = engine(demo());
+    let te = Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit);
+    let quoted = |src: [u8; 4]| {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src, REMOTE, 1).udp(5000, 53).write(&mut v, b"q").unwrap();
+        v
+    };
+    let err = error_quoting(
+        (SERVER_MAC, U_MAC),
+        SERVER,
+        [198, 18, 20, 5],
+        te.clone(),
+        &quoted([198, 18, 20, 5]),
+        64,
+    );
+    let p = run_at(&mut e, 1, &err, 0);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(
+        p.frame(),
+        error_quoting((L_MAC, HOST_MAC), SERVER, [10, 20, 0, 5], te, &quoted([10, 20, 0, 5]), 63)
+    );
+}
+
+#[test]
+fn route_via_forwards_untranslated_to_a_fixed_next_hop() {
+    let mut c = demo();
+    c.policies.insert(
+        0,
+        Rule {
+            name: "to-old-branch".into(),
+            vrf: 1,
+            src: None,
+            dst: Some("10.30.0.0/16".parse().unwrap()),
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action: Action::RouteVia { port: "legacy0".into(), via: Some("10.20.0.254".parse().unwrap()) },
+        },
+    );
+    let mut e = engine(c);
+    let router = [2, 0, 0, 0, 0x20, 0xfe];
+    e.set_neighbor(0, None, IpAddr::from([10, 20, 0, 254]), router);
+    let p = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 1, [10, 30, 1, 1], 2, 64), 0);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(p.frame(), udp((L_MAC, router), [10, 20, 0, 5], 1, [10, 30, 1, 1], 2, 63));
+}

@@ -416,3 +416,55 @@ proptest! {
         prop_assert_eq!(back.frame(), &build((L_MAC, HOST_MAC), SERVER, [10, 20, 0, host], ttl - 1)[..]);
     }
 }
+
+#[test]
+fn icmpv6_errors_through_nptv6_carry_the_translated_quote() {
+    let mut c = demo();
+    c.ports[0].addresses.push("fd01:203:405::1/48".parse().unwrap());
+    c.ports[1].addresses.push("2001:db8:ff::1/64".parse().unwrap());
+    c.nptv6 = vec![Nptv6 {
+        inside_vrf: 1,
+        inside: "fd01:203:405::/48".parse().unwrap(),
+        outside_vrf: 0,
+        outside: "2001:db8:1::/48".parse().unwrap(),
+    }];
+    c.routes.push(RouteConfig {
+        vrf: 0,
+        prefix: "::/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some("2001:db8:ff::2".parse().unwrap()),
+    });
+    c.policies.push(Rule {
+        name: "v6-in".into(),
+        vrf: 0,
+        src: None,
+        dst: Some("2001:db8:1::/48".parse().unwrap()),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Nptv6,
+    });
+    let mut e = engine(c);
+    let inside: [u8; 16] = "fd01:203:405:1::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let outside: [u8; 16] = "2001:db8:1:d550::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let router: [u8; 16] = "2001:db8:ff::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let remote: [u8; 16] = "2400:1::80".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    e.set_neighbor(0, None, IpAddr::from(inside), HOST_MAC);
+    let err = |eth: ([u8; 6], [u8; 6]), to: [u8; 16], quoted_src: [u8; 16], hop| {
+        let mut q = Vec::new();
+        PacketBuilder::ipv6(quoted_src, remote, 1).udp(5000, 53).write(&mut q, b"q").unwrap();
+        let b = PacketBuilder::ethernet2(eth.0, eth.1).ipv6(router, to, hop).icmpv6(
+            etherparse::Icmpv6Type::TimeExceeded(etherparse::icmpv6::TimeExceededCode::HopLimitExceeded),
+        );
+        let mut v = Vec::new();
+        b.write(&mut v, &q).unwrap();
+        v
+    };
+    let p = run(&mut e, 1, &err((SERVER_MAC, U_MAC), outside, outside, 64));
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(
+        p.frame(),
+        err((L_MAC, HOST_MAC), inside, inside, 63),
+        "quote and every checksum as if built inside"
+    );
+}

@@ -69,6 +69,29 @@ pub fn parse(f: &[u8], m: &Meta) -> Option<Embedded> {
     })
 }
 
+/// The addresses of the packet quoted in an ICMPv6 error (types 1-4), and where its header is.
+pub fn parse_v6(f: &[u8], m: &Meta) -> Option<(usize, std::net::Ipv6Addr, std::net::Ipv6Addr)> {
+    if !matches!(m.l3, L3::V6 { .. }) || !matches!(m.l4, L4::Icmp { kind: 1..=4, .. }) {
+        return None;
+    }
+    let ip_off = m.l4_off + 8;
+    let h = f.get(ip_off..ip_off + 40).filter(|_| ip_off + 40 <= m.end)?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    let src: [u8; 16] = h[8..24].try_into().ok()?;
+    let dst: [u8; 16] = h[24..40].try_into().ok()?;
+    Some((ip_off, src.into(), dst.into()))
+}
+
+/// Writes a quoted IPv6 address. Only NPTv6 changes IPv6 addresses, and its mapping keeps the
+/// one's-complement sum of an address, so neither the quoted checksums nor the outer ICMPv6
+/// checksum change (RFC 6296 section 3.3).
+pub fn set_addr_v6(f: &mut [u8], ip_off: usize, src: bool, new: std::net::Ipv6Addr) {
+    let at = if src { ip_off + 8 } else { ip_off + 24 };
+    f[at..at + 16].copy_from_slice(&new.octets());
+}
+
 fn get16(f: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([f[at], f[at + 1]])
 }
