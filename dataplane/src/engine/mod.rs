@@ -15,6 +15,7 @@ pub mod classify;
 pub mod compiled;
 pub mod counters;
 pub mod icmp;
+pub mod steer;
 pub mod trace;
 pub mod translate;
 

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
 use proptest::prelude::*;
 
-use super::*;
+use super::{steer, *};
 use crate::{
     buffer::Packet,
     config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, Timeouts, tests::demo},
@@ -620,4 +620,59 @@ fn route_via_forwards_untranslated_to_a_fixed_next_hop() {
     let p = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 1, [10, 30, 1, 1], 2, 64), 0);
     assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
     assert_eq!(p.frame(), udp((L_MAC, router), [10, 20, 0, 5], 1, [10, 30, 1, 1], 2, 63));
+}
+
+/// Two workers behind a steering function: every session's packets meet the worker that holds
+/// it, in both directions, fragments included.
+#[test]
+fn sessions_are_sharded_across_workers_and_steering_finds_them() {
+    let c = config(pool(Filtering::AddressAndPortDependent));
+    let mk = |w| {
+        let ifaces =
+            vec![Iface { name: "legacy0".into(), mac: L_MAC }, Iface { name: "uplink0".into(), mac: U_MAC }];
+        let mut e = Engine::new_worker(c.clone(), ifaces, w, 2).unwrap();
+        e.set_neighbor(1, None, IpAddr::from(SERVER), SERVER_MAC);
+        for h in 1..=60u8 {
+            e.set_neighbor(0, None, IpAddr::from([10, 20, 0, h]), HOST_MAC);
+        }
+        e
+    };
+    let mut workers = [mk(0), mk(1)];
+    let compiled = workers[0].config_handle().current();
+    let mut steer = steer::Steering::default();
+    let mut send = |iface: usize, f: &[u8]| {
+        let w = steer.worker(&compiled, iface, f, 2) as usize;
+        run_at(&mut workers[w], iface, f, 0)
+    };
+    let mut mapped = Vec::new();
+    for h in 2..=60u8 {
+        let p = send(0, &udp((HOST_MAC, L_MAC), [10, 20, 0, h], 4000, SERVER, 53, 64));
+        assert_eq!(p.verdict, Verdict::Forward { iface: 1 });
+        mapped.push((h, src_of(p.frame())));
+    }
+    for (h, m) in &mapped {
+        let p = send(1, &udp((SERVER_MAC, U_MAC), SERVER, 53, m.0, m.1, 64));
+        assert_eq!(
+            p.frame(),
+            udp((L_MAC, HOST_MAC), SERVER, 53, [10, 20, 0, *h], 4000, 63),
+            "reply to host {h}"
+        );
+    }
+    // Inbound fragments: the first carries the port, the later one follows it to its worker.
+    let (h, m) = mapped[7];
+    let mut first = vec![0x00, 0x35, (m.1 >> 8) as u8, m.1 as u8, 0x00, 0x30, 0x00, 0x00];
+    first.extend_from_slice(&[1; 16]);
+    let frag = |payload: &[u8], is_first: bool| {
+        let mut f = fragment(SERVER, m.0, 0x99, is_first, payload);
+        f[0..12].copy_from_slice(&[U_MAC, SERVER_MAC].concat());
+        f
+    };
+    assert_eq!(send(1, &frag(&first, true)).verdict, Verdict::Forward { iface: 0 });
+    let later = send(1, &frag(&[2; 24], false));
+    assert_eq!(later.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(&later.frame()[30..34], &[10, 20, 0, h]);
+    drop(send);
+    let (a, b) = (workers[0].nat().sessions().len(), workers[1].nat().sessions().len());
+    assert_eq!(a + b, mapped.len());
+    assert!(a > 10 && b > 10, "sessions spread over both workers: {a} and {b}");
 }

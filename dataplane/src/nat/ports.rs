@@ -25,6 +25,23 @@ pub enum Exhausted {
     NotInPrefix,
 }
 
+/// The block index of outside `addr`:`port` in `pool`, computed from the config alone (the same
+/// numbering every worker's [`Ports`] uses).
+pub fn block_index(pool: &NatPool, addr: Ipv4Addr, port: u16) -> Option<u32> {
+    let size = pool.block_size as u32;
+    let per_address = (pool.ports.last as u32 - pool.ports.first as u32 + 1) / size;
+    let mut index = 0u32;
+    for p in &pool.addresses {
+        if p.contains(&addr) {
+            index += u32::from(addr) - u32::from(p.network());
+            let slot = (port as u32).checked_sub(pool.ports.first as u32)? / size;
+            return (slot < per_address).then_some(index * per_address + slot);
+        }
+        index += 1u32 << (32 - p.prefix_len());
+    }
+    None
+}
+
 #[derive(Debug)]
 struct Block {
     /// The inside host holding it (0 when free).
