@@ -671,7 +671,6 @@ fn sessions_are_sharded_across_workers_and_steering_finds_them() {
     let later = send(1, &frag(&[2; 24], false));
     assert_eq!(later.verdict, Verdict::Forward { iface: 0 });
     assert_eq!(&later.frame()[30..34], &[10, 20, 0, h]);
-    drop(send);
     let (a, b) = (workers[0].nat().sessions().len(), workers[1].nat().sessions().len());
     assert_eq!(a + b, mapped.len());
     assert!(a > 10 && b > 10, "sessions spread over both workers: {a} and {b}");
