@@ -55,6 +55,7 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             vrf,
             addresses: vec![IpNet::V4(itf.address)],
             mtu: DEFAULT_MTU,
+            tunnel: None,
         });
     }
 

@@ -6,7 +6,7 @@ use hutong_common::Drop;
 use crate::packet::{ETH_P_8021Q, VLAN_HLEN};
 
 /// Bytes kept free in front of the frame for tags the pipeline may push.
-pub const HEADROOM: usize = 32;
+pub const HEADROOM: usize = 64;
 
 /// What happens to a packet after the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,40 @@ impl Packet {
         let t = self.head + 12;
         self.data[t..t + 2].copy_from_slice(&ETH_P_8021Q.to_be_bytes());
         self.data[t + 2..t + 4].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+    }
+
+    /// Replaces everything between the MAC addresses and `l3_off` (EtherType, any VLAN tag) with
+    /// IPv4 EtherType and `outer` (an outer IP and tunnel header), and drops bytes past `end`.
+    pub fn encapsulate(&mut self, l3_off: usize, end: usize, outer: &[u8]) {
+        let h = self.head;
+        self.data.truncate(h + end);
+        let needed = 14 + outer.len();
+        if h + l3_off < needed {
+            let mut grown = vec![0; HEADROOM + needed];
+            grown.extend_from_slice(&self.data[h..]);
+            self.data = grown;
+            self.head = HEADROOM + needed;
+            return self.encapsulate_at(l3_off, outer);
+        }
+        self.encapsulate_at(l3_off, outer)
+    }
+
+    fn encapsulate_at(&mut self, l3_off: usize, outer: &[u8]) {
+        let l3 = self.head + l3_off;
+        let start = l3 - outer.len() - 14;
+        self.data.copy_within(self.head..self.head + 12, start);
+        self.data[start + 12..start + 14].copy_from_slice(&crate::packet::ETH_P_IPV4.to_be_bytes());
+        self.data[start + 14..l3].copy_from_slice(outer);
+        self.head = start;
+    }
+
+    /// Strips everything between the MAC addresses and `inner_off` (outer headers of a tunnel),
+    /// leaving an Ethernet frame of `ethertype` around the inner packet.
+    pub fn decapsulate(&mut self, inner_off: usize, ethertype: u16) {
+        let start = self.head + inner_off - 14;
+        self.data.copy_within(self.head..self.head + 12, start);
+        self.data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
+        self.head = start;
     }
 
     /// Removes the 802.1Q tag after the MAC addresses (the caller knows there is one).

@@ -86,11 +86,14 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         if p.vlan.is_some() {
             return Err(TablesError::Unsupported(format!("VLAN ports ({})", p.key())));
         }
+        if p.tunnel.is_some() {
+            return Err(TablesError::Unsupported(format!("tunnel ports ({})", p.key())));
+        }
         let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
         handles.push((p.key(), h));
         let role = match p.role {
             Role::Legacy => ROLE_LEGACY,
-            Role::Extranet => ROLE_EXTRANET,
+            Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
         };
         t.ports.push((h.ifindex, Port { vrf: p.vrf, mac: h.mac, role, _pad: 0 }));
         for a in &p.addresses {

@@ -63,6 +63,22 @@ pub enum Role {
     Legacy,
     /// Faces the extranet; VRF 0.
     Extranet,
+    /// A GRE tunnel (a transitional network, or a site reached before its own backbone exists):
+    /// not an interface, but a port packets are routed into and decapsulated out of.
+    Tunnel,
+}
+
+/// A GRE tunnel port's endpoints (RFC 2784, with the RFC 2890 key when given).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreTunnel {
+    /// The gateway's end: one of its own addresses in `underlay_vrf`.
+    pub local: std::net::Ipv4Addr,
+    pub remote: std::net::Ipv4Addr,
+    /// The VRF the encapsulated packets travel in.
+    pub underlay_vrf: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
 }
 
 /// A port: an interface, or one 802.1Q VLAN on it. Its key (`name` or `name.vid`) is how routes
@@ -81,6 +97,10 @@ pub struct PortConfig {
     pub addresses: Vec<IpNet>,
     #[serde(default = "default_mtu", skip_serializing_if = "is_default_mtu")]
     pub mtu: u16,
+    /// For a tunnel port: its endpoints. Its `name` is then only a name, and its MTU is the
+    /// largest inner packet it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<GreTunnel>,
 }
 
 fn default_mtu() -> u16 {
@@ -269,7 +289,31 @@ impl Config {
                 err(path.clone(), format!("an extranet port must be in VRF {EXTRANET_VRF}"));
             }
             if p.role == Role::Legacy && p.vrf == EXTRANET_VRF {
-                err(path, "a legacy port needs its legacy network's VRF, not the extranet's".into());
+                err(path.clone(), "a legacy port needs its legacy network's VRF, not the extranet's".into());
+            }
+            match (&p.tunnel, p.role) {
+                (Some(t), Role::Tunnel) => {
+                    if p.vlan.is_some() {
+                        err(path.clone(), "a tunnel port has no VLAN".into());
+                    }
+                    let local = IpAddr::V4(t.local);
+                    let owned = self
+                        .ports
+                        .iter()
+                        .any(|q| q.vrf == t.underlay_vrf && q.addresses.iter().any(|a| a.addr() == local));
+                    if !owned {
+                        err(
+                            path,
+                            format!(
+                                "tunnel source {} is not an address of this gateway in VRF {}",
+                                t.local, t.underlay_vrf
+                            ),
+                        );
+                    }
+                }
+                (None, Role::Tunnel) => err(path, "a tunnel port needs its tunnel endpoints".into()),
+                (Some(_), _) => err(path, "only a port with role tunnel has tunnel endpoints".into()),
+                (None, _) => {}
             }
         }
         let translations =
@@ -370,6 +414,7 @@ pub(crate) mod tests {
             vrf,
             addresses: vec![addr.parse().unwrap()],
             mtu: DEFAULT_MTU,
+            tunnel: None,
         }
     }
 
@@ -415,6 +460,28 @@ pub(crate) mod tests {
                 rule("lan-in", 0, None, Some("198.18.20.0/24"), Action::Netmap),
             ],
         }
+    }
+
+    #[test]
+    fn tunnel_ports_need_their_own_local_address() {
+        let mut c = demo();
+        let mut t = port("gre0", Role::Tunnel, 1, "10.99.0.1/30");
+        t.tunnel = Some(GreTunnel {
+            local: "192.0.2.1".parse().unwrap(),
+            remote: "192.0.2.2".parse().unwrap(),
+            underlay_vrf: 0,
+            key: None,
+        });
+        c.ports.push(t);
+        let text: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter().any(|e| e.contains("tunnel source 192.0.2.1 is not an address of this gateway")),
+            "{text:#?}"
+        );
+        c.ports[2].tunnel.as_mut().unwrap().local = "198.19.0.1".parse().unwrap();
+        c.validate().unwrap();
+        c.ports[2].tunnel = None;
+        assert!(c.validate().is_err(), "a tunnel port without endpoints");
     }
 
     #[test]

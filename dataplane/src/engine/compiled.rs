@@ -9,15 +9,17 @@ use rustc_hash::FxHashMap;
 
 use super::classify::Classifier;
 use crate::{
-    config::{Config, MAX_VRFS},
+    config::{Config, GreTunnel, MAX_VRFS},
     fib::{Fib, Lpm4},
 };
 
 /// A port at run time.
 #[derive(Clone, Debug)]
 pub struct PortRt {
-    /// Index of its interface in [`Compiled::ifaces`].
+    /// Index of its interface in [`Compiled::ifaces`] (a tunnel port has none: see `tunnel`).
     pub iface: usize,
+    /// A GRE tunnel port's endpoints.
+    pub tunnel: Option<GreTunnel>,
     pub vlan: Option<u16>,
     pub vrf: u32,
     pub mtu: u16,
@@ -51,6 +53,8 @@ pub struct Compiled {
     port_of: Vec<IfacePorts>,
     /// The gateway's own addresses, per VRF (a handful each, so scanned).
     local: Vec<Vec<IpAddr>>,
+    /// Tunnel ports by (underlay VRF, local, remote).
+    tunnels: FxHashMap<(u32, u32, u32), usize>,
     /// Per VRF: translations whose inside is in that VRF (source side) ...
     pub nat_inside: Vec<NatIndex>,
     /// ... and whose outside is (destination side).
@@ -65,7 +69,22 @@ impl Compiled {
         let mut ports = Vec::new();
         let mut port_of: Vec<IfacePorts> = Vec::new();
         let mut local: Vec<Vec<IpAddr>> = vec![Vec::new(); vrfs];
+        let mut tunnels = FxHashMap::default();
         for (i, p) in config.ports.iter().enumerate() {
+            if let Some(tun) = &p.tunnel {
+                tunnels.insert((tun.underlay_vrf, u32::from(tun.local), u32::from(tun.remote)), i);
+                ports.push(PortRt {
+                    iface: usize::MAX,
+                    tunnel: Some(tun.clone()),
+                    vlan: None,
+                    vrf: p.vrf,
+                    mtu: p.mtu,
+                });
+                if let Some(l) = local.get_mut(p.vrf as usize) {
+                    l.extend(p.addresses.iter().map(|a| a.addr()));
+                }
+                continue;
+            }
             let iface = match ifaces.iter().position(|n| *n == p.name) {
                 Some(k) => k,
                 None => {
@@ -82,7 +101,7 @@ impl Compiled {
                 }
                 None => port_of[iface].untagged = Some(i),
             }
-            ports.push(PortRt { iface, vlan: p.vlan, vrf: p.vrf, mtu: p.mtu });
+            ports.push(PortRt { iface, tunnel: None, vlan: p.vlan, vrf: p.vrf, mtu: p.mtu });
             if let Some(l) = local.get_mut(p.vrf as usize) {
                 l.extend(p.addresses.iter().map(|a| a.addr()));
             }
@@ -124,6 +143,7 @@ impl Compiled {
             ports,
             port_of,
             local,
+            tunnels,
             nat_inside,
             nat_outside,
             config,
@@ -144,6 +164,15 @@ impl Compiled {
     #[inline]
     pub fn is_local(&self, vrf: u32, addr: IpAddr) -> bool {
         self.local.get(vrf as usize).is_some_and(|l| l.contains(&addr))
+    }
+
+    /// The tunnel port whose GRE packets arrive in `vrf` from `remote` to `local`.
+    #[inline]
+    pub fn tunnel(&self, vrf: u32, local: u32, remote: u32) -> Option<usize> {
+        if self.tunnels.is_empty() {
+            return None;
+        }
+        self.tunnels.get(&(vrf, local, remote)).copied()
     }
 
     /// Index of the interface called `name`.

@@ -416,8 +416,38 @@ impl Engine {
         };
         self.counters.port_rx_packets.add(port, 1);
         self.counters.port_rx_bytes.add(port, len);
-        let vrf = t.ports[port].vrf;
+        let mut port = port;
+        let mut vrf = t.ports[port].vrf;
         step!("port", "{} → VRF {vrf}", t.config.ports[port].key());
+
+        // GRE from a tunnel's remote end to its local end: continue with the inner packet, as
+        // received on the tunnel port.
+        if let (L3::V4 { src, dst }, packet::gre::IPPROTO_GRE) = (m.l3, m.proto) {
+            if let Some(tp) = t.tunnel(vrf, u32::from(dst), u32::from(src)) {
+                if m.frag != Frag::Whole {
+                    step!("tunnel", "fragmented GRE is not reassembled");
+                    return Verdict::Drop(Drop::UnsupportedProtocol);
+                }
+                let (inner, ethertype, key) = match packet::gre::parse(pkt.frame(), &m) {
+                    Ok(x) => x,
+                    Err(d) => return Verdict::Drop(d),
+                };
+                if key != t.ports[tp].tunnel.as_ref().and_then(|x| x.key) {
+                    step!("tunnel", "GRE key {key:?} is not the tunnel's");
+                    return Verdict::Drop(Drop::UnknownPort);
+                }
+                pkt.decapsulate(inner, ethertype);
+                m = match packet::parse(pkt.frame()) {
+                    Ok(inner) => inner,
+                    Err(d) => return Verdict::Drop(d),
+                };
+                port = tp;
+                vrf = t.ports[tp].vrf;
+                self.counters.port_rx_packets.add(port, 1);
+                self.counters.port_rx_bytes.add(port, pkt.frame().len() as u64);
+                step!("tunnel", "decapsulated on {} → VRF {vrf}: {m}", t.config.ports[tp].key());
+            }
+        }
 
         let (src, dst) = match m.l3 {
             L3::Arp => {
@@ -508,11 +538,27 @@ impl Engine {
                 }
             },
         };
-        let egress = &t.ports[hop.port];
-        let next = hop.via.unwrap_or(plan.dst);
+        // A tunnel port is a route's egress too: its packets then leave, encapsulated, through
+        // the physical port that reaches the tunnel's remote end in the underlay VRF.
+        let via_port = &t.ports[hop.port];
+        let mut next = hop.via.unwrap_or(plan.dst);
+        let mut phys = hop.port;
         step!("route", "via {} out of {}", next, t.config.ports[hop.port].key());
+        if let Some(tun) = &via_port.tunnel {
+            let remote = IpAddr::V4(tun.remote);
+            let under =
+                t.fib.lookup(tun.underlay_vrf, remote, 0).filter(|u| t.ports[u.port].tunnel.is_none());
+            let Some(under) = under else {
+                step!("tunnel", "no route to tunnel end {remote} in VRF {}", tun.underlay_vrf);
+                return Verdict::Drop(Drop::NoRoute);
+            };
+            phys = under.port;
+            next = under.via.unwrap_or(remote);
+            step!("tunnel", "GRE to {remote}, via {next} out of {}", t.config.ports[phys].key());
+        }
+        let egress = &t.ports[phys];
 
-        if m.ip_len() > egress.mtu as usize {
+        if m.ip_len() > via_port.mtu as usize {
             let df = match m.l3 {
                 L3::V4 { .. } => pkt.frame()[m.l3_off + 6] & 0x40 != 0,
                 _ => true,
@@ -521,10 +567,10 @@ impl Engine {
                 "mtu",
                 "{} bytes exceed MTU {} (DF {df}); the gateway does not fragment",
                 m.ip_len(),
-                egress.mtu
+                via_port.mtu
             );
             if df {
-                let kind = IcmpError::TooBig { mtu: egress.mtu };
+                let kind = IcmpError::TooBig { mtu: via_port.mtu };
                 return self.icmp_error(t, pkt, &m, port, kind, now_ns, tr, Drop::TooBig);
             }
             return Verdict::Drop(Drop::TooBig);
@@ -634,8 +680,17 @@ impl Engine {
             }
         }
         packet::rewrite::decrement_ttl(f, &mut m);
+        let mut vlan_in = m.vlan;
+        if let Some(tun) = &via_port.tunnel {
+            let inner = if matches!(m.l3, L3::V4 { .. }) { packet::ETH_P_IPV4 } else { packet::ETH_P_IPV6 };
+            let outer = packet::gre::outer(tun.local, tun.remote, m.ip_len(), inner, tun.key);
+            pkt.encapsulate(m.l3_off, m.end, &outer);
+            vlan_in = None;
+            self.counters.port_tx_packets.add(hop.port, 1);
+        }
+        let f = pkt.frame_mut();
         packet::rewrite::set_macs(f, dst_mac, self.ifaces[out_iface].mac);
-        match (m.vlan, egress.vlan) {
+        match (vlan_in, egress.vlan) {
             (None, Some(v)) => pkt.push_vlan(v),
             (Some(_), None) => pkt.pop_vlan(),
             (Some(a), Some(b)) if a != b => {
@@ -644,8 +699,8 @@ impl Engine {
             }
             _ => {}
         }
-        self.counters.port_tx_packets.add(hop.port, 1);
-        self.counters.port_tx_bytes.add(hop.port, pkt.frame().len() as u64);
+        self.counters.port_tx_packets.add(phys, 1);
+        self.counters.port_tx_bytes.add(phys, pkt.frame().len() as u64);
         step!("rewrite", "TTL {}, out of {} to {}", m.ttl, self.ifaces[out_iface].name, fmt_mac(&dst_mac));
         Verdict::Forward { iface: out_iface }
     }
@@ -810,6 +865,10 @@ impl Engine {
         tr: &mut Option<Vec<Step>>,
         reason: Drop,
     ) -> Verdict {
+        if t.ports[port].tunnel.is_some() {
+            // Answering would need the error encapsulated back through the tunnel; not yet.
+            return Verdict::Drop(reason);
+        }
         let want_v4 = matches!(m.l3, L3::V4 { .. });
         let from = t.config.ports[port].addresses.iter().map(|a| a.addr()).find(|a| a.is_ipv4() == want_v4);
         let mac = self.ifaces[pkt.iface].mac;

@@ -453,6 +453,7 @@ fn overlapping_legacy_networks_behind_napt_get_their_own_replies() {
         vrf: 2,
         addresses: vec!["10.20.0.1/24".parse().unwrap()],
         mtu: 1500,
+        tunnel: None,
     });
     let mut p2 = pool(Filtering::AddressAndPortDependent);
     p2.name = "lan2".into();

@@ -185,6 +185,7 @@ fn overlapping() -> (Engine, [u8; 6]) {
         vrf: 2,
         addresses: vec!["10.0.0.1/16".parse().unwrap()],
         mtu: 1500,
+        tunnel: None,
     });
     c.netmaps = vec![
         Netmap {
@@ -467,4 +468,125 @@ fn icmpv6_errors_through_nptv6_carry_the_translated_quote() {
         err((L_MAC, HOST_MAC), inside, inside, 63),
         "quote and every checksum as if built inside"
     );
+}
+
+/// The demo gateway reaching a branch network 10.30.0.0/16 through a GRE tunnel over the
+/// extranet (a transitional network), with key 7.
+fn tunnelled() -> Config {
+    let mut c = demo();
+    c.ports.push(PortConfig {
+        name: "gre-branch".into(),
+        vlan: None,
+        role: Role::Tunnel,
+        vrf: 1,
+        addresses: vec![],
+        mtu: 1472,
+        tunnel: Some(crate::config::GreTunnel {
+            local: "198.19.0.1".parse().unwrap(),
+            remote: "198.51.100.9".parse().unwrap(),
+            underlay_vrf: 0,
+            key: Some(7),
+        }),
+    });
+    c.routes.push(RouteConfig {
+        vrf: 1,
+        prefix: "10.30.0.0/16".parse().unwrap(),
+        port: "gre-branch".into(),
+        via: None,
+    });
+    let permit = |name: &str, src: Option<&str>, dst: &str| Rule {
+        name: name.into(),
+        vrf: 1,
+        src: src.map(|s| s.parse().unwrap()),
+        dst: Some(dst.parse().unwrap()),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Permit,
+    };
+    c.policies.insert(0, permit("to-branch", None, "10.30.0.0/16"));
+    c.policies.insert(0, permit("from-branch", Some("10.30.0.0/16"), "10.20.0.0/24"));
+    c
+}
+
+fn gre_frame(eth: ([u8; 6], [u8; 6]), outer_src: &str, outer_dst: &str, key: u32, inner: &[u8]) -> Vec<u8> {
+    let mut v = [eth.1, eth.0].concat();
+    v.extend_from_slice(&[0x08, 0x00]);
+    v.extend_from_slice(&crate::packet::gre::outer(
+        outer_src.parse().unwrap(),
+        outer_dst.parse().unwrap(),
+        inner.len(),
+        0x0800,
+        Some(key),
+    ));
+    v.extend_from_slice(inner);
+    v
+}
+
+fn ip_udp(src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, ttl).udp(4000, 5000).write(&mut v, &vec![0x33; len]).unwrap();
+    v
+}
+
+#[test]
+fn gre_tunnel_ports_encapsulate_out_and_decapsulate_in() {
+    let mut e = engine(tunnelled());
+    let out = run(&mut e, 0, &udp((HOST_MAC, L_MAC), HOST, [10, 30, 1, 1], 64, 10));
+    assert_eq!(out.verdict, Verdict::Forward { iface: 1 });
+    let want = gre_frame(
+        (U_MAC, SERVER_MAC),
+        "198.19.0.1",
+        "198.51.100.9",
+        7,
+        &ip_udp(HOST, [10, 30, 1, 1], 63, 10),
+    );
+    // Same payload bytes as `udp()` builds.
+    let mut inner = Vec::new();
+    PacketBuilder::ipv4(HOST, [10, 30, 1, 1], 63).udp(40000, 53).write(&mut inner, &[0x5a; 10]).unwrap();
+    let want = [&want[..42], &inner[..]].concat();
+    assert_eq!(out.frame(), want);
+
+    let inbound = gre_frame(
+        (SERVER_MAC, U_MAC),
+        "198.51.100.9",
+        "198.19.0.1",
+        7,
+        &ip_udp([10, 30, 1, 1], HOST, 64, 10),
+    );
+    let p = run(&mut e, 1, &inbound);
+    assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+    assert_eq!(
+        p.frame(),
+        [&[HOST_MAC, L_MAC].concat()[..], &[0x08, 0x00], &ip_udp([10, 30, 1, 1], HOST, 63, 10)[..]].concat()
+    );
+    assert_eq!(e.counters.port_rx_packets.get("gre-branch"), 1);
+
+    let wrong_key = gre_frame(
+        (SERVER_MAC, U_MAC),
+        "198.51.100.9",
+        "198.19.0.1",
+        8,
+        &ip_udp([10, 30, 1, 1], HOST, 64, 10),
+    );
+    assert_eq!(run(&mut e, 1, &wrong_key).verdict, Verdict::Drop(Drop::UnknownPort));
+    // Tunnelled packets obey the policy of the tunnel port's VRF like any other.
+    let stray = gre_frame(
+        (SERVER_MAC, U_MAC),
+        "198.51.100.9",
+        "198.19.0.1",
+        7,
+        &ip_udp([10, 31, 1, 1], HOST, 64, 10),
+    );
+    assert_eq!(run(&mut e, 1, &stray).verdict, Verdict::Drop(Drop::NoTranslation));
+}
+
+#[test]
+fn the_tunnel_mtu_is_enforced_on_the_inner_packet() {
+    let mut e = engine(tunnelled());
+    let big = udp((HOST_MAC, L_MAC), HOST, [10, 30, 1, 1], 64, 1460); // 1488 bytes of IP
+    let p = run(&mut e, 0, &big);
+    assert_eq!(p.verdict, Verdict::Reply { iface: 0, dropped: Drop::TooBig });
+    let m = packet::parse(p.frame()).unwrap();
+    assert_eq!(&p.frame()[m.l4_off + 6..m.l4_off + 8], &1472u16.to_be_bytes());
 }

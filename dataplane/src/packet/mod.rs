@@ -10,6 +10,7 @@
 //! The XDP program mirrors these rules (the differential test of the XDP issue holds them equal).
 
 pub mod embedded;
+pub mod gre;
 pub mod meta;
 pub mod rewrite;
 
