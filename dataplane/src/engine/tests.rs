@@ -640,7 +640,7 @@ fn concurrent_swaps_never_split_a_batch() {
         deny.policies[0].action = Action::Deny;
         let mut n = 0u64;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            handle.swap(if n % 2 == 0 { deny.clone() } else { demo() }).unwrap();
+            handle.swap(if n.is_multiple_of(2) { deny.clone() } else { demo() }).unwrap();
             n += 1;
         }
         n
