@@ -418,7 +418,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn rule(name: &str, vrf: u32, src: Option<&str>, dst: Option<&str>, action: Action) -> Rule {
+    /// A rule on prefixes only.
+    pub(crate) fn rule(name: &str, vrf: u32, src: Option<&str>, dst: Option<&str>, action: Action) -> Rule {
         Rule {
             name: name.into(),
             vrf,

@@ -10,7 +10,10 @@ use super::*;
 use crate::{
     Netmap, Nptv6,
     buffer::Packet,
-    config::{PortConfig, PortRange, Role, RouteConfig, Rule, Vrf, tests::demo},
+    config::{
+        PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
+        tests::{demo, rule},
+    },
 };
 
 const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
@@ -201,21 +204,11 @@ fn overlapping() -> (Engine, [u8; 6]) {
             outside: "198.20.0.0/16".parse().unwrap(),
         },
     ];
-    let rule = |name: &str, vrf, src: Option<&str>, dst: Option<&str>| Rule {
-        name: name.into(),
-        vrf,
-        src: src.map(|s| s.parse().unwrap()),
-        dst: dst.map(|s| s.parse().unwrap()),
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action: Action::Netmap,
-    };
     c.policies = vec![
-        rule("a-out", 1, Some("10.0.0.0/16"), None),
-        rule("b-out", 2, Some("10.0.0.0/16"), None),
-        rule("a-in", 0, None, Some("198.18.0.0/16")),
-        rule("b-in", 0, None, Some("198.20.0.0/16")),
+        rule("a-out", 1, Some("10.0.0.0/16"), None, Action::Netmap),
+        rule("b-out", 2, Some("10.0.0.0/16"), None, Action::Netmap),
+        rule("a-in", 0, None, Some("198.18.0.0/16"), Action::Netmap),
+        rule("b-in", 0, None, Some("198.20.0.0/16"), Action::Netmap),
     ];
     let l2_mac = [2, 0, 0, 0, 0, 0x33];
     let ifaces = vec![
@@ -267,8 +260,8 @@ fn ecmp_keeps_a_flow_on_one_path_and_spreads_flows() {
     assert_eq!(macs.len(), 2);
 }
 
-#[test]
-fn nptv6_translates_both_ways_keeping_checksums() {
+/// The demo with IPv6: fd01:203:405::/48 inside, NPTv6 to 2001:db8:1::/48, both ways.
+fn nptv6_config() -> Config {
     let mut c = demo();
     c.ports[0].addresses.push("fd01:203:405::1/48".parse().unwrap());
     c.ports[1].addresses.push("2001:db8:ff::1/64".parse().unwrap());
@@ -284,18 +277,14 @@ fn nptv6_translates_both_ways_keeping_checksums() {
         port: "uplink0".into(),
         via: Some("2001:db8:ff::2".parse().unwrap()),
     });
-    let rule = |name: &str, vrf, src: Option<&str>, dst: Option<&str>| Rule {
-        name: name.into(),
-        vrf,
-        src: src.map(|s| s.parse().unwrap()),
-        dst: dst.map(|s| s.parse().unwrap()),
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action: Action::Nptv6,
-    };
-    c.policies.push(rule("v6-out", 1, Some("fd01:203:405::/48"), None));
-    c.policies.push(rule("v6-in", 0, None, Some("2001:db8:1::/48")));
+    c.policies.push(rule("v6-out", 1, Some("fd01:203:405::/48"), None, Action::Nptv6));
+    c.policies.push(rule("v6-in", 0, None, Some("2001:db8:1::/48"), Action::Nptv6));
+    c
+}
+
+#[test]
+fn nptv6_translates_both_ways_keeping_checksums() {
+    let c = nptv6_config();
     let mut e = engine(c);
     let gw6: IpAddr = "2001:db8:ff::2".parse().unwrap();
     e.set_neighbor(1, None, gw6, SERVER_MAC);
@@ -420,31 +409,7 @@ proptest! {
 
 #[test]
 fn icmpv6_errors_through_nptv6_carry_the_translated_quote() {
-    let mut c = demo();
-    c.ports[0].addresses.push("fd01:203:405::1/48".parse().unwrap());
-    c.ports[1].addresses.push("2001:db8:ff::1/64".parse().unwrap());
-    c.nptv6 = vec![Nptv6 {
-        inside_vrf: 1,
-        inside: "fd01:203:405::/48".parse().unwrap(),
-        outside_vrf: 0,
-        outside: "2001:db8:1::/48".parse().unwrap(),
-    }];
-    c.routes.push(RouteConfig {
-        vrf: 0,
-        prefix: "::/0".parse().unwrap(),
-        port: "uplink0".into(),
-        via: Some("2001:db8:ff::2".parse().unwrap()),
-    });
-    c.policies.push(Rule {
-        name: "v6-in".into(),
-        vrf: 0,
-        src: None,
-        dst: Some("2001:db8:1::/48".parse().unwrap()),
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action: Action::Nptv6,
-    });
+    let c = nptv6_config();
     let mut e = engine(c);
     let inside: [u8; 16] = "fd01:203:405:1::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
     let outside: [u8; 16] = "2001:db8:1:d550::1234".parse::<std::net::Ipv6Addr>().unwrap().octets();
