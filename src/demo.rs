@@ -8,18 +8,16 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
-    process::{Child, ExitCode, Stdio},
+    path::Path,
+    process::{ExitCode, Stdio},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
-
-use std::os::unix::process::CommandExt;
 
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Counters, Drop as DropReason, Stat};
 
-use crate::lab::{DemoAddresses, DemoLab, Netns, http::HttpServer};
+use crate::lab::{DemoAddresses, DemoLab, Netns, gateway::GatewayProcess, http::HttpServer};
 
 /// The embedded demo plan, so `hutong demo` needs no files.
 pub const DEMO_PLAN: &str = include_str!("../configs/demo/plan.yaml");
@@ -59,42 +57,6 @@ pub struct Evidence {
     pub counters: Counters,
 }
 
-/// The gateway child process; stopped (SIGTERM, then SIGKILL) when dropped.
-struct GatewayProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl GatewayProcess {
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Runs `ping` in `ns` and counts replies.
 fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
     let mut cmd = ns.command("ping");
@@ -132,22 +94,6 @@ fn read_counters(path: &Path) -> Counters {
     Counters::from_text(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
-/// Waits until the gateway publishes counters twice after starting (it is attached and running).
-fn wait_ready(gw: &mut GatewayProcess, stats: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        check_interrupted()?;
-        if let Some(status) = gw.child.try_wait()? {
-            bail!("the gateway exited ({status}) before it was ready:\n{}", gw.log_text());
-        }
-        if stats.exists() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the gateway did not become ready in 20 s:\n{}", gw.log_text())
-}
-
 /// Builds the lab for `config`, runs the gateway binary `hutong` in it, sends the traffic and
 /// returns what was observed. Everything is removed before this returns, whatever happens.
 pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) -> Result<Evidence> {
@@ -157,34 +103,14 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
     let work = tempfile::Builder::new().prefix("hutong-demo-").tempdir()?;
     let config_path = work.path().join("gateway.json");
     std::fs::write(&config_path, config.to_json())?;
-    let stats = work.path().join("counters");
-    let log = work.path().join("gateway.log");
 
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(IpAddr::V4(a.server.addr()), HTTP_PORT))?;
     progress(&format!("extranet server listening on {}:{HTTP_PORT}", a.server.addr()));
 
     progress(&format!("starting `hutong gateway run` in {}", lab.gateway.name()));
-    let mut cmd = lab.gateway.command(hutong);
-    // If the demo itself is killed (SIGKILL skips its cleanup), the gateway must not live on in a
-    // namespace nobody can reach; the next lab sweeps the namespace itself.
-    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd
-        .args(["gateway", "run", "--config"])
-        .arg(&config_path)
-        .arg("--stats-file")
-        .arg(&stats)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .with_context(|| format!("starting {}", hutong.display()))?;
-    let mut gw = GatewayProcess { child, log };
-    wait_ready(&mut gw, &stats)?;
+    let mut gw = GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "gateway")?;
+    gw.wait_ready(&check_interrupted)?;
+    let stats = gw.stats.clone();
 
     let server_ip = IpAddr::V4(a.server.addr());
     let url = format!("http://{server_ip}:{HTTP_PORT}/");

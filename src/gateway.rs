@@ -1,5 +1,10 @@
 //! `hutong gateway run`: bring the configured ports up with their addresses, load the XDP program,
 //! fill its maps, attach it, keep next hops resolved, and publish counters until told to stop.
+//!
+//! Stopping: SIGTERM or SIGINT detach the program and remove its pins (a full stop). SIGUSR1 is
+//! "stop for an upgrade, keep forwarding": the process exits, the program stays attached over
+//! its pinned maps, and the next `hutong gateway run` with the same pin directory takes over
+//! without a gap.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,6 +20,13 @@ pub struct RunOptions {
     pub config: PathBuf,
     /// Where to publish counters (`name value` lines), refreshed while running.
     pub stats_file: Option<PathBuf>,
+    /// Where maps and links are pinned; default `/sys/fs/bpf/hutong/<gateway id>`.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// The default pin directory of a gateway.
+pub fn default_pin_dir(gateway: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/hutong").join(gateway)
 }
 
 /// How often the counters file is refreshed.
@@ -31,10 +43,11 @@ pub fn load_config(path: &Path) -> Result<Config> {
 pub fn run(opts: RunOptions) -> Result<()> {
     let config = load_config(&opts.config)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(serve(config, opts.stats_file))
+    let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
+    rt.block_on(serve(config, opts.stats_file, pin_dir))
 }
 
-async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
+async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) -> Result<()> {
     let nl = netlink::connect()?;
     let mut handles = BTreeMap::new();
     for p in &config.ports {
@@ -49,13 +62,18 @@ async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
     }
     let t = tables::build(&config, |name| handles.get(name).copied())?;
 
-    let mut engine = XdpEngine::load()?;
+    let (mut engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
+    if adopted {
+        eprintln!("hutong gateway {}: adopting the pinned maps in {}", config.gateway, pin_dir.display());
+    }
     // Tables first, then attach: the program never sees a port without its tables.
     engine.install(&t)?;
     let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
     let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.nexthops.clone());
     for (name, h) in &handles {
-        engine.attach(h.ifindex).with_context(|| format!("attaching to {name}"))?;
+        if engine.attach(h.ifindex, name)? {
+            eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
+        }
     }
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
@@ -68,11 +86,17 @@ async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut upgrade = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(STATS_INTERVAL);
+    let mut keep_forwarding = false;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = upgrade.recv() => {
+                keep_forwarding = true;
+                break;
+            }
             ended = &mut resolver => {
                 // It loops forever; ending means a netlink or ring-buffer failure.
                 bail!("the neighbor resolver stopped: {ended:?}");
@@ -88,10 +112,18 @@ async fn serve(config: Config, stats_file: Option<PathBuf>) -> Result<()> {
     if let Some(path) = &stats_file {
         write_atomically(path, &counters.to_text())?;
     }
-    eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
     resolver.abort();
-    // Dropping the engine detaches the program from every port.
-    drop(engine);
+    if keep_forwarding {
+        eprintln!(
+            "hutong gateway {}: stopping for an upgrade; the program keeps forwarding from {}",
+            config.gateway,
+            pin_dir.display()
+        );
+        engine.keep_forwarding();
+    } else {
+        eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
+        engine.shutdown()?;
+    }
     Ok(())
 }
 

@@ -81,6 +81,10 @@ enum GatewayCommand {
         /// Keep counters (`name value` lines) in this file while running.
         #[arg(long)]
         stats_file: Option<PathBuf>,
+        /// Pin maps and links here (bpffs); default /sys/fs/bpf/hutong/<gateway id>. SIGUSR1
+        /// stops the process but keeps forwarding from the pins; a new run takes over.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
     },
 }
 
@@ -147,8 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Gateway(GatewayCommand::Run { config, stats_file }) => {
-            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file })?;
+        Command::Gateway(GatewayCommand::Run { config, stats_file, pin_dir }) => {
+            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),

@@ -1,15 +1,32 @@
 //! The XDP engine's userspace side: load the embedded program, fill its maps from [`Tables`],
 //! attach it to ports, read its counters, and run it on single frames (BPF_PROG_TEST_RUN).
+//!
+//! Hitless restart: a gateway runs with a pin directory on bpffs, where every map and every XDP
+//! link is pinned. Stopped for an upgrade ([`XdpEngine::keep_forwarding`]), the process exits and
+//! the kernel keeps running the attached program over the pinned maps. Started again, the new
+//! process loads its program over the same maps (so sessions, neighbors and counters carry on)
+//! and swaps it into the pinned links atomically (`bpf_link_update`), so no packet meets a
+//! detached interface. A full stop ([`XdpEngine::shutdown`]) removes the pins and detaches.
 
-use anyhow::{Context, Result};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{
+        TestRun, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use hutong_common::{
     Drop, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4,
-    MAP_PORTS, MAP_STATS, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    MAP_PORTS, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES,
+    NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, tables::Tables};
@@ -32,10 +49,63 @@ pub struct NeighborMaps {
     pub misses: RingBuf<MapData>,
 }
 
+/// Every map of the program (all of them are pinned when a pin directory is used).
+const MAPS: [&str; 9] = [
+    MAP_PORTS,
+    MAP_LOCAL_V4,
+    MAP_NAT_SRC_V4,
+    MAP_NAT_DST_V4,
+    MAP_FIB_V4,
+    MAP_NEIGH_V4,
+    MAP_NEIGH_MISS,
+    MAP_DROPS,
+    MAP_STATS,
+];
+
+/// The pin directory records the map layout its pins were made with as an empty subdirectory
+/// `layout-<hash>` (bpffs holds only BPF objects and directories, no plain files).
+const LAYOUT_PREFIX: &str = "layout-";
+
+fn layout_dir_name() -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in layout().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{LAYOUT_PREFIX}{h:016x}")
+}
+
+/// Changes whenever a map's key, value or size changes: pinned maps of another layout must not
+/// be adopted (the program would read them wrongly).
+pub fn layout() -> String {
+    use std::mem::size_of;
+    format!(
+        "hutong-xdp maps v1: drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{}",
+        Drop::COUNT,
+        Stat::COUNT,
+        size_of::<Port>(),
+        size_of::<V4Key>(),
+        size_of::<Netmap>(),
+        size_of::<Route>(),
+        size_of::<NeighKey>(),
+        size_of::<Neigh>(),
+        MAX_PORTS,
+        MAX_LOCAL,
+        MAX_NAT_PREFIXES,
+        MAX_ROUTES,
+        MAX_NEIGHBORS,
+        NEIGH_MISS_BYTES
+    )
+}
+
 pub struct XdpEngine {
     ebpf: Ebpf,
     drops: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    /// The pin directory, when maps and links are pinned.
+    pins: Option<PathBuf>,
+    /// Links held open (and pinned, with a pin directory), by pin path.
+    links: Vec<(PathBuf, FdLink)>,
 }
 
 /// What one BPF_PROG_TEST_RUN call returned.
@@ -48,43 +118,137 @@ pub struct TestOutcome {
 impl XdpEngine {
     /// Loads the program into the kernel (the verifier runs here) without attaching it.
     pub fn load() -> Result<XdpEngine> {
-        let mut ebpf = Ebpf::load(PROGRAM_OBJECT).context("loading the XDP object")?;
+        let ebpf = Ebpf::load(PROGRAM_OBJECT).context("loading the XDP object")?;
+        Self::finish_load(ebpf, None)
+    }
+
+    /// Loads the program over the maps pinned in `dir`, creating and pinning them if absent.
+    /// Returns the engine and whether it adopted existing state.
+    pub fn load_pinned(dir: &Path) -> Result<(XdpEngine, bool)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} (is bpffs mounted on /sys/fs/bpf?)", dir.display()))?;
+        let ours = layout_dir_name();
+        let found: Vec<String> = std::fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(LAYOUT_PREFIX))
+            .collect();
+        let adopted = match found.as_slice() {
+            [] => false,
+            [one] if *one == ours => true,
+            other => bail!(
+                "{} holds pinned maps of another layout ({}; this build is {ours}): stop that gateway fully \
+                 (SIGTERM) or remove the directory",
+                dir.display(),
+                other.join(", ")
+            ),
+        };
+        let paths: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, dir.join(m))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(PROGRAM_OBJECT).context("loading the XDP object over pinned maps")?;
+        std::fs::create_dir_all(dir.join(&ours))?;
+        Ok((Self::finish_load(ebpf, Some(dir.to_path_buf()))?, adopted))
+    }
+
+    fn finish_load(mut ebpf: Ebpf, pins: Option<PathBuf>) -> Result<XdpEngine> {
         let program: &mut Xdp = program(&mut ebpf)?;
         program.load().context("the kernel rejected the XDP program (verifier)")?;
         let drops = PerCpuArray::try_from(take(&mut ebpf, MAP_DROPS)?)?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, MAP_STATS)?)?;
-        Ok(XdpEngine { ebpf, drops, stats })
+        Ok(XdpEngine { ebpf, drops, stats, pins, links: Vec::new() })
     }
 
-    /// Writes the tables into the program's maps.
+    /// Makes the program's maps hold exactly the tables: entries are written, then entries a
+    /// previous config (or a previous process, over pinned maps) left behind are removed.
     pub fn install(&mut self, t: &Tables) -> Result<()> {
         let mut ports: HashMap<_, u32, Port> = HashMap::try_from(map(&mut self.ebpf, MAP_PORTS)?)?;
         for (ifindex, port) in &t.ports {
             ports.insert(ifindex, port, 0).context("PORTS")?;
         }
+        let keep: HashSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
+        let stale: Vec<u32> = ports.keys().filter_map(|k| k.ok()).filter(|k| !keep.contains(k)).collect();
+        for k in stale {
+            let _ = ports.remove(&k);
+        }
         let mut local: HashMap<_, V4Key, u8> = HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4)?)?;
         for key in &t.local {
             local.insert(key, 1, 0).context("LOCAL_V4")?;
         }
+        let stale: Vec<V4Key> =
+            local.keys().filter_map(|k| k.ok()).filter(|k| !t.local.contains(k)).collect();
+        for k in stale {
+            let _ = local.remove(&k);
+        }
         for (name, entries) in [(MAP_NAT_SRC_V4, &t.nat_src), (MAP_NAT_DST_V4, &t.nat_dst)] {
             let mut trie: LpmTrie<_, V4Key, Netmap> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
-            for (bits, key, value) in entries {
-                trie.insert(&Key::new(*bits, *key), value, 0).context(name)?;
-            }
+            sync_trie(&mut trie, entries).context(name)?;
         }
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4)?)?;
-        for (bits, key, value) in &t.fib {
-            fib.insert(&Key::new(*bits, *key), value, 0).context(MAP_FIB_V4)?;
-        }
+        sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4)?;
         Ok(())
     }
 
-    /// Attaches the program to an interface, natively where the driver supports XDP.
-    pub fn attach(&mut self, ifindex: u32) -> Result<()> {
+    /// Attaches the program to an interface, natively where the driver supports XDP. With a pin
+    /// directory the link is pinned as `link-<name>`, and an existing pinned link (a previous
+    /// process that kept forwarding) gets this program swapped in atomically instead.
+    /// Returns whether an existing link was taken over.
+    pub fn attach(&mut self, ifindex: u32, name: &str) -> Result<bool> {
+        let Some(dir) = self.pins.clone() else {
+            let program: &mut Xdp = program(&mut self.ebpf)?;
+            let id = program
+                .attach_to_if_index(ifindex, XdpMode::Default)
+                .with_context(|| format!("attaching XDP to {name} (ifindex {ifindex})"))?;
+            let link = FdLink::try_from(program.take_link(id)?).context("an XDP link without an fd")?;
+            self.links.push((PathBuf::new(), link));
+            return Ok(false);
+        };
+        let path = dir.join(format!("link-{name}"));
         let program: &mut Xdp = program(&mut self.ebpf)?;
-        program
+        if let Ok(pinned) = PinnedLink::from_pin(&path) {
+            let link =
+                XdpLink::try_from(FdLink::from(pinned)).context("the pinned link is not an XDP link")?;
+            let id =
+                program.attach_to_link(link).with_context(|| format!("replacing the program on {name}"))?;
+            let link = FdLink::try_from(program.take_link(id)?).context("an XDP link without an fd")?;
+            self.links.push((path, link));
+            return Ok(true);
+        }
+        let id = program
             .attach_to_if_index(ifindex, XdpMode::Default)
-            .with_context(|| format!("attaching XDP to ifindex {ifindex}"))?;
+            .with_context(|| format!("attaching XDP to {name} (ifindex {ifindex})"))?;
+        let link = FdLink::try_from(program.take_link(id)?).context("an XDP link without an fd")?;
+        let pinned = link.pin(&path).with_context(|| format!("pinning the link at {}", path.display()))?;
+        self.links.push((path, FdLink::from(pinned)));
+        Ok(false)
+    }
+
+    /// Ends this process's hold and leaves the program attached over the pinned maps; the next
+    /// `hutong gateway run` with the same pin directory takes over. Without pins this is a
+    /// full stop.
+    pub fn keep_forwarding(self) {
+        // Dropping closes our fds; pinned links and maps stay in the kernel.
+        drop(self);
+    }
+
+    /// Detaches from every interface and removes the pins.
+    pub fn shutdown(mut self) -> Result<()> {
+        for (path, link) in self.links.drain(..) {
+            if !path.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&path);
+            }
+            // With the pin gone, closing the last fd destroys the link: the program detaches.
+            drop(link);
+        }
+        if let Some(dir) = self.pins.take() {
+            for m in MAPS {
+                let _ = std::fs::remove_file(dir.join(m));
+            }
+            let _ = std::fs::remove_dir(dir.join(layout_dir_name()));
+            let _ = std::fs::remove_dir(&dir);
+        }
         Ok(())
     }
 
@@ -132,6 +296,26 @@ impl XdpEngine {
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)
     }
+}
+
+/// Writes `entries` into an LPM trie and removes every other key.
+fn sync_trie<V: aya::Pod>(
+    trie: &mut LpmTrie<&mut MapData, V4Key, V>,
+    entries: &[crate::tables::Lpm<V>],
+) -> Result<()> {
+    for (bits, key, value) in entries {
+        trie.insert(&Key::new(*bits, *key), value, 0)?;
+    }
+    let wanted: HashSet<(u32, V4Key)> = entries.iter().map(|(b, k, _)| (*b, *k)).collect();
+    let stale: Vec<Key<V4Key>> = trie
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+        .collect();
+    for k in stale {
+        let _ = trie.remove(&k);
+    }
+    Ok(())
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {

@@ -6,6 +6,7 @@
 //! the namespaces, which removes their veths with them.
 
 pub mod ethtool;
+pub mod gateway;
 pub mod http;
 pub mod netns;
 pub mod topology;

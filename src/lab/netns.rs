@@ -108,9 +108,18 @@ impl Drop for Netns {
     }
 }
 
-/// Removes namespaces left by labs whose process died without cleaning up (SIGKILL, power loss).
+/// Removes namespaces, and their gateways' bpffs pins, left by labs whose process died without
+/// cleaning up (SIGKILL, power loss).
 pub fn sweep_stale() -> usize {
-    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+    let mut removed = 0;
+    for dir in [NETNS_DIR, super::gateway::PIN_ROOT] {
+        removed += sweep_dir(Path::new(dir));
+    }
+    removed
+}
+
+fn sweep_dir(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let mut removed = 0;
@@ -124,8 +133,16 @@ pub fn sweep_stale() -> usize {
         if process_alive(pid) {
             continue;
         }
-        let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
-        if std::fs::remove_file(e.path()).is_ok() {
+        let path = e.path();
+        if path.is_dir() {
+            // A pin directory: pinned maps and links are files, the layout stamp a directory.
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        if std::fs::remove_file(&path).is_ok() {
             removed += 1;
         }
     }

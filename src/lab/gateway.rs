@@ -1,0 +1,111 @@
+//! `hutong gateway run` as a child process in a lab's gateway namespace: started with its config,
+//! counters file, log and its own pin directory, ready once it publishes counters, and stopped
+//! (SIGTERM, then SIGKILL) when dropped.
+
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use super::Netns;
+
+/// Where lab gateways pin their maps and links: one directory per lab, named after it, so labs
+/// never share pins and stale ones are recognisable (see `netns::sweep_stale`).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/hutong";
+
+pub struct GatewayProcess {
+    child: Child,
+    pub log: PathBuf,
+    pub stats: PathBuf,
+    pub pin_dir: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts `hutong gateway run` in `ns`. `work` holds the config file, and receives the log and
+    /// counters; `tag` names the pin directory.
+    pub fn start(ns: &Netns, hutong: &Path, config: &Path, work: &Path, tag: &str) -> Result<GatewayProcess> {
+        let log = work.join(format!("{tag}.log"));
+        let stats = work.join(format!("{tag}.counters"));
+        let _ = std::fs::remove_file(&stats);
+        let pin_dir = Path::new(PIN_ROOT).join(ns.name());
+        let mut cmd = ns.command(hutong);
+        // If the lab's owner is killed (SIGKILL skips its cleanup), the gateway must not live on
+        // in a namespace nobody can reach; the next lab sweeps the namespace and pins.
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
+        }
+        let child = cmd
+            .args(["gateway", "run", "--config"])
+            .arg(config)
+            .arg("--stats-file")
+            .arg(&stats)
+            .arg("--pin-dir")
+            .arg(&pin_dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", hutong.display()))?;
+        Ok(GatewayProcess { child, log, stats, pin_dir })
+    }
+
+    /// Waits until the gateway publishes counters: it is attached and forwarding.
+    pub fn wait_ready(&mut self, interrupted: &dyn Fn() -> Result<()>) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            interrupted()?;
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the gateway exited ({status}) before it was ready:\n{}", self.log_text());
+            }
+            if self.stats.exists() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the gateway did not become ready in 20 s:\n{}", self.log_text())
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `sig` and waits up to 5 s for the process to exit.
+    pub fn signal_and_wait(&mut self, sig: Signal) -> Option<ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        let _ = nix::sys::signal::kill(self.pid(), sig);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A full stop (SIGTERM), killing the process if it does not exit in time.
+    pub fn stop(&mut self) {
+        if self.signal_and_wait(Signal::SIGTERM).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
