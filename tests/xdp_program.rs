@@ -68,6 +68,16 @@ impl Rig {
         self.engine.counters().unwrap()
     }
 
+    /// Runs a frame that must go to the slow path (the userspace engine, through AF_XDP), which
+    /// with no socket attached falls back to the host stack: PASS, unmodified, counted.
+    fn expect_slow_path(&mut self, frame: &[u8], ingress: u32) {
+        let before = self.counters().stat(Stat::SlowPath);
+        let out = self.run(frame, ingress);
+        assert_eq!(out.action, action::PASS, "the slow path falls back to PASS without a socket");
+        assert_eq!(self.counters().stat(Stat::SlowPath), before + 1, "slow_path did not move");
+        assert_eq!(out.frame, frame, "the slow path gets the frame unmodified");
+    }
+
     /// Runs a frame that must be dropped for `reason`, checking the counter moved by one.
     fn expect_drop(&mut self, frame: &[u8], ingress: u32, reason: Drop) {
         let before = self.counters().drop(reason);
@@ -215,10 +225,14 @@ fn unmapped_source_is_dropped_and_counted() {
 }
 
 #[test]
-fn expiring_ttl_is_dropped_and_counted() {
+fn expiring_ttl_and_ipv6_go_to_the_slow_path() {
     let mut r = Rig::new();
+    // Time exceeded is generated (and rate-limited) by the userspace engine.
     let f = udp((HOST_MAC, r.legacy.mac), HOST, SERVER, 1, b"ttl");
-    r.expect_drop(&f, r.legacy.ifindex, Drop::TtlExpired);
+    r.expect_slow_path(&f, r.legacy.ifindex);
+    let mut v6 = udp((HOST_MAC, r.legacy.mac), HOST, SERVER, 64, b"v6");
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    r.expect_slow_path(&v6, r.legacy.ifindex);
 }
 
 #[test]
@@ -235,10 +249,17 @@ fn malformed_and_foreign_frames_are_dropped_and_counted() {
     let mut ihl = good.clone();
     ihl[14] = 0x44;
     r.expect_drop(&ihl, r.legacy.ifindex, Drop::Malformed);
-    // IPv6 is not forwarded yet.
-    let mut v6 = good.clone();
-    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    r.expect_drop(&v6, r.legacy.ifindex, Drop::UnsupportedProtocol);
+    // An EtherType the gateway does not know.
+    let mut lldp = good.clone();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    r.expect_drop(&lldp, r.legacy.ifindex, Drop::UnsupportedProtocol);
+    // A TCP header claiming fewer than 20 bytes.
+    let mut tcp = PacketBuilder::ethernet2(HOST_MAC, r.legacy.mac).ipv4(HOST, SERVER, 64).tcp(1, 2, 3, 4);
+    let mut t = Vec::new();
+    tcp = tcp.syn();
+    tcp.write(&mut t, b"").unwrap();
+    t[14 + 20 + 12] = 0x40;
+    r.expect_drop(&t, r.legacy.ifindex, Drop::Malformed);
     // An Ethernet header announcing IPv4 and nothing after it. (BPF_PROG_TEST_RUN itself refuses
     // frames shorter than an Ethernet header, as no NIC delivers them.)
     r.expect_drop(&good[..14], r.legacy.ifindex, Drop::Malformed);

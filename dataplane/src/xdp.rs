@@ -25,8 +25,8 @@ use aya::{
 };
 use hutong_common::{
     Drop, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4,
-    MAP_PORTS, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES,
-    NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
+    MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, tables::Tables};
@@ -50,7 +50,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 9] = [
+const MAPS: [&str; 10] = [
     MAP_PORTS,
     MAP_LOCAL_V4,
     MAP_NAT_SRC_V4,
@@ -60,6 +60,7 @@ const MAPS: [&str; 9] = [
     MAP_NEIGH_MISS,
     MAP_DROPS,
     MAP_STATS,
+    MAP_SLOW_PATH,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -80,7 +81,7 @@ fn layout_dir_name() -> String {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v1: drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{}",
+        "hutong-xdp maps v2: drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -94,7 +95,8 @@ pub fn layout() -> String {
         MAX_NAT_PREFIXES,
         MAX_ROUTES,
         MAX_NEIGHBORS,
-        NEIGH_MISS_BYTES
+        NEIGH_MISS_BYTES,
+        MAX_QUEUES
     )
 }
 

@@ -88,12 +88,21 @@ pub enum Stat {
     IcmpErrors = 3,
     /// ICMP errors not sent because of the rate limit.
     IcmpSuppressed = 4,
+    /// Handed by the XDP program to the userspace slow path (AF_XDP): IPv6, TTL expiry, ICMP
+    /// errors, packets over the egress MTU.
+    SlowPath = 5,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 5;
-    pub const ALL: [Stat; Self::COUNT as usize] =
-        [Stat::Received, Stat::Forwarded, Stat::ToHost, Stat::IcmpErrors, Stat::IcmpSuppressed];
+    pub const COUNT: u32 = 6;
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Stat::Received,
+        Stat::Forwarded,
+        Stat::ToHost,
+        Stat::IcmpErrors,
+        Stat::IcmpSuppressed,
+        Stat::SlowPath,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -102,6 +111,7 @@ impl Stat {
             Stat::ToHost => "to_host",
             Stat::IcmpErrors => "icmp_errors",
             Stat::IcmpSuppressed => "icmp_suppressed",
+            Stat::SlowPath => "slow_path",
         }
     }
 }

@@ -12,6 +12,7 @@ pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
 pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";
 pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_SLOW_PATH: &str = "SLOW_PATH";
 /// The program's name in the object file.
 pub const PROGRAM: &str = "hutong";
 
@@ -23,6 +24,8 @@ pub const MAX_ROUTES: u32 = 65536;
 pub const MAX_NEIGHBORS: u32 = 16384;
 /// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
 pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
+/// AF_XDP sockets of the slow path, one per receive queue.
+pub const MAX_QUEUES: u32 = 256;
 
 /// Role of a port. Only legacy and extranet ports exist in the skeleton.
 pub const ROLE_LEGACY: u8 = 1;
@@ -38,6 +41,9 @@ pub struct Port {
     pub mac: [u8; 6],
     pub role: u8,
     pub _pad: u8,
+    /// Largest IP packet sent out of it; larger ones go to the slow path (ICMP or drop).
+    pub mtu: u16,
+    pub _pad2: [u8; 2],
 }
 
 /// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
@@ -109,9 +115,10 @@ pub struct Neigh {
 
 // The layouts both compilers must agree on.
 const _: () = {
-    assert!(size_of::<Port>() == 12);
+    assert!(size_of::<Port>() == 16);
     assert!(offset_of!(Port, mac) == 4);
     assert!(offset_of!(Port, role) == 10);
+    assert!(offset_of!(Port, mtu) == 12);
     assert!(size_of::<V4Key>() == 8);
     assert!(offset_of!(V4Key, addr) == 4);
     assert!(size_of::<Netmap>() == 12);

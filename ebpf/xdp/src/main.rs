@@ -14,12 +14,12 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::bpf_redirect,
     macros::{map, xdp},
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use hutong_common::{
-    Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh,
-    NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
+    Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES,
+    Neigh, NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
 };
 
 #[map]
@@ -41,10 +41,17 @@ static NEIGH_MISS: RingBuf = RingBuf::with_byte_size(NEIGH_MISS_BYTES, 0);
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Drop::COUNT, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+/// AF_XDP sockets of the userspace slow path, by receive queue.
+#[map]
+static SLOW_PATH: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 
 const ETH_LEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 /// IPv4 flags/fragment-offset word: the offset bits (more-fragments and DF excluded).
@@ -87,36 +94,44 @@ fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
 }
 
 fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
-    let ifindex = ctx.ingress_ifindex() as u32;
-    let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
-
-    match read_u16(ctx, 12)? {
+    // --- parse first, as the userspace engine does: the same frame gets the same drop reason ----
+    let mut ethertype = read_u16(ctx, 12)?;
+    let mut l3 = ETH_LEN;
+    let mut tagged = false;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = read_u16(ctx, 16)?;
+        l3 = ETH_LEN + 4;
+        tagged = true;
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            return Err(Drop::UnsupportedProtocol);
+        }
+    }
+    match ethertype {
         ETH_P_IPV4 => {}
+        // IPv6 is the slow path's, parse and all.
+        ETH_P_IPV6 => return Ok(slow_path(ctx)),
         ETH_P_ARP => {
+            // The program's configs have no VLAN ports, so a tagged frame has no port.
+            if tagged {
+                return Err(Drop::UnknownPort);
+            }
+            let ifindex = ctx.ingress_ifindex() as u32;
+            let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
             glean_arp(ctx, ifindex, port.vrf);
             count(&STATS, Stat::ToHost as u32);
             return Ok(xdp_action::XDP_PASS);
         }
         _ => return Err(Drop::UnsupportedProtocol),
     }
-
-    // --- IPv4 header checks ---------------------------------------------------------------------
+    let (total_len, frag_off, proto) = validate_ipv4(ctx, l3)?;
+    if tagged {
+        return Err(Drop::UnknownPort);
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
-    let vihl = unsafe { (*ip)[0] };
-    if vihl >> 4 != 4 {
-        return Err(Drop::Malformed);
-    }
-    let ihl = ((vihl & 0x0f) as usize) * 4;
-    if ihl < 20 {
-        return Err(Drop::Malformed);
-    }
-    let total_len = read_u16(ctx, ETH_LEN + 2)? as usize;
-    if total_len < ihl || ETH_LEN + total_len > ctx.data_end() - ctx.data() {
-        return Err(Drop::Malformed);
-    }
+    let ihl = ((unsafe { (*ip)[0] } & 0x0f) as usize) * 4;
     let ttl = unsafe { (*ip)[8] };
-    let proto = unsafe { (*ip)[9] };
-    let frag_off = read_u16(ctx, ETH_LEN + 6)? & IP_FRAG_OFFSET_MASK;
     let src = unsafe { ptr_at::<u32>(ctx, ETH_LEN + 12)?.read_unaligned() };
     let dst = unsafe { ptr_at::<u32>(ctx, ETH_LEN + 16)?.read_unaligned() };
 
@@ -126,8 +141,16 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         count(&STATS, Stat::ToHost as u32);
         return Ok(xdp_action::XDP_PASS);
     }
+    // TTL expiry is answered with ICMP, and ICMP errors carry a packet to translate too: both are
+    // the slow path's (RFC 1812 time exceeded, RFC 5508).
     if ttl <= 1 {
-        return Err(Drop::TtlExpired);
+        return Ok(slow_path(ctx));
+    }
+    if proto == IPPROTO_ICMP && frag_off == 0 {
+        let kind = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + (ihl & 0x3c))? };
+        if kind == 3 || kind == 11 || kind == 12 {
+            return Ok(slow_path(ctx));
+        }
     }
 
     // --- translate: a published source (legacy -> extranet) or destination (the reverse) -------
@@ -144,6 +167,12 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
         .ok_or(Drop::NoRoute)?;
     let out_ifindex = route.ifindex;
+    let out_port = unsafe { PORTS.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
+    let src_mac = out_port.mac;
+    // Over the egress MTU: fragmentation-needed (with DF) or a drop is the slow path's to decide.
+    if total_len > out_port.mtu as usize {
+        return Ok(slow_path(ctx));
+    }
     let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
     let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
     let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
@@ -152,8 +181,6 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         return Err(Drop::NoNeighbor);
     };
     let dst_mac = neigh.mac;
-    let out_port = unsafe { PORTS.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
-    let src_mac = out_port.mac;
 
     // --- L4 checksum location: only a first fragment (or a whole datagram) carries it -----------
     let l4_csum: Option<usize> = if frag_off != 0 || (new_src == src && new_dst == dst) {
@@ -228,6 +255,59 @@ fn glean_arp(ctx: &XdpContext, ifindex: u32, vrf: u32) {
         let mac = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
         let _ = NEIGH_V4.insert(NeighKey { ifindex, addr: sender }, Neigh { mac, _pad: [0; 2] }, 0);
     }
+}
+
+/// Hands the frame, unmodified, to the userspace engine through the AF_XDP socket of its receive
+/// queue. Without one (no slow path running) the frame goes to the host stack instead, which
+/// does not forward.
+#[inline(always)]
+fn slow_path(ctx: &XdpContext) -> u32 {
+    count(&STATS, Stat::SlowPath as u32);
+    let queue = unsafe { (*ctx.ctx).rx_queue_index };
+    match SLOW_PATH.redirect(queue, xdp_action::XDP_PASS as u64) {
+        Ok(action) | Err(action) => action,
+    }
+}
+
+/// Validates the IPv4 header at `l3` and the transport header a whole datagram or first
+/// fragment must carry, exactly as `dataplane::packet::parse` does. Returns the total length,
+/// the fragment offset and the protocol.
+#[inline(always)]
+fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, u8), Drop> {
+    let ip = ptr_at::<[u8; 20]>(ctx, l3)?;
+    let vihl = unsafe { (*ip)[0] };
+    if vihl >> 4 != 4 {
+        return Err(Drop::Malformed);
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Err(Drop::Malformed);
+    }
+    let total_len = read_u16(ctx, l3 + 2)? as usize;
+    if total_len < ihl || l3 + total_len > ctx.data_end() - ctx.data() {
+        return Err(Drop::Malformed);
+    }
+    let proto = unsafe { (*ip)[9] };
+    let frag_off = read_u16(ctx, l3 + 6)? & IP_FRAG_OFFSET_MASK;
+    if frag_off == 0 {
+        let l4 = l3 + (ihl & 0x3c);
+        let end = l3 + (total_len & 0xffff);
+        let need = match proto {
+            IPPROTO_TCP => 20,
+            IPPROTO_UDP | IPPROTO_ICMP => 8,
+            _ => 0,
+        };
+        if l4 + need > end {
+            return Err(Drop::Malformed);
+        }
+        if proto == IPPROTO_TCP {
+            let data_off = ((unsafe { *ptr_at::<u8>(ctx, l4 + 12)? } >> 4) as usize) * 4;
+            if data_off < 20 || l4 + data_off > end {
+                return Err(Drop::Malformed);
+            }
+        }
+    }
+    Ok((total_len, frag_off, proto))
 }
 
 #[inline(always)]

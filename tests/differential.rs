@@ -1,0 +1,345 @@
+//! The XDP engine against the userspace engine, packet by packet: a corpus of generated and
+//! hand-written frames (every translation kind the program implements, ICMP and ICMP errors,
+//! fragments, VLAN tags, IPv6, TTL 1, oversized, malformed and truncated frames) runs through
+//! the XDP program (BPF_PROG_TEST_RUN) and through the userspace engine with the same config
+//! and neighbors. The verdicts and output bytes must be identical. A frame the program hands to
+//! the slow path must reach it unmodified: there, the userspace engine is the engine.
+
+mod common;
+
+use dataplane::{
+    Drop, Stat,
+    buffer::{Packet, Verdict},
+    engine::{Engine, Iface},
+    netlink, tables,
+    xdp::{XdpEngine, action},
+};
+use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
+use hutong::lab::{Netns, netns::lab_tag};
+use hutong_common::{Neigh, NeighKey};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+const SERVER: [u8; 4] = [198, 19, 0, 2];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x19, 2];
+
+fn host_mac(h: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0x20, h]
+}
+
+/// One corpus entry: the frame and the interface it arrives on (0 legacy, 1 uplink).
+struct Case {
+    what: String,
+    iface: usize,
+    frame: Vec<u8>,
+}
+
+fn build(
+    eth: ([u8; 6], [u8; 6]),
+    b: impl FnOnce(etherparse::PacketBuilderStep<etherparse::Ethernet2Header>) -> Vec<u8>,
+) -> Vec<u8> {
+    b(PacketBuilder::ethernet2(eth.0, eth.1))
+}
+
+/// The corpus: seeded, so a failure names a case that can be rebuilt.
+fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
+    let mut rng = SmallRng::seed_from_u64(20_261_127);
+    let mut out = Vec::new();
+    let mut add = |what: String, iface: usize, frame: Vec<u8>| out.push(Case { what, iface, frame });
+    for i in 0..400 {
+        let host = rng.random_range(1..=120u8);
+        let payload: Vec<u8> = (0..rng.random_range(0..80)).map(|_| rng.random()).collect();
+        let ttl =
+            if rng.random_range(0..10) == 0 { rng.random_range(0..=2) } else { rng.random_range(2..=255) };
+        let (sport, dport) = (rng.random::<u16>(), rng.random::<u16>());
+        let inbound = rng.random_bool(0.4);
+        let (eth, src, dst, iface) = if inbound {
+            let dst = match rng.random_range(0..10) {
+                0 => [198, 18, 21, host], // outside the published block
+                1 => [198, 19, 0, 1],     // the gateway itself
+                _ => [198, 18, 20, host],
+            };
+            ((SERVER_MAC, u_mac), SERVER, dst, 1)
+        } else {
+            let src = match rng.random_range(0..10) {
+                0 => [10, 20, 1, host], // unmapped
+                _ => [10, 20, 0, host],
+            };
+            let dst = if rng.random_range(0..12) == 0 { [10, 20, 0, 1] } else { SERVER };
+            ((host_mac(host), l_mac), src, dst, 0)
+        };
+        let kind = rng.random_range(0..4);
+        let mut f = build(eth, |b| {
+            let b = b.ipv4(src, dst, ttl);
+            let mut v = Vec::new();
+            match kind {
+                0 => b.udp(sport, dport).write(&mut v, &payload).unwrap(),
+                1 => b
+                    .tcp(sport, dport, rng.random(), 1000)
+                    .syn()
+                    .ack(rng.random())
+                    .write(&mut v, &payload)
+                    .unwrap(),
+                2 => b.icmpv4_echo_request(sport, dport).write(&mut v, &payload).unwrap(),
+                _ => b.icmpv4_echo_reply(sport, dport).write(&mut v, &payload).unwrap(),
+            }
+            v
+        });
+        if kind == 0 && rng.random_bool(0.1) {
+            f[40] = 0; // UDP without checksum
+            f[41] = 0;
+        }
+        if rng.random_bool(0.2) {
+            f[20] &= !0x40; // DF off
+            let c = u16::from_be_bytes([f[24], f[25]]);
+            let c = hutong_common::checksum::replace2(c.to_be(), 0x4000u16.to_be(), 0).to_be();
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        add(format!("random #{i} kind {kind} {src:?}->{dst:?} ttl {ttl}"), iface, f);
+    }
+    // Fragments: first and later, both directions, some with IP options.
+    for (i, (src, dst, iface, eth)) in [
+        ([10, 20, 0, 5], SERVER, 0, (host_mac(5), l_mac)),
+        (SERVER, [198, 18, 20, 5], 1, (SERVER_MAC, u_mac)),
+        ([10, 20, 1, 5], SERVER, 0, (host_mac(5), l_mac)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (first, off) in [(true, 0u16), (false, 185), (false, 1)] {
+            let payload = vec![0x11u8; 48];
+            let mut h = etherparse::Ipv4Header::new(48, 64, etherparse::IpNumber::UDP, src, dst).unwrap();
+            h.identification = 0x4000 + i as u16;
+            h.more_fragments = first;
+            h.fragment_offset = etherparse::IpFragOffset::try_new(off).unwrap();
+            if i == 2 {
+                h.options = [1u8, 1, 1, 0].into();
+            }
+            let mut f = Vec::new();
+            etherparse::Ethernet2Header {
+                source: eth.0,
+                destination: eth.1,
+                ether_type: etherparse::EtherType::IPV4,
+            }
+            .write(&mut f)
+            .unwrap();
+            h.write(&mut f).unwrap();
+            f.extend_from_slice(&payload);
+            add(format!("fragment {src:?}->{dst:?} first {first} offset {off}"), iface, f);
+        }
+    }
+    // ICMP errors from the extranet about translated traffic: the slow path's (RFC 5508).
+    for host in [5u8, 6, 200] {
+        let mut q = Vec::new();
+        PacketBuilder::ipv4([198, 18, 20, host], [203, 0, 113, 1], 1)
+            .udp(5000, 53)
+            .write(&mut q, b"q")
+            .unwrap();
+        let f = build((SERVER_MAC, u_mac), |b| {
+            let mut v = Vec::new();
+            b.ipv4(SERVER, [198, 18, 20, host], 64)
+                .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
+                .write(&mut v, &q)
+                .unwrap();
+            v
+        });
+        add(format!("ICMP error to 198.18.20.{host}"), 1, f);
+    }
+    // Oversized, with and without DF (the slow path decides).
+    for (df, len) in [(true, 1600), (false, 1600), (true, 1472), (true, 1473)] {
+        let mut f = build((host_mac(5), l_mac), |b| {
+            let mut v = Vec::new();
+            b.ipv4([10, 20, 0, 5], SERVER, 64).udp(1, 2).write(&mut v, &vec![0; len]).unwrap();
+            v
+        });
+        if !df {
+            f[20] &= !0x40;
+        }
+        add(format!("{} bytes of UDP, DF {df}", len), 0, f);
+    }
+    // ARP: for the gateway (learned), for someone else, truncated, tagged.
+    for (target, sender, cut) in
+        [([10, 20, 0, 1], 77u8, 42usize), ([10, 20, 0, 9], 78, 42), ([10, 20, 0, 1], 79, 30)]
+    {
+        let mac = host_mac(sender);
+        let mut a = vec![0xff; 6];
+        a.extend_from_slice(&mac);
+        a.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        a.extend_from_slice(&mac);
+        a.extend_from_slice(&[10, 20, 0, sender, 0, 0, 0, 0, 0, 0]);
+        a.extend_from_slice(&target);
+        a.truncate(cut);
+        add(format!("ARP from 10.20.0.{sender} for {target:?}, {cut} bytes"), 0, a);
+        // ...and a packet towards the host that just spoke ARP.
+        let back = build((SERVER_MAC, u_mac), |b| {
+            let mut v = Vec::new();
+            b.ipv4(SERVER, [198, 18, 20, sender], 64).udp(53, 9).write(&mut v, b"back").unwrap();
+            v
+        });
+        add(format!("reply towards 10.20.0.{sender}"), 1, back);
+    }
+    // VLAN tags (no VLAN ports here), stacked tags, IPv6, other EtherTypes.
+    let plain = build((host_mac(5), l_mac), |b| {
+        let mut v = Vec::new();
+        b.ipv4([10, 20, 0, 5], SERVER, 64).udp(1, 2).write(&mut v, b"tagged").unwrap();
+        v
+    });
+    let tag = |f: &[u8], vid: u16| [&f[..12], &[0x81, 0x00], &vid.to_be_bytes()[..], &f[12..]].concat();
+    add("802.1Q tagged".into(), 0, tag(&plain, 100));
+    add("QinQ".into(), 0, tag(&tag(&plain, 100), 200));
+    let mut bad_tagged = tag(&plain, 100);
+    bad_tagged[18] = 0x44;
+    add("tagged, IHL 4".into(), 0, bad_tagged);
+    let v6 = build((host_mac(5), l_mac), |b| {
+        let mut v = Vec::new();
+        b.ipv6([0xfd; 16], [0x20; 16], 64).udp(1, 2).write(&mut v, b"v6").unwrap();
+        v
+    });
+    add("IPv6".into(), 0, v6.clone());
+    add("IPv6 truncated".into(), 0, v6[..40].to_vec());
+    let mut lldp = plain.clone();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    add("LLDP".into(), 0, lldp);
+    // Malformed and truncated: every cut of a TCP frame, and header fields broken one by one.
+    let tcp = build((host_mac(5), l_mac), |b| {
+        let mut v = Vec::new();
+        b.ipv4([10, 20, 0, 5], SERVER, 64).tcp(1000, 80, 1, 100).syn().write(&mut v, b"abc").unwrap();
+        v
+    });
+    for cut in 14..tcp.len() {
+        add(format!("TCP cut at {cut}"), 0, tcp[..cut].to_vec());
+    }
+    for (at, value, what) in [
+        (14, 0x55, "version 5"),
+        (14, 0x44, "IHL 4"),
+        (16, 0xff, "total length too long"),
+        (17, 0x05, "total length below header"),
+        (46, 0x40, "TCP data offset 4"),
+        (46, 0xf0, "TCP data offset past the end"),
+    ] {
+        let mut f = tcp.clone();
+        f[at] = value;
+        add(what.into(), 0, f);
+    }
+    // Garbage of every length from 14 on.
+    for len in 14..120 {
+        let f: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        add(format!("garbage {len} bytes"), rng.random_range(0..2), f);
+    }
+    out
+}
+
+#[test]
+fn the_xdp_program_matches_the_userspace_engine() {
+    common::require_root("differential");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let ns = Netns::create(&format!("{}-diff", lab_tag())).unwrap();
+    let (legacy, uplink) = rt.block_on(async {
+        let h = ns.netlink().unwrap();
+        h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
+        (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
+    });
+    let config = common::demo_config();
+
+    // The XDP engine, with the demo's tables and these neighbors.
+    let t = tables::build(&config, |n| match n {
+        "legacy0" => Some(legacy),
+        "uplink0" => Some(uplink),
+        _ => None,
+    })
+    .unwrap();
+    let mut xdp = XdpEngine::load().unwrap();
+    xdp.install(&t).unwrap();
+    // The userspace engine on the same interfaces.
+    let ifaces = vec![
+        Iface { name: "legacy0".into(), mac: legacy.mac },
+        Iface { name: "uplink0".into(), mac: uplink.mac },
+    ];
+    let mut user = Engine::new(config, ifaces).unwrap();
+    {
+        let mut n = xdp.neighbor_table().unwrap();
+        n.insert(
+            NeighKey { ifindex: uplink.ifindex, addr: SERVER },
+            Neigh { mac: SERVER_MAC, _pad: [0; 2] },
+            0,
+        )
+        .unwrap();
+        user.set_neighbor(1, None, SERVER.into(), SERVER_MAC);
+        for h in 2..=100u8 {
+            n.insert(
+                NeighKey { ifindex: legacy.ifindex, addr: [10, 20, 0, h] },
+                Neigh { mac: host_mac(h), _pad: [0; 2] },
+                0,
+            )
+            .unwrap();
+            user.set_neighbor(0, None, [10, 20, 0, h].into(), host_mac(h));
+        }
+    }
+
+    let cases = corpus(legacy.mac, uplink.mac);
+    assert!(cases.len() >= 500, "the corpus has {} cases", cases.len());
+    let ifindex = [legacy.ifindex, uplink.ifindex];
+    let (mut forwarded, mut to_host, mut slow, mut dropped) = (0, 0, 0, 0);
+    for (n, c) in cases.iter().enumerate() {
+        let before = xdp.counters().unwrap();
+        let out = ns.run(|| xdp.test_run(&c.frame, ifindex[c.iface])).unwrap().unwrap();
+        let after = xdp.counters().unwrap();
+        let moved_drop = Drop::ALL.iter().find(|d| after.drop(**d) > before.drop(**d)).copied();
+        let moved_stat = |s: Stat| after.stat(s) > before.stat(s);
+
+        let mut batch = [Packet::new(c.iface, &c.frame)];
+        user.process(&mut batch, n as u64 * 1_000_000_000);
+        let want = &batch[0];
+
+        let fail = |why: &str| -> ! {
+            let (a, b) = (&out.frame, want.frame());
+            let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            panic!(
+                "case {n} ({}): {why}\n  xdp: action {} drop {moved_drop:?} ({} bytes)\n  userspace: {:?} ({} bytes)\n  \
+                 first differing byte: {first}\n  input: {:02x?}",
+                c.what,
+                out.action,
+                a.len(),
+                want.verdict,
+                b.len(),
+                c.frame
+            )
+        };
+        if moved_stat(Stat::SlowPath) {
+            // The userspace engine is the slow path: it must get the frame as it arrived.
+            if out.action != action::PASS || out.frame != c.frame {
+                fail("a slow-path frame must reach the slow path unmodified");
+            }
+            slow += 1;
+            continue;
+        }
+        match (out.action, want.verdict) {
+            (action::REDIRECT, Verdict::Forward { .. }) => {
+                if out.frame != want.frame() {
+                    fail("forwarded frames differ");
+                }
+                forwarded += 1;
+            }
+            (action::PASS, Verdict::ToHost) => {
+                if out.frame != c.frame {
+                    fail("a frame for the host must be unmodified");
+                }
+                to_host += 1;
+            }
+            (action::DROP, Verdict::Drop(reason)) => {
+                if moved_drop != Some(reason) {
+                    fail("different drop reasons");
+                }
+                dropped += 1;
+            }
+            _ => fail("different verdicts"),
+        }
+    }
+    eprintln!(
+        "differential: {} cases identical: {forwarded} forwarded, {to_host} to the host, {dropped} dropped, {slow} to the slow path",
+        cases.len()
+    );
+    assert!(
+        forwarded > 100 && dropped > 100 && slow > 10 && to_host > 5,
+        "the corpus must exercise every verdict"
+    );
+}
