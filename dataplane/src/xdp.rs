@@ -294,6 +294,22 @@ impl XdpEngine {
         Ok(TestOutcome { action: result.return_value, frame: out })
     }
 
+    /// Runs the program `repeat` times on `frame` in the kernel (the same buffer each time, so
+    /// rewrites accumulate) and returns the kernel's average time per run.
+    pub fn test_run_repeat(
+        &mut self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<std::time::Duration> {
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let program: &mut Xdp = program(&mut self.ebpf)?;
+        let opts =
+            TestRunOptions { data_in: Some(frame), ctx_in: Some(&ctx), repeat, ..TestRunOptions::new() };
+        Ok(program.test_run(opts).context("BPF_PROG_TEST_RUN")?.duration)
+    }
+
     /// Neighbor entries can be written directly too (tests, and static neighbors).
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)
