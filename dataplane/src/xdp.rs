@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::{
         TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -24,9 +24,9 @@ use aya::{
     },
 };
 use hutong_common::{
-    Drop, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4,
-    MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
-    MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    Drop, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS,
+    MAP_NEIGH_V4, MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS,
+    MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, tables::Tables};
@@ -50,12 +50,18 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 10] = [
-    MAP_PORTS,
-    MAP_LOCAL_V4,
-    MAP_NAT_SRC_V4,
-    MAP_NAT_DST_V4,
-    MAP_FIB_V4,
+const MAPS: [&str; 16] = [
+    MAP_PORTS[0],
+    MAP_PORTS[1],
+    MAP_LOCAL_V4[0],
+    MAP_LOCAL_V4[1],
+    MAP_NAT_SRC_V4[0],
+    MAP_NAT_SRC_V4[1],
+    MAP_NAT_DST_V4[0],
+    MAP_NAT_DST_V4[1],
+    MAP_FIB_V4[0],
+    MAP_FIB_V4[1],
+    MAP_ACTIVE,
     MAP_NEIGH_V4,
     MAP_NEIGH_MISS,
     MAP_DROPS,
@@ -81,7 +87,7 @@ fn layout_dir_name() -> String {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v2: drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{},{}",
+        "hutong-xdp maps v3 (two generations): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -163,10 +169,13 @@ impl XdpEngine {
         Ok(XdpEngine { ebpf, drops, stats, pins, links: Vec::new() })
     }
 
-    /// Makes the program's maps hold exactly the tables: entries are written, then entries a
-    /// previous config (or a previous process, over pinned maps) left behind are removed.
+    /// Applies the tables atomically: the generation not in use is made to hold exactly them
+    /// (entries written, leftovers of an older config removed), then `ACTIVE` flips to it with
+    /// one map write. A packet reads `ACTIVE` once, so it sees the old tables or the new ones.
     pub fn install(&mut self, t: &Tables) -> Result<()> {
-        let mut ports: HashMap<_, u32, Port> = HashMap::try_from(map(&mut self.ebpf, MAP_PORTS)?)?;
+        let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
+        let next = 1 - (active.get(&0, 0).context(MAP_ACTIVE)? & 1) as usize;
+        let mut ports: HashMap<_, u32, Port> = HashMap::try_from(map(&mut self.ebpf, MAP_PORTS[next])?)?;
         for (ifindex, port) in &t.ports {
             ports.insert(ifindex, port, 0).context("PORTS")?;
         }
@@ -175,7 +184,7 @@ impl XdpEngine {
         for k in stale {
             let _ = ports.remove(&k);
         }
-        let mut local: HashMap<_, V4Key, u8> = HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4)?)?;
+        let mut local: HashMap<_, V4Key, u8> = HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4[next])?)?;
         for key in &t.local {
             local.insert(key, 1, 0).context("LOCAL_V4")?;
         }
@@ -184,12 +193,14 @@ impl XdpEngine {
         for k in stale {
             let _ = local.remove(&k);
         }
-        for (name, entries) in [(MAP_NAT_SRC_V4, &t.nat_src), (MAP_NAT_DST_V4, &t.nat_dst)] {
+        for (name, entries) in [(MAP_NAT_SRC_V4[next], &t.nat_src), (MAP_NAT_DST_V4[next], &t.nat_dst)] {
             let mut trie: LpmTrie<_, V4Key, Netmap> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
             sync_trie(&mut trie, entries).context(name)?;
         }
-        let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4)?)?;
-        sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4)?;
+        let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
+        sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
+        let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
+        active.set(0, next as u32, 0).context(MAP_ACTIVE)?;
         Ok(())
     }
 

@@ -3,11 +3,17 @@
 use core::mem::{offset_of, size_of};
 
 /// Map names, shared so the loader cannot ask for a map the program does not define.
-pub const MAP_PORTS: &str = "PORTS";
-pub const MAP_LOCAL_V4: &str = "LOCAL_V4";
-pub const MAP_NAT_SRC_V4: &str = "NAT_SRC_V4";
-pub const MAP_NAT_DST_V4: &str = "NAT_DST_V4";
-pub const MAP_FIB_V4: &str = "FIB_V4";
+///
+/// The config-derived tables exist twice (generation 0 and 1). `ACTIVE[0]` says which generation
+/// the program uses; the program reads it once per packet, so every lookup of one packet sees
+/// one generation. A config is applied by filling the inactive generation and then flipping
+/// `ACTIVE` with a single map write: no packet ever sees half of one config and half of another.
+pub const MAP_PORTS: [&str; 2] = ["PORTS_0", "PORTS_1"];
+pub const MAP_LOCAL_V4: [&str; 2] = ["LOCAL_V4_0", "LOCAL_V4_1"];
+pub const MAP_NAT_SRC_V4: [&str; 2] = ["NAT_SRC_V4_0", "NAT_SRC_V4_1"];
+pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
+pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
+pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
 pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";
 pub const MAP_DROPS: &str = "DROPS";

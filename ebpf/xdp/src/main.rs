@@ -14,7 +14,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::bpf_redirect,
     macros::{map, xdp},
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use hutong_common::{
@@ -22,16 +22,61 @@ use hutong_common::{
     Neigh, NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
 };
 
+// The config-derived tables, in two generations (see `hutong_common::maps`).
 #[map]
-static PORTS: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
+static PORTS_0: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
 #[map]
-static LOCAL_V4: HashMap<V4Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
+static PORTS_1: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
 #[map]
-static NAT_SRC_V4: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+static LOCAL_V4_0: HashMap<V4Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
 #[map]
-static NAT_DST_V4: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+static LOCAL_V4_1: HashMap<V4Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
 #[map]
-static FIB_V4: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+static NAT_SRC_V4_0: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static NAT_SRC_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static NAT_DST_V4_0: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static NAT_DST_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static FIB_V4_0: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+/// Which generation of the tables is in use.
+#[map]
+static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// One generation of the config-derived tables.
+struct Tables {
+    ports: &'static HashMap<u32, Port>,
+    local: &'static HashMap<V4Key, u8>,
+    nat_src: &'static LpmTrie<V4Key, Netmap>,
+    nat_dst: &'static LpmTrie<V4Key, Netmap>,
+    fib: &'static LpmTrie<V4Key, Route>,
+}
+
+/// The generation in use, read once per packet so all of a packet's lookups agree.
+#[inline(always)]
+fn tables() -> Tables {
+    if ACTIVE.get(0).copied().unwrap_or(0) == 0 {
+        Tables {
+            ports: &PORTS_0,
+            local: &LOCAL_V4_0,
+            nat_src: &NAT_SRC_V4_0,
+            nat_dst: &NAT_DST_V4_0,
+            fib: &FIB_V4_0,
+        }
+    } else {
+        Tables {
+            ports: &PORTS_1,
+            local: &LOCAL_V4_1,
+            nat_src: &NAT_SRC_V4_1,
+            nat_dst: &NAT_DST_V4_1,
+            fib: &FIB_V4_1,
+        }
+    }
+}
 #[map]
 static NEIGH_V4: HashMap<NeighKey, Neigh> = HashMap::with_max_entries(MAX_NEIGHBORS, 0);
 /// Next hops the program found unresolved; userspace asks the kernel to resolve them.
@@ -94,6 +139,7 @@ fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
 }
 
 fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
+    let t = tables();
     // --- parse first, as the userspace engine does: the same frame gets the same drop reason ----
     let mut ethertype = read_u16(ctx, 12)?;
     let mut l3 = ETH_LEN;
@@ -116,8 +162,8 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
                 return Err(Drop::UnknownPort);
             }
             let ifindex = ctx.ingress_ifindex() as u32;
-            let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
-            glean_arp(ctx, ifindex, port.vrf);
+            let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+            glean_arp(ctx, &t, ifindex, port.vrf);
             count(&STATS, Stat::ToHost as u32);
             return Ok(xdp_action::XDP_PASS);
         }
@@ -128,7 +174,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         return Err(Drop::UnknownPort);
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    let port = unsafe { PORTS.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+    let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
     let ihl = ((unsafe { (*ip)[0] } & 0x0f) as usize) * 4;
     let ttl = unsafe { (*ip)[8] };
@@ -137,7 +183,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
 
     // --- the gateway's own addresses go to its host stack -------------------------------------
     let vrf = port.vrf;
-    if unsafe { LOCAL_V4.get(V4Key::new(vrf, dst.to_ne_bytes())) }.is_some() {
+    if unsafe { t.local.get(V4Key::new(vrf, dst.to_ne_bytes())) }.is_some() {
         count(&STATS, Stat::ToHost as u32);
         return Ok(xdp_action::XDP_PASS);
     }
@@ -154,20 +200,21 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
 
     // --- translate: a published source (legacy -> extranet) or destination (the reverse) -------
-    let (new_src, new_dst, out_vrf) = if let Some(nm) = lookup_nat(&NAT_SRC_V4, vrf, src) {
+    let (new_src, new_dst, out_vrf) = if let Some(nm) = lookup_nat(t.nat_src, vrf, src) {
         (nm.apply(src), dst, nm.vrf_out)
-    } else if let Some(nm) = lookup_nat(&NAT_DST_V4, vrf, dst) {
+    } else if let Some(nm) = lookup_nat(t.nat_dst, vrf, dst) {
         (src, nm.apply(dst), nm.vrf_out)
     } else {
         return Err(Drop::NoTranslation);
     };
 
     // --- route and resolve the next hop ----------------------------------------------------------
-    let route = FIB_V4
+    let route = t
+        .fib
         .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
         .ok_or(Drop::NoRoute)?;
     let out_ifindex = route.ifindex;
-    let out_port = unsafe { PORTS.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
+    let out_port = unsafe { t.ports.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
     let src_mac = out_port.mac;
     // Over the egress MTU: fragmentation-needed (with DF) or a drop is the slow path's to decide.
     if total_len > out_port.mtu as usize {
@@ -234,7 +281,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
 /// too means the very first reply towards that host finds its MAC, without waiting for userspace
 /// to copy the kernel's neighbor table. Userspace reconciles with the kernel table afterwards.
 #[inline(always)]
-fn glean_arp(ctx: &XdpContext, ifindex: u32, vrf: u32) {
+fn glean_arp(ctx: &XdpContext, t: &Tables, ifindex: u32, vrf: u32) {
     // Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4; sha at 8, spa at 14, tpa at 24.
     let Ok(arp) = ptr_at::<[u8; 28]>(ctx, ETH_LEN) else {
         return;
@@ -245,10 +292,11 @@ fn glean_arp(ctx: &XdpContext, ifindex: u32, vrf: u32) {
     }
     let sender = [arp[14], arp[15], arp[16], arp[17]];
     let target = [arp[24], arp[25], arp[26], arp[27]];
-    if unsafe { LOCAL_V4.get(V4Key::new(vrf, target)) }.is_none() {
+    if unsafe { t.local.get(V4Key::new(vrf, target)) }.is_none() {
         return;
     }
-    let connected = FIB_V4
+    let connected = t
+        .fib
         .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(vrf, sender)))
         .is_some_and(|r| r.ifindex == ifindex && r.nexthop == [0; 4]);
     if connected {
