@@ -75,6 +75,9 @@ async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) ->
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
         }
     }
+    let ordered: Vec<(String, tables::PortHandle)> =
+        config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
+    let slow = crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir)?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s)",
@@ -113,6 +116,7 @@ async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) ->
         write_atomically(path, &counters.to_text())?;
     }
     resolver.abort();
+    slow.stop();
     if keep_forwarding {
         eprintln!(
             "hutong gateway {}: stopping for an upgrade; the program keeps forwarding from {}",

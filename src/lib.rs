@@ -4,3 +4,4 @@
 pub mod demo;
 pub mod gateway;
 pub mod lab;
+pub mod slow_path;

@@ -95,7 +95,8 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
             Role::Legacy => ROLE_LEGACY,
             Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
         };
-        t.ports.push((h.ifindex, Port { vrf: p.vrf, mac: h.mac, role, _pad: 0, mtu: p.mtu, _pad2: [0; 2] }));
+        let slot = t.ports.len() as u16;
+        t.ports.push((h.ifindex, Port { vrf: p.vrf, mac: h.mac, role, _pad: 0, mtu: p.mtu, slot }));
         for a in &p.addresses {
             let a = v4(a, "address")?;
             t.local.push(V4Key::new(p.vrf, a.addr().octets()));
@@ -167,17 +168,7 @@ mod tests {
         assert_eq!(t.ports.len(), 2);
         assert_eq!(
             t.ports[0],
-            (
-                4,
-                Port {
-                    vrf: 1,
-                    mac: [2, 0, 0, 0, 0, 4],
-                    role: ROLE_LEGACY,
-                    _pad: 0,
-                    mtu: 1500,
-                    _pad2: [0; 2]
-                }
-            )
+            (4, Port { vrf: 1, mac: [2, 0, 0, 0, 0, 4], role: ROLE_LEGACY, _pad: 0, mtu: 1500, slot: 0 })
         );
         assert_eq!(t.local, vec![V4Key::new(1, [10, 20, 0, 1]), V4Key::new(0, [198, 19, 0, 1])]);
         // legacy 10.20.0.0/24 in VRF 1 -> 198.18.20.0/24 in VRF 0, and back.

@@ -321,6 +321,16 @@ impl XdpEngine {
         Ok(program.test_run(opts).context("BPF_PROG_TEST_RUN")?.duration)
     }
 
+    /// Puts an AF_XDP socket in the slow path's slot for port `slot`, queue `queue`.
+    pub fn set_slow_path(&mut self, slot: u16, queue: u32, fd: std::os::fd::RawFd) -> Result<()> {
+        let mut xsks: aya::maps::XskMap<_> =
+            aya::maps::XskMap::try_from(map(&mut self.ebpf, MAP_SLOW_PATH)?)?;
+        let key = slot as u32 * hutong_common::QUEUES_PER_PORT + queue;
+        xsks.set(key, fd, 0)
+            .with_context(|| format!("adding the slow-path socket of port {slot} queue {queue}"))?;
+        Ok(())
+    }
+
     /// Neighbor entries can be written directly too (tests, and static neighbors).
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)

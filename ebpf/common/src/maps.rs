@@ -30,8 +30,10 @@ pub const MAX_ROUTES: u32 = 65536;
 pub const MAX_NEIGHBORS: u32 = 16384;
 /// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
 pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
-/// AF_XDP sockets of the slow path, one per receive queue.
-pub const MAX_QUEUES: u32 = 256;
+/// Receive queues per port with a slow-path socket.
+pub const QUEUES_PER_PORT: u32 = 16;
+/// AF_XDP sockets of the slow path: slot `port.slot * QUEUES_PER_PORT + queue`.
+pub const MAX_QUEUES: u32 = MAX_PORTS * QUEUES_PER_PORT;
 
 /// Role of a port. Only legacy and extranet ports exist in the skeleton.
 pub const ROLE_LEGACY: u8 = 1;
@@ -49,7 +51,8 @@ pub struct Port {
     pub _pad: u8,
     /// Largest IP packet sent out of it; larger ones go to the slow path (ICMP or drop).
     pub mtu: u16,
-    pub _pad2: [u8; 2],
+    /// Its number among the ports: its slow-path sockets sit at `slot * QUEUES_PER_PORT + queue`.
+    pub slot: u16,
 }
 
 /// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
@@ -125,6 +128,7 @@ const _: () = {
     assert!(offset_of!(Port, mac) == 4);
     assert!(offset_of!(Port, role) == 10);
     assert!(offset_of!(Port, mtu) == 12);
+    assert!(offset_of!(Port, slot) == 14);
     assert!(size_of::<V4Key>() == 8);
     assert!(offset_of!(V4Key, addr) == 4);
     assert!(size_of::<Netmap>() == 12);

@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use hutong_common::{
     Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES,
-    Neigh, NeighKey, Netmap, Port, Route, Stat, V4Key, checksum,
+    Neigh, NeighKey, Netmap, Port, QUEUES_PER_PORT, Route, Stat, V4Key, checksum,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -154,8 +154,11 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     match ethertype {
         ETH_P_IPV4 => {}
-        // IPv6 is the slow path's, parse and all.
-        ETH_P_IPV6 => return Ok(slow_path(ctx)),
+        // IPv6 is the slow path's, parse and all (a tagged frame goes by its interface's port).
+        ETH_P_IPV6 => {
+            let port = unsafe { t.ports.get(ctx.ingress_ifindex() as u32) };
+            return Ok(slow_path(ctx, port.map_or(u16::MAX, |p| p.slot)));
+        }
         ETH_P_ARP => {
             // The program's configs have no VLAN ports, so a tagged frame has no port.
             if tagged {
@@ -190,12 +193,12 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     // TTL expiry is answered with ICMP, and ICMP errors carry a packet to translate too: both are
     // the slow path's (RFC 1812 time exceeded, RFC 5508).
     if ttl <= 1 {
-        return Ok(slow_path(ctx));
+        return Ok(slow_path(ctx, port.slot));
     }
     if proto == IPPROTO_ICMP && frag_off == 0 {
         let kind = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + (ihl & 0x3c))? };
         if kind == 3 || kind == 11 || kind == 12 {
-            return Ok(slow_path(ctx));
+            return Ok(slow_path(ctx, port.slot));
         }
     }
 
@@ -218,7 +221,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     let src_mac = out_port.mac;
     // Over the egress MTU: fragmentation-needed (with DF) or a drop is the slow path's to decide.
     if total_len > out_port.mtu as usize {
-        return Ok(slow_path(ctx));
+        return Ok(slow_path(ctx, port.slot));
     }
     let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
     let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
@@ -305,14 +308,15 @@ fn glean_arp(ctx: &XdpContext, t: &Tables, ifindex: u32, vrf: u32) {
     }
 }
 
-/// Hands the frame, unmodified, to the userspace engine through the AF_XDP socket of its receive
-/// queue. Without one (no slow path running) the frame goes to the host stack instead, which
-/// does not forward.
+/// Hands the frame, unmodified, to the userspace engine through the AF_XDP socket of its port
+/// and receive queue. Without one (no slow path running) the frame goes to the host stack
+/// instead, which does not forward.
 #[inline(always)]
-fn slow_path(ctx: &XdpContext) -> u32 {
+fn slow_path(ctx: &XdpContext, slot: u16) -> u32 {
     count(&STATS, Stat::SlowPath as u32);
-    let queue = unsafe { (*ctx.ctx).rx_queue_index };
-    match SLOW_PATH.redirect(queue, xdp_action::XDP_PASS as u64) {
+    let queue = unsafe { (*ctx.ctx).rx_queue_index } % QUEUES_PER_PORT;
+    let key = (slot as u32).wrapping_mul(QUEUES_PER_PORT).wrapping_add(queue);
+    match SLOW_PATH.redirect(key, xdp_action::XDP_PASS as u64) {
         Ok(action) | Err(action) => action,
     }
 }

@@ -1,0 +1,63 @@
+//! The XDP engine's slow path with real hosts: what the program cannot finish (here, an expiring
+//! TTL) goes through AF_XDP to the userspace engine, whose ICMP time-exceeded reaches the sender.
+
+mod common;
+
+use std::{net::SocketAddr, path::Path, process::Stdio};
+
+use dataplane::{Counters, Stat};
+use hutong::lab::{DemoLab, gateway::GatewayProcess, http::HttpServer};
+
+#[test]
+fn an_expiring_ttl_is_answered_through_the_slow_path() {
+    common::require_root("slow_path");
+    let config = common::demo_config();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let a = lab.addrs.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config_path = work.path().join("gateway.json");
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    let _server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
+    let mut gw = GatewayProcess::start(
+        &lab.gateway,
+        Path::new(env!("CARGO_BIN_EXE_hutong")),
+        &config_path,
+        work.path(),
+        "gw",
+    )
+    .unwrap();
+    gw.wait_ready(&|| Ok(())).unwrap();
+
+    let out = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-c", "3", "-i", "0.2", "-W", "1", "-t", "1", &a.server.addr().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("slow_path: ping -t 1 said:\n{text}");
+    let answered = text
+        .lines()
+        .filter(|l| l.contains(&format!("From {}", a.legacy_gateway)) && l.contains("Time to live exceeded"))
+        .count();
+    assert!(
+        answered >= 2,
+        "time-exceeded from {} expected for most of 3 pings:\n{text}\n{}",
+        a.legacy_gateway,
+        gw.log_text()
+    );
+    // A normal ping still takes the fast path.
+    let ok = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-c", "2", "-W", "1", &a.server.addr().to_string()])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let counters = Counters::from_text(&std::fs::read_to_string(&gw.stats).unwrap());
+    assert!(counters.stat(Stat::SlowPath) >= 3, "{counters:?}");
+    gw.stop();
+}
