@@ -61,6 +61,15 @@ async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) ->
         handles.insert(p.name.clone(), h);
     }
     let t = tables::build(&config, |name| handles.get(name).copied())?;
+    if let Some(why) = &t.slow.all {
+        eprintln!("hutong gateway {}: all traffic takes the slow path ({why})", config.gateway);
+    }
+    for (vrf, why) in &t.slow.vrfs {
+        eprintln!("hutong gateway {}: VRF {vrf} takes the slow path ({why})", config.gateway);
+    }
+    for (iface, why) in &t.slow.ifaces {
+        eprintln!("hutong gateway {}: {iface} takes the slow path ({why})", config.gateway);
+    }
 
     let (mut engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
     if adopted {

@@ -3,9 +3,14 @@
 //! Kept free of any kernel access so the translation (prefix keys, masks, connected routes) is
 //! unit-tested here, and the loader only copies entries into maps.
 
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
-use hutong_common::{NeighKey, Netmap as NetmapEntry, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key};
+use hutong_common::{
+    NeighKey, Netmap as NetmapEntry, PORT_SLOW, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key,
+};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::{Action, Config, Role};
@@ -29,16 +34,14 @@ pub struct Tables {
     pub fib: Vec<Lpm<Route>>,
     /// Configured next hops, resolved ahead of traffic so the first packet is not lost.
     pub nexthops: Vec<NeighKey>,
+    /// What the program leaves to the slow path.
+    pub slow: SlowScope,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TablesError {
     #[error("interface {0:?} named in the config does not exist on this host")]
     NoSuchInterface(String),
-    /// The config uses something the XDP program does not implement yet. Refusing it is the only
-    /// safe answer: forwarding it differently from the userspace engine would be worse.
-    #[error("the XDP engine does not support {0} yet")]
-    Unsupported(String),
 }
 
 fn lpm_key(vrf: u32, net: Ipv4Net) -> (u32, V4Key) {
@@ -53,13 +56,6 @@ fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
     }
 }
 
-fn v4(net: &IpNet, what: &str) -> Result<Ipv4Net, TablesError> {
-    match net {
-        IpNet::V4(n) => Ok(*n),
-        IpNet::V6(_) => Err(TablesError::Unsupported(format!("IPv6 ({what} {net})"))),
-    }
-}
-
 /// The narrower of two prefixes if one contains the other (`None` = everything).
 fn narrower(rule: Option<Ipv4Net>, table: Ipv4Net) -> Option<Ipv4Net> {
     match rule {
@@ -70,49 +66,133 @@ fn narrower(rule: Option<Ipv4Net>, table: Ipv4Net) -> Option<Ipv4Net> {
     }
 }
 
+/// What of a config the program leaves to the slow path (the userspace engine behind AF_XDP).
+/// The program implements netmap rules (source or destination prefix only) on IPv4 untagged
+/// ports with one route per prefix; anything else is marked here, and the affected ports send
+/// their traffic to the slow path after ARP and the gateway's own addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlowScope {
+    /// The whole gateway, and why.
+    pub all: Option<String>,
+    /// VRFs whose ports go slow, with the first reason.
+    pub vrfs: BTreeMap<u32, String>,
+    /// Interfaces carrying VLAN ports.
+    pub ifaces: BTreeMap<String, String>,
+}
+
+impl SlowScope {
+    pub fn of(config: &Config) -> SlowScope {
+        let mut s = SlowScope::default();
+        let vrf = |s: &mut SlowScope, v: u32, why: String| {
+            s.vrfs.entry(v).or_insert(why);
+        };
+        let mut prefixes = BTreeSet::new();
+        for r in &config.routes {
+            if !prefixes.insert((r.vrf, r.prefix.trunc())) {
+                s.all.get_or_insert(format!("ECMP routes for {} in VRF {}", r.prefix, r.vrf));
+            }
+        }
+        for p in &config.ports {
+            if p.tunnel.is_some() {
+                s.all.get_or_insert(format!("tunnel port {}", p.key()));
+            }
+            if p.vlan.is_some() {
+                s.ifaces.entry(p.name.clone()).or_insert(format!("VLAN port {}", p.key()));
+            }
+        }
+        for r in &config.policies {
+            let why = format!("rule {:?} ({:?})", r.name, r.action);
+            let v6_only = |n: &Option<ipnet::IpNet>| matches!(n, Some(ipnet::IpNet::V6(_)));
+            match r.action {
+                // IPv6 goes to the slow path anyway; a rule that can only match IPv6 is harmless.
+                Action::Nptv6 if v6_only(&r.src) || v6_only(&r.dst) => {}
+                Action::Netmap
+                    if r.proto.is_none()
+                        && r.src_ports.is_none()
+                        && r.dst_ports.is_none()
+                        && (r.src.is_none() || r.dst.is_none())
+                        && !v6_only(&r.src)
+                        && !v6_only(&r.dst) => {}
+                _ => vrf(&mut s, r.vrf, why),
+            }
+        }
+        for p in &config.nat_pools {
+            vrf(&mut s, p.inside_vrf, format!("NAPT pool {:?}", p.name));
+            vrf(&mut s, p.outside_vrf, format!("NAPT pool {:?}", p.name));
+        }
+        for sv in &config.services {
+            vrf(&mut s, sv.inside_vrf, format!("service {:?}", sv.name));
+            vrf(&mut s, sv.outside_vrf, format!("service {:?}", sv.name));
+        }
+        s
+    }
+
+    /// Whether the program forwards nothing itself.
+    pub fn is_everything(&self, config: &Config) -> bool {
+        self.all.is_some()
+            || config
+                .ports
+                .iter()
+                .all(|p| self.vrfs.contains_key(&p.vrf) || self.ifaces.contains_key(&p.name))
+    }
+}
+
 /// Builds the map contents. `resolve` maps an interface name to its ifindex and MAC.
 ///
 /// Policy: the program implements rules whose action is `netmap` and which match on source or
 /// destination prefix only. Each such rule, intersected with each netmap of its VRF, becomes an
 /// entry of `NAT_SRC_V4` (the rule's VRF is the netmap's inside) or `NAT_DST_V4` (its outside);
 /// anything no rule publishes is absent and therefore dropped, as the userspace engine does.
+/// Everything else is left to the slow path (see [`SlowScope`]).
 pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> Result<Tables, TablesError> {
+    let slow = SlowScope::of(config);
     let mut t = Tables::default();
     let mut handles = Vec::new();
-    if !config.nptv6.is_empty() {
-        return Err(TablesError::Unsupported("NPTv6".into()));
-    }
-    for p in &config.ports {
-        if p.vlan.is_some() {
-            return Err(TablesError::Unsupported(format!("VLAN ports ({})", p.key())));
-        }
-        if p.tunnel.is_some() {
-            return Err(TablesError::Unsupported(format!("tunnel ports ({})", p.key())));
-        }
+    for p in config.ports.iter().filter(|p| p.tunnel.is_none()) {
         let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
         handles.push((p.key(), h));
-        let role = match p.role {
+        // One PORTS entry per interface: its untagged port, or its first VLAN port standing in.
+        if t.ports.iter().any(|(i, _)| *i == h.ifindex) {
+            continue;
+        }
+        let untagged =
+            config.ports.iter().find(|q| q.name == p.name && q.vlan.is_none() && q.tunnel.is_none());
+        let q = untagged.unwrap_or(p);
+        let role = match q.role {
             Role::Legacy => ROLE_LEGACY,
             Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
         };
+        let is_slow =
+            slow.all.is_some() || slow.vrfs.contains_key(&q.vrf) || slow.ifaces.contains_key(&q.name);
+        let flags = if is_slow { PORT_SLOW } else { 0 };
         let slot = t.ports.len() as u16;
-        t.ports.push((h.ifindex, Port { vrf: p.vrf, mac: h.mac, role, _pad: 0, mtu: p.mtu, slot }));
-        for a in &p.addresses {
-            let a = v4(a, "address")?;
-            t.local.push(V4Key::new(p.vrf, a.addr().octets()));
+        t.ports.push((h.ifindex, Port { vrf: q.vrf, mac: h.mac, role, flags, mtu: q.mtu, slot }));
+        if q.vlan.is_some() {
+            continue; // a VLAN port's addresses are reached tagged: slow path
+        }
+        for a in &q.addresses {
+            let IpNet::V4(a) = a else { continue }; // IPv6 is the slow path's
+            t.local.push(V4Key::new(q.vrf, a.addr().octets()));
             // Connected route: the prefix is on-link behind this port.
-            let (bits, key) = lpm_key(p.vrf, a.trunc());
+            let (bits, key) = lpm_key(q.vrf, a.trunc());
             t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop: [0; 4] }));
         }
     }
     let handle = |key: &str| handles.iter().find(|(k, _)| k == key).map(|(_, h)| *h);
     for r in &config.policies {
-        let unsupported = || TablesError::Unsupported(format!("policy rule {:?} ({:?})", r.name, r.action));
-        if r.action != Action::Netmap || r.proto.is_some() || r.src_ports.is_some() || r.dst_ports.is_some() {
-            return Err(unsupported());
+        let plain =
+            r.action == Action::Netmap && r.proto.is_none() && r.src_ports.is_none() && r.dst_ports.is_none();
+        let (src, dst) = match (r.src, r.dst) {
+            (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => continue,
+            (Some(IpNet::V4(s)), d) => {
+                (Some(s), d.and_then(|d| if let IpNet::V4(d) = d { Some(d) } else { None }))
+            }
+            (None, Some(IpNet::V4(d))) => (None, Some(d)),
+            (None, None) => (None, None),
+        };
+        if !plain || slow.vrfs.contains_key(&r.vrf) {
+            continue; // its VRF goes to the slow path
         }
-        let src = r.src.as_ref().map(|n| v4(n, "rule source")).transpose()?;
-        let dst = r.dst.as_ref().map(|n| v4(n, "rule destination")).transpose()?;
         for n in &config.netmaps {
             if n.inside_vrf == r.vrf && dst.is_none() {
                 if let Some(key_net) = narrower(src, n.inside) {
@@ -124,28 +204,26 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
                     let (bits, key) = lpm_key(n.outside_vrf, key_net);
                     t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
                 }
-            } else if n.inside_vrf == r.vrf || n.outside_vrf == r.vrf {
-                return Err(unsupported());
             }
         }
     }
     for r in &config.routes {
-        let h = handle(&r.port).ok_or_else(|| TablesError::NoSuchInterface(r.port.clone()))?;
-        let prefix = v4(&r.prefix, "route")?;
+        let (IpNet::V4(prefix), Some(h)) = (r.prefix, handle(&r.port)) else { continue };
         let nexthop = match r.via {
             None => [0; 4],
             Some(IpAddr::V4(a)) => a.octets(),
-            Some(IpAddr::V6(a)) => return Err(TablesError::Unsupported(format!("IPv6 next hop {a}"))),
+            Some(IpAddr::V6(_)) => continue,
         };
         let (bits, key) = lpm_key(r.vrf, prefix.trunc());
         if t.fib.iter().any(|(b, k, _)| *b == bits && *k == key) {
-            return Err(TablesError::Unsupported(format!("ECMP (several routes for {})", r.prefix)));
+            continue; // ECMP: the whole gateway is on the slow path
         }
         t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop }));
         if nexthop != [0; 4] {
             t.nexthops.push(NeighKey { ifindex: h.ifindex, addr: nexthop });
         }
     }
+    t.slow = slow;
     Ok(t)
 }
 
@@ -168,7 +246,7 @@ mod tests {
         assert_eq!(t.ports.len(), 2);
         assert_eq!(
             t.ports[0],
-            (4, Port { vrf: 1, mac: [2, 0, 0, 0, 0, 4], role: ROLE_LEGACY, _pad: 0, mtu: 1500, slot: 0 })
+            (4, Port { vrf: 1, mac: [2, 0, 0, 0, 0, 4], role: ROLE_LEGACY, flags: 0, mtu: 1500, slot: 0 })
         );
         assert_eq!(t.local, vec![V4Key::new(1, [10, 20, 0, 1]), V4Key::new(0, [198, 19, 0, 1])]);
         // legacy 10.20.0.0/24 in VRF 1 -> 198.18.20.0/24 in VRF 0, and back.
@@ -209,16 +287,30 @@ mod tests {
     }
 
     #[test]
-    fn what_the_program_cannot_do_is_refused() {
+    fn what_the_program_cannot_do_goes_to_the_slow_path() {
+        let slow_ports = |c: &Config| -> Vec<bool> {
+            build(c, resolve).unwrap().ports.iter().map(|(_, p)| p.flags & PORT_SLOW != 0).collect()
+        };
+        assert_eq!(slow_ports(&demo()), [false, false], "the demo is all fast path");
+        // A deny rule in the legacy VRF: that VRF's port goes slow, its netmap entries are not
+        // installed, and the extranet side stays fast.
         let mut c = demo();
         c.policies[0].action = Action::Deny;
-        assert!(matches!(build(&c, resolve), Err(TablesError::Unsupported(m)) if m.contains("lan-out")));
+        assert_eq!(slow_ports(&c), [true, false]);
+        assert!(build(&c, resolve).unwrap().nat_src.is_empty());
+        assert!(SlowScope::of(&c).vrfs[&1].contains("lan-out"));
+        // A VLAN port slows its whole interface; IPv6 addresses are simply not the program's.
         let mut c = demo();
         c.ports[0].vlan = Some(100);
-        assert!(matches!(build(&c, resolve), Err(TablesError::Unsupported(m)) if m.contains("VLAN")));
-        let mut c = demo();
         c.ports[0].addresses.push("2001:db8::1/64".parse().unwrap());
-        assert!(matches!(build(&c, resolve), Err(TablesError::Unsupported(m)) if m.contains("IPv6")));
+        assert_eq!(slow_ports(&c), [true, false]);
+        // ECMP anywhere: everything.
+        let mut c = demo();
+        let mut second = c.routes[0].clone();
+        second.via = Some("198.19.0.3".parse().unwrap());
+        c.routes.push(second);
+        assert_eq!(slow_ports(&c), [true, true]);
+        assert!(SlowScope::of(&c).is_everything(&c));
     }
 
     #[test]

@@ -44,14 +44,26 @@ impl DemoAddresses {
             c.ports.iter().find(|p| p.role == Role::Extranet).context("the config has no extranet port")?;
         let lnet = first_v4(&legacy.addresses).context("the legacy port has no IPv4 address")?;
         let unet = first_v4(&uplink.addresses).context("the extranet port has no IPv4 address")?;
-        let nm =
-            c.netmaps.iter().find(|n| n.inside_vrf == legacy.vrf).context("the legacy VRF has no netmap")?;
         let host = Ipv4Addr::from(u32::from(lnet.network()) + 10);
-        if !nm.inside.contains(&host) || host == lnet.addr() {
-            bail!("the demo puts its legacy host at {host}, which the netmap {} does not cover", nm.inside);
-        }
-        let offset = u32::from(host) - u32::from(nm.inside.network());
-        let translated = Ipv4Addr::from(u32::from(nm.outside.network()) + offset);
+        // The legacy host's plan address: its netmap image, or the first address of its NAPT pool
+        // (the first block handed out is the pool's first).
+        let translated = if let Some(nm) = c.netmaps.iter().find(|n| n.inside_vrf == legacy.vrf) {
+            if !nm.inside.contains(&host) || host == lnet.addr() {
+                bail!(
+                    "the demo puts its legacy host at {host}, which the netmap {} does not cover",
+                    nm.inside
+                );
+            }
+            let offset = u32::from(host) - u32::from(nm.inside.network());
+            Ipv4Addr::from(u32::from(nm.outside.network()) + offset)
+        } else {
+            let pool = c
+                .nat_pools
+                .iter()
+                .find(|p| p.inside_vrf == legacy.vrf)
+                .context("the legacy VRF has no netmap or NAPT pool")?;
+            pool.addresses.first().context("the pool has no addresses")?.network()
+        };
         // The block right after the legacy port's subnet, same size: outside every netmap.
         let next = Ipv4Addr::from(u32::from(lnet.broadcast()).wrapping_add(1) + 10);
         if c.netmaps.iter().any(|n| n.inside.contains(&next)) {
@@ -74,7 +86,12 @@ impl DemoAddresses {
             uplink_gateway: unet.addr(),
             legacy_port: legacy.name.clone(),
             uplink_port: uplink.name.clone(),
-            outside_prefixes: c.netmaps.iter().map(|n| n.outside).collect(),
+            outside_prefixes: c
+                .netmaps
+                .iter()
+                .map(|n| n.outside)
+                .chain(c.nat_pools.iter().flat_map(|p| p.addresses.iter().copied()))
+                .collect(),
         })
     }
 }

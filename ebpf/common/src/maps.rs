@@ -39,6 +39,11 @@ pub const MAX_QUEUES: u32 = MAX_PORTS * QUEUES_PER_PORT;
 pub const ROLE_LEGACY: u8 = 1;
 pub const ROLE_EXTRANET: u8 = 2;
 
+/// Port flag: after ARP and the gateway's own addresses, everything arriving here goes to the
+/// slow path (the config uses, for this port's VRF or interface, something the program does
+/// not implement).
+pub const PORT_SLOW: u8 = 1;
+
 /// `PORTS[ifindex]`: what the program needs to know about each attached interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +53,8 @@ pub struct Port {
     /// The port's own MAC: the source MAC of frames sent out of it.
     pub mac: [u8; 6],
     pub role: u8,
-    pub _pad: u8,
+    /// `PORT_*` flags.
+    pub flags: u8,
     /// Largest IP packet sent out of it; larger ones go to the slow path (ICMP or drop).
     pub mtu: u16,
     /// Its number among the ports: its slow-path sockets sit at `slot * QUEUES_PER_PORT + queue`.

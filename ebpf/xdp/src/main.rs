@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use hutong_common::{
     Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES,
-    Neigh, NeighKey, Netmap, Port, QUEUES_PER_PORT, Route, Stat, V4Key, checksum,
+    Neigh, NeighKey, Netmap, PORT_SLOW, Port, QUEUES_PER_PORT, Route, Stat, V4Key, checksum,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -160,12 +160,17 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
             return Ok(slow_path(ctx, port.map_or(u16::MAX, |p| p.slot)));
         }
         ETH_P_ARP => {
-            // The program's configs have no VLAN ports, so a tagged frame has no port.
-            if tagged {
-                return Err(Drop::UnknownPort);
-            }
             let ifindex = ctx.ingress_ifindex() as u32;
             let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+            // VLAN ports are the slow path's (their interface is marked so); otherwise a tagged
+            // frame has no port.
+            if tagged {
+                return if port.flags & PORT_SLOW != 0 {
+                    Ok(slow_path(ctx, port.slot))
+                } else {
+                    Err(Drop::UnknownPort)
+                };
+            }
             glean_arp(ctx, &t, ifindex, port.vrf);
             count(&STATS, Stat::ToHost as u32);
             return Ok(xdp_action::XDP_PASS);
@@ -173,11 +178,15 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         _ => return Err(Drop::UnsupportedProtocol),
     }
     let (total_len, frag_off, proto) = validate_ipv4(ctx, l3)?;
-    if tagged {
-        return Err(Drop::UnknownPort);
-    }
     let ifindex = ctx.ingress_ifindex() as u32;
     let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+    if tagged {
+        return if port.flags & PORT_SLOW != 0 {
+            Ok(slow_path(ctx, port.slot))
+        } else {
+            Err(Drop::UnknownPort)
+        };
+    }
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
     let ihl = ((unsafe { (*ip)[0] } & 0x0f) as usize) * 4;
     let ttl = unsafe { (*ip)[8] };
@@ -189,6 +198,10 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     if unsafe { t.local.get(V4Key::new(vrf, dst.to_ne_bytes())) }.is_some() {
         count(&STATS, Stat::ToHost as u32);
         return Ok(xdp_action::XDP_PASS);
+    }
+    // The config asks for something the program does not implement on this port.
+    if port.flags & PORT_SLOW != 0 {
+        return Ok(slow_path(ctx, port.slot));
     }
     // TTL expiry is answered with ICMP, and ICMP errors carry a packet to translate too: both are
     // the slow path's (RFC 1812 time exceeded, RFC 5508).

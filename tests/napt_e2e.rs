@@ -1,0 +1,97 @@
+//! NAPT across the gateway with real hosts: the XDP program leaves the NAPT VRFs to the slow path,
+//! where the userspace engine translates; curl and ping from the legacy host reach the extranet
+//! server from the pool address, and an address no rule publishes gets nowhere.
+
+mod common;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    process::Stdio,
+};
+
+use dataplane::{
+    Action, Rule,
+    config::{Filtering, NatPool, PoolMode, PortRange, Timeouts},
+};
+use hutong::lab::{DemoLab, gateway::GatewayProcess, http::HttpServer};
+
+#[test]
+fn legacy_hosts_reach_the_extranet_through_napt() {
+    common::require_root("napt_e2e");
+    let mut config = common::demo_config();
+    config.netmaps.clear();
+    config.nat_pools = vec![NatPool {
+        name: "city".into(),
+        inside_vrf: 1,
+        outside_vrf: 0,
+        addresses: vec!["198.18.30.1/32".parse().unwrap()],
+        mode: PoolMode::Dynamic,
+        ports: PortRange { first: 1024, last: 65535 },
+        block_size: 256,
+        max_blocks_per_host: 4,
+        filtering: Filtering::AddressAndPortDependent,
+        timeouts: Timeouts::default(),
+        max_sessions: 10_000,
+    }];
+    config.policies = vec![Rule {
+        name: "city-hall-napt".into(),
+        vrf: 1,
+        src: Some("10.20.0.0/24".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Napt { pool: "city".into() },
+    }];
+    config.validate().unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let a = lab.addrs.clone();
+    assert_eq!(a.legacy_host_translated.to_string(), "198.18.30.1");
+    let work = tempfile::tempdir().unwrap();
+    let config_path = work.path().join("gateway.json");
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
+    let mut gw = GatewayProcess::start(
+        &lab.gateway,
+        Path::new(env!("CARGO_BIN_EXE_hutong")),
+        &config_path,
+        work.path(),
+        "gw",
+    )
+    .unwrap();
+    gw.wait_ready(&|| Ok(())).unwrap();
+    let log = gw.log_text();
+    assert!(log.contains("VRF 0 takes the slow path") && log.contains("VRF 1 takes the slow path"), "{log}");
+
+    let url = format!("http://{}/", a.server.addr());
+    let curl = |source: Option<&str>| {
+        let mut c = lab.legacy.command("curl");
+        c.args(["-sS", "--max-time", "3"]);
+        if let Some(s) = source {
+            c.args(["--interface", s]);
+        }
+        let out = c.arg(&url).stdin(Stdio::null()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        curl(None),
+        "hello from the extranet server; you are 198.18.30.1",
+        "gateway log:\n{}",
+        gw.log_text()
+    );
+    let ping = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-c", "3", "-i", "0.2", "-W", "1", &a.server.addr().to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(text.contains("3 received"), "ICMP echo through NAPT:\n{text}");
+    // The unmapped address is published by no rule.
+    assert_eq!(curl(Some(&a.unmapped.to_string())), "");
+    assert_eq!(server.seen(), vec![IpAddr::V4(a.legacy_host_translated)]);
+    gw.stop();
+}
