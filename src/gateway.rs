@@ -86,7 +86,7 @@ async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) ->
     }
     let ordered: Vec<(String, tables::PortHandle)> =
         config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
-    let slow = crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir)?;
+    let slow = crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir, sync.requester())?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s)",

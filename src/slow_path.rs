@@ -25,6 +25,7 @@ use dataplane::{
     xdp::XdpEngine,
 };
 use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// How often the slow path copies the neighbor table the program uses.
 const NEIGHBOR_SYNC: Duration = Duration::from_millis(200);
@@ -38,12 +39,14 @@ pub struct SlowPath {
 
 impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
-    /// `ports` are the config's ports in order with their interfaces.
+    /// `ports` are the config's ports in order with their interfaces; next hops the engine finds
+    /// unresolved are reported on `misses`, for the neighbor resolver.
     pub fn start(
         config: &Config,
         ports: &[(String, PortHandle)],
         xdp: &mut XdpEngine,
         pin_dir: &Path,
+        misses: UnboundedSender<NeighKey>,
     ) -> Result<SlowPath> {
         let mut socks = Vec::new();
         for (slot, (name, _)) in ports.iter().enumerate() {
@@ -61,7 +64,7 @@ impl SlowPath {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
-            .spawn(move || run(socks, engine, ifindexes, &neighbors, &flag))?;
+            .spawn(move || run(socks, engine, ifindexes, &neighbors, &flag, &misses))?;
         Ok(SlowPath { stop, thread: Some(thread) })
     }
 
@@ -90,6 +93,7 @@ fn run(
     ifindexes: Vec<u32>,
     neighbors: &Path,
     stop: &AtomicBool,
+    misses: &UnboundedSender<NeighKey>,
 ) {
     let start = Instant::now();
     let mut synced = start - NEIGHBOR_SYNC;
@@ -107,6 +111,11 @@ fn run(
             continue;
         }
         engine.process(&mut batch, start.elapsed().as_nanos() as u64);
+        for (iface, _vlan, addr) in engine.take_misses() {
+            if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(iface), addr) {
+                let _ = misses.send(NeighKey { ifindex, addr: a.octets() });
+            }
+        }
         for p in batch.drain(..) {
             if let Verdict::Forward { iface } | Verdict::Reply { iface, .. } = p.verdict {
                 if let Some(s) = socks.get_mut(iface) {

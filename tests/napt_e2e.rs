@@ -95,3 +95,70 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     assert_eq!(server.seen(), vec![IpAddr::V4(a.legacy_host_translated)]);
     gw.stop();
 }
+
+#[test]
+fn a_published_legacy_service_is_reachable_from_the_extranet() {
+    common::require_root("napt_e2e");
+    let mut config = common::demo_config();
+    config.services = vec![dataplane::config::Service {
+        name: "city-portal".into(),
+        proto: 6,
+        outside_vrf: 0,
+        outside: "198.18.40.80".parse().unwrap(),
+        outside_port: 80,
+        inside_vrf: 1,
+        inside: "10.20.0.10".parse().unwrap(),
+        inside_port: 8080,
+    }];
+    config.policies.push(Rule {
+        name: "portal-in".into(),
+        vrf: 0,
+        src: None,
+        dst: Some("198.18.40.80/32".parse().unwrap()),
+        proto: Some(6),
+        src_ports: None,
+        dst_ports: Some(PortRange { first: 80, last: 80 }),
+        action: Action::Dnat,
+    });
+    config.validate().unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let a = lab.addrs.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config_path = work.path().join("gateway.json");
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    // The legacy service, listening on its legacy address; it never sent anything before.
+    let portal = HttpServer::start(&lab.legacy, SocketAddr::new(a.legacy_host.addr().into(), 8080)).unwrap();
+    let mut gw = GatewayProcess::start(
+        &lab.gateway,
+        Path::new(env!("CARGO_BIN_EXE_hutong")),
+        &config_path,
+        work.path(),
+        "gw",
+    )
+    .unwrap();
+    gw.wait_ready(&|| Ok(())).unwrap();
+
+    let fetch = |url: &str| {
+        let out = lab
+            .extranet
+            .command("curl")
+            .args(["-sS", "--max-time", "5", url])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let body = fetch("http://198.18.40.80/");
+    assert_eq!(
+        body,
+        format!("hello from the extranet server; you are {}", a.server.addr()),
+        "gateway log:\n{}",
+        gw.log_text()
+    );
+    assert_eq!(portal.seen(), vec![IpAddr::V4(a.server.addr())], "DNAT keeps the client's address");
+    // Another port of the published address is not published.
+    assert_eq!(fetch("http://198.18.40.80:8080/"), "");
+    gw.stop();
+}

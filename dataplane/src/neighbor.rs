@@ -48,6 +48,9 @@ pub struct NeighborSync {
     /// What the program's map holds now, mirrored so each sync writes only changes.
     installed: StdHashMap<NeighKey, [u8; 6]>,
     requested: StdHashMap<NeighKey, Instant>,
+    /// Misses reported by the slow path's userspace engine.
+    requests: tokio::sync::mpsc::UnboundedReceiver<NeighKey>,
+    requests_tx: tokio::sync::mpsc::UnboundedSender<NeighKey>,
 }
 
 /// A kernel neighbor entry usable for forwarding, or `None` for incomplete/failed ones.
@@ -73,7 +76,22 @@ fn usable(msg: &NeighbourMessage) -> Option<(NeighKey, [u8; 6], bool)> {
 
 impl NeighborSync {
     pub fn new(handle: Handle, maps: NeighborMaps, ports: BTreeSet<u32>, nexthops: Vec<NeighKey>) -> Self {
-        Self { handle, maps, ports, nexthops, installed: StdHashMap::new(), requested: StdHashMap::new() }
+        let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            handle,
+            maps,
+            ports,
+            nexthops,
+            installed: StdHashMap::new(),
+            requested: StdHashMap::new(),
+            requests,
+            requests_tx,
+        }
+    }
+
+    /// Where other parts of the gateway (the slow path) report next hops they found unresolved.
+    pub fn requester(&self) -> tokio::sync::mpsc::UnboundedSender<NeighKey> {
+        self.requests_tx.clone()
     }
 
     /// Asks the kernel to resolve (or re-confirm) `key`, at most once per `holdoff`.
@@ -167,6 +185,11 @@ impl NeighborSync {
                 guard = ready.readable_mut() => {
                     guard?.clear_ready();
                     self.drain_misses().await;
+                }
+                Some(key) = self.requests.recv() => {
+                    if self.ports.contains(&key.ifindex) {
+                        self.request(key, MISS_HOLDOFF).await;
+                    }
                 }
             }
         }

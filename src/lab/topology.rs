@@ -32,7 +32,8 @@ pub struct DemoAddresses {
     pub uplink_gateway: Ipv4Addr,
     pub legacy_port: String,
     pub uplink_port: String,
-    /// The netmap's outside prefixes, which the extranet routes to the gateway.
+    /// The plan addresses the extranet routes to the gateway: netmap outsides, NAPT pools and
+    /// published services.
     pub outside_prefixes: Vec<Ipv4Net>,
 }
 
@@ -91,6 +92,7 @@ impl DemoAddresses {
                 .iter()
                 .map(|n| n.outside)
                 .chain(c.nat_pools.iter().flat_map(|p| p.addresses.iter().copied()))
+                .chain(c.services.iter().map(|s| Ipv4Net::from(s.outside)))
                 .collect(),
         })
     }
