@@ -6,15 +6,15 @@
 use std::net::IpAddr;
 
 use dataplane::{
-    Action, Config, PortConfig, Role, RouteConfig, Rule, Vrf,
-    config::{DEFAULT_MTU, EXTRANET_VRF},
+    Action, Config, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
+    config::{DEFAULT_MTU, EXTRANET_VRF, Filtering, NatPool, PoolMode, Service},
 };
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     diagnostics::Diagnostics,
     load::LoadedPlan,
-    model::{InterfaceRole, Node},
+    model::{FilteringName, InterfaceRole, Protocol},
 };
 
 /// Compiles the gateway `id`. The plan must have passed [`crate::validate`].
@@ -50,7 +50,7 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         };
         ports.push(PortConfig {
             name: itf.name.clone(),
-            vlan: None,
+            vlan: itf.vlan,
             role,
             vrf,
             addresses: vec![IpNet::V4(itf.address)],
@@ -59,23 +59,81 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         });
     }
 
-    // Each netmap is published both ways by a pair of rules: the legacy side's source prefix
-    // out, the plan block in. Nothing else crosses (the policy's default is deny).
+    // Per legacy network, in its VRF: isolated subnets denied first, then each netmap out, then
+    // NAPT; in the extranet VRF: each netmap in, then each published service. Nothing else
+    // crosses (the policy's default is deny).
     let mut netmaps = Vec::new();
     let mut policies = Vec::new();
+    let mut extranet_rules = Vec::new();
+    let mut nat_pools = Vec::new();
+    let mut services = Vec::new();
     for vrf in vrfs.clone().iter().skip(1) {
-        for (k, rule) in legacy_rules(node, &vrf.name).enumerate() {
+        let Some(net) = node.legacy_networks.iter().find(|n| n.id == vrf.name) else { continue };
+        for (k, iso) in net.isolated.iter().enumerate() {
+            policies.push(rule(format!("{}-isolated{k}", vrf.name), vrf.id, Some(*iso), None, Action::Deny));
+        }
+        for (k, nm) in net.netmap.iter().enumerate() {
             netmaps.push(dataplane::Netmap {
                 inside_vrf: vrf.id,
-                inside: rule.from,
+                inside: nm.from,
                 outside_vrf: EXTRANET_VRF,
-                outside: rule.to,
+                outside: nm.to,
             });
             let name = |dir: &str| format!("{}-netmap{k}-{dir}", vrf.name);
-            policies.push(netmap_rule(name("out"), vrf.id, Some(rule.from), None));
-            policies.push(netmap_rule(name("in"), EXTRANET_VRF, None, Some(rule.to)));
+            policies.push(rule(name("out"), vrf.id, Some(nm.from), None, Action::Netmap));
+            extranet_rules.push(rule(name("in"), EXTRANET_VRF, None, Some(nm.to), Action::Netmap));
+        }
+        if let Some(napt) = &net.napt {
+            let pool = format!("{}-napt", vrf.name);
+            let defaults = NatPool::defaults(pool.clone(), vrf.id, EXTRANET_VRF, napt.pool.clone());
+            nat_pools.push(NatPool {
+                mode: if napt.deterministic {
+                    PoolMode::Deterministic { inside: net.prefixes[0] }
+                } else {
+                    PoolMode::Dynamic
+                },
+                block_size: napt.block_size.unwrap_or(defaults.block_size),
+                filtering: match napt.filtering {
+                    Some(FilteringName::EndpointIndependent) => Filtering::EndpointIndependent,
+                    _ => Filtering::AddressAndPortDependent,
+                },
+                ..defaults
+            });
+            for (k, p) in net.prefixes.iter().enumerate() {
+                let action = Action::Napt { pool: pool.clone() };
+                policies.push(rule(format!("{}-napt{k}", vrf.name), vrf.id, Some(*p), None, action));
+            }
+        }
+        for sv in &net.services {
+            let proto = match sv.protocol {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+            };
+            services.push(Service {
+                name: format!("{}-{}", vrf.name, sv.name),
+                proto,
+                outside_vrf: EXTRANET_VRF,
+                outside: *sv.outside.ip(),
+                outside_port: sv.outside.port(),
+                inside_vrf: vrf.id,
+                inside: *sv.inside.ip(),
+                inside_port: sv.inside.port(),
+            });
+            let port = PortRange { first: sv.outside.port(), last: sv.outside.port() };
+            extranet_rules.push(Rule {
+                proto: Some(proto),
+                dst_ports: Some(port),
+                ..rule(
+                    format!("{}-service-{}", vrf.name, sv.name),
+                    EXTRANET_VRF,
+                    None,
+                    Some(Ipv4Net::from(*sv.outside.ip())),
+                    Action::Dnat,
+                )
+            });
         }
     }
+    policies.extend(extranet_rules);
 
     let mut routes = Vec::new();
     for r in &gw.routes {
@@ -88,7 +146,10 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             .interfaces
             .iter()
             .find(|i| i.network == r.network && i.address.contains(&r.via))
-            .map(|i| i.name.clone())
+            .map(|i| match i.vlan {
+                Some(v) => format!("{}.{v}", i.name),
+                None => i.name.clone(),
+            })
             .unwrap_or_default();
         routes.push(RouteConfig { vrf, prefix: IpNet::V4(r.prefix), port, via: Some(IpAddr::V4(r.via)) });
     }
@@ -100,8 +161,8 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
         netmaps,
         nptv6: vec![],
         routes,
-        nat_pools: vec![],
-        services: vec![],
+        nat_pools,
+        services,
         policies,
     };
     // The compiler's output must satisfy the data plane's own checks; anything else is a bug here.
@@ -116,7 +177,7 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
     Ok(config)
 }
 
-fn netmap_rule(name: String, vrf: u32, src: Option<Ipv4Net>, dst: Option<Ipv4Net>) -> Rule {
+fn rule(name: String, vrf: u32, src: Option<Ipv4Net>, dst: Option<Ipv4Net>, action: Action) -> Rule {
     Rule {
         name,
         vrf,
@@ -125,12 +186,8 @@ fn netmap_rule(name: String, vrf: u32, src: Option<Ipv4Net>, dst: Option<Ipv4Net
         proto: None,
         src_ports: None,
         dst_ports: None,
-        action: Action::Netmap,
+        action,
     }
-}
-
-fn legacy_rules<'a>(node: &'a Node, network: &str) -> impl Iterator<Item = &'a crate::model::NetmapRule> {
-    node.legacy_networks.iter().filter(move |n| n.id == network).flat_map(|n| n.netmap.iter())
 }
 
 #[cfg(test)]
@@ -182,6 +239,41 @@ mod tests {
         let a = compile(&demo(), "gw-changsha").unwrap().to_json();
         let b = compile(&demo(), "gw-changsha").unwrap().to_json();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn every_conversion_kind_compiles_into_pools_services_and_ordered_rules() {
+        let text = include_str!("../../configs/examples/conversions.yaml");
+        let lp = load_str(text, Path::new("conversions.yaml")).unwrap();
+        validate(&lp).unwrap();
+        let c = compile(&lp, "gw-furong").unwrap();
+        let ports: Vec<(String, u32)> = c.ports.iter().map(|p| (p.key(), p.vrf)).collect();
+        assert_eq!(
+            ports,
+            [("legacy0.100".to_string(), 1), ("legacy0.200".to_string(), 2), ("uplink0".to_string(), 0)]
+        );
+        let rules: Vec<(&str, u32)> = c.policies.iter().map(|r| (r.name.as_str(), r.vrf)).collect();
+        assert_eq!(
+            rules,
+            [
+                ("tax-office-isolated0", 1),
+                ("tax-office-netmap0-out", 1),
+                ("tax-office-napt0", 1),
+                ("clinic-napt0", 2),
+                ("tax-office-netmap0-in", 0),
+                ("tax-office-service-portal", 0),
+            ]
+        );
+        assert_eq!(c.policies[0].action, Action::Deny, "isolated subnets are denied before anything else");
+        assert_eq!(c.nat_pools[0].block_size, 512);
+        assert_eq!(c.nat_pools[1].mode, PoolMode::Deterministic { inside: "10.0.0.0/20".parse().unwrap() });
+        assert_eq!(
+            (c.services[0].outside_port, c.services[0].inside_port, c.services[0].proto),
+            (80, 8080, 6)
+        );
+        assert_eq!(c.policies[5].dst_ports, Some(PortRange { first: 80, last: 80 }));
+        // And the data plane accepts it as is.
+        c.validate().unwrap();
     }
 
     #[test]

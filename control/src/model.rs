@@ -59,6 +59,58 @@ pub struct LegacyNetwork {
     /// 1:1 prefix translations onto plan blocks (netmap).
     #[serde(default)]
     pub netmap: Vec<NetmapRule>,
+    /// Outbound NAPT for the prefixes no netmap covers.
+    #[serde(default)]
+    pub napt: Option<NaptConversion>,
+    /// Legacy services published at plan addresses (destination NAT).
+    #[serde(default)]
+    pub services: Vec<PublishedService>,
+    /// Subnets that must never cross, whatever else is configured (stripped out, 剥离).
+    #[serde(default)]
+    pub isolated: Vec<Ipv4Net>,
+}
+
+/// NAPT onto a pool of plan addresses.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NaptConversion {
+    /// Plan addresses to translate onto (inside the node's public allocation).
+    pub pool: Vec<Ipv4Net>,
+    /// Ports per block handed to one inside host.
+    #[serde(default)]
+    pub block_size: Option<u16>,
+    /// RFC 7422: each host's block is a pure function of its address, so no per-session logs.
+    #[serde(default)]
+    pub deterministic: bool,
+    /// Who may answer a mapping: only what the host contacted (default), or anyone.
+    #[serde(default)]
+    pub filtering: Option<FilteringName>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilteringName {
+    AddressAndPortDependent,
+    EndpointIndependent,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A legacy service reachable from the extranet at a plan address.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedService {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Where it runs in the legacy network.
+    pub inside: std::net::SocketAddrV4,
+    /// Where the extranet reaches it (a plan address of the node).
+    pub outside: std::net::SocketAddrV4,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -92,6 +144,9 @@ pub struct Interface {
     /// For a legacy interface: the legacy network (by id) behind it.
     #[serde(default)]
     pub network: Option<String>,
+    /// An 802.1Q VLAN on the interface; the same interface name may then appear once per VLAN.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     pub address: Ipv4Net,
 }
 

@@ -166,6 +166,135 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
             }
             targets.push((rule.to, n.id.clone()));
         }
+        check_conversions(lp, &np, node, n, &mut targets, out);
+    }
+}
+
+/// NAPT pools, published services and isolated subnets of one legacy network.
+fn check_conversions(
+    lp: &LoadedPlan,
+    np: &str,
+    node: &Node,
+    n: &crate::model::LegacyNetwork,
+    targets: &mut Vec<(Ipv4Net, String)>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let in_allocation = |net: &Ipv4Net| node.allocations.public.iter().any(|p| p.contains(net));
+    let alloc_hint = || {
+        Some(if node.allocations.public.is_empty() {
+            "give the node an allocations.public block first".to_string()
+        } else {
+            format!("pick addresses inside {}", fmt_list(&node.allocations.public))
+        })
+    };
+    if let Some(napt) = &n.napt {
+        if napt.pool.is_empty() {
+            out.push(lp.error(
+                &format!("{np}.napt.pool"),
+                "a NAPT pool needs at least one plan prefix",
+                None,
+            ));
+        }
+        for (k, p) in napt.pool.iter().enumerate() {
+            let pp = format!("{np}.napt.pool[{k}]");
+            if *p != p.trunc() {
+                out.push(lp.error(
+                    &pp,
+                    format!("{p} has host bits set"),
+                    Some(format!("did you mean {}?", p.trunc())),
+                ));
+            }
+            if !in_allocation(p) {
+                out.push(lp.error(
+                    &pp,
+                    format!("NAPT pool {p} is outside node {}'s public allocation", node.code),
+                    alloc_hint(),
+                ));
+            }
+            if let Some((_, owner)) = targets.iter().find(|(t, _)| overlaps(t, p)) {
+                out.push(lp.error(
+                    &pp,
+                    format!("NAPT pool {p} overlaps plan addresses already used by {owner}"),
+                    None,
+                ));
+            }
+            targets.push((*p, n.id.clone()));
+        }
+        if napt.block_size.is_some_and(|b| b == 0 || b > 64512) {
+            out.push(lp.error(&format!("{np}.napt.block_size"), "a port block holds 1-64512 ports", None));
+        }
+        if napt.deterministic && n.prefixes.len() != 1 {
+            out.push(lp.error(
+                &format!("{np}.prefixes"),
+                "deterministic NAPT maps exactly one inside prefix",
+                Some("split the network, or use dynamic NAPT".into()),
+            ));
+        } else if napt.deterministic {
+            // Every inside host owns one block: the pool must hold as many blocks as hosts.
+            let hosts = 1u64 << (32 - n.prefixes[0].prefix_len());
+            let block = napt.block_size.unwrap_or(256).max(1) as u64;
+            let addresses: u64 = napt.pool.iter().map(|p| 1u64 << (32 - p.prefix_len())).sum();
+            let blocks = addresses * ((65535 - 1024 + 1) / block);
+            if blocks < hosts {
+                out.push(lp.error(
+                    &format!("{np}.napt.pool"),
+                    format!("deterministic NAPT of {} ({hosts} hosts) needs {hosts} port blocks; this pool holds {blocks}", n.prefixes[0]),
+                    Some(format!("add addresses (about {} more) or use smaller blocks", (hosts - blocks).div_ceil(64512 / block))),
+                ));
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (k, sv) in n.services.iter().enumerate() {
+        let sp = format!("{np}.services[{k}]");
+        if !names.insert(sv.name.as_str()) {
+            out.push(lp.error(&format!("{sp}.name"), format!("service {:?} appears twice", sv.name), None));
+        }
+        if !n.prefixes.iter().any(|p| p.contains(sv.inside.ip())) {
+            out.push(lp.error(
+                &format!("{sp}.inside"),
+                format!("{} is not inside legacy network {}'s prefixes", sv.inside.ip(), n.id),
+                Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
+            ));
+        }
+        let outside = Ipv4Net::from(*sv.outside.ip());
+        if !in_allocation(&outside) {
+            out.push(lp.error(
+                &format!("{sp}.outside"),
+                format!("{} is outside node {}'s public allocation", sv.outside.ip(), node.code),
+                alloc_hint(),
+            ));
+        }
+        if let Some((_, owner)) =
+            targets.iter().find(|(t, o)| overlaps(t, &outside) && !o.starts_with("service "))
+        {
+            out.push(lp.error(
+                &format!("{sp}.outside"),
+                format!("{} is already used by {owner}", sv.outside.ip()),
+                None,
+            ));
+        }
+        if sv.inside.port() == 0 || sv.outside.port() == 0 {
+            out.push(lp.error(&sp, "a published service needs non-zero ports", None));
+        }
+        targets.push((outside, format!("service {}", sv.name)));
+    }
+    for (k, iso) in n.isolated.iter().enumerate() {
+        let ip = format!("{np}.isolated[{k}]");
+        if *iso != iso.trunc() {
+            out.push(lp.error(
+                &ip,
+                format!("{iso} has host bits set"),
+                Some(format!("did you mean {}?", iso.trunc())),
+            ));
+        }
+        if !n.prefixes.iter().any(|p| p.contains(iso)) {
+            out.push(lp.error(
+                &ip,
+                format!("isolated {iso} is not inside legacy network {}'s prefixes", n.id),
+                None,
+            ));
+        }
     }
 }
 
@@ -176,10 +305,16 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
         let mut names = BTreeSet::new();
         for (k, itf) in g.interfaces.iter().enumerate() {
             let ip = format!("{gp}.interfaces[{k}]");
-            if !names.insert(itf.name.as_str()) {
+            if itf.vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+                out.push(lp.error(&format!("{ip}.vlan"), "a VLAN id is 1-4094", None));
+            }
+            if !names.insert((itf.name.as_str(), itf.vlan)) {
                 out.push(lp.error(
                     &format!("{ip}.name"),
-                    format!("interface {:?} appears twice", itf.name),
+                    match itf.vlan {
+                        Some(v) => format!("interface {:?} VLAN {v} appears twice", itf.name),
+                        None => format!("interface {:?} appears twice", itf.name),
+                    },
                     None,
                 ));
             }
@@ -278,6 +413,78 @@ mod tests {
             && e.starts_with(&format!("t.yaml:{}:", line_of("network: city-hal")))));
         assert!(errs.iter().any(|e| e.contains("next hop 192.0.2.1")
             && e.starts_with(&format!("t.yaml:{}:", line_of("192.0.2.1")))));
+    }
+
+    const CONVERSIONS: &str = include_str!("../../configs/examples/conversions.yaml");
+
+    #[test]
+    fn the_conversions_example_is_valid() {
+        assert_eq!(errors(CONVERSIONS), Vec::<String>::new());
+    }
+
+    #[test]
+    fn conversion_mistakes_are_each_named_at_their_place() {
+        let cases = [
+            (
+                "pool: [198.18.40.0/28]",
+                "pool: [203.0.113.0/28]",
+                "NAPT pool 203.0.113.0/28 is outside node 430102's public allocation",
+            ),
+            (
+                "pool: [198.18.40.0/28]",
+                "pool: [198.18.41.0/28]",
+                "overlaps plan addresses already used by tax-office",
+            ),
+            ("pool: [198.18.40.0/28]", "pool: [198.18.40.1/28]", "has host bits set"),
+            ("block_size: 512", "block_size: 0", "a port block holds 1-64512 ports"),
+            (
+                "inside: \"10.0.5.8:8080\"",
+                "inside: \"10.9.5.8:8080\"",
+                "10.9.5.8 is not inside legacy network tax-office's prefixes",
+            ),
+            (
+                "outside: \"198.18.40.80:80\"",
+                "outside: \"198.18.50.80:80\"",
+                "198.18.50.80 is outside node 430102's public allocation",
+            ),
+            (
+                "outside: \"198.18.40.80:80\"",
+                "outside: \"198.18.40.5:80\"",
+                "198.18.40.5 is already used by tax-office",
+            ),
+            (
+                "isolated: [10.0.200.0/24]",
+                "isolated: [10.1.200.0/24]",
+                "isolated 10.1.200.0/24 is not inside legacy network tax-office's prefixes",
+            ),
+            (
+                "pool: [198.18.40.32/28]",
+                "pool: [198.18.40.32/31]",
+                "deterministic NAPT of 10.0.0.0/20 (4096 hosts) needs 4096 port blocks; this pool holds 2016",
+            ),
+            (
+                "prefixes: [10.0.0.0/20]",
+                "prefixes: [10.0.0.0/21, 10.0.8.0/21]",
+                "deterministic NAPT maps exactly one inside prefix",
+            ),
+            ("vlan: 200", "vlan: 5000", "a VLAN id is 1-4094"),
+            ("vlan: 200", "vlan: 100", "appears twice"),
+        ];
+        for (from, to, want) in cases {
+            assert!(CONVERSIONS.contains(from), "fixture lacks {from:?}");
+            let bad = CONVERSIONS.replacen(from, to, 1);
+            let errs = errors(&bad);
+            // The last line with the new text: a duplicate is reported where it repeats.
+            let line = bad.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(to)).unwrap() + 1;
+            assert!(
+                errs.iter().any(|e| e.contains(want) && e.starts_with(&format!("t.yaml:{line}:"))),
+                "{to:?}: expected {want:?} at line {line}, got {errs:#?}"
+            );
+        }
+        // A malformed socket address is a parse error with its place.
+        let bad = CONVERSIONS.replacen("inside: \"10.0.5.8:8080\"", "inside: \"10.0.5.8\"", 1);
+        let err = load_str(&bad, Path::new("t.yaml")).unwrap_err();
+        assert!(err.0[0].line > 0, "{err}");
     }
 
     #[test]

@@ -37,6 +37,26 @@ pub struct NatPool {
     pub max_sessions: u32,
 }
 
+impl NatPool {
+    /// A dynamic pool with every default: ports 1024-65535, blocks of 256, 4 per host,
+    /// address-and-port-dependent filtering, RFC timeouts, 1Mi sessions.
+    pub fn defaults(name: String, inside_vrf: u32, outside_vrf: u32, addresses: Vec<Ipv4Net>) -> NatPool {
+        NatPool {
+            name,
+            inside_vrf,
+            outside_vrf,
+            addresses,
+            mode: PoolMode::Dynamic,
+            ports: default_ports(),
+            block_size: default_block(),
+            max_blocks_per_host: default_blocks_per_host(),
+            filtering: Filtering::default(),
+            timeouts: Timeouts::default(),
+            max_sessions: default_max_sessions(),
+        }
+    }
+}
+
 fn default_ports() -> PortRange {
     PortRange { first: 1024, last: 65535 }
 }
