@@ -121,3 +121,15 @@ fn trace_prints_each_stage_for_a_hex_packet() {
     assert_ne!(code, 0);
     assert!(err.contains("not hex"), "{err}");
 }
+
+#[test]
+fn the_example_plans_check_and_compile() {
+    let (code, out, err) = hutong(&["plan", "check", "configs/examples/conversions.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    let (code, out, err) = hutong(&["plan", "compile", "configs/examples/conversions.yaml", "--gateway", "gw-furong"]);
+    assert_eq!(code, 0, "{err}");
+    let config = dataplane::Config::from_json(&out).expect("a valid dataplane::Config");
+    assert_eq!(config.nat_pools.len(), 2);
+    assert_eq!(config.services.len(), 1);
+}
