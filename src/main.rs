@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
     after_help = "Commands at a glance:
   hutong plan check PATH                   validate a plan (errors with file:line:column)
   hutong plan compile PATH --gateway ID    print a gateway's compiled config (JSON)
+  hutong plan diff OLD NEW                 per gateway, what an apply would change
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
@@ -60,6 +61,9 @@ enum Command {
 enum PlanCommand {
     /// Validate a plan; every problem is printed with file:line:column. Exits 1 if any.
     Check { path: PathBuf },
+    /// Per gateway, what would change from OLD to NEW (translations, pools, services, routes,
+    /// ports, rules). Exits 1 when there are differences, like diff.
+    Diff { old: PathBuf, new: PathBuf },
     /// Compile a gateway's config (JSON) from a plan.
     Compile {
         path: PathBuf,
@@ -150,6 +154,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Plan(PlanCommand::Diff { old, new }) => {
+            let (a, b) = match (control::check_file(&old), control::check_file(&new)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(d), _) | (_, Err(d)) => {
+                    eprintln!("{d}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let diffs = control::diff::diff(&a, &b).map_err(|d| anyhow::anyhow!("{d}"))?;
+            for g in &diffs {
+                println!("gateway {}:", g.gateway);
+                for c in &g.changes {
+                    println!("  {c}");
+                }
+            }
+            Ok(if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Gateway(GatewayCommand::Run { config, stats_file, pin_dir }) => {
             hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir })?;

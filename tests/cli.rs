@@ -21,7 +21,7 @@ fn hutong(args: &[&str]) -> (i32, String, String) {
 fn help_lists_the_commands() {
     let (code, out, _) = hutong(&["--help"]);
     assert_eq!(code, 0);
-    for cmd in ["plan check", "plan compile", "gateway run", "demo"] {
+    for cmd in ["plan check", "plan compile", "plan diff", "gateway run", "trace", "demo"] {
         assert!(out.contains(cmd), "--help does not mention {cmd:?}:\n{out}");
     }
 }
@@ -127,9 +127,27 @@ fn the_example_plans_check_and_compile() {
     let (code, out, err) = hutong(&["plan", "check", "configs/examples/conversions.yaml"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"), "{out}");
-    let (code, out, err) = hutong(&["plan", "compile", "configs/examples/conversions.yaml", "--gateway", "gw-furong"]);
+    let (code, out, err) =
+        hutong(&["plan", "compile", "configs/examples/conversions.yaml", "--gateway", "gw-furong"]);
     assert_eq!(code, 0, "{err}");
     let config = dataplane::Config::from_json(&out).expect("a valid dataplane::Config");
     assert_eq!(config.nat_pools.len(), 2);
     assert_eq!(config.services.len(), 1);
+}
+
+#[test]
+fn plan_diff_names_changes_and_exits_like_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.yaml");
+    let text = std::fs::read_to_string("configs/demo/plan.yaml")
+        .unwrap()
+        .replace("to: 198.18.20.0/24", "to: 198.18.21.0/24");
+    std::fs::write(&new, text).unwrap();
+    let (code, out, err) = hutong(&["plan", "diff", "configs/demo/plan.yaml", new.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("gateway gw-changsha:") && out.contains("~ netmap city-hall 10.20.0.0/24"), "{out}");
+    let (code, out, _) = hutong(&["plan", "diff", "configs/demo/plan.yaml", "configs/demo/plan.yaml"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, _, err) = hutong(&["plan", "diff", "configs/demo/plan.yaml", "/nonexistent.yaml"]);
+    assert_eq!(code, 2, "an unreadable plan is trouble, not a difference: {err}");
 }
