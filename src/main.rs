@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
     after_help = "Commands at a glance:
   hutong plan check PATH                   validate a plan (errors with file:line:column)
   hutong plan compile PATH --gateway ID    print a gateway's compiled config (JSON)
+  hutong plan conformance PATH [--propose] what does not conform to the plan, and a fix
   hutong plan diff OLD NEW                 per gateway, what an apply would change
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
@@ -61,6 +62,13 @@ enum Command {
 enum PlanCommand {
     /// Validate a plan; every problem is printed with file:line:column. Exits 1 if any.
     Check { path: PathBuf },
+    /// Which legacy networks use addresses outside the plan, how much, and how each is
+    /// converted; --propose adds netmap entries from free plan blocks, as YAML to paste.
+    Conformance {
+        path: PathBuf,
+        #[arg(long)]
+        propose: bool,
+    },
     /// Per gateway, what would change from OLD to NEW (translations, pools, services, routes,
     /// ports, rules). Exits 1 when there are differences, like diff.
     Diff { old: PathBuf, new: PathBuf },
@@ -155,6 +163,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Plan(PlanCommand::Conformance { path, propose }) => match control::check_file(&path) {
+            Ok(lp) => {
+                print!("{}", control::conformance::report(&lp, propose));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(d) => {
+                eprintln!("{d}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Plan(PlanCommand::Diff { old, new }) => {
             let (a, b) = match (control::check_file(&old), control::check_file(&new)) {
                 (Ok(a), Ok(b)) => (a, b),

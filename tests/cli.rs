@@ -151,3 +151,24 @@ fn plan_diff_names_changes_and_exits_like_diff() {
     let (code, _, err) = hutong(&["plan", "diff", "configs/demo/plan.yaml", "/nonexistent.yaml"]);
     assert_eq!(code, 2, "an unreadable plan is trouble, not a difference: {err}");
 }
+
+#[test]
+fn plan_conformance_reports_and_proposes() {
+    let (code, out, err) = hutong(&["plan", "conformance", "configs/examples/conversions.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tax-office (node 430102 Furong District): not conforming"), "{out}");
+    assert!(out.contains("NAPT (deterministic) 4096 addresses onto 198.18.40.32/28"), "{out}");
+    // A netmap that covers half: the proposal maps the other half onto a free plan block.
+    let dir = tempfile::tempdir().unwrap();
+    let half = dir.path().join("half.yaml");
+    let text = std::fs::read_to_string("configs/demo/plan.yaml").unwrap().replace(
+        "          - from: 10.20.0.0/24\n            to: 198.18.20.0/24",
+        "          - from: 10.20.0.0/25\n            to: 198.18.20.0/25",
+    );
+    std::fs::write(&half, text).unwrap();
+    let (code, out, err) = hutong(&["plan", "conformance", half.to_str().unwrap(), "--propose"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unconverted 128 addresses"), "{out}");
+    assert!(out.contains("      - { from: 10.20.0.0/25, to: 198.18.20.0/25 }"), "{out}");
+    assert!(out.contains("      - { from: 10.20.0.128/25, to: 198.18.0.0/25 }"), "{out}");
+}

@@ -5,6 +5,7 @@
 //! `compile` (one gateway's config, deterministic). Nothing is compiled from an invalid plan.
 
 pub mod compile;
+pub mod conformance;
 pub mod diagnostics;
 pub mod diff;
 pub mod load;
