@@ -65,6 +65,19 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
     let mut netmaps = Vec::new();
     let mut policies = Vec::new();
     let mut extranet_rules = Vec::new();
+    // Operators' rules first: those written higher up the tree (wider authority) first, then the
+    // gateway's own node's. A rule for a network this gateway does not serve is not its business.
+    for n in crate::policy::ancestry(&lp.plan.nodes, &node.code) {
+        for r in &n.policies {
+            let vrf = match &r.network {
+                None => Some(EXTRANET_VRF),
+                Some(net) => vrfs.iter().find(|v| v.name == *net).map(|v| v.id),
+            };
+            if let Some(vrf) = vrf {
+                policies.push(crate::policy::compile_rule(&n.code, r, vrf));
+            }
+        }
+    }
     let mut nat_pools = Vec::new();
     let mut services = Vec::new();
     for vrf in vrfs.clone().iter().skip(1) {
@@ -256,6 +269,8 @@ mod tests {
         assert_eq!(
             rules,
             [
+                ("430102:no-telnet", 1),
+                ("430102:count-web", 1),
                 ("tax-office-isolated0", 1),
                 ("tax-office-netmap0-out", 1),
                 ("tax-office-napt0", 1),
@@ -264,16 +279,57 @@ mod tests {
                 ("tax-office-service-portal", 0),
             ]
         );
-        assert_eq!(c.policies[0].action, Action::Deny, "isolated subnets are denied before anything else");
+        assert_eq!(c.policies[0].action, Action::Deny, "operators' rules come first");
+        assert_eq!(c.policies[0].dst_ports, Some(PortRange { first: 23, last: 23 }));
+        assert_eq!(c.policies[1].dst_ports, Some(PortRange { first: 80, last: 443 }));
+        assert_eq!(c.policies[2].action, Action::Deny, "then isolated subnets, before any translation");
         assert_eq!(c.nat_pools[0].block_size, 512);
         assert_eq!(c.nat_pools[1].mode, PoolMode::Deterministic { inside: "10.0.0.0/20".parse().unwrap() });
         assert_eq!(
             (c.services[0].outside_port, c.services[0].inside_port, c.services[0].proto),
             (80, 8080, 6)
         );
-        assert_eq!(c.policies[5].dst_ports, Some(PortRange { first: 80, last: 80 }));
+        assert_eq!(c.policies[7].dst_ports, Some(PortRange { first: 80, last: 80 }));
         // And the data plane accepts it as is.
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn rules_written_higher_up_the_tree_apply_below_and_first() {
+        let text = r#"
+plan: tree
+nodes:
+  - code: "430000"
+    name: Hunan
+    level: province
+    allocations: { public: [198.18.0.0/15] }
+    policies:
+      - { name: no-smb, protocol: tcp, ports: 445, action: deny }
+      - { name: lan-no-rdp, network: lan, protocol: tcp, ports: 3389, action: deny }
+    children:
+      - code: "430100"
+        name: Changsha
+        level: prefecture
+        allocations: { public: [198.18.0.0/16] }
+        legacy_networks:
+          - { id: lan, prefixes: [10.20.0.0/24], netmap: [{ from: 10.20.0.0/24, to: 198.18.20.0/24 }] }
+        policies:
+          - { name: count-all, network: lan, action: count }
+        gateways:
+          - id: gw
+            interfaces:
+              - { name: legacy0, role: legacy, network: lan, address: 10.20.0.1/24 }
+              - { name: uplink0, role: extranet, address: 198.19.0.1/24 }
+"#;
+        let lp = load_str(text, Path::new("tree.yaml")).unwrap();
+        validate(&lp).unwrap();
+        let c = compile(&lp, "gw").unwrap();
+        let names: Vec<&str> = c.policies.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["430000:no-smb", "430000:lan-no-rdp", "430100:count-all", "lan-netmap0-out", "lan-netmap0-in"]
+        );
+        assert_eq!((c.policies[0].vrf, c.policies[1].vrf), (0, 1), "no network means the extranet VRF");
     }
 
     #[test]

@@ -12,6 +12,71 @@ pub struct Plan {
     /// A name for the plan (a province, a site, "demo").
     pub plan: String,
     pub nodes: Vec<Node>,
+    /// Who may change what: each operator is scoped to a subtree of the plan.
+    #[serde(default)]
+    pub operators: Vec<Operator>,
+}
+
+/// An operator: identity, the node whose subtree they answer for, and what they may do there.
+/// Enforcement comes with the agent API; the plan carries them now.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    pub id: String,
+    /// A node code; the operator's authority covers that node and everything below it.
+    pub scope: String,
+    pub role: OperatorRole,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorRole {
+    /// Plans, policies and gateways of the subtree.
+    Admin,
+    /// Policies of the subtree.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+/// A policy rule written by an operator, scoped to the node it is written at: it applies to
+/// that node's gateways and every gateway below, ahead of the rules the conversions generate.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    pub name: String,
+    /// The legacy network whose VRF the rule lives in; absent means the extranet.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub from: Option<Ipv4Net>,
+    #[serde(default)]
+    pub to: Option<Ipv4Net>,
+    /// tcp, udp, icmp, or a protocol number.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Destination ports: `80` or `1000-2000`.
+    #[serde(default)]
+    pub ports: Option<PortSpec>,
+    #[serde(default)]
+    pub source_ports: Option<PortSpec>,
+    pub action: PolicyAction,
+}
+
+/// A port or an inclusive range, written `80` or `"1000-2000"`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PortSpec {
+    One(u16),
+    Range(String),
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAction {
+    Permit,
+    Deny,
+    Count,
 }
 
 /// A node of the plan tree, keyed by its GB/T 2260 administrative division code.
@@ -27,6 +92,9 @@ pub struct Node {
     pub legacy_networks: Vec<LegacyNetwork>,
     #[serde(default)]
     pub gateways: Vec<Gateway>,
+    /// Ordered; applies to this node's gateways and all below (see [`PolicyRule`]).
+    #[serde(default)]
+    pub policies: Vec<PolicyRule>,
     #[serde(default)]
     pub children: Vec<Node>,
 }

@@ -53,6 +53,25 @@ pub fn validate(lp: &LoadedPlan) -> Result<(), Diagnostics> {
         check_allocations(lp, path, node, &mut out);
         check_legacy_networks(lp, path, node, &mut out);
         check_gateways(lp, path, node, &mut out);
+        check_policies(lp, path, node, &mut out);
+    }
+    let mut operators = BTreeSet::new();
+    for (i, o) in lp.plan.operators.iter().enumerate() {
+        let op = format!("operators[{i}]");
+        if o.id.is_empty() || !operators.insert(o.id.as_str()) {
+            out.push(lp.error(
+                &format!("{op}.id"),
+                format!("operator {:?} must be non-empty and unique", o.id),
+                None,
+            ));
+        }
+        if !codes.contains_key(&o.scope) {
+            out.push(lp.error(
+                &format!("{op}.scope"),
+                format!("scope {:?} is not a node of the plan", o.scope),
+                Some("use a node code, quoted".into()),
+            ));
+        }
     }
     if out.is_empty() { Ok(()) } else { Err(Diagnostics(out)) }
 }
@@ -368,6 +387,66 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
     }
 }
 
+/// Operator policy rules at a node: unique names, networks of its subtree, parsable fields.
+fn check_policies(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagnostic>) {
+    let mut subtree = Vec::new();
+    node.walk(String::new(), &mut subtree);
+    let networks: BTreeSet<&str> = node
+        .legacy_networks
+        .iter()
+        .chain(subtree.iter().flat_map(|(_, n)| n.legacy_networks.iter()))
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut names = BTreeSet::new();
+    for (i, r) in node.policies.iter().enumerate() {
+        let rp = format!("{path}.policies[{i}]");
+        if r.name.is_empty() || r.name.contains(':') || !names.insert(r.name.as_str()) {
+            out.push(lp.error(
+                &format!("{rp}.name"),
+                format!("policy name {:?} must be non-empty, without ':', and unique at its node", r.name),
+                None,
+            ));
+        }
+        if let Some(n) = &r.network {
+            if !networks.contains(n.as_str()) {
+                out.push(lp.error(
+                    &format!("{rp}.network"),
+                    format!("legacy network {n:?} is not at node {} or below", node.code),
+                    Some(format!("networks here: {}", fmt_names(&networks))),
+                ));
+            }
+        }
+        for (field, net) in [("from", &r.from), ("to", &r.to)] {
+            if let Some(p) = net {
+                if *p != p.trunc() {
+                    out.push(lp.error(
+                        &format!("{rp}.{field}"),
+                        format!("{p} has host bits set"),
+                        Some(format!("did you mean {}?", p.trunc())),
+                    ));
+                }
+            }
+        }
+        let proto = match r.protocol.as_deref().map(crate::policy::protocol) {
+            Some(Err(e)) => {
+                out.push(lp.error(&format!("{rp}.protocol"), e, None));
+                None
+            }
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        for (field, spec) in [("ports", &r.ports), ("source_ports", &r.source_ports)] {
+            let Some(spec) = spec else { continue };
+            if let Err(e) = crate::policy::ports(spec) {
+                out.push(lp.error(&format!("{rp}.{field}"), e, None));
+            }
+            if !matches!(proto, Some(6) | Some(17)) {
+                out.push(lp.error(&format!("{rp}.{field}"), "ports need protocol tcp or udp", None));
+            }
+        }
+    }
+}
+
 fn fmt_list(nets: &[Ipv4Net]) -> String {
     nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -469,6 +548,21 @@ mod tests {
             ),
             ("vlan: 200", "vlan: 5000", "a VLAN id is 1-4094"),
             ("vlan: 200", "vlan: 100", "appears twice"),
+            ("ports: 23, action: deny", "ports: \"23-x\", action: deny", "is not a port or a range"),
+            ("ports: \"80-443\"", "ports: \"443-80\"", "port range 443-80 is empty"),
+            ("protocol: tcp, ports: 23", "protocol: gre, ports: 23", "\"gre\" is not tcp, udp, icmp"),
+            (
+                "network: tax-office, protocol: tcp, ports: 23",
+                "network: tax-offic, protocol: tcp, ports: 23",
+                "legacy network \"tax-offic\" is not at node 430102 or below",
+            ),
+            ("name: count-web", "name: no-telnet", "must be non-empty, without ':', and unique"),
+            (
+                "scope: \"430102\", role: operator",
+                "scope: \"439999\", role: operator",
+                "scope \"439999\" is not a node of the plan",
+            ),
+            ("id: wang.fang", "id: li.na", "operator \"li.na\" must be non-empty and unique"),
         ];
         for (from, to, want) in cases {
             assert!(CONVERSIONS.contains(from), "fixture lacks {from:?}");
