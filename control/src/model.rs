@@ -97,6 +97,10 @@ pub struct Node {
     pub policies: Vec<PolicyRule>,
     #[serde(default)]
     pub children: Vec<Node>,
+    /// Files, relative to this one, each holding one more child node (a province keeps each
+    /// city in its own file). They are read in order after the inline `children`.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
