@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -88,6 +88,9 @@ pub struct Node {
     pub level: Level,
     #[serde(default)]
     pub allocations: Allocations,
+    /// Departments at this node (their VPNs are in `allocations.dedicated`).
+    #[serde(default)]
+    pub departments: Vec<Department>,
     #[serde(default)]
     pub legacy_networks: Vec<LegacyNetwork>,
     #[serde(default)]
@@ -116,9 +119,41 @@ pub enum Level {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Allocations {
-    /// Public network area (公用网络区).
+    /// Public network area (公用网络区), IPv4.
     #[serde(default)]
     pub public: Vec<Ipv4Net>,
+    /// Public network area, IPv6.
+    #[serde(default)]
+    pub public_v6: Vec<Ipv6Net>,
+    /// Internet-access area (互联网接入区): registered public addresses.
+    #[serde(default)]
+    pub internet: Vec<Ipv4Net>,
+    #[serde(default)]
+    pub internet_v6: Vec<Ipv6Net>,
+    /// Dedicated network area (专用网络区): one VPN per department.
+    #[serde(default)]
+    pub dedicated: Vec<DedicatedVpn>,
+}
+
+/// A department's VPN in the dedicated network area. Departments plan these themselves, so
+/// different departments' VPNs may overlap; within one department they may not.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DedicatedVpn {
+    /// A department declared at this node or above.
+    pub department: String,
+    #[serde(default)]
+    pub ipv4: Vec<Ipv4Net>,
+    #[serde(default)]
+    pub ipv6: Vec<Ipv6Net>,
+}
+
+/// A department (部门) below an administrative node.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Department {
+    pub id: String,
+    pub name: String,
 }
 
 /// An existing network that joins the extranet through a gateway, converted rather than renumbered.
@@ -230,6 +265,41 @@ pub struct StaticRoute {
     /// The legacy network whose VRF holds the route; absent means the extranet.
     #[serde(default)]
     pub network: Option<String>,
+}
+
+impl Allocations {
+    /// Every block, as (zone, field path under the node, prefix). The zone names an address
+    /// space: `public`, `internet`, or `dedicated:<department>`.
+    pub fn blocks(&self) -> Vec<(String, String, IpNet)> {
+        let mut out = Vec::new();
+        let mut add = |zone: &str, field: String, nets: Vec<IpNet>| {
+            for (i, n) in nets.into_iter().enumerate() {
+                out.push((zone.to_string(), format!("{field}[{i}]"), n));
+            }
+        };
+        add("public", "allocations.public".into(), self.public.iter().map(|n| IpNet::V4(*n)).collect());
+        add("public", "allocations.public_v6".into(), self.public_v6.iter().map(|n| IpNet::V6(*n)).collect());
+        add("internet", "allocations.internet".into(), self.internet.iter().map(|n| IpNet::V4(*n)).collect());
+        add(
+            "internet",
+            "allocations.internet_v6".into(),
+            self.internet_v6.iter().map(|n| IpNet::V6(*n)).collect(),
+        );
+        for (k, d) in self.dedicated.iter().enumerate() {
+            let zone = format!("dedicated:{}", d.department);
+            add(
+                &zone,
+                format!("allocations.dedicated[{k}].ipv4"),
+                d.ipv4.iter().map(|n| IpNet::V4(*n)).collect(),
+            );
+            add(
+                &zone,
+                format!("allocations.dedicated[{k}].ipv6"),
+                d.ipv6.iter().map(|n| IpNet::V6(*n)).collect(),
+            );
+        }
+        out
+    }
 }
 
 impl Node {

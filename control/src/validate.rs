@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     diagnostics::{Diagnostic, Diagnostics},
@@ -50,7 +50,12 @@ pub fn validate(lp: &LoadedPlan) -> Result<(), Diagnostics> {
                 ));
             }
         }
-        check_allocations(lp, path, node, &mut out);
+        let above: BTreeSet<String> = crate::policy::ancestry(&lp.plan.nodes, &node.code)
+            .iter()
+            .filter(|n| n.code != node.code)
+            .flat_map(|n| n.departments.iter().map(|d| d.id.clone()))
+            .collect();
+        check_allocations(lp, path, node, &above, &mut out);
         check_legacy_networks(lp, path, node, &mut out);
         check_gateways(lp, path, node, &mut out);
         check_policies(lp, path, node, &mut out);
@@ -80,45 +85,118 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-fn check_allocations(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagnostic>) {
-    let mine = &node.allocations.public;
-    for (i, c) in node.children.iter().enumerate() {
-        for (j, block) in c.allocations.public.iter().enumerate() {
-            if !mine.is_empty() && !mine.iter().any(|p| p.contains(block)) {
-                out.push(lp.error(
-                    &format!("{path}.children[{i}].allocations.public[{j}]"),
-                    format!(
-                        "{block} of node {} is outside its parent {}'s public allocation",
-                        c.code, node.code
-                    ),
-                    Some(format!("allocate from {}", fmt_list(mine))),
-                ));
-            }
-        }
-    }
-    // Siblings' blocks must be disjoint.
-    let mut seen: Vec<(Ipv4Net, &str)> = Vec::new();
-    for (i, c) in node.children.iter().enumerate() {
-        for (j, block) in c.allocations.public.iter().enumerate() {
-            if let Some((other, code)) = seen.iter().find(|(o, _)| overlaps(o, block)) {
-                out.push(lp.error(
-                    &format!("{path}.children[{i}].allocations.public[{j}]"),
-                    format!("{block} of node {} overlaps {other} of node {code}", c.code),
-                    None,
-                ));
-            }
-            seen.push((*block, &c.code));
-        }
-    }
-    for (j, block) in mine.iter().enumerate() {
+fn overlaps_ip(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Allocations per zone: host bits, children inside the parent (per zone and family), siblings
+/// disjoint per zone, public and internet-access areas apart, departments declared, and levels
+/// descending down the tree.
+fn check_allocations(
+    lp: &LoadedPlan,
+    path: &str,
+    node: &Node,
+    ancestors_departments: &BTreeSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mine = node.allocations.blocks();
+    for (_, field, block) in &mine {
         if *block != block.trunc() {
             out.push(lp.error(
-                &format!("{path}.allocations.public[{j}]"),
+                &format!("{path}.{field}"),
                 format!("{block} has host bits set"),
                 Some(format!("did you mean {}?", block.trunc())),
             ));
         }
     }
+    // The public and internet-access areas are both real plan addresses: never the same ones.
+    for (zone, field, block) in &mine {
+        if zone != "internet" {
+            continue;
+        }
+        if let Some((_, _, p)) = mine.iter().find(|(z, _, p)| z == "public" && overlaps_ip(p, block)) {
+            out.push(lp.error(
+                &format!("{path}.{field}"),
+                format!("internet-access {block} overlaps public {p}"),
+                None,
+            ));
+        }
+    }
+    let mut departments: BTreeSet<String> = ancestors_departments.clone();
+    let mut here = BTreeSet::new();
+    for (k, d) in node.departments.iter().enumerate() {
+        if !here.insert(d.id.as_str()) {
+            out.push(lp.error(
+                &format!("{path}.departments[{k}].id"),
+                format!("department {:?} appears twice", d.id),
+                None,
+            ));
+        }
+        departments.insert(d.id.clone());
+    }
+    let mut vpns = BTreeSet::new();
+    for (k, v) in node.allocations.dedicated.iter().enumerate() {
+        let vp = format!("{path}.allocations.dedicated[{k}].department");
+        if !departments.contains(&v.department) {
+            out.push(lp.error(
+                &vp,
+                format!("department {:?} is not declared at node {} or above", v.department, node.code),
+                Some("add it under departments:".into()),
+            ));
+        }
+        if !vpns.insert(v.department.as_str()) {
+            out.push(lp.error(
+                &vp,
+                format!("department {:?} has two dedicated VPN entries here", v.department),
+                None,
+            ));
+        }
+    }
+    let mut seen: Vec<(String, IpNet, &str)> = Vec::new();
+    for (i, c) in node.children.iter().enumerate() {
+        if c.level <= node.level {
+            out.push(lp.error(
+                &format!("{path}.children[{i}].level"),
+                format!(
+                    "node {} ({:?}) is below node {} ({:?}) but not at a lower level",
+                    c.code, c.level, node.code, node.level
+                ),
+                Some("the tree runs central > province > prefecture > county".into()),
+            ));
+        }
+        for (zone, field, block) in c.allocations.blocks() {
+            let at = format!("{path}.children[{i}].{field}");
+            let parent: Vec<&IpNet> = mine
+                .iter()
+                .filter(|(z, _, p)| *z == zone && same_family(p, &block))
+                .map(|(_, _, p)| p)
+                .collect();
+            if !parent.is_empty() && !parent.iter().any(|p| p.contains(&block)) {
+                let list: Vec<String> = parent.iter().map(|p| p.to_string()).collect();
+                out.push(lp.error(
+                    &at,
+                    format!(
+                        "{block} of node {} is outside its parent {}'s {zone} allocation",
+                        c.code, node.code
+                    ),
+                    Some(format!("allocate from {}", list.join(", "))),
+                ));
+            }
+            if let Some((_, other, code)) = seen.iter().find(|(z, o, _)| *z == zone && overlaps_ip(o, &block))
+            {
+                out.push(lp.error(
+                    &at,
+                    format!("{block} of node {} overlaps {other} of node {code}", c.code),
+                    None,
+                ));
+            }
+            seen.push((zone, block, &c.code));
+        }
+    }
+}
+
+fn same_family(a: &IpNet, b: &IpNet) -> bool {
+    matches!((a, b), (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)))
 }
 
 fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagnostic>) {
@@ -579,6 +657,84 @@ mod tests {
         let bad = CONVERSIONS.replacen("inside: \"10.0.5.8:8080\"", "inside: \"10.0.5.8\"", 1);
         let err = load_str(&bad, Path::new("t.yaml")).unwrap_err();
         assert!(err.0[0].line > 0, "{err}");
+    }
+
+    const TREE: &str = include_str!("../../configs/examples/province-tree.yaml");
+
+    #[test]
+    fn the_province_tree_example_is_valid() {
+        assert_eq!(errors(TREE), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tree_and_zone_mistakes_are_each_named_at_their_place() {
+        let cases = [
+            (
+                "public: [198.18.44.0/22]",
+                "public: [198.20.44.0/22]",
+                "198.20.44.0/22 of node 430103 is outside its parent 430100's public allocation",
+            ),
+            (
+                "public: [198.18.44.0/22]",
+                "public: [198.18.42.0/23]",
+                "198.18.42.0/23 of node 430103 overlaps 198.18.40.0/22 of node 430102",
+            ),
+            (
+                "public_v6: [\"2001:db8:4301:100::/56\"]",
+                "public_v6: [\"2001:db8:4302::/56\"]",
+                "2001:db8:4302::/56 of node 430102 is outside its parent 430100's public allocation",
+            ),
+            (
+                "public_v6: [\"2001:db8:4301::/48\"]",
+                "public_v6: [\"2001:db8:4301::1/48\"]",
+                "has host bits set",
+            ),
+            (
+                "internet: [203.0.113.0/24]",
+                "internet: [198.18.0.0/24]",
+                "internet-access 198.18.0.0/24 overlaps public 198.18.0.0/15",
+            ),
+            (
+                "- { department: tax, ipv4: [10.201.0.0/16] }",
+                "- { department: taxes, ipv4: [10.201.0.0/16] }",
+                "department \"taxes\" is not declared at node 430200 or above",
+            ),
+            (
+                "- { department: tax, ipv4: [10.201.0.0/16] }",
+                "- { department: tax, ipv4: [10.210.0.0/16] }",
+                "10.210.0.0/16 of node 430200 is outside its parent 430000's dedicated:tax allocation",
+            ),
+            (
+                "- { id: health, name: Health Commission }",
+                "- { id: tax, name: Health Commission }",
+                "department \"tax\" appears twice",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(TREE.contains(from), "fixture lacks {from:?}");
+            let bad = TREE.replacen(from, to, 1);
+            let errs = errors(&bad);
+            let anchor = to.lines().next().unwrap();
+            let line = bad.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(anchor)).unwrap() + 1;
+            assert!(
+                errs.iter().any(|e| e.contains(want) && e.starts_with(&format!("t.yaml:{line}:"))),
+                "{to:?}: expected {want:?} at line {line}, got {errs:#?}"
+            );
+        }
+        // A county whose child is no lower than itself: the child's level line.
+        let bad = TREE.replacen(
+            "name: Tianxin District\n            level: county",
+            "name: Tianxin District\n            level: prefecture",
+            1,
+        );
+        let line = bad.lines().position(|l| l.contains("Tianxin")).unwrap() + 2;
+        let errs = errors(&bad);
+        assert!(
+            errs.iter().any(|e| e.contains(
+                "node 430103 (Prefecture) is below node 430100 (Prefecture) but not at a lower level"
+            ) && e.starts_with(&format!("t.yaml:{line}:"))),
+            "{errs:#?}"
+        );
     }
 
     #[test]
