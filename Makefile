@@ -1,7 +1,7 @@
 # The two commands (as root): `make demo` and `make test`. Both set the machine up first.
 CARGO ?= cargo
 
-.PHONY: setup demo test build
+.PHONY: setup demo test build fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -20,3 +20,13 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --no-fail-fast
+
+# The plan reader under libFuzzer (not part of `make test`: it needs a few minutes to build and
+# as long as you give it to run). FUZZ_SECONDS=0 runs until stopped; crashes land in
+# control/fuzz/artifacts/plan/.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p control/fuzz/corpus/plan
+	cp configs/demo/plan.yaml configs/examples/conversions.yaml configs/examples/province-tree.yaml control/fuzz/corpus/plan/
+	cd control && $(CARGO) +nightly fuzz run plan -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048

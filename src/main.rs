@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
   hutong plan compile PATH --gateway ID    print a gateway's compiled config (JSON)
   hutong plan conformance PATH [--propose] what does not conform to the plan, and a fix
   hutong plan diff OLD NEW                 per gateway, what an apply would change
+  hutong plan generate --scale national    a synthetic plan (province example, benchmark)
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
@@ -72,15 +73,33 @@ enum PlanCommand {
     /// Per gateway, what would change from OLD to NEW (translations, pools, services, routes,
     /// ports, rules). Exits 1 when there are differences, like diff.
     Diff { old: PathBuf, new: PathBuf },
-    /// Compile a gateway's config (JSON) from a plan.
+    /// Compile a gateway's config (JSON) from a plan; with --all, every gateway's, one file each.
     Compile {
         path: PathBuf,
-        #[arg(long)]
-        gateway: String,
+        #[arg(long, required_unless_present = "all")]
+        gateway: Option<String>,
+        /// Compile every gateway into the --output directory as <gateway id>.json.
+        #[arg(long, conflicts_with = "gateway", requires = "output")]
+        all: bool,
+        /// Write to this file (a directory with --all) instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Write a synthetic plan: the province example (Hunan, 126 counties) or a national-scale one
+    /// (34 provinces, 2,720 counties, about 100k prefixes) for the benchmark.
+    Generate {
+        #[arg(long, value_enum, default_value = "province")]
+        scale: ScaleName,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScaleName {
+    Province,
+    National,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +148,13 @@ fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Plan(_)) {
+        // Plan tools are filters: `hutong plan conformance x | head` should end quietly when the
+        // reader goes away, as cat does, not panic on a failed print. Only here: a gateway must
+        // never die of a peer closing a socket.
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Plan(PlanCommand::Check { path }) => Ok(match control::check_file(&path) {
             Ok(lp) => {
@@ -146,22 +172,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
-        Command::Plan(PlanCommand::Compile { path, gateway, output }) => {
-            let compiled = control::check_file(&path).and_then(|lp| control::compile(&lp, &gateway));
-            match compiled {
-                Ok(config) => {
+        Command::Plan(PlanCommand::Compile { path, gateway, all, output }) => {
+            let lp = match control::check_file(&path) {
+                Ok(lp) => lp,
+                Err(d) => {
+                    eprintln!("{d}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let compiled = match (all, gateway, output) {
+                (true, _, Some(dir)) => control::compile::compile_all(&lp).map(|configs| {
+                    std::fs::create_dir_all(&dir)?;
+                    for (id, config) in &configs {
+                        std::fs::write(dir.join(format!("{id}.json")), config.to_json() + "\n")?;
+                    }
+                    println!("compiled {} gateway(s) into {}", configs.len(), dir.display());
+                    anyhow::Ok(())
+                }),
+                (_, Some(id), output) => control::compile(&lp, &id).map(|config| {
                     let json = config.to_json() + "\n";
                     match output {
                         Some(o) => std::fs::write(&o, json)?,
                         None => print!("{json}"),
                     }
-                    Ok(ExitCode::SUCCESS)
-                }
+                    anyhow::Ok(())
+                }),
+                _ => anyhow::bail!("name a --gateway, or --all with --output DIR"),
+            };
+            match compiled {
+                Ok(written) => written.map(|()| ExitCode::SUCCESS),
                 Err(d) => {
                     eprintln!("{d}");
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Plan(PlanCommand::Generate { scale, output }) => {
+            let scale = match scale {
+                ScaleName::Province => control::generate::Scale::PROVINCE,
+                ScaleName::National => control::generate::Scale::NATIONAL,
+            };
+            let g = control::generate::generate(&scale).map_err(anyhow::Error::msg)?;
+            match output {
+                Some(o) => std::fs::write(&o, &g.yaml)?,
+                None => print!("{}", g.yaml),
+            }
+            eprintln!("{} node(s), {} gateway(s), {} prefix(es)", g.nodes, g.gateways, g.prefixes);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plan(PlanCommand::Conformance { path, propose }) => match control::check_file(&path) {
             Ok(lp) => {

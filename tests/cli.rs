@@ -172,3 +172,38 @@ fn plan_conformance_reports_and_proposes() {
     assert!(out.contains("      - { from: 10.20.0.0/25, to: 198.18.20.0/25 }"), "{out}");
     assert!(out.contains("      - { from: 10.20.0.128/25, to: 198.18.0.0/25 }"), "{out}");
 }
+
+#[test]
+fn the_province_example_is_what_the_generator_writes_and_compiles_in_full() {
+    let (code, generated, err) = hutong(&["plan", "generate", "--scale", "province"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("141 node(s), 126 gateway(s)"), "{err}");
+    let committed = std::fs::read_to_string("configs/examples/province.yaml").unwrap();
+    assert!(
+        generated == committed,
+        "configs/examples/province.yaml is stale: run hutong plan generate -o configs/examples/province.yaml"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("configs");
+    let (code, stdout, err) =
+        hutong(&["plan", "compile", "configs/examples/province.yaml", "--all", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("compiled 126 gateway(s)"), "{stdout}");
+    let one = std::fs::read_to_string(out.join("gw-433109.json")).unwrap();
+    let (_, single, _) =
+        hutong(&["plan", "compile", "configs/examples/province.yaml", "--gateway", "gw-433109"]);
+    assert_eq!(one, single, "--all writes what --gateway prints");
+    let (code, report, _) = hutong(&["plan", "conformance", "configs/examples/province.yaml"]);
+    assert_eq!(code, 0);
+    assert!(report.ends_with("504 legacy network(s), 0 conforming\n"), "{}", &report[report.len() - 200..]);
+}
+
+#[test]
+fn plan_compile_needs_a_gateway_or_all_with_a_directory() {
+    let (code, _, err) = hutong(&["plan", "compile", "configs/demo/plan.yaml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--gateway"), "{err}");
+    let (code, _, err) = hutong(&["plan", "compile", "configs/demo/plan.yaml", "--all"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--output"), "{err}");
+}

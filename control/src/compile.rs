@@ -3,7 +3,7 @@
 //! Deterministic: VRF ids follow the order of the gateway's interfaces, everything else the
 //! plan's order, so the same plan always gives byte-identical output.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use dataplane::{
     Action, Config, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
@@ -14,7 +14,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::{
     diagnostics::Diagnostics,
     load::LoadedPlan,
-    model::{FilteringName, InterfaceRole, Protocol},
+    model::{FilteringName, Gateway, InterfaceRole, Node, Protocol},
 };
 
 /// Compiles the gateway `id`. The plan must have passed [`crate::validate`].
@@ -31,7 +31,22 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             Some(format!("gateways in this plan: {}", known.join(", "))),
         )]));
     };
+    compile_gateway(lp, node, gw)
+}
 
+/// Compiles every gateway of the plan, keyed by id, walking the tree once (a national plan has
+/// thousands of gateways; looking each one up would be quadratic).
+pub fn compile_all(lp: &LoadedPlan) -> Result<BTreeMap<String, Config>, Diagnostics> {
+    let mut out = BTreeMap::new();
+    for (_, node) in lp.plan.nodes() {
+        for gw in &node.gateways {
+            out.insert(gw.id.clone(), compile_gateway(lp, node, gw)?);
+        }
+    }
+    Ok(out)
+}
+
+fn compile_gateway(lp: &LoadedPlan, node: &Node, gw: &Gateway) -> Result<Config, Diagnostics> {
     let mut vrfs = vec![Vrf { id: EXTRANET_VRF, name: "extranet".into() }];
     let vrf_of = |vrfs: &mut Vec<Vrf>, network: &str| -> u32 {
         if let Some(v) = vrfs.iter().find(|v| v.name == network) {

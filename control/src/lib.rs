@@ -8,6 +8,7 @@ pub mod compile;
 pub mod conformance;
 pub mod diagnostics;
 pub mod diff;
+pub mod generate;
 pub mod load;
 pub mod model;
 pub mod policy;

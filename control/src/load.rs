@@ -59,14 +59,21 @@ impl LoadedPlan {
 }
 
 /// A serde error as a diagnostic at its place in `file`.
-fn parse_error(e: serde_yaml_ng::Error, file: &Path) -> Diagnostic {
-    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+fn parse_error(e: serde_yaml_ng::Error, file: &Path, text: &str) -> Diagnostic {
+    let (mut line, mut column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     let message = e.to_string();
     // serde_yaml appends " at line L column C"; the prefix already says where.
     let message = match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
     };
+    let duplicate = message.split_once("duplicate field `").and_then(|(_, m)| m.split_once('`'));
+    if let Some((key, _)) = duplicate {
+        // serde points at the mapping; the user needs the line that repeats the key.
+        if let Some(at) = repeated_key(text, line, column, key) {
+            (line, column) = at;
+        }
+    }
     Diagnostic {
         file: file.to_path_buf(),
         line,
@@ -75,6 +82,29 @@ fn parse_error(e: serde_yaml_ng::Error, file: &Path) -> Diagnostic {
         hint: hint_for(&message),
         message,
     }
+}
+
+/// Where `key` appears the second time among the keys of the block mapping that starts at
+/// `line`:`column` (1-based), if it is one.
+fn repeated_key(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    let mut seen = false;
+    for (i, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let indent = l.len() - l.trim_start_matches([' ', '-']).len();
+        let body = &l[indent..];
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        if indent + 1 < column && i + 1 > line {
+            return None; // left the mapping
+        }
+        if indent + 1 == column && body.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
+            if seen {
+                return Some((i + 1, column));
+            }
+            seen = true;
+        }
+    }
+    None
 }
 
 pub fn load_file(path: &Path) -> Result<LoadedPlan, Diagnostics> {
@@ -94,7 +124,7 @@ pub fn load_file(path: &Path) -> Result<LoadedPlan, Diagnostics> {
 /// Parses plan text; `file` labels diagnostics, and includes are read relative to it.
 pub fn load_str(text: &str, file: &Path) -> Result<LoadedPlan, Diagnostics> {
     let mut plan =
-        serde_yaml_ng::from_str::<Plan>(text).map_err(|e| Diagnostics(vec![parse_error(e, file)]))?;
+        serde_yaml_ng::from_str::<Plan>(text).map_err(|e| Diagnostics(vec![parse_error(e, file, text)]))?;
     let mut lp = LoadedPlan {
         plan: Plan { plan: String::new(), nodes: Vec::new(), operators: Vec::new() },
         file: file.to_path_buf(),
@@ -160,7 +190,7 @@ fn expand(
         let mut child = match serde_yaml_ng::from_str::<Node>(&text) {
             Ok(c) => c,
             Err(e) => {
-                errors.push(parse_error(e, &target));
+                errors.push(parse_error(e, &target, &text));
                 continue;
             }
         };
@@ -256,6 +286,32 @@ mod tests {
     fn duplicate_keys_are_named() {
         let errs = load_str("plan: a\nplan: b\nnodes: []\n", Path::new("p.yaml")).unwrap_err();
         assert!(errs.0[0].message.contains("duplicate field `plan`"), "{errs}");
+        assert_eq!(errs.0[0].line, 2, "{errs}");
+        let nested = "plan: a\nnodes:\n  - code: \"430100\"\n    name: n\n    # a comment\n    name: m\n    level: county\n";
+        let errs = load_str(nested, Path::new("p.yaml")).unwrap_err();
+        assert_eq!((errs.0[0].line, errs.0[0].column), (6, 5), "{errs}");
+    }
+
+    /// Syntax and type mistakes in one plan each, with where they must be reported.
+    #[test]
+    fn syntax_and_type_errors_are_located() {
+        const BASE: &str = "plan: t\nnodes:\n  - code: \"430100\"\n    name: n\n    level: prefecture\n    legacy_networks:\n      - id: lan\n        prefixes: [10.20.0.0/24]\n        napt: { pool: [198.18.0.0/28], block_size: 64 }\n";
+        let cases = [
+            ("block_size: 64", "block_size: big", 9, "invalid type"),
+            ("block_size: 64", "block_size: 70000", 9, "invalid value"),
+            ("level: prefecture", "level: township", 5, "unknown variant `township`"),
+            ("[10.20.0.0/24]", "[10.20.0.0/-1]", 8, "invalid IP address syntax"),
+            ("[10.20.0.0/24]", "10.20.0.0/24", 8, "invalid type"),
+            ("      - id: lan", "    - id: lan", 7, ""),
+            ("name: n", "name: [n", 4, ""),
+        ];
+        for (from, to, line, want) in cases {
+            assert!(BASE.contains(from), "{from:?}");
+            let errs = load_str(&BASE.replacen(from, to, 1), Path::new("p.yaml")).unwrap_err();
+            let d = &errs.0[0];
+            assert!(d.message.contains(want), "{to:?}: expected {want:?}, got {d}");
+            assert!(d.line == line || d.line == line + 1, "{to:?}: expected line {line}, got {d}");
+        }
     }
 
     #[test]

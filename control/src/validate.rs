@@ -265,6 +265,23 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
         }
         check_conversions(lp, &np, node, n, &mut targets, out);
     }
+    // Services of different networks may share a plan address, never an address and port.
+    let mut published = BTreeMap::new();
+    for (i, n) in node.legacy_networks.iter().enumerate() {
+        for (k, sv) in n.services.iter().enumerate() {
+            if let Some((net, name)) = published.insert((sv.protocol, sv.outside), (&n.id, &sv.name)) {
+                out.push(lp.error(
+                    &format!("{path}.legacy_networks[{i}].services[{k}].outside"),
+                    format!(
+                        "{} {} is already published by service {name} of {net}",
+                        sv.protocol.name(),
+                        sv.outside
+                    ),
+                    Some("one address and port publishes one service".into()),
+                ));
+            }
+        }
+    }
 }
 
 /// NAPT pools, published services and isolated subnets of one legacy network.
@@ -449,6 +466,7 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
             ));
         }
         for (k, r) in g.routes.iter().enumerate() {
+            host_bits(lp, &format!("{gp}.routes[{k}].prefix"), IpNet::V4(r.prefix), out);
             let on_link = g.interfaces.iter().any(|i| i.network == r.network && i.address.contains(&r.via));
             if !on_link {
                 out.push(lp.error(
@@ -496,13 +514,7 @@ fn check_policies(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
         }
         for (field, net) in [("from", &r.from), ("to", &r.to)] {
             if let Some(p) = net {
-                if *p != p.trunc() {
-                    out.push(lp.error(
-                        &format!("{rp}.{field}"),
-                        format!("{p} has host bits set"),
-                        Some(format!("did you mean {}?", p.trunc())),
-                    ));
-                }
+                host_bits(lp, &format!("{rp}.{field}"), IpNet::V4(*p), out);
             }
         }
         let proto = match r.protocol.as_deref().map(crate::policy::protocol) {
@@ -522,6 +534,18 @@ fn check_policies(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
                 out.push(lp.error(&format!("{rp}.{field}"), "ports need protocol tcp or udp", None));
             }
         }
+    }
+}
+
+/// A prefix written with host bits set (10.0.0.1/24) is almost always a typo for an address or
+/// for the network; either way it is not what the plan means.
+fn host_bits(lp: &LoadedPlan, at: &str, net: IpNet, out: &mut Vec<Diagnostic>) {
+    if net != net.trunc() {
+        out.push(lp.error(
+            at,
+            format!("{net} has host bits set"),
+            Some(format!("did you mean {}?", net.trunc())),
+        ));
     }
 }
 
@@ -641,13 +665,21 @@ mod tests {
                 "scope \"439999\" is not a node of the plan",
             ),
             ("id: wang.fang", "id: li.na", "operator \"li.na\" must be non-empty and unique"),
+            // Found by control/tests/mutated_plans.rs: these used to pass check and fail compile.
+            ("prefix: 0.0.0.0/0", "prefix: 7.0.0.0/0", "7.0.0.0/0 has host bits set"),
+            (
+                "outside: \"198.18.40.80:80\" }\n",
+                "outside: \"198.18.40.80:80\" }\n          - { name: web, protocol: tcp, inside: \"10.0.5.9:80\", outside: \"198.18.40.80:80\" }\n",
+                "tcp 198.18.40.80:80 is already published by service portal of tax-office",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(CONVERSIONS.contains(from), "fixture lacks {from:?}");
             let bad = CONVERSIONS.replacen(from, to, 1);
             let errs = errors(&bad);
             // The last line with the new text: a duplicate is reported where it repeats.
-            let line = bad.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(to)).unwrap() + 1;
+            let needle = to.lines().last().unwrap();
+            let line = bad.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(needle)).unwrap() + 1;
             assert!(
                 errs.iter().any(|e| e.contains(want) && e.starts_with(&format!("t.yaml:{line}:"))),
                 "{to:?}: expected {want:?} at line {line}, got {errs:#?}"
@@ -742,5 +774,7 @@ mod tests {
         let errs = errors(&GOOD.replace("to: 198.18.20.0/24", "to: 203.0.113.0/24"));
         assert_eq!(errs.len(), 1, "{errs:#?}");
         assert!(errs[0].contains("outside node 430100's public allocation"), "{errs:#?}");
+        let line = GOOD.lines().position(|l| l.contains("to: 198.18.20.0/24")).unwrap() + 1;
+        assert!(errs[0].starts_with(&format!("t.yaml:{line}:")), "{errs:#?}");
     }
 }
