@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use dataplane::{
     Action, Config, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
-    config::{DEFAULT_MTU, EXTRANET_VRF, Filtering, NatPool, PoolMode, Service},
+    config::{DEFAULT_MTU, EXTRANET_VRF, Filtering, GreTunnel, NatPool, PoolMode, Service},
 };
 use ipnet::{IpNet, Ipv4Net};
 
@@ -59,18 +59,34 @@ fn compile_gateway(lp: &LoadedPlan, node: &Node, gw: &Gateway) -> Result<Config,
 
     let mut ports = Vec::new();
     for itf in &gw.interfaces {
-        let (role, vrf) = match (itf.role, &itf.network) {
-            (InterfaceRole::Legacy, Some(n)) => (Role::Legacy, vrf_of(&mut vrfs, n)),
-            _ => (Role::Extranet, EXTRANET_VRF),
+        let vrf = match itf.zone() {
+            Some(zone) => vrf_of(&mut vrfs, zone),
+            None => EXTRANET_VRF,
         };
+        let role = match itf.role {
+            InterfaceRole::Legacy => Role::Legacy,
+            InterfaceRole::Extranet => Role::Extranet,
+            InterfaceRole::InternetAccess => Role::InternetAccess,
+            InterfaceRole::Tunnel => Role::Tunnel,
+        };
+        let tunnel = itf.tunnel.as_ref().map(|t| GreTunnel {
+            local: t.local,
+            remote: t.remote,
+            underlay_vrf: EXTRANET_VRF,
+            key: t.key,
+        });
         ports.push(PortConfig {
             name: itf.name.clone(),
             vlan: itf.vlan,
             role,
             vrf,
             addresses: vec![IpNet::V4(itf.address)],
-            mtu: DEFAULT_MTU,
-            tunnel: None,
+            // GRE over IPv4 costs 24 bytes (28 with a key) of the extranet's 1500.
+            mtu: match &tunnel {
+                Some(t) => DEFAULT_MTU - if t.key.is_some() { 28 } else { 24 },
+                None => DEFAULT_MTU,
+            },
+            tunnel,
         });
     }
 
@@ -173,7 +189,7 @@ fn compile_gateway(lp: &LoadedPlan, node: &Node, gw: &Gateway) -> Result<Config,
         let port = gw
             .interfaces
             .iter()
-            .find(|i| i.network == r.network && i.address.contains(&r.via))
+            .find(|i| i.zone() == r.network.as_deref() && i.address.contains(&r.via))
             .map(|i| match i.vlan {
                 Some(v) => format!("{}.{v}", i.name),
                 None => i.name.clone(),
@@ -276,10 +292,21 @@ mod tests {
         validate(&lp).unwrap();
         let c = compile(&lp, "gw-furong").unwrap();
         let ports: Vec<(String, u32)> = c.ports.iter().map(|p| (p.key(), p.vrf)).collect();
+        let want = [("legacy0.100", 1), ("legacy0.200", 2), ("uplink0", 0), ("inet0", 3), ("gre-clinic", 2)];
+        assert_eq!(ports, want.map(|(k, v)| (k.to_string(), v)));
+        // The internet-access area is a VRF of its own; the tunnel carries the clinic's VRF over
+        // the extranet, its MTU less GRE's 28 bytes with a key.
+        assert_eq!(c.vrfs[3].name, "internet-access");
+        assert_eq!(c.ports[3].role, dataplane::Role::InternetAccess);
+        let gre = &c.ports[4];
+        assert_eq!((gre.role, gre.mtu), (dataplane::Role::Tunnel, 1472));
+        let t = gre.tunnel.as_ref().unwrap();
         assert_eq!(
-            ports,
-            [("legacy0.100".to_string(), 1), ("legacy0.200".to_string(), 2), ("uplink0".to_string(), 0)]
+            (t.local.to_string(), t.remote.to_string(), t.underlay_vrf, t.key),
+            ("198.19.4.1".into(), "198.19.9.1".into(), 0, Some(7))
         );
+        let routes: Vec<(u32, String)> = c.routes.iter().map(|r| (r.vrf, r.port.clone())).collect();
+        assert_eq!(routes, [(0, "uplink0".into()), (3, "inet0".into()), (2, "gre-clinic".into())]);
         let rules: Vec<(&str, u32)> = c.policies.iter().map(|r| (r.name.as_str(), r.vrf)).collect();
         assert_eq!(
             rules,

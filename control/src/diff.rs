@@ -70,7 +70,7 @@ fn items(c: &Config) -> BTreeMap<String, String> {
         let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
         out.insert(
             format!("port {}", p.key()),
-            format!("{:?} in {}, {} (MTU {})", p.role, vrf_name(c, p.vrf), addrs.join(" "), p.mtu),
+            format!("{} in {}, {} (MTU {})", p.role.name(), vrf_name(c, p.vrf), addrs.join(" "), p.mtu),
         );
     }
     for n in &c.netmaps {

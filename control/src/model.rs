@@ -247,10 +247,28 @@ pub struct Gateway {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum InterfaceRole {
     Legacy,
     Extranet,
+    /// Into the internet-access area; its address comes from the node's `internet` allocation.
+    InternetAccess,
+    /// A GRE tunnel over the extranet, carrying a legacy network (`network:`) or the extranet.
+    Tunnel,
+}
+
+/// The VRF name an internet-access interface and its routes live in; no legacy network may take it.
+pub const INTERNET_ACCESS: &str = "internet-access";
+
+/// A GRE tunnel's ends (RFC 2784; RFC 2890 key when given). Its packets travel the extranet.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelEnds {
+    /// The address of one of the gateway's extranet interfaces.
+    pub local: Ipv4Addr,
+    pub remote: Ipv4Addr,
+    #[serde(default)]
+    pub key: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -265,6 +283,21 @@ pub struct Interface {
     #[serde(default)]
     pub vlan: Option<u16>,
     pub address: Ipv4Net,
+    /// For a tunnel interface: its ends.
+    #[serde(default)]
+    pub tunnel: Option<TunnelEnds>,
+}
+
+impl Interface {
+    /// The VRF it is in, by name: its legacy network, `internet-access`, or `None` for the
+    /// extranet. Routes name the same (`network:`).
+    pub fn zone(&self) -> Option<&str> {
+        match self.role {
+            InterfaceRole::Legacy | InterfaceRole::Tunnel => self.network.as_deref(),
+            InterfaceRole::InternetAccess => Some(INTERNET_ACCESS),
+            InterfaceRole::Extranet => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -272,7 +305,8 @@ pub struct Interface {
 pub struct StaticRoute {
     pub prefix: Ipv4Net,
     pub via: Ipv4Addr,
-    /// The legacy network whose VRF holds the route; absent means the extranet.
+    /// The legacy network whose VRF holds the route, or `internet-access`; absent means the
+    /// extranet.
     #[serde(default)]
     pub network: Option<String>,
 }

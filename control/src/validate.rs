@@ -33,6 +33,13 @@ pub fn validate(lp: &LoadedPlan) -> Result<(), Diagnostics> {
             ));
         }
         for (i, n) in node.legacy_networks.iter().enumerate() {
+            if n.id == crate::model::INTERNET_ACCESS {
+                out.push(lp.error(
+                    &format!("{path}.legacy_networks[{i}].id"),
+                    format!("{:?} names the internet-access area's VRF", n.id),
+                    Some("choose another id".into()),
+                ));
+            }
             if network_ids.insert(n.id.clone(), ()).is_some() {
                 out.push(lp.error(
                     &format!("{path}.legacy_networks[{i}].id"),
@@ -450,12 +457,60 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
                     format!("legacy network {n:?} is not defined at node {}", node.code),
                     Some(format!("defined here: {}", fmt_names(&networks))),
                 )),
-                (InterfaceRole::Extranet, Some(_)) => out.push(lp.error(
+                (InterfaceRole::Tunnel, Some(n)) if !networks.contains(n.as_str()) => out.push(lp.error(
                     &format!("{ip}.network"),
-                    "an extranet interface belongs to no legacy network",
+                    format!("legacy network {n:?} is not defined at node {}", node.code),
+                    Some(format!(
+                        "defined here: {}; or leave network: out to carry the extranet",
+                        fmt_names(&networks)
+                    )),
+                )),
+                (InterfaceRole::Extranet | InterfaceRole::InternetAccess, Some(_)) => out.push(lp.error(
+                    &format!("{ip}.network"),
+                    "an extranet or internet-access interface belongs to no legacy network",
                     Some("remove network:".into()),
                 )),
                 _ => {}
+            }
+            match (itf.role, &itf.tunnel) {
+                (InterfaceRole::Tunnel, None) => out.push(lp.error(
+                    &ip,
+                    "a tunnel interface needs its ends",
+                    Some("add tunnel: { local: <an extranet interface's address>, remote: <peer> }".into()),
+                )),
+                (InterfaceRole::Tunnel, Some(t)) => {
+                    let extranet = |i: &&crate::model::Interface| i.role == InterfaceRole::Extranet;
+                    if !g.interfaces.iter().filter(extranet).any(|i| i.address.addr() == t.local) {
+                        out.push(lp.error(
+                            &format!("{ip}.tunnel.local"),
+                            format!("tunnel source {} is not the address of an extranet interface of {}", t.local, g.id),
+                            Some("the tunnel's packets leave by the extranet: use that interface's address".into()),
+                        ));
+                    }
+                    if itf.vlan.is_some() {
+                        out.push(lp.error(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None));
+                    }
+                }
+                (_, Some(_)) => out.push(lp.error(
+                    &format!("{ip}.tunnel"),
+                    "only an interface with role tunnel has tunnel ends",
+                    Some("set role: tunnel, or remove tunnel:".into()),
+                )),
+                (_, None) => {}
+            }
+            let internet = &node.allocations.internet;
+            if itf.role == InterfaceRole::InternetAccess
+                && !internet.iter().any(|b| b.contains(&itf.address.addr()))
+            {
+                out.push(lp.error(
+                    &format!("{ip}.address"),
+                    format!("{} is outside node {}'s internet-access allocation", itf.address, node.code),
+                    Some(if internet.is_empty() {
+                        "give the node an allocations.internet block first".into()
+                    } else {
+                        format!("pick an address inside {}", fmt_list(internet))
+                    }),
+                ));
             }
         }
         if !g.interfaces.iter().any(|i| i.role == InterfaceRole::Extranet) {
@@ -467,7 +522,8 @@ fn check_gateways(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec<Diagno
         }
         for (k, r) in g.routes.iter().enumerate() {
             host_bits(lp, &format!("{gp}.routes[{k}].prefix"), IpNet::V4(r.prefix), out);
-            let on_link = g.interfaces.iter().any(|i| i.network == r.network && i.address.contains(&r.via));
+            let on_link =
+                g.interfaces.iter().any(|i| i.zone() == r.network.as_deref() && i.address.contains(&r.via));
             if !on_link {
                 out.push(lp.error(
                     &format!("{gp}.routes[{k}].via"),
@@ -665,6 +721,26 @@ mod tests {
                 "scope \"439999\" is not a node of the plan",
             ),
             ("id: wang.fang", "id: li.na", "operator \"li.na\" must be non-empty and unique"),
+            (
+                "local: 198.19.4.1,",
+                "local: 198.19.4.9,",
+                "tunnel source 198.19.4.9 is not the address of an extranet interface of gw-furong",
+            ),
+            (
+                "address: 203.0.113.2/29",
+                "address: 203.0.114.2/29",
+                "203.0.114.2/29 is outside node 430102's internet-access allocation",
+            ),
+            (
+                "via: 203.0.113.1, network: internet-access",
+                "via: 203.0.113.1, network: internet",
+                "next hop 203.0.113.1 is not on the subnet of any internet interface",
+            ),
+            (
+                "- id: clinic",
+                "- id: internet-access",
+                "\"internet-access\" names the internet-access area's VRF",
+            ),
             // Found by control/tests/mutated_plans.rs: these used to pass check and fail compile.
             ("prefix: 0.0.0.0/0", "prefix: 7.0.0.0/0", "7.0.0.0/0 has host bits set"),
             (

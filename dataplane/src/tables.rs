@@ -159,7 +159,7 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
             config.ports.iter().find(|q| q.name == p.name && q.vlan.is_none() && q.tunnel.is_none());
         let q = untagged.unwrap_or(p);
         let role = match q.role {
-            Role::Legacy => ROLE_LEGACY,
+            Role::Legacy | Role::InternetAccess => ROLE_LEGACY,
             Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
         };
         let is_slow =

@@ -57,7 +57,7 @@ pub struct Vrf {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Faces a legacy network; its VRF is that network's.
     Legacy,
@@ -66,6 +66,21 @@ pub enum Role {
     /// A GRE tunnel (a transitional network, or a site reached before its own backbone exists):
     /// not an interface, but a port packets are routed into and decapsulated out of.
     Tunnel,
+    /// Faces the internet-access area (互联网接入区): a VRF of its own, so nothing crosses to or
+    /// from it unless a rule says so.
+    InternetAccess,
+}
+
+impl Role {
+    /// As the config and the plan write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Legacy => "legacy",
+            Role::Extranet => "extranet",
+            Role::Tunnel => "tunnel",
+            Role::InternetAccess => "internet-access",
+        }
+    }
 }
 
 /// A GRE tunnel port's endpoints (RFC 2784, with the RFC 2890 key when given).
@@ -288,7 +303,7 @@ impl Config {
             if p.role == Role::Extranet && p.vrf != EXTRANET_VRF {
                 err(path.clone(), format!("an extranet port must be in VRF {EXTRANET_VRF}"));
             }
-            if p.role == Role::Legacy && p.vrf == EXTRANET_VRF {
+            if matches!(p.role, Role::Legacy | Role::InternetAccess) && p.vrf == EXTRANET_VRF {
                 err(path.clone(), "a legacy port needs its legacy network's VRF, not the extranet's".into());
             }
             match (&p.tunnel, p.role) {
