@@ -17,7 +17,8 @@ use dataplane::{Config, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine}
 use tokio::signal::unix::{SignalKind, signal};
 
 pub struct RunOptions {
-    pub config: PathBuf,
+    /// From a config file ([`load_config`]) or compiled from a plan.
+    pub config: Config,
     /// Where to publish counters (`name value` lines), refreshed while running.
     pub stats_file: Option<PathBuf>,
     /// Where maps and links are pinned; default `/sys/fs/bpf/hutong/<gateway id>`.
@@ -41,7 +42,7 @@ pub fn load_config(path: &Path) -> Result<Config> {
 }
 
 pub fn run(opts: RunOptions) -> Result<()> {
-    let config = load_config(&opts.config)?;
+    let config = opts.config;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     rt.block_on(serve(config, opts.stats_file, pin_dir))

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
   hutong plan diff OLD NEW                 per gateway, what an apply would change
   hutong plan generate --scale national    a synthetic plan (province example, benchmark)
   hutong gateway run --config FILE         attach the XDP engine and forward
+  hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
 )]
@@ -107,8 +108,14 @@ enum GatewayCommand {
     /// Attach the XDP engine to the config's interfaces and forward until SIGTERM/SIGINT.
     Run {
         /// A compiled gateway config (`hutong plan compile`).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "plan", conflicts_with = "plan")]
+        config: Option<PathBuf>,
+        /// Or a plan, checked and compiled here for --gateway.
+        #[arg(long, requires = "gateway")]
+        plan: Option<PathBuf>,
+        /// The plan's gateway to run.
+        #[arg(long, requires = "plan")]
+        gateway: Option<String>,
         /// Keep counters (`name value` lines) in this file while running.
         #[arg(long)]
         stats_file: Option<PathBuf>,
@@ -247,7 +254,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Gateway(GatewayCommand::Run { config, stats_file, pin_dir }) => {
+        Command::Gateway(GatewayCommand::Run { config, plan, gateway, stats_file, pin_dir }) => {
+            let config = match (config, plan, gateway) {
+                (Some(file), _, _) => hutong::gateway::load_config(&file)?,
+                (None, Some(plan), Some(id)) => {
+                    match control::check_file(&plan).and_then(|lp| control::compile(&lp, &id)) {
+                        Ok(config) => config,
+                        Err(d) => {
+                            eprintln!("{d}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
+                _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
+            };
             hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -207,3 +207,22 @@ fn plan_compile_needs_a_gateway_or_all_with_a_directory() {
     assert_ne!(code, 0);
     assert!(err.contains("--output"), "{err}");
 }
+
+#[test]
+fn gateway_run_compiles_a_plan_itself_and_names_its_errors() {
+    // Interface names no host has: the run must stop at the first missing one, touching nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string("configs/demo/plan.yaml").unwrap();
+    std::fs::write(&plan, text.replace("legacy0", "htnosuch0").replace("uplink0", "htnosuch1")).unwrap();
+    let p = plan.to_str().unwrap();
+    let (code, _, err) = hutong(&["gateway", "run", "--plan", p, "--gateway", "gw-changsha"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no interface named \"htnosuch0\""), "compiled and went on to the ports: {err}");
+    let (code, _, err) = hutong(&["gateway", "run", "--plan", p, "--gateway", "gw-nowhere"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no gateway \"gw-nowhere\" in the plan") && err.contains("gw-changsha"), "{err}");
+    let (code, _, err) = hutong(&["gateway", "run", "--plan", p]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--gateway"), "{err}");
+}
