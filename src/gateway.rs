@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub stats_file: Option<PathBuf>,
     /// Where maps and links are pinned; default `/sys/fs/bpf/hutong/<gateway id>`.
     pub pin_dir: Option<PathBuf>,
+    /// The PID file, locked while running; default `/run/hutong/<gateway id>.pid`.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// The default pin directory of a gateway.
@@ -45,14 +47,25 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let config = opts.config;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
-    rt.block_on(serve(config, opts.stats_file, pin_dir))
+    let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
+    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file))
 }
 
-async fn serve(config: Config, stats_file: Option<PathBuf>, pin_dir: PathBuf) -> Result<()> {
+async fn serve(
+    config: Config,
+    stats_file: Option<PathBuf>,
+    pin_dir: PathBuf,
+    pid_file: PathBuf,
+) -> Result<()> {
     let nl = netlink::connect()?;
-    let mut handles = BTreeMap::new();
+    let mut links = Vec::new();
     for p in &config.ports {
-        let h = netlink::link(&nl, &p.name).await?;
+        links.push((p, netlink::link(&nl, &p.name).await?));
+    }
+    // Every interface exists; claim the gateway before changing any of them. Held to the end.
+    let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
+    let mut handles = BTreeMap::new();
+    for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
         for a in &p.addresses {
             netlink::add_address(&nl, h.ifindex, *a)

@@ -4,4 +4,5 @@
 pub mod demo;
 pub mod gateway;
 pub mod lab;
+pub mod pidfile;
 pub mod slow_path;

@@ -123,6 +123,10 @@ enum GatewayCommand {
         /// stops the process but keeps forwarding from the pins; a new run takes over.
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// Locked while running, so a second run of the same gateway is refused; default
+        /// /run/hutong/<gateway id>.pid.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
     },
 }
 
@@ -254,7 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Gateway(GatewayCommand::Run { config, plan, gateway, stats_file, pin_dir }) => {
+        Command::Gateway(GatewayCommand::Run { config, plan, gateway, stats_file, pin_dir, pid_file }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
                 (None, Some(plan), Some(id)) => {
@@ -268,7 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
             };
-            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir })?;
+            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),

@@ -47,6 +47,11 @@ fn a_flow_survives_a_keep_forwarding_restart() {
 
     let mut first = GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "first").unwrap();
     first.wait_ready(&no_interrupt).unwrap();
+    // A second run of the same gateway (same PID file) is refused before it touches anything.
+    let mut duplicate =
+        GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "duplicate").unwrap();
+    let err = duplicate.wait_ready(&no_interrupt).unwrap_err().to_string();
+    assert!(err.contains("this gateway is already running"), "{err}");
     let before = fetch();
     assert_eq!(before, format!("hello from the extranet server; you are {}", a.legacy_host_translated));
 
@@ -65,6 +70,7 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     let status = first.signal_and_wait(Signal::SIGUSR1).expect("the gateway exits on SIGUSR1");
     assert!(status.success(), "exit status {status}:\n{}", first.log_text());
     assert!(first.log_text().contains("keeps forwarding"), "{}", first.log_text());
+    assert!(!first.pid_file.exists(), "the PID file goes with the process");
     let pins = first.pin_dir.clone();
     assert!(pins.join("link-legacy0").exists() && pins.join("link-uplink0").exists(), "links stay pinned");
     eprintln!(

@@ -23,6 +23,8 @@ pub struct GatewayProcess {
     pub log: PathBuf,
     pub stats: PathBuf,
     pub pin_dir: PathBuf,
+    /// Shared by every gateway process of one `work` directory: they are the same gateway.
+    pub pid_file: PathBuf,
 }
 
 impl GatewayProcess {
@@ -33,6 +35,7 @@ impl GatewayProcess {
         let stats = work.join(format!("{tag}.counters"));
         let _ = std::fs::remove_file(&stats);
         let pin_dir = Path::new(PIN_ROOT).join(ns.name());
+        let pid_file = work.join("gateway.pid");
         let mut cmd = ns.command(hutong);
         // If the lab's owner is killed (SIGKILL skips its cleanup), the gateway must not live on
         // in a namespace nobody can reach; the next lab sweeps the namespace and pins.
@@ -47,12 +50,14 @@ impl GatewayProcess {
             .arg(&stats)
             .arg("--pin-dir")
             .arg(&pin_dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", hutong.display()))?;
-        Ok(GatewayProcess { child, log, stats, pin_dir })
+        Ok(GatewayProcess { child, log, stats, pin_dir, pid_file })
     }
 
     /// Waits until the gateway publishes counters: it is attached and forwarding.
@@ -64,6 +69,10 @@ impl GatewayProcess {
                 bail!("the gateway exited ({status}) before it was ready:\n{}", self.log_text());
             }
             if self.stats.exists() {
+                let pid = std::fs::read_to_string(&self.pid_file).unwrap_or_default();
+                if pid.trim() != self.child.id().to_string() {
+                    bail!("the gateway runs but its PID file {} says {pid:?}", self.pid_file.display());
+                }
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
