@@ -100,7 +100,8 @@ async fn serve(
     }
     let ordered: Vec<(String, tables::PortHandle)> =
         config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
-    let slow = crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir, sync.requester())?;
+    let mut slow =
+        crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir, sync.requester())?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s)",
@@ -129,17 +130,17 @@ async fn serve(
             }
             _ = tick.tick() => {
                 if let Some(path) = &stats_file {
-                    write_atomically(path, &engine.counters()?.to_text())?;
+                    write_atomically(path, &stats_text(&engine.counters()?, &slow.counters()))?;
                 }
             }
         }
     }
-    let counters = engine.counters()?;
-    if let Some(path) = &stats_file {
-        write_atomically(path, &counters.to_text())?;
-    }
     resolver.abort();
     slow.stop();
+    let counters = engine.counters()?;
+    if let Some(path) = &stats_file {
+        write_atomically(path, &stats_text(&counters, &slow.counters()))?;
+    }
     if keep_forwarding {
         eprintln!(
             "hutong gateway {}: stopping for an upgrade; the program keeps forwarding from {}",
@@ -152,6 +153,19 @@ async fn serve(
         engine.shutdown()?;
     }
     Ok(())
+}
+
+/// The counters file: the program's counters as `name value` lines, then the slow-path engine's
+/// as `slow.name value` (what it dropped and why, the ICMP errors it sent). Readers of the
+/// program's counters (`Counters::from_text`) skip the `slow.` lines.
+fn stats_text(xdp: &dataplane::Counters, slow: &dataplane::Counters) -> String {
+    let mut text = xdp.to_text();
+    for line in slow.to_text().lines() {
+        text.push_str("slow.");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {

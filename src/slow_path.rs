@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
     path::Path,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, Map, MapData};
 use dataplane::{
-    Config,
+    Config, Counters,
     buffer::{Packet, Verdict},
     engine::{Engine, Iface},
     port::afxdp::AfXdpPort,
@@ -27,7 +27,7 @@ use dataplane::{
 use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// How often the slow path copies the neighbor table the program uses.
+/// How often the slow path copies the neighbor table the program uses, and publishes its counters.
 const NEIGHBOR_SYNC: Duration = Duration::from_millis(200);
 /// Frames taken from one socket per round.
 const BATCH: u32 = 64;
@@ -35,6 +35,7 @@ const BATCH: u32 = 64;
 pub struct SlowPath {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<Mutex<Counters>>,
 }
 
 impl SlowPath {
@@ -62,13 +63,22 @@ impl SlowPath {
         let neighbors = pin_dir.join(MAP_NEIGH_V4);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let counters = Arc::new(Mutex::new(engine.counters.summary()));
+        let published = counters.clone();
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
-            .spawn(move || run(socks, engine, ifindexes, &neighbors, &flag, &misses))?;
-        Ok(SlowPath { stop, thread: Some(thread) })
+            .spawn(move || run(socks, engine, ifindexes, &neighbors, &flag, &misses, &published))?;
+        Ok(SlowPath { stop, thread: Some(thread), counters })
     }
 
-    pub fn stop(mut self) {
+    /// The slow-path engine's counters (its drops by reason, ICMP errors it sent), as of its
+    /// last publication, at most [`NEIGHBOR_SYNC`] old; final once [`SlowPath::stop`] returned.
+    pub fn counters(&self) -> Counters {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Stops the thread; the counters keep their final values.
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -94,13 +104,20 @@ fn run(
     neighbors: &Path,
     stop: &AtomicBool,
     misses: &UnboundedSender<NeighKey>,
+    counters: &Mutex<Counters>,
 ) {
+    let publish = |engine: &Engine| {
+        if let Ok(mut c) = counters.lock() {
+            *c = engine.counters.summary();
+        }
+    };
     let start = Instant::now();
     let mut synced = start - NEIGHBOR_SYNC;
     let mut batch: Vec<Packet> = Vec::with_capacity(BATCH as usize * socks.len());
     while !stop.load(Ordering::Relaxed) {
         if synced.elapsed() >= NEIGHBOR_SYNC {
             sync_neighbors(&mut engine, &ifindexes, neighbors);
+            publish(&engine);
             synced = Instant::now();
         }
         for (i, s) in socks.iter_mut().enumerate() {
@@ -126,4 +143,5 @@ fn run(
             }
         }
     }
+    publish(&engine);
 }
