@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub pin_dir: Option<PathBuf>,
     /// The PID file, locked while running; default `/run/hutong/<gateway id>.pid`.
     pub pid_file: Option<PathBuf>,
+    /// Where the agent API listens.
+    pub api: std::net::SocketAddr,
 }
 
 /// The default pin directory of a gateway.
@@ -48,7 +50,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
-    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file))
+    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file, opts.api))
 }
 
 async fn serve(
@@ -56,6 +58,7 @@ async fn serve(
     stats_file: Option<PathBuf>,
     pin_dir: PathBuf,
     pid_file: PathBuf,
+    api_addr: std::net::SocketAddr,
 ) -> Result<()> {
     let nl = netlink::connect()?;
     let mut links = Vec::new();
@@ -64,6 +67,20 @@ async fn serve(
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
+    let api = crate::api::ApiState::new(crate::api::StatusInfo {
+        gateway: config.gateway.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        engine: "xdp",
+        ports: config.ports.iter().map(|p| p.key()).collect(),
+        config_digest: {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            config.to_json().hash(&mut h);
+            format!("{:016x}", h.finish())
+        },
+    });
+    // Bound before any interface changes, so a taken port stops the start cleanly.
+    let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
     let mut handles = BTreeMap::new();
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
@@ -104,7 +121,7 @@ async fn serve(
         crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir, sync.requester())?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
-        "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s)",
+        "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
         config.gateway,
         handles.keys().cloned().collect::<Vec<_>>().join(", "),
         config.netmaps.len(),
@@ -129,13 +146,16 @@ async fn serve(
                 bail!("the neighbor resolver stopped: {ended:?}");
             }
             _ = tick.tick() => {
+                let (xdp, slow) = (engine.counters()?, slow.counters());
                 if let Some(path) = &stats_file {
-                    write_atomically(path, &stats_text(&engine.counters()?, &slow.counters()))?;
+                    write_atomically(path, &stats_text(&xdp, &slow))?;
                 }
+                api.set_counters(xdp, slow);
             }
         }
     }
     resolver.abort();
+    api_server.abort();
     slow.stop();
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {

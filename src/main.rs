@@ -127,6 +127,9 @@ enum GatewayCommand {
         /// /run/hutong/<gateway id>.pid.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Where the agent API (GET /v1/status, GET /metrics) listens.
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
     },
 }
 
@@ -258,7 +261,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Gateway(GatewayCommand::Run { config, plan, gateway, stats_file, pin_dir, pid_file }) => {
+        Command::Gateway(GatewayCommand::Run {
+            config,
+            plan,
+            gateway,
+            stats_file,
+            pin_dir,
+            pid_file,
+            api,
+        }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
                 (None, Some(plan), Some(id)) => {
@@ -272,7 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
             };
-            hutong::gateway::run(hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file })?;
+            let options = hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api };
+            hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),

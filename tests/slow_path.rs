@@ -65,5 +65,44 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
         text.lines().filter_map(|l| l.strip_prefix("slow.")).map(|l| format!("{l}\n")).collect();
     let slow = Counters::from_text(&slow);
     assert!(slow.stat(Stat::IcmpErrors) >= answered as u64, "slow path counters: {slow:?}\n{text}");
+
+    // The agent API, on the gateway namespace's loopback: status, and the same counters as
+    // Prometheus text that a parser accepts.
+    let get = |path: &str| {
+        let out = lab
+            .gateway
+            .command("curl")
+            .args(["-sf", &format!("http://127.0.0.1:9180{path}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "GET {path} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log_text()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status: serde_json::Value = serde_json::from_str(&get("/v1/status")).unwrap();
+    assert_eq!(status["gateway"], config.gateway.as_str(), "{status}");
+    assert_eq!(status["engine"], "xdp", "{status}");
+    let metrics = get("/metrics");
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |engine: &str, stat: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "hutong_packets_total"
+                    && s.labels.get("engine") == Some(engine)
+                    && s.labels.get("stat") == Some(stat)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert!(sample("xdp", "slow_path").is_some_and(|v| v >= 3.0), "{metrics}");
+    assert!(sample("slow_path", "icmp_errors").is_some_and(|v| v >= answered as f64), "{metrics}");
     gw.stop();
 }

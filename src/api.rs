@@ -1,0 +1,154 @@
+//! The agent API, first part: `GET /v1/status` and `GET /metrics` (Prometheus/OpenMetrics
+//! text), served on loopback by default. The gateway's loop refreshes the counters this reads
+//! every 200 ms, so a scrape never touches the BPF maps itself.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use dataplane::Counters;
+use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family};
+use serde::Serialize;
+
+/// Where the API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9180";
+
+/// What `GET /v1/status` reports, fixed at start.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusInfo {
+    pub gateway: String,
+    pub version: &'static str,
+    /// `xdp`: the XDP program with the userspace slow path behind it.
+    pub engine: &'static str,
+    pub ports: Vec<String>,
+    /// A digest of the running config, to tell two configs apart (not stable across builds).
+    pub config_digest: String,
+}
+
+/// The API's view of the gateway: fixed facts plus the latest counters.
+pub struct ApiState {
+    pub info: StatusInfo,
+    started: Instant,
+    counters: Mutex<(Counters, Counters)>,
+}
+
+impl ApiState {
+    pub fn new(info: StatusInfo) -> Arc<ApiState> {
+        Arc::new(ApiState { info, started: Instant::now(), counters: Mutex::default() })
+    }
+
+    /// The program's counters and the slow-path engine's.
+    pub fn set_counters(&self, xdp: Counters, slow: Counters) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c = (xdp, slow);
+        }
+    }
+}
+
+/// Binds `addr` (so a taken port fails the start, before anything changes) and returns the
+/// server to spawn.
+pub async fn bind(
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
+    let app =
+        Router::new().route("/v1/status", get(status)).route("/metrics", get(metrics)).with_state(state);
+    Ok(axum::serve(listener, app).into_future())
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    #[serde(flatten)]
+    info: &'a StatusInfo,
+    uptime_seconds: u64,
+}
+
+async fn status(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    Json(
+        serde_json::to_value(StatusBody { info: &s.info, uptime_seconds: s.started.elapsed().as_secs() })
+            .unwrap_or_default(),
+    )
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatLabels {
+    engine: &'static str,
+    stat: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    engine: &'static str,
+    reason: &'static str,
+}
+
+/// The counters as OpenMetrics text: `hutong_packets_total{engine,stat}` and
+/// `hutong_drops_total{engine,reason}`, for the XDP program and the slow path.
+pub fn encode(gateway: &str, xdp: &Counters, slow: &Counters) -> String {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
+    let packets = Family::<StatLabels, Counter>::default();
+    let drops = Family::<DropLabels, Counter>::default();
+    for (engine, c) in [("xdp", xdp), ("slow_path", slow)] {
+        for (stat, v) in &c.stats {
+            packets.get_or_create(&StatLabels { engine, stat }).inc_by(*v);
+        }
+        for (reason, v) in &c.drops {
+            drops.get_or_create(&DropLabels { engine, reason }).inc_by(*v);
+        }
+    }
+    registry.register("packets", format!("Packets of gateway {gateway} by what happened to them"), packets);
+    registry.register("drops", format!("Packets gateway {gateway} dropped, by reason"), drops);
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    let (xdp, slow) = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        encode(&s.info.gateway, &xdp, &slow),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutong_common::{Drop, Stat};
+
+    #[test]
+    fn metrics_parse_as_prometheus_text_with_every_counter() {
+        let xdp = Counters {
+            stats: Stat::ALL.iter().map(|s| (s.name(), *s as u64 + 1)).collect(),
+            drops: Drop::ALL.iter().map(|d| (d.name(), 7)).collect(),
+        };
+        let text = encode("gw-t", &xdp, &Counters::default());
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let value = |name: &str, label: &str, want: &str| {
+            scrape.samples.iter().find(|s| {
+                s.metric == name && s.labels.get("engine") == Some("xdp") && s.labels.get(label) == Some(want)
+            })
+        };
+        let fwd = value("hutong_packets_total", "stat", "forwarded").expect(&text);
+        // OpenMetrics types the family `hutong_packets`; the parser, reading Prometheus text, sees
+        // the `_total` sample untyped. The value is what matters.
+        use prometheus_parse::Value::{Counter, Untyped};
+        assert!(matches!(fwd.value, Counter(v) | Untyped(v) if v == 2.0), "{fwd:?}");
+        for d in Drop::ALL {
+            assert!(
+                value("hutong_drops_total", "reason", d.name()).is_some(),
+                "{} missing:\n{text}",
+                d.name()
+            );
+        }
+    }
+}
