@@ -119,6 +119,46 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     )
 }
 
+/// The CLI's side of the API.
+pub mod client {
+    use std::net::SocketAddr;
+
+    use anyhow::{Context, Result};
+
+    /// `GET /v1/status` of the gateway at `api`, as JSON.
+    pub fn status(api: SocketAddr) -> Result<serde_json::Value> {
+        let url = format!("http://{api}/v1/status");
+        let mut response = ureq::get(&url).call().with_context(|| {
+            format!(
+                "no gateway answers at {url} (is `hutong gateway run` running there? --api names another)"
+            )
+        })?;
+        response.body_mut().read_json().with_context(|| format!("{url} did not answer JSON"))
+    }
+
+    /// A status for people: one fact a line.
+    pub fn describe(s: &serde_json::Value) -> String {
+        let field = |k: &str| match &s[k] {
+            serde_json::Value::String(v) => v.clone(),
+            serde_json::Value::Null => "?".into(),
+            v => v.to_string(),
+        };
+        let ports: Vec<String> = s["ports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        format!(
+            "gateway {} (hutong {}), engine {}, up {} s\nports: {}\nconfig digest: {}\n",
+            field("gateway"),
+            field("version"),
+            field("engine"),
+            field("uptime_seconds"),
+            ports.join(", "),
+            field("config_digest"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

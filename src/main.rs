@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
   hutong plan generate --scale national    a synthetic plan (province example, benchmark)
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
+  hutong status [--api ADDR] [--json]      what a running gateway says about itself
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
 )]
@@ -45,6 +46,15 @@ enum Command {
         #[arg(long)]
         iface: Option<String>,
         /// Print the steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a running gateway says about itself (its agent API's GET /v1/status).
+    Status {
+        /// The gateway's agent API address (`hutong gateway run --api`).
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
+        /// Print the API's JSON as it is.
         #[arg(long)]
         json: bool,
     },
@@ -285,6 +295,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let options = hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api };
             hutong::gateway::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { api, json } => {
+            let status = hutong::api::client::status(api)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", hutong::api::client::describe(&status));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),

@@ -226,3 +226,11 @@ fn gateway_run_compiles_a_plan_itself_and_names_its_errors() {
     assert_ne!(code, 0);
     assert!(err.contains("--gateway"), "{err}");
 }
+
+#[test]
+fn status_says_when_no_gateway_answers() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let (code, _, err) = hutong(&["status", "--api", "127.0.0.1:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no gateway answers at http://127.0.0.1:1/v1/status"), "{err}");
+}

@@ -84,6 +84,19 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
         String::from_utf8(out.stdout).unwrap()
     };
     let status: serde_json::Value = serde_json::from_str(&get("/v1/status")).unwrap();
+    // The same through the CLI verb, for people and for scripts.
+    let hutong = |args: &[&str]| {
+        let out = lab.gateway.command(env!("CARGO_BIN_EXE_hutong")).args(args).output().unwrap();
+        assert!(out.status.success(), "hutong {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = hutong(&["status"]);
+    assert!(
+        said.starts_with(&format!("gateway {} (hutong ", config.gateway)) && said.contains("engine xdp"),
+        "{said}"
+    );
+    let said: serde_json::Value = serde_json::from_str(&hutong(&["status", "--json"])).unwrap();
+    assert_eq!(said["config_digest"], status["config_digest"]);
     assert_eq!(status["gateway"], config.gateway.as_str(), "{status}");
     assert_eq!(status["engine"], "xdp", "{status}");
     let metrics = get("/metrics");
