@@ -1,5 +1,5 @@
-//! The agent API, first part: `GET /v1/status` and `GET /metrics` (Prometheus/OpenMetrics
-//! text), served on loopback by default. The gateway's loop refreshes the counters this reads
+//! The agent API, first part: `GET /v1/status`, `GET /v1/config` and `GET /metrics`
+//! (Prometheus/OpenMetrics text), served on loopback by default. The gateway's loop refreshes the counters this reads
 //! every 200 ms, so a scrape never touches the BPF maps itself.
 
 use std::{
@@ -32,13 +32,16 @@ pub struct StatusInfo {
 /// The API's view of the gateway: fixed facts plus the latest counters.
 pub struct ApiState {
     pub info: StatusInfo,
+    /// The running config, as `hutong plan compile` writes it.
+    config: serde_json::Value,
     started: Instant,
     counters: Mutex<(Counters, Counters)>,
 }
 
 impl ApiState {
-    pub fn new(info: StatusInfo) -> Arc<ApiState> {
-        Arc::new(ApiState { info, started: Instant::now(), counters: Mutex::default() })
+    pub fn new(info: StatusInfo, config: &dataplane::Config) -> Arc<ApiState> {
+        let config = serde_json::to_value(config).unwrap_or_default();
+        Arc::new(ApiState { info, config, started: Instant::now(), counters: Mutex::default() })
     }
 
     /// The program's counters and the slow-path engine's.
@@ -58,8 +61,11 @@ pub async fn bind(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
-    let app =
-        Router::new().route("/v1/status", get(status)).route("/metrics", get(metrics)).with_state(state);
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/config", get(config))
+        .route("/metrics", get(metrics))
+        .with_state(state);
     Ok(axum::serve(listener, app).into_future())
 }
 
@@ -75,6 +81,11 @@ async fn status(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
         serde_json::to_value(StatusBody { info: &s.info, uptime_seconds: s.started.elapsed().as_secs() })
             .unwrap_or_default(),
     )
+}
+
+/// The running config and its digest (the version the rest of the API will name).
+async fn config(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    Json(serde_json::json!({ "config_digest": s.info.config_digest, "config": s.config }))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -97,6 +97,10 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     );
     let said: serde_json::Value = serde_json::from_str(&hutong(&["status", "--json"])).unwrap();
     assert_eq!(said["config_digest"], status["config_digest"]);
+    let running: serde_json::Value = serde_json::from_str(&get("/v1/config")).unwrap();
+    assert_eq!(running["config_digest"], status["config_digest"]);
+    let running = dataplane::Config::from_json(&running["config"].to_string()).unwrap();
+    assert_eq!(running, config, "GET /v1/config is the config the gateway was started with");
     assert_eq!(status["gateway"], config.gateway.as_str(), "{status}");
     assert_eq!(status["engine"], "xdp", "{status}");
     let metrics = get("/metrics");
