@@ -14,6 +14,9 @@ use dataplane::Counters;
 use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family};
 use serde::Serialize;
 
+/// Every route the server has; `docs/api/openapi.yaml` must document exactly these.
+pub const ROUTES: [&str; 3] = ["/v1/status", "/v1/config", "/metrics"];
+
 /// Where the API listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9180";
 
@@ -62,9 +65,9 @@ pub async fn bind(
         .await
         .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
     let app = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/config", get(config))
-        .route("/metrics", get(metrics))
+        .route(ROUTES[0], get(status))
+        .route(ROUTES[1], get(config))
+        .route(ROUTES[2], get(metrics))
         .with_state(state);
     Ok(axum::serve(listener, app).into_future())
 }
@@ -174,6 +177,18 @@ pub mod client {
 mod tests {
     use super::*;
     use hutong_common::{Drop, Stat};
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value =
+            serde_yaml_ng::from_str(include_str!("../docs/api/openapi.yaml")).expect("the document is YAML");
+        let mut documented: Vec<&str> =
+            doc["paths"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        documented.sort();
+        let mut served = ROUTES.to_vec();
+        served.sort();
+        assert_eq!(documented, served);
+    }
 
     #[test]
     fn metrics_parse_as_prometheus_text_with_every_counter() {

@@ -103,6 +103,30 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     assert_eq!(running, config, "GET /v1/config is the config the gateway was started with");
     assert_eq!(status["gateway"], config.gateway.as_str(), "{status}");
     assert_eq!(status["engine"], "xdp", "{status}");
+    // Every JSON route answers with what docs/api/openapi.yaml promises: the required fields,
+    // of the documented types.
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(include_str!("../docs/api/openapi.yaml")).expect("the document is YAML");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(schema) =
+            item["get"]["responses"]["200"]["content"]["application/json"]["schema"].as_object()
+        else {
+            continue;
+        };
+        let body: serde_json::Value = serde_json::from_str(&get(path)).unwrap();
+        for field in schema["required"].as_array().unwrap() {
+            let field = field.as_str().unwrap();
+            let value = &body[field];
+            let ok = match schema["properties"][field]["type"].as_str().unwrap() {
+                "string" => value.is_string(),
+                "integer" => value.is_u64() || value.is_i64(),
+                "array" => value.is_array(),
+                "object" => value.is_object(),
+                other => panic!("the test does not know type {other}"),
+            };
+            assert!(ok, "GET {path}: {field} is {value}, not as documented");
+        }
+    }
     let metrics = get("/metrics");
     let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).unwrap();
     let sample = |engine: &str, stat: &str| {
