@@ -8,7 +8,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use dataplane::{
     Action, Config, Rule,
     buffer::Packet,
-    config::{Filtering, NatPool, PoolMode, PortRange, Timeouts},
+    config::NatPool,
     engine::{Engine, Iface},
     fib::Lpm4,
     nat::sessions::Table,
@@ -43,19 +43,7 @@ fn demo_engine() -> Engine {
 fn napt_config() -> Config {
     let mut c = demo_config();
     c.ports[0].addresses = vec!["10.20.0.1/16".parse().unwrap()];
-    c.nat_pools = vec![NatPool {
-        name: "city".into(),
-        inside_vrf: 1,
-        outside_vrf: 0,
-        addresses: vec!["198.18.30.0/24".parse().unwrap()],
-        mode: PoolMode::Dynamic,
-        ports: PortRange { first: 1024, last: 65535 },
-        block_size: 256,
-        max_blocks_per_host: 4,
-        filtering: Filtering::AddressAndPortDependent,
-        timeouts: Timeouts::default(),
-        max_sessions: 1 << 20,
-    }];
+    c.nat_pools = vec![NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.0/24".parse().unwrap()])];
     c.policies = vec![Rule {
         name: "napt".into(),
         vrf: 1,

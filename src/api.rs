@@ -42,8 +42,19 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(info: StatusInfo, config: &dataplane::Config) -> Arc<ApiState> {
-        let config = serde_json::to_value(config).unwrap_or_default();
+    /// The state of a gateway running `config` on the XDP engine.
+    pub fn new(config: &dataplane::Config) -> Arc<ApiState> {
+        let json = config.to_json();
+        let mut digest = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&json, &mut digest);
+        let info = StatusInfo {
+            gateway: config.gateway.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            engine: "xdp",
+            ports: config.ports.iter().map(|p| p.key()).collect(),
+            config_digest: format!("{:016x}", std::hash::Hasher::finish(&digest)),
+        };
+        let config = serde_json::from_str(&json).unwrap_or_default();
         Arc::new(ApiState { info, config, started: Instant::now(), counters: Mutex::default() })
     }
 

@@ -67,21 +67,7 @@ async fn serve(
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
-    let api = crate::api::ApiState::new(
-        crate::api::StatusInfo {
-            gateway: config.gateway.clone(),
-            version: env!("CARGO_PKG_VERSION"),
-            engine: "xdp",
-            ports: config.ports.iter().map(|p| p.key()).collect(),
-            config_digest: {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                config.to_json().hash(&mut h);
-                format!("{:016x}", h.finish())
-            },
-        },
-        &config,
-    );
+    let api = crate::api::ApiState::new(&config);
     // Bound before any interface changes, so a taken port stops the start cleanly.
     let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
     let mut handles = BTreeMap::new();

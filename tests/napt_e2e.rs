@@ -6,15 +6,14 @@ mod common;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::Path,
     process::Stdio,
 };
 
 use dataplane::{
     Action, Rule,
-    config::{Filtering, NatPool, PoolMode, PortRange, Timeouts},
+    config::{NatPool, PortRange},
 };
-use hutong::lab::{DemoLab, gateway::GatewayProcess, http::HttpServer};
+use hutong::lab::http::HttpServer;
 
 #[test]
 fn legacy_hosts_reach_the_extranet_through_napt() {
@@ -22,17 +21,8 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     let mut config = common::demo_config();
     config.netmaps.clear();
     config.nat_pools = vec![NatPool {
-        name: "city".into(),
-        inside_vrf: 1,
-        outside_vrf: 0,
-        addresses: vec!["198.18.30.1/32".parse().unwrap()],
-        mode: PoolMode::Dynamic,
-        ports: PortRange { first: 1024, last: 65535 },
-        block_size: 256,
-        max_blocks_per_host: 4,
-        filtering: Filtering::AddressAndPortDependent,
-        timeouts: Timeouts::default(),
         max_sessions: 10_000,
+        ..NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.1/32".parse().unwrap()])
     }];
     config.policies = vec![Rule {
         name: "city-hall-napt".into(),
@@ -46,22 +36,12 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     }];
     config.validate().unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
     let a = lab.addrs.clone();
     assert_eq!(a.legacy_host_translated.to_string(), "198.18.30.1");
-    let work = tempfile::tempdir().unwrap();
-    let config_path = work.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_json()).unwrap();
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
-    let mut gw = GatewayProcess::start(
-        &lab.gateway,
-        Path::new(env!("CARGO_BIN_EXE_hutong")),
-        &config_path,
-        work.path(),
-        "gw",
-    )
-    .unwrap();
+    let mut gw = site.start_gateway("gw");
     gw.wait_ready(&|| Ok(())).unwrap();
     let log = gw.log_text();
     assert!(log.contains("VRF 0 takes the slow path") && log.contains("VRF 1 takes the slow path"), "{log}");
@@ -122,22 +102,12 @@ fn a_published_legacy_service_is_reachable_from_the_extranet() {
     });
     config.validate().unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
     let a = lab.addrs.clone();
-    let work = tempfile::tempdir().unwrap();
-    let config_path = work.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_json()).unwrap();
     // The legacy service, listening on its legacy address; it never sent anything before.
     let portal = HttpServer::start(&lab.legacy, SocketAddr::new(a.legacy_host.addr().into(), 8080)).unwrap();
-    let mut gw = GatewayProcess::start(
-        &lab.gateway,
-        Path::new(env!("CARGO_BIN_EXE_hutong")),
-        &config_path,
-        work.path(),
-        "gw",
-    )
-    .unwrap();
+    let mut gw = site.start_gateway("gw");
     gw.wait_ready(&|| Ok(())).unwrap();
 
     let fetch = |url: &str| {

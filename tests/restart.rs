@@ -6,12 +6,11 @@ mod common;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::Path,
     process::Stdio,
     time::Duration,
 };
 
-use hutong::lab::{DemoLab, gateway::GatewayProcess, http::HttpServer};
+use hutong::lab::http::HttpServer;
 use nix::sys::signal::Signal;
 
 /// Pings in the flow, 10 ms apart: about 4 s of traffic around the restart.
@@ -24,13 +23,9 @@ const MAX_LOST: u32 = 1;
 fn a_flow_survives_a_keep_forwarding_restart() {
     common::require_root("restart");
     let config = common::demo_config();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
     let a = lab.addrs.clone();
-    let work = tempfile::tempdir().unwrap();
-    let config_path = work.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_json()).unwrap();
-    let hutong = Path::new(env!("CARGO_BIN_EXE_hutong"));
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(IpAddr::V4(a.server.addr()), 80)).unwrap();
     let url = format!("http://{}/", a.server.addr());
     let fetch = || {
@@ -45,11 +40,10 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     };
     let no_interrupt = || Ok(());
 
-    let mut first = GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "first").unwrap();
+    let mut first = site.start_gateway("first");
     first.wait_ready(&no_interrupt).unwrap();
     // A second run of the same gateway (same PID file) is refused before it touches anything.
-    let mut duplicate =
-        GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "duplicate").unwrap();
+    let mut duplicate = site.start_gateway("duplicate");
     let err = duplicate.wait_ready(&no_interrupt).unwrap_err().to_string();
     assert!(err.contains("this gateway is already running"), "{err}");
     let before = fetch();
@@ -80,8 +74,7 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     std::thread::sleep(Duration::from_secs(1));
 
     // Start again: it adopts the pinned maps and swaps its program into the pinned links.
-    let mut second =
-        GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "second").unwrap();
+    let mut second = site.start_gateway("second");
     second.wait_ready(&no_interrupt).unwrap();
     let log = second.log_text();
     assert!(log.contains("adopting the pinned maps"), "{log}");
@@ -111,5 +104,5 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     second.stop();
     assert!(!pins.exists(), "{} left behind", pins.display());
     drop(first);
-    drop(lab);
+    drop(site);
 }

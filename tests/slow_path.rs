@@ -3,30 +3,20 @@
 
 mod common;
 
-use std::{net::SocketAddr, path::Path, process::Stdio};
+use std::{net::SocketAddr, process::Stdio};
 
 use dataplane::{Counters, Stat};
-use hutong::lab::{DemoLab, gateway::GatewayProcess, http::HttpServer};
+use hutong::lab::http::HttpServer;
 
 #[test]
 fn an_expiring_ttl_is_answered_through_the_slow_path() {
     common::require_root("slow_path");
     let config = common::demo_config();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let lab = rt.block_on(DemoLab::build(&config)).unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
     let a = lab.addrs.clone();
-    let work = tempfile::tempdir().unwrap();
-    let config_path = work.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_json()).unwrap();
     let _server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
-    let mut gw = GatewayProcess::start(
-        &lab.gateway,
-        Path::new(env!("CARGO_BIN_EXE_hutong")),
-        &config_path,
-        work.path(),
-        "gw",
-    )
-    .unwrap();
+    let mut gw = site.start_gateway("gw");
     gw.wait_ready(&|| Ok(())).unwrap();
 
     let out = lab

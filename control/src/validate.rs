@@ -108,13 +108,7 @@ fn check_allocations(
 ) {
     let mine = node.allocations.blocks();
     for (_, field, block) in &mine {
-        if *block != block.trunc() {
-            out.push(lp.error(
-                &format!("{path}.{field}"),
-                format!("{block} has host bits set"),
-                Some(format!("did you mean {}?", block.trunc())),
-            ));
-        }
+        host_bits(lp, &format!("{path}.{field}"), *block, out);
     }
     // The public and internet-access areas are both real plan addresses: never the same ones.
     for (zone, field, block) in &mine {
@@ -234,14 +228,8 @@ fn check_legacy_networks(lp: &LoadedPlan, path: &str, node: &Node, out: &mut Vec
                     Some(format!("use a /{} target", rule.from.prefix_len())),
                 ));
             }
-            for (field, net) in [("from", &rule.from), ("to", &rule.to)] {
-                if *net != net.trunc() {
-                    out.push(lp.error(
-                        &format!("{rp}.{field}"),
-                        format!("{net} has host bits set"),
-                        Some(format!("did you mean {}?", net.trunc())),
-                    ));
-                }
+            for (field, net) in [("from", rule.from), ("to", rule.to)] {
+                host_bits(lp, &format!("{rp}.{field}"), IpNet::V4(net), out);
             }
             if !n.prefixes.iter().any(|p| p.contains(&rule.from)) {
                 out.push(lp.error(
@@ -318,13 +306,7 @@ fn check_conversions(
         }
         for (k, p) in napt.pool.iter().enumerate() {
             let pp = format!("{np}.napt.pool[{k}]");
-            if *p != p.trunc() {
-                out.push(lp.error(
-                    &pp,
-                    format!("{p} has host bits set"),
-                    Some(format!("did you mean {}?", p.trunc())),
-                ));
-            }
+            host_bits(lp, &pp, IpNet::V4(*p), out);
             if !in_allocation(p) {
                 out.push(lp.error(
                     &pp,
@@ -402,13 +384,7 @@ fn check_conversions(
     }
     for (k, iso) in n.isolated.iter().enumerate() {
         let ip = format!("{np}.isolated[{k}]");
-        if *iso != iso.trunc() {
-            out.push(lp.error(
-                &ip,
-                format!("{iso} has host bits set"),
-                Some(format!("did you mean {}?", iso.trunc())),
-            ));
-        }
+        host_bits(lp, &ip, IpNet::V4(*iso), out);
         if !n.prefixes.iter().any(|p| p.contains(iso)) {
             out.push(lp.error(
                 &ip,

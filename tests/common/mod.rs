@@ -19,3 +19,37 @@ pub fn demo_config() -> dataplane::Config {
     control::validate(&lp).expect("demo plan is valid");
     control::compile(&lp, hutong::demo::DEMO_GATEWAY).expect("demo plan compiles")
 }
+
+/// The demo site in namespaces for one config, with a work directory holding that config: what
+/// every end-to-end test starts from. Fields drop in order: the lab (namespaces) before the
+/// runtime that built it, the work directory last.
+pub struct Site {
+    pub lab: hutong::lab::DemoLab,
+    pub rt: tokio::runtime::Runtime,
+    pub work: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+}
+
+impl Site {
+    pub fn build(config: &dataplane::Config) -> Site {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let lab = rt.block_on(hutong::lab::DemoLab::build(config)).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let config_path = work.path().join("gateway.json");
+        std::fs::write(&config_path, config.to_json()).unwrap();
+        Site { lab, rt, work, config_path }
+    }
+
+    /// Starts `hutong gateway run` on the site's config; `tag` names its log and counters.
+    pub fn start_gateway(&self, tag: &str) -> hutong::lab::gateway::GatewayProcess {
+        let hutong = std::path::Path::new(env!("CARGO_BIN_EXE_hutong"));
+        hutong::lab::gateway::GatewayProcess::start(
+            &self.lab.gateway,
+            hutong,
+            &self.config_path,
+            self.work.path(),
+            tag,
+        )
+        .unwrap()
+    }
+}

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::{steer, *};
 use crate::{
     buffer::Packet,
-    config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, Timeouts, tests::demo},
+    config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, tests::demo},
 };
 
 const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
@@ -23,17 +23,9 @@ const SEC: u64 = 1_000_000_000;
 
 fn pool(filtering: Filtering) -> NatPool {
     NatPool {
-        name: "city".into(),
-        inside_vrf: 1,
-        outside_vrf: 0,
-        addresses: vec!["198.18.30.0/30".parse().unwrap()],
-        mode: PoolMode::Dynamic,
-        ports: PortRange { first: 1024, last: 65535 },
-        block_size: 256,
-        max_blocks_per_host: 4,
         filtering,
-        timeouts: Timeouts::default(),
         max_sessions: 10_000,
+        ..NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.0/30".parse().unwrap()])
     }
 }
 

@@ -162,14 +162,8 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         ETH_P_ARP => {
             let ifindex = ctx.ingress_ifindex() as u32;
             let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
-            // VLAN ports are the slow path's (their interface is marked so); otherwise a tagged
-            // frame has no port.
             if tagged {
-                return if port.flags & PORT_SLOW != 0 {
-                    Ok(slow_path(ctx, port.slot))
-                } else {
-                    Err(Drop::UnknownPort)
-                };
+                return tagged_frame(ctx, port);
             }
             glean_arp(ctx, &t, ifindex, port.vrf);
             count(&STATS, Stat::ToHost as u32);
@@ -181,11 +175,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
     if tagged {
-        return if port.flags & PORT_SLOW != 0 {
-            Ok(slow_path(ctx, port.slot))
-        } else {
-            Err(Drop::UnknownPort)
-        };
+        return tagged_frame(ctx, port);
     }
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
     let ihl = ((unsafe { (*ip)[0] } & 0x0f) as usize) * 4;
@@ -290,6 +280,13 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     count(&STATS, Stat::Forwarded as u32);
     Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
+}
+
+/// A VLAN-tagged frame: VLAN ports are the slow path's (their interface is marked so); on any
+/// other interface a tagged frame has no port.
+#[inline(always)]
+fn tagged_frame(ctx: &XdpContext, port: &Port) -> Result<u32, Drop> {
+    if port.flags & PORT_SLOW != 0 { Ok(slow_path(ctx, port.slot)) } else { Err(Drop::UnknownPort) }
 }
 
 /// Learns the sender of an ARP packet addressed to one of our addresses, if the sender is on a
