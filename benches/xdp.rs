@@ -5,18 +5,23 @@
 //! The kernel runs the program repeatedly on one buffer, so rewrites accumulate. The forwarding
 //! case therefore uses a config whose netmaps map 10.20.0.0/24 and 198.18.20.0/24 onto each other
 //! in both directions: every run translates the previous run's output back, and TTL 255 leaves
-//! room for the 200 runs of one call before the slow path would take over.
+//! room for the 200 runs of one call before the slow path would take over. The established-NAPT
+//! case runs a second program instance with a NAPT pool on the legacy VRF, and two flows that
+//! translate into each other (address and port both ways), as the slow path would have written
+//! them for an established session.
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::{
-    Action, Netmap, Rule, netlink, tables,
+    Action, Netmap, Rule,
+    config::NatPool,
+    netlink, tables,
     xdp::{XdpEngine, action},
 };
 use etherparse::PacketBuilder;
 use hutong::lab::{Netns, netns::lab_tag};
-use hutong_common::{Neigh, NeighKey};
+use hutong_common::{Flow, FlowKey, Neigh, NeighKey};
 
 const RUNS_PER_CALL: u32 = 200;
 
@@ -55,48 +60,97 @@ fn xdp(c: &mut Criterion) {
         h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
         (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
     });
-    let t = tables::build(&config(), |n| match n {
-        "legacy0" => Some(legacy),
-        "uplink0" => Some(uplink),
-        _ => None,
-    })
-    .unwrap();
-    let mut engine = XdpEngine::load().unwrap();
-    engine.install(&t).unwrap();
-    engine
-        .neighbor_table()
-        .unwrap()
-        .insert(
-            NeighKey { ifindex: uplink.ifindex, addr: [198, 19, 0, 2] },
-            Neigh { mac: [2; 6], _pad: [0; 2] },
-            0,
-        )
+    let load = |config: &dataplane::Config| {
+        let t = tables::build(config, |n| match n {
+            "legacy0" => Some(legacy),
+            "uplink0" => Some(uplink),
+            _ => None,
+        })
         .unwrap();
-    let frame = |src: [u8; 4]| {
+        let mut engine = XdpEngine::load().unwrap();
+        let epoch = engine.install(&t).unwrap();
+        engine
+            .neighbor_table()
+            .unwrap()
+            .insert(
+                NeighKey { ifindex: uplink.ifindex, addr: [198, 19, 0, 2] },
+                Neigh { mac: [2; 6], _pad: [0; 2] },
+                0,
+            )
+            .unwrap();
+        (engine, epoch)
+    };
+    let (engine, _) = load(&config());
+    let mut napt_config = config();
+    napt_config.nat_pools.push(NatPool::defaults(
+        "bench".into(),
+        1,
+        0,
+        vec!["198.18.30.0/31".parse().unwrap()],
+    ));
+    let (napt_engine, epoch) = load(&napt_config);
+    let mut engines = [engine, napt_engine];
+    let frame = |src: [u8; 4], sport: u16| {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0x20, 10], legacy.mac)
             .ipv4(src, [198, 19, 0, 2], 255)
-            .udp(40000, 53);
+            .tcp(sport, 443, 1, 1000)
+            .ack(1);
         let mut v = Vec::new();
-        b.write(&mut v, &[0; 18]).unwrap();
+        b.write(&mut v, &[0; 6]).unwrap();
         v
     };
-    let forward = frame([10, 20, 0, 10]);
-    let denied = frame([10, 20, 1, 10]);
+    let forward = frame([10, 20, 0, 10], 40000);
+    let denied = frame([10, 20, 1, 10], 40000);
+    // 10.20.0.77:40000 <-> 198.18.30.1:1024, both arriving on the legacy port.
+    let napt = frame([10, 20, 0, 77], 40000);
+    let mut flows = engines[1].take_flows().unwrap();
+    let ends = [([10, 20, 0, 77], 40000u16), ([198, 18, 30, 1], 1024u16)];
+    for (from, to) in [(ends[0], ends[1]), (ends[1], ends[0])] {
+        let key = FlowKey {
+            vrf: 1,
+            src: from.0,
+            dst: [198, 19, 0, 2],
+            sport: from.1.to_be_bytes(),
+            dport: 443u16.to_be_bytes(),
+            proto: 6,
+            _pad: [0; 3],
+        };
+        let flow = Flow {
+            src: to.0,
+            dst: [198, 19, 0, 2],
+            sport: to.1.to_be_bytes(),
+            dport: 443u16.to_be_bytes(),
+            ifindex: uplink.ifindex,
+            nexthop: [198, 19, 0, 2],
+            epoch,
+            last_seen: 0,
+        };
+        flows.0.insert(key, flow, 0).unwrap();
+    }
     // The cases do what they claim.
-    let one = ns.run(|| engine.test_run(&forward, legacy.ifindex)).unwrap().unwrap();
+    let one = ns.run(|| engines[0].test_run(&forward, legacy.ifindex)).unwrap().unwrap();
     assert_eq!(one.action, action::REDIRECT);
-    let one = ns.run(|| engine.test_run(&denied, legacy.ifindex)).unwrap().unwrap();
+    let one = ns.run(|| engines[1].test_run(&napt, legacy.ifindex)).unwrap().unwrap();
+    assert_eq!((one.action, &one.frame[26..30]), (action::REDIRECT, &[198, 18, 30, 1][..]));
+    let one = ns.run(|| engines[0].test_run(&denied, legacy.ifindex)).unwrap().unwrap();
     assert_eq!(one.action, action::DROP);
 
     let mut g = c.benchmark_group("xdp");
     g.throughput(Throughput::Elements(RUNS_PER_CALL as u64));
-    for (name, f) in [("netmap+route/64B", &forward), ("default-deny/64B", &denied)] {
+    let cases = [
+        ("netmap+route/64B", 0, &forward),
+        ("napt-established/64B", 1, &napt),
+        ("default-deny/64B", 0, &denied),
+    ];
+    for (name, e, f) in cases {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let per_run =
-                        ns.run(|| engine.test_run_repeat(f, legacy.ifindex, RUNS_PER_CALL)).unwrap().unwrap();
+                    let per_run = ns
+                        .run(|| engines[e].test_run_repeat(f, legacy.ifindex, RUNS_PER_CALL))
+                        .unwrap()
+                        .unwrap();
                     total += per_run * RUNS_PER_CALL;
                 }
                 total

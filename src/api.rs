@@ -10,8 +10,11 @@ use std::{
 
 use anyhow::{Context, Result};
 use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
-use dataplane::Counters;
-use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family};
+use dataplane::{Counters, flows::FlowStats};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
 use serde::Serialize;
 
 /// Every route the server has; `docs/api/openapi.yaml` must document exactly these.
@@ -38,7 +41,18 @@ pub struct ApiState {
     /// The running config, as `hutong plan compile` writes it.
     config: serde_json::Value,
     started: Instant,
-    counters: Mutex<(Counters, Counters)>,
+    counters: Mutex<Snapshot>,
+}
+
+/// The gateway's counters at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// The XDP program's.
+    pub xdp: Counters,
+    /// The slow-path engine's.
+    pub slow: Counters,
+    /// The flows the slow path handed to the program.
+    pub flows: FlowStats,
 }
 
 impl ApiState {
@@ -58,10 +72,9 @@ impl ApiState {
         Arc::new(ApiState { info, config, started: Instant::now(), counters: Mutex::default() })
     }
 
-    /// The program's counters and the slow-path engine's.
-    pub fn set_counters(&self, xdp: Counters, slow: Counters) {
+    pub fn set_counters(&self, snapshot: Snapshot) {
         if let Ok(mut c) = self.counters.lock() {
-            *c = (xdp, slow);
+            *c = snapshot;
         }
     }
 }
@@ -114,13 +127,20 @@ struct DropLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    change: &'static str,
+}
+
 /// The counters as OpenMetrics text: `hutong_packets_total{engine,stat}` and
-/// `hutong_drops_total{engine,reason}`, for the XDP program and the slow path.
-pub fn encode(gateway: &str, xdp: &Counters, slow: &Counters) -> String {
+/// `hutong_drops_total{engine,reason}` for the XDP program and the slow path, and the flows of
+/// established sessions in the program: `hutong_xdp_flows` now, and
+/// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full).
+pub fn encode(gateway: &str, s: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
     let packets = Family::<StatLabels, Counter>::default();
     let drops = Family::<DropLabels, Counter>::default();
-    for (engine, c) in [("xdp", xdp), ("slow_path", slow)] {
+    for (engine, c) in [("xdp", &s.xdp), ("slow_path", &s.slow)] {
         for (stat, v) in &c.stats {
             packets.get_or_create(&StatLabels { engine, stat }).inc_by(*v);
         }
@@ -130,6 +150,24 @@ pub fn encode(gateway: &str, xdp: &Counters, slow: &Counters) -> String {
     }
     registry.register("packets", format!("Packets of gateway {gateway} by what happened to them"), packets);
     registry.register("drops", format!("Packets gateway {gateway} dropped, by reason"), drops);
+    let flows = Gauge::<i64>::default();
+    flows.set(s.flows.active as i64);
+    registry.register(
+        "xdp_flows",
+        format!("Flows of established NAT sessions gateway {gateway} forwards in the XDP program"),
+        flows,
+    );
+    let changes = Family::<ChangeLabels, Counter>::default();
+    for (change, v) in
+        [("installed", s.flows.installed), ("removed", s.flows.removed), ("refused_full", s.flows.full)]
+    {
+        changes.get_or_create(&ChangeLabels { change }).inc_by(v);
+    }
+    registry.register(
+        "xdp_flow_changes",
+        format!("Flow changes in gateway {gateway}'s XDP program"),
+        changes,
+    );
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -137,10 +175,10 @@ pub fn encode(gateway: &str, xdp: &Counters, slow: &Counters) -> String {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
-    let (xdp, slow) = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
+    let snapshot = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        encode(&s.info.gateway, &xdp, &slow),
+        encode(&s.info.gateway, &snapshot),
     )
 }
 
@@ -207,7 +245,8 @@ mod tests {
             stats: Stat::ALL.iter().map(|s| (s.name(), *s as u64 + 1)).collect(),
             drops: Drop::ALL.iter().map(|d| (d.name(), 7)).collect(),
         };
-        let text = encode("gw-t", &xdp, &Counters::default());
+        let flows = FlowStats { active: 5, installed: 9, removed: 4, full: 0 };
+        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows });
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         let value = |name: &str, label: &str, want: &str| {
@@ -227,5 +266,11 @@ mod tests {
                 d.name()
             );
         }
+        let active = scrape.samples.iter().find(|s| s.metric == "hutong_xdp_flows").expect(&text);
+        assert!(matches!(active.value, prometheus_parse::Value::Gauge(v) if v == 5.0), "{active:?}");
+        let installed = scrape.samples.iter().find(|s| {
+            s.metric == "hutong_xdp_flow_changes_total" && s.labels.get("change") == Some("installed")
+        });
+        assert!(installed.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 9.0)), "{text}");
     }
 }

@@ -14,6 +14,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine};
+
+use crate::api::Snapshot;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub struct RunOptions {
@@ -96,7 +98,7 @@ async fn serve(
         eprintln!("hutong gateway {}: adopting the pinned maps in {}", config.gateway, pin_dir.display());
     }
     // Tables first, then attach: the program never sees a port without its tables.
-    engine.install(&t)?;
+    let epoch = engine.install(&t)?;
     let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
     let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.nexthops.clone());
     for (name, h) in &handles {
@@ -107,7 +109,7 @@ async fn serve(
     let ordered: Vec<(String, tables::PortHandle)> =
         config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
     let mut slow =
-        crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, &pin_dir, sync.requester())?;
+        crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, epoch, &pin_dir, sync.requester())?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
@@ -135,11 +137,12 @@ async fn serve(
                 bail!("the neighbor resolver stopped: {ended:?}");
             }
             _ = tick.tick() => {
-                let (xdp, slow) = (engine.counters()?, slow.counters());
+                let snapshot =
+                    Snapshot { xdp: engine.counters()?, slow: slow.counters(), flows: slow.flow_stats() };
                 if let Some(path) = &stats_file {
-                    write_atomically(path, &stats_text(&xdp, &slow))?;
+                    write_atomically(path, &stats_text(&snapshot))?;
                 }
-                api.set_counters(xdp, slow);
+                api.set_counters(snapshot);
             }
         }
     }
@@ -148,7 +151,8 @@ async fn serve(
     slow.stop();
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
-        write_atomically(path, &stats_text(&counters, &slow.counters()))?;
+        let snapshot = Snapshot { xdp: counters.clone(), slow: slow.counters(), flows: slow.flow_stats() };
+        write_atomically(path, &stats_text(&snapshot))?;
     }
     if keep_forwarding {
         eprintln!(
@@ -165,14 +169,21 @@ async fn serve(
 }
 
 /// The counters file: the program's counters as `name value` lines, then the slow-path engine's
-/// as `slow.name value` (what it dropped and why, the ICMP errors it sent). Readers of the
-/// program's counters (`Counters::from_text`) skip the `slow.` lines.
-fn stats_text(xdp: &dataplane::Counters, slow: &dataplane::Counters) -> String {
-    let mut text = xdp.to_text();
-    for line in slow.to_text().lines() {
+/// as `slow.name value` (what it dropped and why, the ICMP errors it sent), then the flows it
+/// handed to the program as `flows.active`, `flows.installed`, `flows.removed`, `flows.full`.
+/// Readers of the program's counters (`Counters::from_text`) skip the prefixed lines.
+fn stats_text(s: &Snapshot) -> String {
+    let mut text = s.xdp.to_text();
+    for line in s.slow.to_text().lines() {
         text.push_str("slow.");
         text.push_str(line);
         text.push('\n');
+    }
+    let f = &s.flows;
+    for (name, v) in
+        [("active", f.active), ("installed", f.installed), ("removed", f.removed), ("full", f.full)]
+    {
+        text.push_str(&format!("flows.{name} {v}\n"));
     }
     text
 }

@@ -1,7 +1,9 @@
 //! The XDP engine's slow path: one AF_XDP socket per port (queue 0), a userspace engine with the
 //! same config behind them, and a thread moving frames between the two. What the XDP program
-//! hands over (IPv6, TTL expiry, ICMP errors, packets over the MTU) is decided here, with the
-//! userspace engine's complete semantics, and sent out through the egress port's socket.
+//! hands over (IPv6, TTL expiry, ICMP errors, packets over the MTU, new NAT sessions) is decided
+//! here, with the userspace engine's complete semantics, and sent out through the egress port's
+//! socket. The established NAT sessions it decides are handed back to the program as flows
+//! (see `dataplane::flows`), so their next packets stay in the kernel.
 
 use std::{
     net::IpAddr,
@@ -20,9 +22,10 @@ use dataplane::{
     Config, Counters,
     buffer::{Packet, Verdict},
     engine::{Engine, Iface},
+    flows::{FlowCache, FlowStats},
     port::afxdp::AfXdpPort,
     tables::PortHandle,
-    xdp::XdpEngine,
+    xdp::{FlowTable, XdpEngine},
 };
 use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey};
 use tokio::sync::mpsc::UnboundedSender;
@@ -31,21 +34,26 @@ use tokio::sync::mpsc::UnboundedSender;
 const NEIGHBOR_SYNC: Duration = Duration::from_millis(200);
 /// Frames taken from one socket per round.
 const BATCH: u32 = 64;
+/// Flows whose kernel stamps are read per neighbor-sync round (5 rounds a second): a full pass
+/// over a full flow map takes about 13 s, well inside the shortest session timeout (ICMP, 60 s).
+const FLOWS_PER_ROUND: usize = 2048;
 
 pub struct SlowPath {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    counters: Arc<Mutex<Counters>>,
+    counters: Arc<Mutex<(Counters, FlowStats)>>,
 }
 
 impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
     /// `ports` are the config's ports in order with their interfaces; next hops the engine finds
-    /// unresolved are reported on `misses`, for the neighbor resolver.
+    /// unresolved are reported on `misses`, for the neighbor resolver. `epoch` is the config
+    /// epoch the program runs (from [`XdpEngine::install`]).
     pub fn start(
         config: &Config,
         ports: &[(String, PortHandle)],
         xdp: &mut XdpEngine,
+        epoch: u32,
         pin_dir: &Path,
         misses: UnboundedSender<NeighKey>,
     ) -> Result<SlowPath> {
@@ -58,23 +66,32 @@ impl SlowPath {
         let ifaces: Vec<Iface> =
             ports.iter().map(|(name, h)| Iface { name: name.clone(), mac: h.mac }).collect();
         let ifindexes: Vec<u32> = ports.iter().map(|(_, h)| h.ifindex).collect();
-        let engine =
+        let mut engine =
             Engine::new(config.clone(), ifaces).map_err(|e| anyhow::anyhow!("slow-path engine: {e:?}"))?;
+        engine.track_offloads();
+        let mut table = xdp.take_flows()?;
+        let flows = FlowCache::new(&mut table, epoch, engine.generation());
         let neighbors = pin_dir.join(MAP_NEIGH_V4);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let counters = Arc::new(Mutex::new(engine.counters.summary()));
+        let counters = Arc::new(Mutex::new((engine.counters.summary(), flows.stats())));
         let published = counters.clone();
+        let state = State { engine, flows, table, epoch };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
-            .spawn(move || run(socks, engine, ifindexes, &neighbors, &flag, &misses, &published))?;
+            .spawn(move || run(socks, state, ifindexes, &neighbors, &flag, &misses, &published))?;
         Ok(SlowPath { stop, thread: Some(thread), counters })
     }
 
     /// The slow-path engine's counters (its drops by reason, ICMP errors it sent), as of its
     /// last publication, at most [`NEIGHBOR_SYNC`] old; final once [`SlowPath::stop`] returned.
     pub fn counters(&self) -> Counters {
-        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+        self.counters.lock().map(|c| c.0.clone()).unwrap_or_default()
+    }
+
+    /// The flows it handed to the program, as of its last publication.
+    pub fn flow_stats(&self) -> FlowStats {
+        self.counters.lock().map(|c| c.1).unwrap_or_default()
     }
 
     /// Stops the thread; the counters keep their final values.
@@ -97,27 +114,44 @@ fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], pin: &Path) {
     }
 }
 
+/// The slow path's engine and the flows it handed to the program.
+struct State {
+    engine: Engine,
+    flows: FlowCache,
+    table: FlowTable,
+    epoch: u32,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the program's `bpf_ktime_get_ns` stamps, so the
+/// engine's session timers and the flows' stamps compare directly.
+fn monotonic_ns() -> u64 {
+    // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make every session look old.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
 fn run(
     mut socks: Vec<AfXdpPort>,
-    mut engine: Engine,
+    state: State,
     ifindexes: Vec<u32>,
     neighbors: &Path,
     stop: &AtomicBool,
     misses: &UnboundedSender<NeighKey>,
-    counters: &Mutex<Counters>,
+    counters: &Mutex<(Counters, FlowStats)>,
 ) {
-    let publish = |engine: &Engine| {
+    let State { mut engine, mut flows, mut table, epoch } = state;
+    let publish = |engine: &Engine, flows: &FlowCache| {
         if let Ok(mut c) = counters.lock() {
-            *c = engine.counters.summary();
+            *c = (engine.counters.summary(), flows.stats());
         }
     };
-    let start = Instant::now();
-    let mut synced = start - NEIGHBOR_SYNC;
+    let mut synced = Instant::now() - NEIGHBOR_SYNC;
     let mut batch: Vec<Packet> = Vec::with_capacity(BATCH as usize * socks.len());
     while !stop.load(Ordering::Relaxed) {
         if synced.elapsed() >= NEIGHBOR_SYNC {
             sync_neighbors(&mut engine, &ifindexes, neighbors);
-            publish(&engine);
+            flows.tick(&mut table, engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
+            publish(&engine, &flows);
             synced = Instant::now();
         }
         for (i, s) in socks.iter_mut().enumerate() {
@@ -127,7 +161,12 @@ fn run(
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        engine.process(&mut batch, start.elapsed().as_nanos() as u64);
+        engine.process(&mut batch, monotonic_ns());
+        // Before anything is sent: a freed session's flows go before its port can answer anyone.
+        let events = engine.nat_mut().take_events();
+        let offloads = engine.take_offloads();
+        let ifindex = |i: usize| ifindexes.get(i).copied();
+        flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
         for (iface, _vlan, addr) in engine.take_misses() {
             if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(iface), addr) {
                 let _ = misses.send(NeighKey { ifindex, addr: a.octets() });
@@ -143,5 +182,5 @@ fn run(
             }
         }
     }
-    publish(&engine);
+    publish(&engine, &flows);
 }

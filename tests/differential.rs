@@ -11,11 +11,10 @@ use dataplane::{
     Drop, Stat,
     buffer::{Packet, Verdict},
     engine::{Engine, Iface},
-    netlink, tables,
+    tables,
     xdp::{XdpEngine, action},
 };
 use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
-use hutong::lab::{Netns, netns::lab_tag};
 use hutong_common::{Neigh, NeighKey};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -231,13 +230,7 @@ fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
 #[test]
 fn the_xdp_program_matches_the_userspace_engine() {
     common::require_root("differential");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let ns = Netns::create(&format!("{}-diff", lab_tag())).unwrap();
-    let (legacy, uplink) = rt.block_on(async {
-        let h = ns.netlink().unwrap();
-        h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
-        (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
-    });
+    let (ns, legacy, uplink) = common::veth_pair("diff");
     let config = common::demo_config();
 
     // The XDP engine, with the demo's tables and these neighbors.

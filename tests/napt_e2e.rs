@@ -10,7 +10,7 @@ use std::{
 };
 
 use dataplane::{
-    Action, Rule,
+    Action, Rule, Stat,
     config::{NatPool, PortRange},
 };
 use hutong::lab::http::HttpServer;
@@ -73,7 +73,42 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     // The unmapped address is published by no rule.
     assert_eq!(curl(Some(&a.unmapped.to_string())), "");
     assert_eq!(server.seen(), vec![IpAddr::V4(a.legacy_host_translated)]);
+
+    // An established session stays in the kernel: after its first exchange (decided by the
+    // slow path), the program forwards it by the flows the slow path handed over.
+    let before = flow_counters(&gw.stats);
+    let ping = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-c", "40", "-i", "0.02", "-W", "1", &a.server.addr().to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(text.contains("40 received"), "ICMP echo through NAPT flows:\n{text}");
+    std::thread::sleep(std::time::Duration::from_millis(500)); // one counters refresh
+    let after = flow_counters(&gw.stats);
+    let hits = after.flow_hit - before.flow_hit;
+    let slow = after.slow_path - before.slow_path;
+    eprintln!("napt_e2e: 40 echo exchanges: {hits} packets by flows in the program, {slow} by the slow path");
+    assert!(hits >= 70, "established echo traffic must stay in the program: {hits} flow hits, {slow} slow");
+    assert!(slow <= 10, "only the session's first packets take the slow path: {slow}");
+    assert!(after.active >= 2, "both directions of the session are flows: {}", after.active);
     gw.stop();
+}
+
+struct FlowCounters {
+    flow_hit: u64,
+    slow_path: u64,
+    active: u64,
+}
+
+/// The program's flow hits and slow-path hand-overs, and the flows in its map, from the
+/// gateway's counters file.
+fn flow_counters(path: &std::path::Path) -> FlowCounters {
+    let text = std::fs::read_to_string(path).unwrap();
+    let c = dataplane::Counters::from_text(&text);
+    let active = text.lines().find_map(|l| l.strip_prefix("flows.active ")).map_or(0, |v| v.parse().unwrap());
+    FlowCounters { flow_hit: c.stat(Stat::FlowHit), slow_path: c.stat(Stat::SlowPath), active }
 }
 
 #[test]

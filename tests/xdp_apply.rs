@@ -11,9 +11,9 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use dataplane::{Config, netlink, tables, xdp::XdpEngine};
+use dataplane::{Config, tables, xdp::XdpEngine};
 use etherparse::PacketBuilder;
-use hutong::lab::{Netns, netns::lab_tag};
+use hutong::lab::netns::lab_tag;
 use hutong_common::{Neigh, NeighKey};
 
 const M1: [u8; 6] = [2, 0, 0, 0, 0x19, 2];
@@ -29,13 +29,7 @@ fn config_b(mut c: Config) -> Config {
 #[test]
 fn a_config_applied_under_traffic_is_never_seen_half_applied() {
     common::require_root("xdp_apply");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ns = Netns::create(&format!("{}-apply", lab_tag())).unwrap();
-    let (legacy, uplink) = rt.block_on(async {
-        let h = ns.netlink().unwrap();
-        h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
-        (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
-    });
+    let (ns, legacy, uplink) = common::veth_pair("apply");
     let resolve = |n: &str| match n {
         "legacy0" => Some(legacy),
         "uplink0" => Some(uplink),

@@ -6,12 +6,11 @@ mod common;
 
 use dataplane::{
     Counters, Drop, Stat,
-    netlink::{self},
     tables::{self, PortHandle},
     xdp::{TestOutcome, XdpEngine, action},
 };
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
-use hutong::lab::{Netns, netns::lab_tag};
+use hutong::lab::Netns;
 use hutong_common::{Neigh, NeighKey};
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x20, 0x0a];
@@ -25,7 +24,6 @@ struct Rig {
     engine: XdpEngine,
     legacy: PortHandle,
     uplink: PortHandle,
-    _rt: tokio::runtime::Runtime,
 }
 
 impl Rig {
@@ -33,13 +31,7 @@ impl Rig {
     /// legacy host and the server as known neighbors.
     fn new() -> Rig {
         common::require_root("xdp_program");
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let ns = Netns::create(&format!("{}-xdp", lab_tag())).unwrap();
-        let (legacy, uplink) = rt.block_on(async {
-            let h = ns.netlink().unwrap();
-            h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
-            (netlink::link(&h, "legacy0").await.unwrap(), netlink::link(&h, "uplink0").await.unwrap())
-        });
+        let (ns, legacy, uplink) = common::veth_pair("xdp");
         let config = common::demo_config();
         let t = tables::build(&config, |n| match n {
             "legacy0" => Some(legacy),
@@ -56,7 +48,7 @@ impl Rig {
                 neigh.insert(NeighKey { ifindex, addr }, Neigh { mac, _pad: [0; 2] }, 0).unwrap();
             }
         }
-        Rig { ns, engine, legacy, uplink, _rt: rt }
+        Rig { ns, engine, legacy, uplink }
     }
 
     fn run(&mut self, frame: &[u8], ingress: u32) -> TestOutcome {

@@ -6,7 +6,8 @@
 //! - the userspace engine ([`engine`]): the complete pipeline over batches ([`packet`] parsing and
 //!   rewrites, [`fib`] routing, [`nat`] sessions, [`port`] I/O, [`trace`] for one packet);
 //! - the XDP engine (`ebpf/xdp`): [`tables`] derives its map contents from a `Config`, [`xdp`]
-//!   loads and attaches it and fills the maps, and [`neighbor`] keeps next-hop MACs resolved
+//!   loads and attaches it and fills the maps, [`flows`] hands it the established NAT sessions
+//!   the userspace engine decided, and [`neighbor`] keeps next-hop MACs resolved
 //!   through the kernel's neighbor table.
 
 pub mod buffer;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod fib;
+pub mod flows;
 pub mod nat;
 pub mod neighbor;
 pub mod netlink;

@@ -9,7 +9,7 @@ use std::{
 };
 
 use hutong_common::{
-    NeighKey, Netmap as NetmapEntry, PORT_SLOW, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key,
+    NeighKey, Netmap as NetmapEntry, PORT_FLOWS, PORT_SLOW, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key,
 };
 use ipnet::{IpNet, Ipv4Net};
 
@@ -164,7 +164,9 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         };
         let is_slow =
             slow.all.is_some() || slow.vrfs.contains_key(&q.vrf) || slow.ifaces.contains_key(&q.name);
-        let flags = if is_slow { PORT_SLOW } else { 0 };
+        let nat_vrf = config.nat_pools.iter().any(|n| n.inside_vrf == q.vrf || n.outside_vrf == q.vrf)
+            || config.services.iter().any(|s| s.inside_vrf == q.vrf || s.outside_vrf == q.vrf);
+        let flags = if is_slow { PORT_SLOW } else { 0 } | if nat_vrf { PORT_FLOWS } else { 0 };
         let slot = t.ports.len() as u16;
         t.ports.push((h.ifindex, Port { vrf: q.vrf, mac: h.mac, role, flags, mtu: q.mtu, slot }));
         if q.vlan.is_some() {
@@ -311,6 +313,22 @@ mod tests {
         c.routes.push(second);
         assert_eq!(slow_ports(&c), [true, true]);
         assert!(SlowScope::of(&c).is_everything(&c));
+    }
+
+    #[test]
+    fn only_nat_vrfs_look_up_flows() {
+        let flows = |c: &Config| -> Vec<bool> {
+            build(c, resolve).unwrap().ports.iter().map(|(_, p)| p.flags & PORT_FLOWS != 0).collect()
+        };
+        assert_eq!(flows(&demo()), [false, false], "netmap alone makes no sessions");
+        let mut c = demo();
+        c.nat_pools.push(crate::config::NatPool::defaults(
+            "p".into(),
+            1,
+            0,
+            vec!["198.18.30.0/31".parse().unwrap()],
+        ));
+        assert_eq!(flows(&c), [true, true]);
     }
 
     #[test]

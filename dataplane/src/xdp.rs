@@ -24,12 +24,13 @@ use aya::{
     },
 };
 use hutong_common::{
-    Drop, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_LOCAL_V4, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS,
-    MAP_NEIGH_V4, MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS,
-    MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FLOWS, MAP_LOCAL_V4, MAP_NAT_DST_V4,
+    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_FLOWS, MAX_LOCAL,
+    MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey,
+    Netmap, PROGRAM, Port, Route, Stat, V4Key,
 };
 
-use crate::{counters::Counters, tables::Tables};
+use crate::{counters::Counters, flows::FlowMap, tables::Tables};
 
 /// The program object, built for bpfel-unknown-none by build.rs.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hutong-xdp"));
@@ -50,7 +51,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 16] = [
+const MAPS: [&str; 17] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -67,6 +68,7 @@ const MAPS: [&str; 16] = [
     MAP_DROPS,
     MAP_STATS,
     MAP_SLOW_PATH,
+    MAP_FLOWS,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -87,7 +89,7 @@ fn layout_dir_name() -> String {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v3 (two generations): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} caps={},{},{},{},{},{},{}",
+        "hutong-xdp maps v4 (two generations, epochs, flows): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} caps={},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -96,13 +98,16 @@ pub fn layout() -> String {
         size_of::<Route>(),
         size_of::<NeighKey>(),
         size_of::<Neigh>(),
+        size_of::<FlowKey>(),
+        size_of::<Flow>(),
         MAX_PORTS,
         MAX_LOCAL,
         MAX_NAT_PREFIXES,
         MAX_ROUTES,
         MAX_NEIGHBORS,
         NEIGH_MISS_BYTES,
-        MAX_QUEUES
+        MAX_QUEUES,
+        MAX_FLOWS
     )
 }
 
@@ -170,11 +175,14 @@ impl XdpEngine {
     }
 
     /// Applies the tables atomically: the generation not in use is made to hold exactly them
-    /// (entries written, leftovers of an older config removed), then `ACTIVE` flips to it with
-    /// one map write. A packet reads `ACTIVE` once, so it sees the old tables or the new ones.
-    pub fn install(&mut self, t: &Tables) -> Result<()> {
+    /// (entries written, leftovers of an older config removed), then `ACTIVE` moves to the next
+    /// epoch, whose lowest bit names that generation, with one map write. A packet reads
+    /// `ACTIVE` once, so it sees the old tables or the new ones, and only flows decided under
+    /// the same epoch. Returns the new epoch.
+    pub fn install(&mut self, t: &Tables) -> Result<u32> {
         let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
-        let next = 1 - (active.get(&0, 0).context(MAP_ACTIVE)? & 1) as usize;
+        let epoch = active.get(&0, 0).context(MAP_ACTIVE)?.wrapping_add(1);
+        let next = (epoch & 1) as usize;
         let mut ports: HashMap<_, u32, Port> = HashMap::try_from(map(&mut self.ebpf, MAP_PORTS[next])?)?;
         for (ifindex, port) in &t.ports {
             ports.insert(ifindex, port, 0).context("PORTS")?;
@@ -200,8 +208,8 @@ impl XdpEngine {
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
         let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
-        active.set(0, next as u32, 0).context(MAP_ACTIVE)?;
-        Ok(())
+        active.set(0, epoch, 0).context(MAP_ACTIVE)?;
+        Ok(epoch)
     }
 
     /// Attaches the program to an interface, natively where the driver supports XDP. With a pin
@@ -273,6 +281,11 @@ impl XdpEngine {
         })
     }
 
+    /// Hands the flow map to the slow path; callable once.
+    pub fn take_flows(&mut self) -> Result<FlowTable> {
+        Ok(FlowTable(HashMap::try_from(take(&mut self.ebpf, MAP_FLOWS)?)?))
+    }
+
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
         let sum = |a: &PerCpuArray<MapData, u64>, i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
@@ -334,6 +347,27 @@ impl XdpEngine {
     /// Neighbor entries can be written directly too (tests, and static neighbors).
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)
+    }
+}
+
+/// The program's `FLOWS` map (see [`crate::flows`]).
+pub struct FlowTable(pub HashMap<MapData, FlowKey, Flow>);
+
+impl FlowMap for FlowTable {
+    fn insert(&mut self, key: &FlowKey, flow: &Flow) -> bool {
+        self.0.insert(key, flow, 0).is_ok()
+    }
+
+    fn remove(&mut self, key: &FlowKey) {
+        let _ = self.0.remove(key);
+    }
+
+    fn last_seen(&self, key: &FlowKey) -> Option<u64> {
+        self.0.get(key, 0).ok().map(|f| f.last_seen)
+    }
+
+    fn keys(&self) -> Vec<FlowKey> {
+        self.0.keys().filter_map(|k| k.ok()).collect()
     }
 }
 

@@ -53,3 +53,21 @@ impl Site {
         .unwrap()
     }
 }
+
+/// A namespace holding one veth pair, `legacy0` and `uplink0` (the demo config's interface
+/// names), for tests that run the XDP program on frames (BPF_PROG_TEST_RUN needs real ifindexes).
+pub fn veth_pair(
+    what: &str,
+) -> (hutong::lab::Netns, dataplane::tables::PortHandle, dataplane::tables::PortHandle) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ns = hutong::lab::Netns::create(&format!("{}-{what}", hutong::lab::netns::lab_tag())).unwrap();
+    let (legacy, uplink) = rt.block_on(async {
+        let h = ns.netlink().unwrap();
+        h.link().add(rtnetlink::LinkVeth::new("legacy0", "uplink0").build()).execute().await.unwrap();
+        (
+            dataplane::netlink::link(&h, "legacy0").await.unwrap(),
+            dataplane::netlink::link(&h, "uplink0").await.unwrap(),
+        )
+    });
+    (ns, legacy, uplink)
+}

@@ -57,6 +57,45 @@ pub struct Iface {
     pub mac: [u8; 6],
 }
 
+/// A forwarding decision the XDP program may repeat for the following packets of the same
+/// flow, recorded after [`Engine::track_offloads`]: a whole, untagged IPv4 TCP/UDP/ICMP-echo
+/// packet of an established NAT session (or a published service's reply), without SYN, FIN or
+/// RST, not hairpinned, leaving untagged and unencapsulated. See `crate::flows`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    /// The packet as it arrived: VRF, protocol, addresses, ports (ICMP echo: the identifier and
+    /// the type).
+    pub vrf: u32,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// What it became.
+    pub new_src: Ipv4Addr,
+    pub new_dst: Ipv4Addr,
+    pub new_sport: u16,
+    pub new_dport: u16,
+    /// The engine interface it left by, and the next hop there.
+    pub iface: usize,
+    pub next_hop: Ipv4Addr,
+    /// The NAT session it depends on (outside key) and the remote endpoint it talks to, as
+    /// the session's filtering remembers it; `None` when it depends on the config alone.
+    pub session: Option<(u64, (u32, u16))>,
+}
+
+/// Whether a plan may be repeated by the XDP program (see [`Offload`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cache {
+    No,
+    /// For as long as this session lives and remembers this remote, or (no session) as long as
+    /// the config.
+    Yes(Option<(u64, (u32, u16))>),
+}
+
+/// At most this many offloads are kept between [`Engine::take_offloads`] calls.
+const MAX_OFFLOADS: usize = 4096;
+
 /// Where new configs are published; clone it to swap from another thread.
 #[derive(Clone)]
 pub struct ConfigHandle(Arc<ArcSwap<Compiled>>);
@@ -161,6 +200,10 @@ pub struct Engine {
     pub counters: EngineCounters,
     /// For offline traces: forward even without a resolved neighbor (MAC left zero).
     assume_neighbors: bool,
+    /// Decisions the XDP program may repeat, when tracked.
+    offloads: Option<Vec<Offload>>,
+    /// Grows whenever a new config is adopted: earlier offloads no longer hold.
+    generation: u64,
 }
 
 /// At most this many unresolved next hops are remembered between resolver runs.
@@ -197,6 +240,7 @@ struct Plan {
     ports: Option<(u16, u16)>,
     /// New ports of the packet quoted in an ICMP error (RFC 5508).
     emb_ports: Option<EmbeddedPorts>,
+    cache: Cache,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -214,7 +258,15 @@ impl Plan {
             via: None,
             ports: ports.then_some((x.sport, x.dport)),
             emb_ports: None,
+            cache: Cache::No,
         }
+    }
+
+    /// The plan of a whole packet of a session (`remote` is its far end as the session's
+    /// filtering remembers it): the XDP program may repeat it.
+    fn cached(mut self, x: &nat::Xlat, remote: (u32, u16)) -> Plan {
+        self.cache = Cache::Yes(x.session.map(|k| (k, remote)));
+        self
     }
 }
 
@@ -249,6 +301,8 @@ impl Engine {
             workers,
             counters: EngineCounters::default(),
             assume_neighbors: false,
+            offloads: None,
+            generation: 0,
         };
         e.adopt(compiled);
         Ok(e)
@@ -277,6 +331,7 @@ impl Engine {
     /// changed pools start empty (their old port assignments no longer hold).
     fn adopt(&mut self, compiled: Arc<Compiled>) {
         if !Arc::ptr_eq(&compiled, &self.tables) {
+            self.generation += 1;
             let c = &compiled.config;
             if c.nat_pools != self.tables.config.nat_pools || c.services != self.tables.config.services {
                 self.nat = Nat::new(c, self.worker, self.workers);
@@ -315,6 +370,28 @@ impl Engine {
     /// This worker's NAT state (sessions, pools).
     pub fn nat(&self) -> &Nat {
         &self.nat
+    }
+
+    /// Its NAT state, to refresh sessions from outside the pipeline (the XDP program's flows).
+    pub fn nat_mut(&mut self) -> &mut Nat {
+        &mut self.nat
+    }
+
+    /// From now on, records the decisions the XDP program may repeat ([`Offload`]) and what
+    /// happens to NAT sessions ([`nat::NatEvent`]).
+    pub fn track_offloads(&mut self) {
+        self.offloads.get_or_insert_with(Vec::new);
+        self.nat.track_events();
+    }
+
+    /// The offloads recorded since the last call.
+    pub fn take_offloads(&mut self) -> Vec<Offload> {
+        self.offloads.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Grows with every config the engine adopts; an offload holds only within its generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Records the MAC of a next hop (from the daemon's resolver, or a test).
@@ -576,6 +653,12 @@ impl Engine {
             return Verdict::Drop(Drop::TooBig);
         }
 
+        let offload = match plan.cache {
+            Cache::Yes(session) if egress.vlan.is_none() && via_port.tunnel.is_none() => {
+                offload_of(&m, vrf, &plan, session)
+            }
+            _ => None,
+        };
         let Some(out_iface) = self.from_compiled.get(egress.iface).copied().flatten() else {
             step!("neighbor", "the engine does not run on the egress interface");
             return Verdict::Drop(Drop::NoRoute);
@@ -702,6 +785,13 @@ impl Engine {
         self.counters.port_tx_packets.add(phys, 1);
         self.counters.port_tx_bytes.add(phys, pkt.frame().len() as u64);
         step!("rewrite", "TTL {}, out of {} to {}", m.ttl, self.ifaces[out_iface].name, fmt_mac(&dst_mac));
+        if let (Some(mut o), Some(list), IpAddr::V4(next)) = (offload, self.offloads.as_mut(), next) {
+            if list.len() < MAX_OFFLOADS {
+                o.iface = out_iface;
+                o.next_hop = next;
+                list.push(o);
+            }
+        }
         Verdict::Forward { iface: out_iface }
     }
 
@@ -718,7 +808,7 @@ impl Engine {
         is_error: bool,
         now_s: u32,
     ) -> Result<Plan, Drop> {
-        let same = Plan { src, dst, vrf, via: None, ports: None, emb_ports: None };
+        let same = Plan { src, dst, vrf, via: None, ports: None, emb_ports: None, cache: Cache::No };
         match action {
             Action::Napt { pool } => {
                 // An ICMP error never opens a session; it can only follow one (RFC 5508).
@@ -734,9 +824,14 @@ impl Engine {
                     t.config.nat_pools.iter().position(|p| p.name == *pool).ok_or(Drop::NoTranslation)?
                         as u16;
                 let mut x = self.nat.create(idx, &tuple, now_s)?;
-                self.nat.hairpin(&mut x, tuple.class, now_s);
+                let ours = self.nat.hairpin(&mut x, tuple.class, now_s);
                 self.remember_fragment(m, vrf, x, now_s);
-                Ok(Plan::from_xlat(x, true))
+                let plan = Plan::from_xlat(x, true);
+                if m.frag == Frag::Whole && !ours {
+                    let rport = if tuple.class == nat::sessions::ICMP { 0 } else { tuple.dport };
+                    return Ok(plan.cached(&x, (tuple.dst, rport)));
+                }
+                Ok(plan)
             }
             Action::Dnat => {
                 let tuple = if is_error { None } else { nat_tuple(m, vrf) };
@@ -839,14 +934,21 @@ impl Engine {
             return Ok(None);
         }
         let Some(t) = nat_tuple(m, vrf) else { return Ok(None) };
+        let remote_port = |p: u16| if t.class == nat::sessions::ICMP { 0 } else { p };
         if let Some(mut x) = self.nat.outbound_existing(&t, now) {
-            self.nat.hairpin(&mut x, t.class, now);
+            // A packet to one of our own mappings depends on two sessions (and on the other's
+            // filtering): the engine keeps it.
+            let ours = self.nat.hairpin(&mut x, t.class, now);
             self.remember_fragment(m, vrf, x, now);
-            return Ok(Some(Plan::from_xlat(x, true)));
+            let plan = Plan::from_xlat(x, true);
+            let whole = m.frag == Frag::Whole && !ours;
+            return Ok(Some(if whole { plan.cached(&x, (t.dst, remote_port(t.dport))) } else { plan }));
         }
         if let Some(x) = self.nat.inbound_existing(&t, now)? {
             self.remember_fragment(m, vrf, x, now);
-            return Ok(Some(Plan::from_xlat(x, true)));
+            let plan = Plan::from_xlat(x, true);
+            let whole = m.frag == Frag::Whole;
+            return Ok(Some(if whole { plan.cached(&x, (t.src, remote_port(t.sport))) } else { plan }));
         }
         Ok(None)
     }
@@ -891,6 +993,41 @@ impl Engine {
         self.counters.port_tx_bytes.add(port, reply.len() as u64);
         Verdict::Reply { iface: pkt.iface, dropped: reason }
     }
+}
+
+/// The offload of a packet about to be forwarded by `plan` (interface and next hop filled in by
+/// the caller), if the XDP program can repeat it: see [`Offload`].
+fn offload_of(m: &Meta, vrf: u32, plan: &Plan, session: Option<(u64, (u32, u16))>) -> Option<Offload> {
+    let (L3::V4 { src, dst }, IpAddr::V4(new_src), IpAddr::V4(new_dst)) = (m.l3, plan.src, plan.dst) else {
+        return None;
+    };
+    if m.vlan.is_some() || m.frag != Frag::Whole {
+        return None;
+    }
+    let (sport, dport, new_sport, new_dport) = match (m.l4, plan.ports) {
+        // SYN, FIN and RST change the session's state: the userspace engine must see them.
+        (L4::Ports { src, dst, tcp_flags }, Some((a, b))) if tcp_flags & 0x07 == 0 => (src, dst, a, b),
+        (L4::Icmp { kind: kind @ (0 | 8), ident, .. }, Some((a, b))) => {
+            let new = if a != ident { a } else { b };
+            (ident, kind as u16, new, kind as u16)
+        }
+        _ => return None,
+    };
+    Some(Offload {
+        vrf,
+        proto: m.proto,
+        src,
+        dst,
+        sport,
+        dport,
+        new_src,
+        new_dst,
+        new_sport,
+        new_dport,
+        iface: 0,
+        next_hop: Ipv4Addr::UNSPECIFIED,
+        session,
+    })
 }
 
 /// What NAT sees of an IPv4 packet, if it can translate it: TCP/UDP with ports, or an ICMP

@@ -668,3 +668,80 @@ fn sessions_are_sharded_across_workers_and_steering_finds_them() {
     assert_eq!(a + b, mapped.len());
     assert!(a > 10 && b > 10, "sessions spread over both workers: {a} and {b}");
 }
+
+/// What the XDP program may repeat (see [`Offload`]): whole packets of a session, never SYN,
+/// FIN, RST, fragments or hairpins, and nothing unless asked for.
+#[test]
+fn offloads_are_recorded_only_for_repeatable_session_packets() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    out(&mut e, 5, 5000, SERVER, 53, 0);
+    assert!(e.take_offloads().is_empty(), "nothing is recorded unless tracked");
+    e.track_offloads();
+    let m = out(&mut e, 5, 5000, SERVER, 53, 1);
+    let o = e.take_offloads();
+    assert_eq!(o.len(), 1, "{o:?}");
+    let o = o[0];
+    assert_eq!(
+        (o.src, o.sport, o.dst, o.dport),
+        (Ipv4Addr::new(10, 20, 0, 5), 5000, Ipv4Addr::from(SERVER), 53)
+    );
+    assert_eq!((o.new_src.octets(), o.new_sport, o.iface, o.next_hop), (m.0, m.1, 1, Ipv4Addr::from(SERVER)));
+    let key = nat::sessions::out_key(nat::sessions::UDP, u32::from_be_bytes(m.0), m.1);
+    assert_eq!(o.session, Some((key, (u32::from_be_bytes(SERVER), 53))));
+    // The answer: the reverse direction, same session.
+    assert!(matches!(reply(&mut e, SERVER, 53, m, 2).verdict, Verdict::Forward { iface: 0 }));
+    let back = e.take_offloads();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].new_dst, back[0].new_dport, back[0].session),
+        (Ipv4Addr::new(10, 20, 0, 5), 5000, o.session)
+    );
+    // TCP: the SYN and FIN are the engine's to see; the ACK in between may be repeated.
+    for (flags, repeatable) in [("S", false), ("A", true), ("FA", false), ("RA", false)] {
+        let f = tcp((HOST_MAC, L_MAC), [10, 20, 0, 6], 6000, SERVER, 80, flags);
+        assert!(matches!(run_at(&mut e, 0, &f, 3).verdict, Verdict::Forward { .. }), "{flags}");
+        assert_eq!(e.take_offloads().len(), repeatable as usize, "TCP {flags}");
+    }
+    // A first fragment: its later fragments follow it in the engine alone.
+    let p = run_at(&mut e, 0, &fragment([10, 20, 0, 5], SERVER, 9, true, &[0; 16]), 4);
+    assert!(matches!(p.verdict, Verdict::Forward { .. }));
+    assert!(e.take_offloads().is_empty(), "first fragment");
+    // To another host's mapping: refused by its filtering, the packet goes on to the uplink, but
+    // that changes as soon as the other host writes to this one; the engine keeps it.
+    let mb = out(&mut e, 7, 7000, SERVER, 53, 5);
+    e.take_offloads();
+    let p = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 5000, mb.0, mb.1, 64), 6);
+    assert!(matches!(p.verdict, Verdict::Forward { iface: 1 }), "{:?}", p.verdict);
+    assert!(e.take_offloads().is_empty(), "to a mapping of ours, filtered");
+    // A hairpin proper (endpoint-independent filtering) depends on two sessions.
+    let mut e = engine(config(pool(Filtering::EndpointIndependent)));
+    e.track_offloads();
+    let mb = out(&mut e, 7, 7000, SERVER, 53, 0);
+    let p = run_at(&mut e, 0, &udp((HOST_MAC, L_MAC), [10, 20, 0, 5], 5000, mb.0, mb.1, 64), 1);
+    assert!(matches!(p.verdict, Verdict::Forward { iface: 0 }), "{:?}", p.verdict);
+    assert_eq!(e.take_offloads().len(), 1, "only host 7's own first packet");
+}
+
+/// The session events the flows follow: a fourth remote makes filtering forget the first, and
+/// an expired session is freed.
+#[test]
+fn nat_events_name_forgotten_remotes_and_freed_sessions() {
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    e.track_offloads();
+    let m = out(&mut e, 5, 5000, SERVER, 53, 0);
+    for port in [54, 55, 56] {
+        out(&mut e, 5, 5000, SERVER, port, 1);
+    }
+    let key = nat::sessions::out_key(nat::sessions::UDP, u32::from_be_bytes(m.0), m.1);
+    let events = e.nat_mut().take_events();
+    assert_eq!(events, vec![nat::NatEvent::Forgot(key, (u32::from_be_bytes(SERVER), 53))]);
+    // Refreshed from outside (the program forwarded a packet at 250 s), it outlives its timeout.
+    assert!(e.nat_mut().refresh(key, 250, 250));
+    out(&mut e, 6, 6000, SERVER, 53, 400);
+    assert!(e.nat().is_live(key, 400) && e.nat_mut().take_events().is_empty());
+    // Idle past the UDP timeout (300 s after 250 s): the sweep frees it.
+    for s in 560..600 {
+        out(&mut e, 6, 6000, SERVER, 53, s);
+    }
+    assert!(e.nat_mut().take_events().contains(&nat::NatEvent::Freed(key)));
+}

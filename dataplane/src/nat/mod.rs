@@ -50,6 +50,20 @@ pub struct Xlat {
     pub sport: u16,
     pub dport: u16,
     pub vrf: u32,
+    /// The session it came from (its outside key), if any; `None` for published services,
+    /// which live as long as the config.
+    pub session: Option<u64>,
+}
+
+/// What happened to sessions, for whoever caches their decisions (the XDP program's flows):
+/// recorded only after [`Nat::track_events`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatEvent {
+    /// The session with this outside key is gone (expired, reset, or removed by a new policy);
+    /// its outside address and port may be given to someone else next.
+    Freed(u64),
+    /// The session forgot this remote (address, port): filtering no longer admits it.
+    Forgot(u64, (u32, u16)),
 }
 
 /// The protocol class of an IP protocol number, if NAPT translates it.
@@ -85,6 +99,8 @@ pub struct Nat {
     svc_out: FxHashMap<(u32, u8, u32, u16), u16>,
     frags: FxHashMap<FragKey, (Xlat, u32)>,
     frag_order: VecDeque<FragKey>,
+    /// Session events since the last [`Nat::take_events`], when tracked.
+    events: Option<Vec<NatEvent>>,
 }
 
 fn timeout(pool: &NatPool, s: &Session) -> u32 {
@@ -150,7 +166,43 @@ impl Nat {
             svc_out,
             frags: FxHashMap::default(),
             frag_order: VecDeque::new(),
+            events: None,
         }
+    }
+
+    /// From now on, records what happens to sessions (see [`NatEvent`]).
+    pub fn track_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
+    }
+
+    /// The session events since the last call (empty when not tracked).
+    pub fn take_events(&mut self) -> Vec<NatEvent> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn event(&mut self, e: NatEvent) {
+        if let Some(v) = self.events.as_mut() {
+            v.push(e);
+        }
+    }
+
+    /// Keeps the session with outside key `key` alive as if a packet without TCP flags had
+    /// passed at `at` (engine seconds): its idle timer runs from then, never shorter than now.
+    /// Returns whether the session is live at `now`.
+    pub fn refresh(&mut self, key: u64, at: u32, now: u32) -> bool {
+        let Some(slot) = self.table.find_out(key, now) else { return false };
+        let s = self.table.get_mut(slot);
+        let Some(pool) = self.pools.get(s.pool as usize) else { return true };
+        if s.state & STATIC == 0 {
+            let until = at.saturating_add(timeout(pool, s));
+            s.expires = s.expires.max(until);
+        }
+        true
+    }
+
+    /// Whether the session with outside key `key` is live at `now`.
+    pub fn is_live(&self, key: u64, now: u32) -> bool {
+        self.table.find_out(key, now).is_some()
     }
 
     /// Whether NAT has anything to do with packets arriving in `vrf`.
@@ -172,7 +224,14 @@ impl Nat {
 
     fn xlat_out(&self, s: &Session, t: &Tuple) -> Xlat {
         let vrf = self.pools.get(s.pool as usize).map_or(0, |p| p.outside_vrf);
-        Xlat { src: s.out_addr, sport: s.out_port, dst: t.dst, dport: t.dport, vrf }
+        Xlat {
+            src: s.out_addr,
+            sport: s.out_port,
+            dst: t.dst,
+            dport: t.dport,
+            vrf,
+            session: Some(s.out_key()),
+        }
     }
 
     /// Inside → outside through an existing mapping or a published service's return path.
@@ -182,9 +241,12 @@ impl Nat {
             if let Some(slot) = self.table.find_in(in_key(p, t.class, t.src, t.sport), now) {
                 let pool = &self.pools[p as usize];
                 let s = self.table.get_mut(slot);
-                s.remember(t.dst, remote_port_out(t));
+                let forgotten = s.remember(t.dst, remote_port_out(t));
                 touch(pool, s, t.flags, true, now);
                 let s = *s;
+                if let Some(r) = forgotten {
+                    self.event(NatEvent::Forgot(s.out_key(), r));
+                }
                 return Some(self.xlat_out(&s, t));
             }
         }
@@ -196,6 +258,7 @@ impl Nat {
             dst: t.dst,
             dport: t.dport,
             vrf: svc.outside_vrf,
+            session: None,
         })
     }
 
@@ -221,7 +284,14 @@ impl Nat {
         }
         let s = self.table.get_mut(slot);
         touch(pool, s, t.flags, false, now);
-        Ok(Some(Xlat { src: t.src, sport: t.sport, dst: s.in_addr, dport: s.in_port, vrf: pool.inside_vrf }))
+        Ok(Some(Xlat {
+            src: t.src,
+            sport: t.sport,
+            dst: s.in_addr,
+            dport: s.in_port,
+            vrf: pool.inside_vrf,
+            session: Some(s.out_key()),
+        }))
     }
 
     /// Creates a mapping in `pool` for an outbound packet (the slow path).
@@ -257,6 +327,7 @@ impl Nat {
 
     fn retire(&mut self, slot: u32) {
         let s = self.table.remove(slot);
+        self.event(NatEvent::Freed(s.out_key()));
         if s.state & STATIC == 0 {
             if let Some(p) = self.ports.get_mut(s.pool as usize) {
                 p.release(Ipv4Addr::from(s.out_addr), s.out_port);
@@ -277,18 +348,25 @@ impl Nat {
             dst: u32::from(s.inside),
             dport: s.inside_port,
             vrf: s.inside_vrf,
+            session: None,
         })
     }
 
     /// Hairpinning (RFC 4787 REQ-9): an outbound packet addressed to another mapping of this
     /// gateway turns back inside, keeping its translated source, if that mapping's filtering
-    /// admits the source.
-    pub fn hairpin(&mut self, x: &mut Xlat, class: u8, now: u32) {
+    /// admits the source. Returns whether the destination is one of this gateway's mappings at
+    /// all (hairpinned, or refused by its filtering and sent on as it was).
+    pub fn hairpin(&mut self, x: &mut Xlat, class: u8, now: u32) -> bool {
         let t = Tuple { vrf: x.vrf, class, src: x.src, dst: x.dst, sport: x.sport, dport: x.dport, flags: 0 };
-        if let Ok(Some(back)) = self.inbound_existing(&t, now) {
-            *x = back;
-            x.src = t.src;
-            x.sport = t.sport;
+        match self.inbound_existing(&t, now) {
+            Ok(Some(back)) => {
+                *x = back;
+                x.src = t.src;
+                x.sport = t.sport;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
         }
     }
 
@@ -297,6 +375,7 @@ impl Nat {
         let mut gone = Vec::new();
         self.table.sweep(now, |s| gone.push(s));
         for s in gone {
+            self.event(NatEvent::Freed(s.out_key()));
             if let Some(p) = self.ports.get_mut(s.pool as usize) {
                 p.release(Ipv4Addr::from(s.out_addr), s.out_port);
             }

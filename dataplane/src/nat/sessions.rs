@@ -64,13 +64,15 @@ impl Session {
         self.remotes.contains(&(addr, port))
     }
 
-    /// Remembers a remote, forgetting the oldest when full.
-    pub fn remember(&mut self, addr: u32, port: u16) {
+    /// Remembers a remote, forgetting the oldest when full; returns the one forgotten.
+    pub fn remember(&mut self, addr: u32, port: u16) -> Option<(u32, u16)> {
         if self.permits(addr, port) {
-            return;
+            return None;
         }
+        let forgotten = self.remotes[REMOTES - 1];
         self.remotes.rotate_right(1);
         self.remotes[0] = (addr, port);
+        (forgotten != (0, 0)).then_some(forgotten)
     }
 }
 

@@ -91,10 +91,13 @@ pub enum Stat {
     /// Handed by the XDP program to the userspace slow path (AF_XDP): IPv6, TTL expiry, ICMP
     /// errors, packets over the egress MTU.
     SlowPath = 5,
+    /// Forwarded by the program through a flow the slow path handed it (an established NAT
+    /// session); counted in `Forwarded` too.
+    FlowHit = 6,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Received,
         Stat::Forwarded,
@@ -102,6 +105,7 @@ impl Stat {
         Stat::IcmpErrors,
         Stat::IcmpSuppressed,
         Stat::SlowPath,
+        Stat::FlowHit,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -112,6 +116,7 @@ impl Stat {
             Stat::IcmpErrors => "icmp_errors",
             Stat::IcmpSuppressed => "icmp_suppressed",
             Stat::SlowPath => "slow_path",
+            Stat::FlowHit => "flow_hit",
         }
     }
 }

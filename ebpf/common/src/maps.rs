@@ -13,12 +13,15 @@ pub const MAP_LOCAL_V4: [&str; 2] = ["LOCAL_V4_0", "LOCAL_V4_1"];
 pub const MAP_NAT_SRC_V4: [&str; 2] = ["NAT_SRC_V4_0", "NAT_SRC_V4_1"];
 pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
 pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
+/// `ACTIVE[0]` is the config epoch: it grows by one with every applied config, and its lowest
+/// bit is the table generation in use. Flows carry the epoch they were decided under.
 pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
 pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";
 pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_SLOW_PATH: &str = "SLOW_PATH";
+pub const MAP_FLOWS: &str = "FLOWS";
 /// The program's name in the object file.
 pub const PROGRAM: &str = "hutong";
 
@@ -28,6 +31,10 @@ pub const MAX_LOCAL: u32 = 1024;
 pub const MAX_NAT_PREFIXES: u32 = 16384;
 pub const MAX_ROUTES: u32 = 65536;
 pub const MAX_NEIGHBORS: u32 = 16384;
+/// Flows the slow path may hand to the program: two per NAT session (one per direction) for
+/// 65536 sessions. A plain hash, never an LRU: the kernel must not evict an entry behind the
+/// slow path's back. When it is full, further flows simply stay on the slow path.
+pub const MAX_FLOWS: u32 = 131_072;
 /// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
 pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
 /// Receive queues per port with a slow-path socket.
@@ -43,6 +50,9 @@ pub const ROLE_EXTRANET: u8 = 2;
 /// slow path (the config uses, for this port's VRF or interface, something the program does
 /// not implement).
 pub const PORT_SLOW: u8 = 1;
+/// Port flag: its VRF has NAT sessions (a pool's or a service's inside or outside), so the slow
+/// path may have handed the program flows for its packets. Other ports skip the flow lookup.
+pub const PORT_FLOWS: u8 = 2;
 
 /// `PORTS[ifindex]`: what the program needs to know about each attached interface.
 #[repr(C)]
@@ -128,6 +138,42 @@ pub struct Neigh {
     pub _pad: [u8; 2],
 }
 
+/// Key of `FLOWS`: one direction of a connection, as it arrives (before translation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// VRF of the port it arrives on.
+    pub vrf: u32,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// TCP/UDP: the ports as on the wire. ICMP echo: the identifier, and `[type, 0]`.
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `FLOWS`: what the userspace engine did to the flow's last packet, for the program
+/// to repeat on the next ones. The userspace engine stays the owner of the NAT session behind
+/// it; the program only caches the decision (see `dataplane::flows`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// New ports (ICMP echo: the new identifier, and the type unchanged).
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    /// Egress interface and the next hop on it.
+    pub ifindex: u32,
+    pub nexthop: [u8; 4],
+    /// The config epoch it was decided under; under any other the program ignores it.
+    pub epoch: u32,
+    /// `bpf_ktime_get_ns()` when the program last forwarded a packet by it, coarsened to about
+    /// 16 ms (0: never). The slow path reads it to keep the NAT session alive.
+    pub last_seen: u64,
+}
+
 // The layouts both compilers must agree on.
 const _: () = {
     assert!(size_of::<Port>() == 16);
@@ -143,6 +189,13 @@ const _: () = {
     assert!(offset_of!(Route, nexthop) == 4);
     assert!(size_of::<NeighKey>() == 8);
     assert!(size_of::<Neigh>() == 8);
+    assert!(size_of::<FlowKey>() == 20);
+    assert!(offset_of!(FlowKey, sport) == 12);
+    assert!(offset_of!(FlowKey, proto) == 16);
+    assert!(size_of::<Flow>() == 32);
+    assert!(offset_of!(Flow, ifindex) == 12);
+    assert!(offset_of!(Flow, epoch) == 20);
+    assert!(offset_of!(Flow, last_seen) == 24);
 };
 
 #[cfg(feature = "user")]
@@ -155,6 +208,8 @@ mod pod {
     unsafe impl aya::Pod for super::Route {}
     unsafe impl aya::Pod for super::NeighKey {}
     unsafe impl aya::Pod for super::Neigh {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::Flow {}
 }
 
 #[cfg(test)]

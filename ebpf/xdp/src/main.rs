@@ -1,6 +1,8 @@
 //! The hutong XDP program: stateless netmap between legacy VRFs and the extranet, per-VRF LPM
 //! routing, neighbor lookup, TTL decrement with incremental checksums, and a redirect to the
-//! egress port. Everything the config does not publish is dropped and counted by reason.
+//! egress port. Established NAT sessions are forwarded here too, by the flows the slow path
+//! writes into `FLOWS` once the userspace engine has decided a connection's first packet.
+//! Everything the config does not publish is dropped and counted by reason.
 //!
 //! Shape notes for the verifier (do not "simplify" these away):
 //! - every packet access goes through `ptr_at`, which re-checks `data_end` for that exact range;
@@ -12,14 +14,15 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_redirect,
+    helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use hutong_common::{
-    Drop, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES,
-    Neigh, NeighKey, Netmap, PORT_SLOW, Port, QUEUES_PER_PORT, Route, Stat, V4Key, checksum,
+    Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
+    MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PORT_FLOWS, PORT_SLOW, Port, QUEUES_PER_PORT,
+    Route, Stat, V4Key, checksum,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -43,12 +46,16 @@ static NAT_DST_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_
 static FIB_V4_0: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
 #[map]
 static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
-/// Which generation of the tables is in use.
+/// The config epoch; its lowest bit is the generation of the tables in use.
 #[map]
 static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+/// Flows of established NAT sessions, written by the slow path (see `hutong_common::Flow`).
+#[map]
+static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(MAX_FLOWS, 0);
 
 /// One generation of the config-derived tables.
 struct Tables {
+    epoch: u32,
     ports: &'static HashMap<u32, Port>,
     local: &'static HashMap<V4Key, u8>,
     nat_src: &'static LpmTrie<V4Key, Netmap>,
@@ -59,8 +66,10 @@ struct Tables {
 /// The generation in use, read once per packet so all of a packet's lookups agree.
 #[inline(always)]
 fn tables() -> Tables {
-    if ACTIVE.get(0).copied().unwrap_or(0) == 0 {
+    let epoch = ACTIVE.get(0).copied().unwrap_or(0);
+    if epoch & 1 == 0 {
         Tables {
+            epoch,
             ports: &PORTS_0,
             local: &LOCAL_V4_0,
             nat_src: &NAT_SRC_V4_0,
@@ -69,6 +78,7 @@ fn tables() -> Tables {
         }
     } else {
         Tables {
+            epoch,
             ports: &PORTS_1,
             local: &LOCAL_V4_1,
             nat_src: &NAT_SRC_V4_1,
@@ -99,8 +109,11 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+/// TCP flags the userspace engine tracks session state by: SYN, FIN, RST.
+const TCP_STATE_FLAGS: u8 = 0x07;
 /// IPv4 flags/fragment-offset word: the offset bits (more-fragments and DF excluded).
 const IP_FRAG_OFFSET_MASK: u16 = 0x1fff;
+const IP_MORE_FRAGMENTS: u16 = 0x2000;
 
 #[xdp]
 pub fn hutong(ctx: XdpContext) -> u32 {
@@ -171,7 +184,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         }
         _ => return Err(Drop::UnsupportedProtocol),
     }
-    let (total_len, frag_off, proto) = validate_ipv4(ctx, l3)?;
+    let (total_len, frag_off, more_frags, proto) = validate_ipv4(ctx, l3)?;
     let ifindex = ctx.ingress_ifindex() as u32;
     let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
     if tagged {
@@ -189,10 +202,6 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         count(&STATS, Stat::ToHost as u32);
         return Ok(xdp_action::XDP_PASS);
     }
-    // The config asks for something the program does not implement on this port.
-    if port.flags & PORT_SLOW != 0 {
-        return Ok(slow_path(ctx, port.slot));
-    }
     // TTL expiry is answered with ICMP, and ICMP errors carry a packet to translate too: both are
     // the slow path's (RFC 1812 time exceeded, RFC 5508).
     if ttl <= 1 {
@@ -203,6 +212,17 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         if kind == 3 || kind == 11 || kind == 12 {
             return Ok(slow_path(ctx, port.slot));
         }
+    }
+    // An established NAT session's packet: the slow path decided its flow already. Only whole
+    // datagrams: a fragment's translation is remembered by the userspace engine alone.
+    if port.flags & PORT_FLOWS != 0 && frag_off == 0 && !more_frags {
+        if let Some(verdict) = by_flow(ctx, &t, port, vrf, proto, ihl, ttl, src, dst, total_len)? {
+            return Ok(verdict);
+        }
+    }
+    // The config asks for something the program does not implement on this port.
+    if port.flags & PORT_SLOW != 0 {
+        return Ok(slow_path(ctx, port.slot));
     }
 
     // --- translate: a published source (legacy -> extranet) or destination (the reverse) -------
@@ -282,6 +302,131 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
 }
 
+/// Forwards a packet by its flow in `FLOWS`, if it has one of the current epoch: the addresses,
+/// ports (or ICMP echo identifier) and TTL rewritten with incremental checksums, exactly as the
+/// userspace engine did to the flow's first packet. `None`: no flow; the packet goes on through
+/// the rest of the program. SYN, FIN and RST segments never match: the userspace engine keeps
+/// the TCP state (and with it the session's timeout), so they are its to see.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn by_flow(
+    ctx: &XdpContext,
+    t: &Tables,
+    port: &Port,
+    vrf: u32,
+    proto: u8,
+    ihl: usize,
+    ttl: u8,
+    src: u32,
+    dst: u32,
+    total_len: usize,
+) -> Result<Option<u32>, Drop> {
+    let l4 = ETH_LEN + (ihl & 0x3c);
+    // One read per header (a 1-byte read at a variable offset is beyond this verifier's range
+    // tracking once the compiler folds its bounds check).
+    let (sport, dport) = match proto {
+        IPPROTO_TCP => {
+            let h = unsafe { *ptr_at::<[u8; 14]>(ctx, l4)? };
+            if h[13] & TCP_STATE_FLAGS != 0 {
+                return Ok(None);
+            }
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_UDP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_ICMP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            if h[0] != 0 && h[0] != 8 {
+                return Ok(None);
+            }
+            ([h[4], h[5]], [h[0], 0])
+        }
+        _ => return Ok(None),
+    };
+    let key =
+        FlowKey { vrf, src: src.to_ne_bytes(), dst: dst.to_ne_bytes(), sport, dport, proto, _pad: [0; 3] };
+    let Some(flow) = FLOWS.get_ptr_mut(&key) else { return Ok(None) };
+    // The map value stays valid while we hold it (RCU); copy it once.
+    let f = unsafe { *flow };
+    if f.epoch != t.epoch {
+        return Ok(None);
+    }
+    let Some(out_port) = (unsafe { t.ports.get(f.ifindex) }) else { return Ok(None) };
+    let src_mac = out_port.mac;
+    if total_len > out_port.mtu as usize {
+        return Ok(Some(slow_path(ctx, port.slot)));
+    }
+    let nkey = NeighKey { ifindex: f.ifindex, addr: f.nexthop };
+    let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
+        let _ = NEIGH_MISS.output(nkey, 0);
+        return Err(Drop::NoNeighbor);
+    };
+    let dst_mac = neigh.mac;
+    let new_src = u32::from_ne_bytes(f.src);
+    let new_dst = u32::from_ne_bytes(f.dst);
+    let (old_sp, old_dp) = (u16::from_ne_bytes(sport), u16::from_ne_bytes(dport));
+    let (new_sp, new_dp) = (u16::from_ne_bytes(f.sport), u16::from_ne_bytes(f.dport));
+
+    // --- rewrite (no drops past this point) ------------------------------------------------------
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let off = if proto == IPPROTO_TCP { 16 } else { 6 };
+            let csum_ptr = ptr_at::<u16>(ctx, l4 + off)?;
+            let old = unsafe { csum_ptr.read_unaligned() };
+            // A zero UDP checksum means "none" (RFC 768) and stays zero.
+            if !(proto == IPPROTO_UDP && old == 0) {
+                let mut new = checksum::replace4(old, src, new_src);
+                new = checksum::replace4(new, dst, new_dst);
+                new = checksum::replace2(new, old_sp, new_sp);
+                new = checksum::replace2(new, old_dp, new_dp);
+                if proto == IPPROTO_UDP && new == 0 {
+                    new = 0xffff;
+                }
+                unsafe { csum_ptr.write_unaligned(new) };
+            }
+            unsafe {
+                ptr_at::<[u8; 2]>(ctx, l4)?.write_unaligned(f.sport);
+                ptr_at::<[u8; 2]>(ctx, l4 + 2)?.write_unaligned(f.dport);
+            }
+        }
+        _ => {
+            // ICMP echo: only the identifier; the ICMP checksum covers no pseudo-header.
+            if old_sp != new_sp {
+                let csum_ptr = ptr_at::<u16>(ctx, l4 + 2)?;
+                unsafe {
+                    csum_ptr.write_unaligned(checksum::replace2(csum_ptr.read_unaligned(), old_sp, new_sp));
+                    ptr_at::<[u8; 2]>(ctx, l4 + 4)?.write_unaligned(f.sport);
+                }
+            }
+        }
+    }
+    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_LEN + 10)?;
+    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_LEN + 8)?;
+    unsafe {
+        let mut csum = ip_csum_ptr.read_unaligned();
+        csum =
+            checksum::replace2(csum, u16::from_ne_bytes([ttl, proto]), u16::from_ne_bytes([ttl - 1, proto]));
+        csum = checksum::replace4(csum, src, new_src);
+        csum = checksum::replace4(csum, dst, new_dst);
+        ip_csum_ptr.write_unaligned(csum);
+        ttl_ptr.write_unaligned([ttl - 1, proto]);
+        ptr_at::<u32>(ctx, ETH_LEN + 12)?.write_unaligned(new_src);
+        ptr_at::<u32>(ctx, ETH_LEN + 16)?.write_unaligned(new_dst);
+        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
+        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
+        // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
+        let now = bpf_ktime_get_ns();
+        if (*flow).last_seen >> 24 != now >> 24 {
+            (*flow).last_seen = now;
+        }
+    }
+    count(&STATS, Stat::FlowHit as u32);
+    count(&STATS, Stat::Forwarded as u32);
+    Ok(Some(unsafe { bpf_redirect(f.ifindex, 0) } as u32))
+}
+
 /// A VLAN-tagged frame: VLAN ports are the slow path's (their interface is marked so); on any
 /// other interface a tagged frame has no port.
 #[inline(always)]
@@ -333,9 +478,9 @@ fn slow_path(ctx: &XdpContext, slot: u16) -> u32 {
 
 /// Validates the IPv4 header at `l3` and the transport header a whole datagram or first
 /// fragment must carry, exactly as `dataplane::packet::parse` does. Returns the total length,
-/// the fragment offset and the protocol.
+/// the fragment offset, the more-fragments flag and the protocol.
 #[inline(always)]
-fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, u8), Drop> {
+fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, bool, u8), Drop> {
     let ip = ptr_at::<[u8; 20]>(ctx, l3)?;
     let vihl = unsafe { (*ip)[0] };
     if vihl >> 4 != 4 {
@@ -350,7 +495,9 @@ fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, u8), Drop> 
         return Err(Drop::Malformed);
     }
     let proto = unsafe { (*ip)[9] };
-    let frag_off = read_u16(ctx, l3 + 6)? & IP_FRAG_OFFSET_MASK;
+    let frag_word = read_u16(ctx, l3 + 6)?;
+    let frag_off = frag_word & IP_FRAG_OFFSET_MASK;
+    let more_frags = frag_word & IP_MORE_FRAGMENTS != 0;
     if frag_off == 0 {
         let l4 = l3 + (ihl & 0x3c);
         let end = l3 + (total_len & 0xffff);
@@ -369,7 +516,7 @@ fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, u8), Drop> 
             }
         }
     }
-    Ok((total_len, frag_off, proto))
+    Ok((total_len, frag_off, more_frags, proto))
 }
 
 #[inline(always)]
