@@ -97,8 +97,17 @@ async fn serve(
     if adopted {
         eprintln!("hutong gateway {}: adopting the pinned maps in {}", config.gateway, pin_dir.display());
     }
-    // Tables first, then attach: the program never sees a port without its tables.
-    let epoch = engine.install(&t)?;
+    // Tables first, then attach: the program never sees a port without its tables. The same
+    // config over the same interfaces (a restart for an upgrade) keeps the running tables, and
+    // with them the established sessions' flows.
+    let digest = dataplane::xdp::fnv1a(format!("{}\n{t:?}", config.to_json()).as_bytes());
+    let (epoch, kept) = engine.install_or_keep(&t, digest)?;
+    if adopted && !kept {
+        eprintln!(
+            "hutong gateway {}: the config or interfaces changed: new tables; established NAT sessions start over",
+            config.gateway
+        );
+    }
     let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
     let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.nexthops.clone());
     for (name, h) in &handles {
@@ -108,8 +117,14 @@ async fn serve(
     }
     let ordered: Vec<(String, tables::PortHandle)> =
         config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
-    let mut slow =
-        crate::slow_path::SlowPath::start(&config, &ordered, &mut engine, epoch, &pin_dir, sync.requester())?;
+    let mut slow = crate::slow_path::SlowPath::start(
+        &config,
+        &ordered,
+        &mut engine,
+        (epoch, kept),
+        &pin_dir,
+        sync.requester(),
+    )?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s); agent API on http://{api_addr}",

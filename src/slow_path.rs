@@ -48,12 +48,13 @@ impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
     /// `ports` are the config's ports in order with their interfaces; next hops the engine finds
     /// unresolved are reported on `misses`, for the neighbor resolver. `epoch` is the config
-    /// epoch the program runs (from [`XdpEngine::install`]).
+    /// epoch the program runs, and whether it was kept from a previous process (then that
+    /// process's flows, and their sessions, are adopted; see [`XdpEngine::install_or_keep`]).
     pub fn start(
         config: &Config,
         ports: &[(String, PortHandle)],
         xdp: &mut XdpEngine,
-        epoch: u32,
+        (epoch, kept): (u32, bool),
         pin_dir: &Path,
         misses: UnboundedSender<NeighKey>,
     ) -> Result<SlowPath> {
@@ -70,7 +71,15 @@ impl SlowPath {
             Engine::new(config.clone(), ifaces).map_err(|e| anyhow::anyhow!("slow-path engine: {e:?}"))?;
         engine.track_offloads();
         let mut table = xdp.take_flows()?;
-        let flows = FlowCache::new(&mut table, epoch, engine.generation());
+        let generation = engine.generation();
+        let flows = if kept {
+            let (cache, n) =
+                FlowCache::adopt(&mut table, engine.nat_mut(), epoch, generation, monotonic_ns());
+            eprintln!("hutong gateway {}: adopted {n} flow(s) of established NAT sessions", config.gateway);
+            cache
+        } else {
+            FlowCache::new(&mut table, epoch, generation)
+        };
         let neighbors = pin_dir.join(MAP_NEIGH_V4);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

@@ -1,15 +1,22 @@
 //! Hitless restart, with real hosts: a continuous ping crosses the XDP gateway while
 //! `hutong gateway run` is stopped with SIGUSR1 ("keep forwarding") and started again over the
-//! same pins. The flow must not lose packets and must still be translated the same way.
+//! same pins. The flow must not lose packets and must still be translated the same way. Through
+//! NAPT, an established TCP connection must go on across the restart with the same mapping.
 
 mod common;
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
+use dataplane::{Action, Rule, config::NatPool};
 use hutong::lab::http::HttpServer;
 use nix::sys::signal::Signal;
 
@@ -103,6 +110,104 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     // A full stop removes the pins and detaches.
     second.stop();
     assert!(!pins.exists(), "{} left behind", pins.display());
+    drop(first);
+    drop(site);
+}
+
+/// Round trips of the NAPT test's TCP connection, 10 ms apart.
+const ROUND_TRIPS: u32 = 300;
+
+#[test]
+fn an_established_napt_connection_survives_a_keep_forwarding_restart() {
+    common::require_root("restart");
+    let mut config = common::demo_config();
+    config.netmaps.clear();
+    config.nat_pools = vec![NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.0/31".parse().unwrap()])];
+    config.policies = vec![Rule {
+        name: "city-hall-napt".into(),
+        vrf: 1,
+        src: Some("10.20.0.0/24".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Napt { pool: "city".into() },
+    }];
+    config.validate().unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
+    let server_addr = SocketAddr::new(IpAddr::V4(lab.addrs.server.addr()), 7000);
+    let no_interrupt = || Ok(());
+    let mut first = site.start_gateway("napt-first");
+    first.wait_ready(&no_interrupt).unwrap();
+
+    // An echo server in the extranet: it records who connected and echoes one byte at a time.
+    let listener = lab.extranet.run(|| TcpListener::bind(server_addr)).unwrap().unwrap();
+    // It stops when the client goes quiet (its last FIN may not cross a stopped gateway).
+    let echo = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 1];
+        while conn.read_exact(&mut b).is_ok() && conn.write_all(&b).is_ok() {}
+        peer
+    });
+    // A refused connection first takes the host's first outside port, so the one under test
+    // gets another: a new process that forgot the sessions would map it to the first port again,
+    // and the server would answer that with a reset.
+    let refused = SocketAddr::new(server_addr.ip(), 7001);
+    let r = lab.legacy.run(|| TcpStream::connect_timeout(&refused, Duration::from_secs(2))).unwrap();
+    assert!(r.is_err(), "nothing listens on {refused}");
+    let mut client =
+        lab.legacy.run(|| TcpStream::connect_timeout(&server_addr, Duration::from_secs(3))).unwrap().unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = client.local_addr().unwrap();
+
+    // One byte out and back every 10 ms, around the restart.
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU32::new(0));
+    let (flag, count) = (done.clone(), answered.clone());
+    let talker = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        for i in 0..ROUND_TRIPS {
+            b[0] = i as u8;
+            client.write_all(&b).map_err(|e| format!("write {i}: {e}"))?;
+            client.read_exact(&mut b).map_err(|e| format!("read {i}: {e}"))?;
+            if b[0] != i as u8 {
+                return Err(format!("round trip {i} came back as {}", b[0]));
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        flag.store(true, Ordering::Relaxed);
+        Ok::<_, String>(())
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let status = first.signal_and_wait(Signal::SIGUSR1).expect("the gateway exits on SIGUSR1");
+    assert!(status.success(), "exit status {status}:\n{}", first.log_text());
+    let during_gap = answered.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(700));
+    let after_gap = answered.load(Ordering::Relaxed);
+    eprintln!("restart (NAPT): {} round trips while no process ran", after_gap - during_gap);
+    assert!(
+        after_gap > during_gap + 20,
+        "the program forwards the session with no process: {during_gap} -> {after_gap}"
+    );
+
+    let mut second = site.start_gateway("napt-second");
+    second.wait_ready(&no_interrupt).unwrap();
+    let log = second.log_text();
+    assert!(log.contains("adopted 2 flow(s) of established NAT sessions"), "{log}");
+    let result = talker.join().unwrap();
+    assert!(result.is_ok() && done.load(Ordering::Relaxed), "the connection broke: {result:?}\n{log}");
+    let peer = echo.join().unwrap();
+    eprintln!(
+        "restart (NAPT): {ROUND_TRIPS}/{ROUND_TRIPS} round trips of {local} across the restart, one connection from {peer}"
+    );
+    let pool: ipnet::Ipv4Net = "198.18.30.0/31".parse().unwrap();
+    assert!(matches!(peer.ip(), IpAddr::V4(a) if pool.contains(&a)) && peer.port() != 1024, "{peer}");
+    let stats = std::fs::read_to_string(&second.stats).unwrap();
+    assert!(stats.lines().any(|l| l.starts_with("flows.active ") && l != "flows.active 0"), "{stats}");
+    second.stop();
     drop(first);
     drop(site);
 }

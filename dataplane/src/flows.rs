@@ -31,8 +31,8 @@ pub trait FlowMap {
     fn remove(&mut self, key: &FlowKey);
     /// The flow's `last_seen` stamp, or `None` if it is not in the map.
     fn last_seen(&self, key: &FlowKey) -> Option<u64>;
-    /// Every key in the map.
-    fn keys(&self) -> Vec<FlowKey>;
+    /// Every entry in the map.
+    fn entries(&self) -> Vec<(FlowKey, Flow)>;
 }
 
 /// The sessions behind flows: the engine's NAT state, or a model of it in tests.
@@ -121,9 +121,13 @@ impl FlowCache {
     /// An empty cache for config `epoch` and engine `generation`. Whatever `map` holds (flows
     /// of a previous process) is removed: no session behind them exists in this one.
     pub fn new(map: &mut impl FlowMap, epoch: u32, generation: u64) -> FlowCache {
-        for k in map.keys() {
+        for (k, _) in map.entries() {
             map.remove(&k);
         }
+        FlowCache::empty(epoch, generation)
+    }
+
+    fn empty(epoch: u32, generation: u64) -> FlowCache {
         FlowCache {
             epoch,
             generation,
@@ -133,6 +137,39 @@ impl FlowCache {
             hand: 0,
             stats: FlowStats::default(),
         }
+    }
+
+    /// Takes over the flows a previous process left in `map` under the same config `epoch` (a
+    /// keep-forwarding restart with an unchanged config): each flow's session is recreated in
+    /// `nat` with the same outside address and port, so the connections the program kept
+    /// forwarding go on with the same translation. Flows of another epoch, and flows whose
+    /// mapping cannot be had, are removed. Returns the cache and the number of flows kept.
+    pub fn adopt(
+        map: &mut impl FlowMap,
+        nat: &mut Nat,
+        epoch: u32,
+        generation: u64,
+        now_ns: u64,
+    ) -> (FlowCache, usize) {
+        let now = (now_ns / 1_000_000_000) as u32;
+        let mut cache = FlowCache::empty(epoch, generation);
+        for (key, flow) in map.entries() {
+            let session = if flow.epoch == epoch { adopt_session(nat, &key, &flow, now) } else { None };
+            let Some(session) = session else {
+                map.remove(&key);
+                continue;
+            };
+            cache.entries.insert(key, Entry { session, seen: flow.last_seen, live: true });
+            cache.order.push(key);
+            cache.link(&key, session);
+            cache.stats.installed += 1;
+            cache.stats.active += 1;
+        }
+        // More remotes than a session remembers: the forgotten ones lose their flows.
+        let events = nat.take_events();
+        cache.follow(map, generation, epoch, &events, &[], |_| None);
+        let kept = cache.stats.active as usize;
+        (cache, kept)
     }
 
     pub fn stats(&self) -> FlowStats {
@@ -295,6 +332,37 @@ impl FlowCache {
     }
 }
 
+/// The session behind a flow found in the map, recreated in `nat`: `Some(None)` for a published
+/// service's reply (no session), `None` if it cannot be had.
+#[allow(clippy::option_option)]
+fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Option<(u64, (u32, u16))>> {
+    let class = crate::nat::class(k.proto)?;
+    let icmp = class == crate::nat::sessions::ICMP;
+    let port = |b: [u8; 2]| u16::from_be_bytes(b);
+    let (ksrc, kdst, fsrc, fdst) = (
+        u32::from_be_bytes(k.src),
+        u32::from_be_bytes(k.dst),
+        u32::from_be_bytes(f.src),
+        u32::from_be_bytes(f.dst),
+    );
+    // Outbound: the source became one of a pool's outside addresses.
+    if fsrc != ksrc {
+        if let Some(pool) = nat.pool_of(Some(k.vrf), None, fsrc) {
+            let remote = (kdst, if icmp { 0 } else { port(k.dport) });
+            let key = nat.adopt(pool, class, (ksrc, port(k.sport)), (fsrc, port(f.sport)), remote, now)?;
+            return Some(Some((key, remote)));
+        }
+        return nat.serves(k.vrf, class, ksrc, port(k.sport)).then_some(None);
+    }
+    // Inbound: the destination was one of a pool's outside addresses.
+    let pool = nat.pool_of(None, Some(k.vrf), kdst)?;
+    let (out_port, in_port) =
+        if icmp { (port(k.sport), port(f.sport)) } else { (port(k.dport), port(f.dport)) };
+    let remote = (ksrc, if icmp { 0 } else { port(k.sport) });
+    let key = nat.adopt(pool, class, (fdst, in_port), (kdst, out_port), remote, now)?;
+    Some(Some((key, remote)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -322,8 +390,8 @@ mod tests {
         fn last_seen(&self, key: &FlowKey) -> Option<u64> {
             self.flows.get(key).map(|f| f.last_seen)
         }
-        fn keys(&self) -> Vec<FlowKey> {
-            self.flows.keys().copied().collect()
+        fn entries(&self) -> Vec<(FlowKey, Flow)> {
+            self.flows.iter().map(|(k, v)| (*k, *v)).collect()
         }
     }
 
@@ -421,11 +489,11 @@ mod tests {
         cache.follow(&mut map, 0, 2, &[], &other, |i| Some(i as u32));
         assert_eq!(map.flows.len(), 4);
         cache.follow(&mut map, 0, 2, &[NatEvent::Forgot(S, REMOTE)], &[], |i| Some(i as u32));
-        assert_eq!(map.keys(), cache.live_keys());
+        assert_eq!(map.flows.keys().copied().collect::<Vec<_>>(), cache.live_keys());
         assert_eq!(map.flows.len(), 2);
         let mut kept: Vec<FlowKey> = other.iter().map(key_of).collect();
         kept.sort();
-        assert_eq!(map.keys(), kept);
+        assert_eq!(map.flows.keys().copied().collect::<Vec<_>>(), kept);
     }
 
     #[test]
@@ -468,6 +536,85 @@ mod tests {
         let (mut map, _) = setup();
         let cache = FlowCache::new(&mut map, 4, 0);
         assert!(map.flows.is_empty() && cache.live_keys().is_empty());
+    }
+
+    /// A keep-forwarding restart: a new engine takes over the flows the old one left, and with
+    /// them its sessions, with the same outside ports; new sessions do not collide with them.
+    #[test]
+    fn a_new_process_adopts_the_sessions_behind_the_flows_it_finds() {
+        use etherparse::PacketBuilder;
+
+        use crate::{
+            buffer::{Packet, Verdict},
+            config::{NatPool, tests::demo},
+            engine::{Engine, Iface},
+        };
+        let mut config = demo();
+        config.netmaps.clear();
+        config.nat_pools =
+            vec![NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.0/31".parse().unwrap()])];
+        config.policies[0].action = crate::Action::Napt { pool: "city".into() };
+        config.policies.truncate(1);
+        let ifaces = vec![
+            Iface { name: "legacy0".into(), mac: [2, 0, 0, 0, 0, 1] },
+            Iface { name: "uplink0".into(), mac: [2, 0, 0, 0, 0, 2] },
+        ];
+        let new_engine = || {
+            let mut e = Engine::new(config.clone(), ifaces.clone()).unwrap();
+            e.set_neighbor(1, None, [198, 19, 0, 2].into(), [2; 6]);
+            e.set_neighbor(0, None, [10, 20, 0, 5].into(), [3; 6]);
+            e.set_neighbor(0, None, [10, 20, 0, 6].into(), [4; 6]);
+            e.track_offloads();
+            e
+        };
+        let udp = |iface: usize, src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2([9; 6], [2, 0, 0, 0, 0, 1 + iface as u8])
+                .ipv4(src, dst, 64)
+                .udp(sp, dp)
+                .write(&mut v, b"x")
+                .unwrap();
+            Packet::new(iface, &v)
+        };
+        let run = |e: &mut Engine, cache: &mut FlowCache, map: &mut Model, mut p: Packet, s: u64| {
+            e.process(std::slice::from_mut(&mut p), s * 1_000_000_000);
+            let (events, offloads) = (e.nat_mut().take_events(), e.take_offloads());
+            cache.follow(map, e.generation(), 1, &events, &offloads, |i| Some(10 + i as u32));
+            p
+        };
+        let mut map = Model { cap: 64, ..Model::default() };
+        let mut old = new_engine();
+        let mut cache = FlowCache::new(&mut map, 1, old.generation());
+        let out = run(&mut old, &mut cache, &mut map, udp(0, [10, 20, 0, 5], 5000, [198, 19, 0, 2], 53), 10);
+        let mapped = (out.frame()[26..30].to_vec(), u16::from_be_bytes([out.frame()[34], out.frame()[35]]));
+        let m_addr: [u8; 4] = mapped.0.clone().try_into().unwrap();
+        let back = run(&mut old, &mut cache, &mut map, udp(1, [198, 19, 0, 2], 53, m_addr, mapped.1), 11);
+        assert!(matches!(back.verdict, Verdict::Forward { iface: 0 }));
+        assert_eq!(map.flows.len(), 2);
+        // A stale flow of another epoch is not adopted.
+        let mut stale = *map.flows.values().next().unwrap();
+        stale.epoch = 0;
+        let stale_key = FlowKey { sport: [0, 9], ..*map.flows.keys().next().unwrap() };
+        map.flows.insert(stale_key, stale);
+
+        // The restart: a new engine, the same map.
+        let mut new = new_engine();
+        let generation = new.generation();
+        let (mut cache, kept) = FlowCache::adopt(&mut map, new.nat_mut(), 1, generation, 100_000_000_000);
+        assert_eq!((kept, map.flows.len()), (2, 2), "both directions kept, the stale flow removed");
+        // The remote's answer finds its session (nothing was sent since the restart).
+        let back = run(&mut new, &mut cache, &mut map, udp(1, [198, 19, 0, 2], 53, m_addr, mapped.1), 101);
+        assert!(matches!(back.verdict, Verdict::Forward { iface: 0 }), "{:?}", back.verdict);
+        // A new session of the same host does not get the adopted port...
+        let fresh =
+            run(&mut new, &mut cache, &mut map, udp(0, [10, 20, 0, 5], 7000, [198, 19, 0, 2], 53), 102);
+        let fresh_port = u16::from_be_bytes([fresh.frame()[34], fresh.frame()[35]]);
+        assert_ne!(fresh_port, mapped.1);
+        // ...and the adopted one keeps its mapping.
+        let again =
+            run(&mut new, &mut cache, &mut map, udp(0, [10, 20, 0, 5], 5000, [198, 19, 0, 2], 53), 103);
+        let again_port = u16::from_be_bytes([again.frame()[34], again.frame()[35]]);
+        assert_eq!((&again.frame()[26..30], again_port), (&mapped.0[..], mapped.1));
     }
 
     #[test]

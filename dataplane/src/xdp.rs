@@ -76,12 +76,16 @@ const MAPS: [&str; 17] = [
 const LAYOUT_PREFIX: &str = "layout-";
 
 fn layout_dir_name() -> String {
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    format!("{LAYOUT_PREFIX}{:016x}", fnv1a(layout().as_bytes()))
+}
+
+/// FNV-1a: stable across builds, versions and platforms, unlike std's hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in layout().bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    for b in bytes {
+        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{LAYOUT_PREFIX}{h:016x}")
+    h
 }
 
 /// Changes whenever a map's key, value or size changes: pinned maps of another layout must not
@@ -89,7 +93,7 @@ fn layout_dir_name() -> String {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v4 (two generations, epochs, flows): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} caps={},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v4 (two generations, epochs and digest, flows): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} caps={},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -209,7 +213,29 @@ impl XdpEngine {
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
         let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
         active.set(0, epoch, 0).context(MAP_ACTIVE)?;
+        // Whatever config digest was recorded no longer describes the tables.
+        active.set(1, 0, 0).context(MAP_ACTIVE)?;
+        active.set(2, 0, 0).context(MAP_ACTIVE)?;
         Ok(epoch)
+    }
+
+    /// Like [`XdpEngine::install`], but if the pinned tables were installed from a config with
+    /// this `digest` (a keep-forwarding restart with the same config and interfaces), leaves
+    /// them, and the epoch, as they are: the flows the program forwards by stay valid, and the
+    /// slow path can adopt them. Returns the epoch and whether it was kept. A digest of 0 means
+    /// "unknown" and is never kept.
+    pub fn install_or_keep(&mut self, t: &Tables, digest: u64) -> Result<(u32, bool)> {
+        let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
+        let epoch = active.get(&0, 0).context(MAP_ACTIVE)?;
+        let stored = (active.get(&1, 0)? as u64) | ((active.get(&2, 0)? as u64) << 32);
+        if digest != 0 && stored == digest && epoch != 0 {
+            return Ok((epoch, true));
+        }
+        let epoch = self.install(t)?;
+        let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
+        active.set(1, digest as u32, 0).context(MAP_ACTIVE)?;
+        active.set(2, (digest >> 32) as u32, 0).context(MAP_ACTIVE)?;
+        Ok((epoch, false))
     }
 
     /// Attaches the program to an interface, natively where the driver supports XDP. With a pin
@@ -366,8 +392,8 @@ impl FlowMap for FlowTable {
         self.0.get(key, 0).ok().map(|f| f.last_seen)
     }
 
-    fn keys(&self) -> Vec<FlowKey> {
-        self.0.keys().filter_map(|k| k.ok()).collect()
+    fn entries(&self) -> Vec<(FlowKey, Flow)> {
+        self.0.iter().filter_map(|e| e.ok()).collect()
     }
 }
 

@@ -200,6 +200,75 @@ impl Nat {
         true
     }
 
+    /// Recreates a session a previous process had handed to the XDP program (a keep-forwarding
+    /// restart), or adds `remote` to it if it exists already: inside `in_addr`:`in_port` of
+    /// protocol class `class` mapped to outside `out_addr`:`out_port` of `pool`. TCP sessions
+    /// are taken as established (only established flows are handed over). Returns the session's
+    /// outside key, or `None` if the mapping cannot be had (the port is someone else's now).
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        &mut self,
+        pool: u16,
+        class: u8,
+        (in_addr, in_port): (u32, u16),
+        (out_addr, out_port): (u32, u16),
+        remote: (u32, u16),
+        now: u32,
+    ) -> Option<u64> {
+        let key = out_key(class, out_addr, out_port);
+        if let Some(slot) = self.table.find_out(key, now) {
+            let s = self.table.get_mut(slot);
+            if (s.pool, s.in_addr, s.in_port) != (pool, in_addr, in_port) {
+                return None;
+            }
+            let forgotten = s.remember(remote.0, remote.1);
+            if let Some(r) = forgotten {
+                self.event(NatEvent::Forgot(key, r));
+            }
+            return Some(key);
+        }
+        let p = self.pools.get(pool as usize)?;
+        if self.table.is_full() || self.pool_live[pool as usize] >= p.max_sessions as usize {
+            return None;
+        }
+        if self.table.find_in(in_key(pool, class, in_addr, in_port), now).is_some() {
+            return None;
+        }
+        if !self.ports[pool as usize].reserve(Ipv4Addr::from(in_addr), Ipv4Addr::from(out_addr), out_port) {
+            return None;
+        }
+        let mut s =
+            Session { in_addr, in_port, out_addr, out_port, pool, proto: class, ..Session::default() };
+        if class == TCP {
+            s.state = SYN_IN | SYN_OUT;
+        }
+        s.remember(remote.0, remote.1);
+        touch(p, &mut s, 0, true, now);
+        self.table.insert(s);
+        self.pool_live[pool as usize] += 1;
+        Some(key)
+    }
+
+    /// The pool whose outside addresses hold `addr`, with the given inside and outside VRFs
+    /// (`None`: any).
+    pub fn pool_of(&self, inside_vrf: Option<u32>, outside_vrf: Option<u32>, addr: u32) -> Option<u16> {
+        let a = Ipv4Addr::from(addr);
+        self.pools
+            .iter()
+            .position(|p| {
+                inside_vrf.is_none_or(|v| v == p.inside_vrf)
+                    && outside_vrf.is_none_or(|v| v == p.outside_vrf)
+                    && p.addresses.iter().any(|n| n.contains(&a))
+            })
+            .map(|i| i as u16)
+    }
+
+    /// Whether `addr`:`port` in `vrf` is a published service's inside end (its replies go out
+    /// through the service's mapping, which lives as long as the config).
+    pub fn serves(&self, vrf: u32, class: u8, addr: u32, port: u16) -> bool {
+        self.svc_in.contains_key(&(vrf, class, addr, port))
+    }
+
     /// Whether the session with outside key `key` is live at `now`.
     pub fn is_live(&self, key: u64, now: u32) -> bool {
         self.table.find_out(key, now).is_some()

@@ -205,6 +205,35 @@ impl Ports {
         None
     }
 
+    /// Takes exactly outside `addr`:`port` for inside `host` (a session adopted from a previous
+    /// process): the port's block must be free or already `host`'s, within the host's cap, and
+    /// (deterministic pools) the host's by the formula; the port itself must be free.
+    pub fn reserve(&mut self, host: Ipv4Addr, addr: Ipv4Addr, port: u16) -> bool {
+        let h = u32::from(host);
+        let Some((b, off)) = self.block_of(addr, port) else { return false };
+        match self.blocks.get(&b) {
+            Some(blk) if blk.host != h => return false,
+            Some(_) => {}
+            None => {
+                if let Some(det) = &self.det {
+                    let mine = det.forward(host).and_then(|(a, p)| self.block_of(a, p)).map(|(x, _)| x);
+                    if mine != Some(b) {
+                        return false;
+                    }
+                } else {
+                    let held = self.hosts.get(&h).map_or(0, |v| v.len());
+                    let Some(i) = self.free.iter().position(|x| *x == b) else { return false };
+                    if held >= self.max_per_host {
+                        return false;
+                    }
+                    self.free.remove(i);
+                }
+                self.claim(b, h);
+            }
+        }
+        self.take_in(b, off)
+    }
+
     /// Returns a port; a dynamic block left empty goes back to the free list.
     pub fn release(&mut self, addr: Ipv4Addr, port: u16) {
         let Some((b, off)) = self.block_of(addr, port) else { return };
@@ -298,6 +327,23 @@ mod tests {
             p.release(a("198.18.30.0"), port);
         }
         assert!(p.allocate(a("10.0.0.9"), 0).is_ok());
+    }
+
+    #[test]
+    fn adopted_ports_are_reserved_exactly_and_only_where_they_may_be() {
+        let mut p = Ports::new(&pool(PoolMode::Dynamic, 4, 1), 0, 1);
+        assert!(p.reserve(a("10.0.0.1"), a("198.18.30.1"), 1030));
+        assert!(!p.reserve(a("10.0.0.1"), a("198.18.30.1"), 1030), "taken");
+        assert!(!p.reserve(a("10.0.0.2"), a("198.18.30.1"), 1031), "another host's block");
+        assert!(!p.reserve(a("10.0.0.1"), a("198.18.30.0"), 1024), "over the host's cap");
+        assert!(!p.reserve(a("10.0.0.1"), a("198.18.30.9"), 1024), "not the pool's");
+        // New allocations for the host continue in its block and never hand out 1030 again.
+        let got: Vec<u16> = (0..3).map(|_| p.allocate(a("10.0.0.1"), 0).unwrap().1).collect();
+        assert_eq!(got, [1028, 1029, 1031]);
+        let mut d =
+            Ports::new(&pool(PoolMode::Deterministic { inside: "10.0.0.0/29".parse().unwrap() }, 4, 1), 0, 1);
+        assert!(d.reserve(a("10.0.0.5"), a("198.18.30.1"), 1029));
+        assert!(!d.reserve(a("10.0.0.4"), a("198.18.30.1"), 1030), "not host 4's block by the formula");
     }
 
     #[test]

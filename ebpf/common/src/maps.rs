@@ -15,6 +15,7 @@ pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
 pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
 /// `ACTIVE[0]` is the config epoch: it grows by one with every applied config, and its lowest
 /// bit is the table generation in use. Flows carry the epoch they were decided under.
+/// `ACTIVE[1..3]` hold the digest of the config installed (userspace's, across restarts).
 pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
 pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";

@@ -46,9 +46,10 @@ static NAT_DST_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_
 static FIB_V4_0: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
 #[map]
 static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
-/// The config epoch; its lowest bit is the generation of the tables in use.
+/// `[0]`: the config epoch; its lowest bit is the generation of the tables in use. `[1]`, `[2]`:
+/// the digest of the config behind them, for userspace alone (see `XdpEngine::install_or_keep`).
 #[map]
-static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+static ACTIVE: Array<u32> = Array::with_max_entries(3, 0);
 /// Flows of established NAT sessions, written by the slow path (see `hutong_common::Flow`).
 #[map]
 static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(MAX_FLOWS, 0);
