@@ -84,11 +84,17 @@ pub fn flow_of(o: &Offload, ifindex: u32, epoch: u32) -> Flow {
     }
 }
 
+/// How long a flow without a session stays unused before it goes, nanoseconds: the UDP
+/// session timeout's default, so a service's replies fill the map no longer than sessions do.
+pub const IDLE_WITHOUT_SESSION: u64 = 300_000_000_000;
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     session: Option<(u64, (u32, u16))>,
     /// The last `last_seen` stamp turned into a session refresh.
     seen: u64,
+    /// When the clock hand last saw it in use (or first saw it); 0 before its first visit.
+    active_at: u64,
     /// Removed from the map; the entry stays until the clock hand passes, so a key is listed
     /// in `order` exactly once.
     live: bool,
@@ -159,7 +165,7 @@ impl FlowCache {
                 map.remove(&key);
                 continue;
             };
-            cache.entries.insert(key, Entry { session, seen: flow.last_seen, live: true });
+            cache.entries.insert(key, Entry { session, seen: flow.last_seen, active_at: 0, live: true });
             cache.order.push(key);
             cache.link(&key, session);
             cache.stats.installed += 1;
@@ -209,7 +215,7 @@ impl FlowCache {
                 self.stats.full += 1;
                 continue;
             }
-            let fresh = Entry { session: o.session, seen: 0, live: true };
+            let fresh = Entry { session: o.session, seen: 0, active_at: 0, live: true };
             match self.entries.get(&key).copied() {
                 Some(e) if e.live => {
                     if e.session != o.session {
@@ -236,7 +242,9 @@ impl FlowCache {
 
     /// Moves the clock hand over up to `budget` flows: stamps newer than the last seen refresh
     /// their session, and flows whose session is no longer live are removed (with the
-    /// session's other flows). `now_ns` is the clock of the program's stamps (CLOCK_MONOTONIC).
+    /// session's other flows). A flow without a session (a published service's replies) goes
+    /// after [`IDLE_WITHOUT_SESSION`] unused. `now_ns` is the clock of the program's stamps
+    /// (CLOCK_MONOTONIC).
     pub fn tick(&mut self, map: &mut impl FlowMap, sessions: &mut impl Sessions, now_ns: u64, budget: usize) {
         let now = (now_ns / 1_000_000_000) as u32;
         for _ in 0..budget.min(self.order.len()) {
@@ -259,18 +267,29 @@ impl FlowCache {
                 self.drop_entry(map, &key);
                 continue;
             };
-            if stamp > e.seen {
-                if let Some(entry) = self.entries.get_mut(&key) {
-                    entry.seen = stamp;
-                }
-                if let Some((s, _)) = e.session {
-                    sessions.refresh(s, (stamp / 1_000_000_000) as u32, now);
+            let used = stamp > e.seen;
+            if let Some(entry) = self.entries.get_mut(&key) {
+                entry.seen = stamp;
+                if used || entry.active_at == 0 {
+                    entry.active_at = now_ns;
                 }
             }
-            if let Some((s, _)) = e.session {
-                if !sessions.is_live(s, now) {
-                    self.remove_session(map, s, |_| true);
+            match e.session {
+                Some((s, _)) => {
+                    if used {
+                        sessions.refresh(s, (stamp / 1_000_000_000) as u32, now);
+                    }
+                    if !sessions.is_live(s, now) {
+                        self.remove_session(map, s, |_| true);
+                    }
                 }
+                None if !used
+                    && e.active_at != 0
+                    && now_ns.saturating_sub(e.active_at) > IDLE_WITHOUT_SESSION =>
+                {
+                    self.drop_entry(map, &key);
+                }
+                None => {}
             }
         }
     }
@@ -521,6 +540,25 @@ mod tests {
         // The hand forgets the removed entries as it passes them.
         cache.tick(&mut map, &mut clock, 152_000_000_000, 16);
         assert!(cache.order.is_empty() && cache.entries.is_empty());
+    }
+
+    #[test]
+    fn a_flow_without_a_session_goes_when_unused() {
+        let mut map = Model { cap: 8, ..Model::default() };
+        let mut cache = FlowCache::new(&mut map, 0, 0);
+        let mut reply = pair()[0];
+        reply.session = None;
+        cache.follow(&mut map, 0, 0, &[], &[reply], |i| Some(i as u32));
+        let mut clock = Clock::default();
+        let s = 1_000_000_000;
+        cache.tick(&mut map, &mut clock, 10 * s, 8);
+        // Used at 200 s: kept past 310 s; unused since, gone after 500 s.
+        map.flows.get_mut(&key_of(&reply)).unwrap().last_seen = 200 * s;
+        cache.tick(&mut map, &mut clock, 250 * s, 8);
+        cache.tick(&mut map, &mut clock, 400 * s, 8);
+        assert_eq!(map.flows.len(), 1);
+        cache.tick(&mut map, &mut clock, 551 * s, 8);
+        assert!(map.flows.is_empty());
     }
 
     #[test]
