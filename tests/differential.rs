@@ -8,7 +8,7 @@
 mod common;
 
 use dataplane::{
-    Drop, Stat,
+    Action, Drop, PortRange, Rule, Stat,
     buffer::{Packet, Verdict},
     engine::{Engine, Iface},
     tables,
@@ -230,16 +230,85 @@ fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
 #[test]
 fn the_xdp_program_matches_the_userspace_engine() {
     common::require_root("differential");
-    let (ns, legacy, uplink) = common::veth_pair("diff");
-    let config = common::demo_config();
+    let t = differential("demo", common::demo_config());
+    assert!(
+        t.forwarded > 100 && t.dropped > 100 && t.slow > 10 && t.to_host > 5,
+        "the corpus must exercise every verdict"
+    );
+}
 
-    // The XDP engine, with the demo's tables and these neighbors.
+/// The same corpus under a policy the program scans rule by rule: count, deny and permit rules
+/// on protocols and port ranges, a netmap limited to high TCP source ports, a route-via, and
+/// rules of the extranet VRF. Each rule's hit counter must agree too.
+#[test]
+fn policy_rules_in_the_program_match_the_userspace_engine() {
+    common::require_root("differential");
+    let mut config = common::demo_config();
+    let rule = |name: &str, vrf: u32, action: Action| Rule {
+        name: name.into(),
+        vrf,
+        src: None,
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action,
+    };
+    let ports = |first: u16, last: u16| Some(PortRange { first, last });
+    let lan = config.policies[0].clone();
+    let inbound = config.policies[1].clone();
+    config.policies = vec![
+        rule("count-all", 1, Action::Count),
+        Rule { proto: Some(17), dst_ports: ports(0, 20000), ..rule("no-low-udp", 1, Action::Deny) },
+        Rule { proto: Some(6), src_ports: ports(30000, 65535), ..rule("tcp-high", 1, Action::Netmap) },
+        Rule { src: Some("10.20.0.0/25".parse().unwrap()), ..lan },
+        Rule { proto: Some(6), dst_ports: ports(0, 30000), ..rule("no-low-tcp-in", 0, Action::Deny) },
+        Rule { dst: Some("198.18.20.64/26".parse().unwrap()), ..rule("permit-upper", 0, Action::Permit) },
+        Rule {
+            proto: Some(1),
+            dst: Some("198.18.21.0/24".parse().unwrap()),
+            ..rule(
+                "icmp-back-via-uplink",
+                0,
+                Action::RouteVia { port: "uplink0".into(), via: Some("198.19.0.2".parse().unwrap()) },
+            )
+        },
+        Rule { src: Some("2001:db8::/32".parse().unwrap()), ..rule("v6-only", 0, Action::Deny) },
+        inbound,
+    ];
+    config.validate().unwrap();
+    let t = differential("policy", config);
+    assert!(t.forwarded > 50 && t.dropped > 100, "the corpus must exercise the rules");
+    assert!(t.policy_denied > 30, "deny rules must decide: {}", t.policy_denied);
+    // Every rule decides or counts something, but the IPv6 one (IPv6 is the slow path's).
+    for (i, h) in t.rule_hits.iter().enumerate() {
+        assert_eq!(*h > 0, i != 7, "rule {i}: {:?}", t.rule_hits);
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    forwarded: usize,
+    to_host: usize,
+    dropped: usize,
+    slow: usize,
+    policy_denied: usize,
+    rule_hits: Vec<u64>,
+}
+
+/// Runs the corpus through both engines under `config` and demands identical verdicts, drop
+/// reasons, bytes and rule counters.
+fn differential(name: &str, config: dataplane::Config) -> Tally {
+    let (ns, legacy, uplink) = common::veth_pair("diff");
+
+    // The XDP engine, with the config's tables and these neighbors.
     let t = tables::build(&config, |n| match n {
         "legacy0" => Some(legacy),
         "uplink0" => Some(uplink),
         _ => None,
     })
     .unwrap();
+    assert!(t.slow.vrfs.is_empty() && t.slow.all.is_none(), "{name}: the program runs it all: {:?}", t.slow);
     let mut xdp = XdpEngine::load().unwrap();
     xdp.install(&t).unwrap();
     // The userspace engine on the same interfaces.
@@ -247,6 +316,7 @@ fn the_xdp_program_matches_the_userspace_engine() {
         Iface { name: "legacy0".into(), mac: legacy.mac },
         Iface { name: "uplink0".into(), mac: uplink.mac },
     ];
+    let rules = config.policies.len();
     let mut user = Engine::new(config, ifaces).unwrap();
     {
         let mut n = xdp.neighbor_table().unwrap();
@@ -271,7 +341,9 @@ fn the_xdp_program_matches_the_userspace_engine() {
     let cases = corpus(legacy.mac, uplink.mac);
     assert!(cases.len() >= 500, "the corpus has {} cases", cases.len());
     let ifindex = [legacy.ifindex, uplink.ifindex];
-    let (mut forwarded, mut to_host, mut slow, mut dropped) = (0, 0, 0, 0);
+    let (mut forwarded, mut to_host, mut slow, mut dropped, mut policy_denied) = (0, 0, 0, 0, 0);
+    // The userspace engine's rule hits for the frames the program decided itself.
+    let mut expected_hits = vec![0u64; rules];
     for (n, c) in cases.iter().enumerate() {
         let before = xdp.counters().unwrap();
         let out = ns.run(|| xdp.test_run(&c.frame, ifindex[c.iface])).unwrap().unwrap();
@@ -280,6 +352,7 @@ fn the_xdp_program_matches_the_userspace_engine() {
         let moved_stat = |s: Stat| after.stat(s) > before.stat(s);
 
         let mut batch = [Packet::new(c.iface, &c.frame)];
+        let hits_before = user.counters.rule_hits.values.clone();
         user.process(&mut batch, n as u64 * 1_000_000_000);
         let want = &batch[0];
 
@@ -305,6 +378,11 @@ fn the_xdp_program_matches_the_userspace_engine() {
             slow += 1;
             continue;
         }
+        for (e, (a, b)) in
+            expected_hits.iter_mut().zip(user.counters.rule_hits.values.iter().zip(&hits_before))
+        {
+            *e += a - b;
+        }
         match (out.action, want.verdict) {
             (action::REDIRECT, Verdict::Forward { .. }) => {
                 if out.frame != want.frame() {
@@ -319,6 +397,7 @@ fn the_xdp_program_matches_the_userspace_engine() {
                 to_host += 1;
             }
             (action::DROP, Verdict::Drop(reason)) => {
+                policy_denied += (reason == Drop::PolicyDeny) as usize;
                 if moved_drop != Some(reason) {
                     fail("different drop reasons");
                 }
@@ -327,12 +406,12 @@ fn the_xdp_program_matches_the_userspace_engine() {
             _ => fail("different verdicts"),
         }
     }
+    let rule_hits = xdp.rule_hits(rules).unwrap();
+    assert_eq!(rule_hits, expected_hits, "{name}: per-rule hits (program, userspace)");
     eprintln!(
-        "differential: {} cases identical: {forwarded} forwarded, {to_host} to the host, {dropped} dropped, {slow} to the slow path",
+        "differential ({name}): {} cases identical: {forwarded} forwarded, {to_host} to the host, {dropped} dropped \
+         ({policy_denied} by policy), {slow} to the slow path; rule hits {rule_hits:?}",
         cases.len()
     );
-    assert!(
-        forwarded > 100 && dropped > 100 && slow > 10 && to_host > 5,
-        "the corpus must exercise every verdict"
-    );
+    Tally { forwarded, to_host, dropped, slow, policy_denied, rule_hits }
 }

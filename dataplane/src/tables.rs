@@ -9,11 +9,13 @@ use std::{
 };
 
 use hutong_common::{
-    NeighKey, Netmap as NetmapEntry, PORT_FLOWS, PORT_SLOW, Port, ROLE_EXTRANET, ROLE_LEGACY, Route, V4Key,
+    MAX_RULES, MAX_RULES_PER_VRF, NeighKey, Netmap as NetmapEntry, PORT_FLOWS, PORT_SLOW, PolicyRule, Port,
+    ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_NO_TRANSLATION,
+    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, V4Key,
 };
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::config::{Action, Config, Role};
+use crate::config::{Action, Config, Role, Rule};
 
 /// What the host knows about an interface the config names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,10 @@ pub struct Tables {
     pub nat_src: Vec<Lpm<NetmapEntry>>,
     pub nat_dst: Vec<Lpm<NetmapEntry>>,
     pub fib: Vec<Lpm<Route>>,
+    /// Policy rules, VRF after VRF, each VRF's in order (VRFs on the slow path left out).
+    pub rules: Vec<PolicyRule>,
+    /// Where each VRF's rules sit in `rules` (also written into its ports).
+    pub vrf_rules: Vec<(u32, VrfRules)>,
     /// Configured next hops, resolved ahead of traffic so the first packet is not lost.
     pub nexthops: Vec<NeighKey>,
     /// What the program leaves to the slow path.
@@ -44,8 +50,57 @@ pub enum TablesError {
     NoSuchInterface(String),
 }
 
+/// A VRF's span of rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VrfRules {
+    pub first: u32,
+    pub count: u32,
+}
+
 fn lpm_key(vrf: u32, net: Ipv4Net) -> (u32, V4Key) {
     (V4Key::VRF_BITS + net.prefix_len() as u32, V4Key::new(vrf, net.network().octets()))
+}
+
+/// One rule as the program scans it (the caller ruled out IPv6-only rules, and route-via to a
+/// port the program cannot send on).
+fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandle>) -> PolicyRule {
+    let prefix = |n: Option<IpNet>| match n {
+        Some(IpNet::V4(n)) => {
+            (u32::from_ne_bytes(n.network().octets()), u32::from_ne_bytes(n.netmask().octets()))
+        }
+        _ => (0, 0),
+    };
+    let (src, src_mask) = prefix(r.src);
+    let (dst, dst_mask) = prefix(r.dst);
+    let mut p = PolicyRule { src, src_mask, dst, dst_mask, index, ..PolicyRule::default() };
+    if let Some(proto) = r.proto {
+        p.flags |= RULE_PROTO;
+        p.proto = proto;
+    }
+    if let Some(sp) = r.src_ports {
+        p.flags |= RULE_SPORTS;
+        (p.sport_lo, p.sport_hi) = (sp.first, sp.last);
+    }
+    if let Some(dp) = r.dst_ports {
+        p.flags |= RULE_DPORTS;
+        (p.dport_lo, p.dport_hi) = (dp.first, dp.last);
+    }
+    p.action = match &r.action {
+        Action::Permit => RULE_PERMIT,
+        Action::Deny => RULE_DENY,
+        Action::Count => RULE_COUNT,
+        Action::Netmap => RULE_NETMAP,
+        Action::RouteVia { port, via } => {
+            p.via_ifindex = handle(port).map_or(0, |h| h.ifindex);
+            if let Some(IpAddr::V4(a)) = via {
+                p.via_nexthop = a.octets();
+            }
+            RULE_ROUTE_VIA
+        }
+        // NPTv6 translates only IPv6: for IPv4 it decides "no translation", as in userspace.
+        Action::Nptv6 | Action::Napt { .. } | Action::Dnat => RULE_NO_TRANSLATION,
+    };
+    p
 }
 
 fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
@@ -56,20 +111,17 @@ fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
     }
 }
 
-/// The narrower of two prefixes if one contains the other (`None` = everything).
-fn narrower(rule: Option<Ipv4Net>, table: Ipv4Net) -> Option<Ipv4Net> {
-    match rule {
-        None => Some(table),
-        Some(r) if r.contains(&table) => Some(table),
-        Some(r) if table.contains(&r) => Some(r),
-        Some(_) => None,
-    }
+/// Whether a rule can only match IPv6 (the program hands all IPv6 to the slow path).
+fn v6_only(r: &Rule) -> bool {
+    matches!(r.src, Some(IpNet::V6(_))) || matches!(r.dst, Some(IpNet::V6(_)))
 }
 
 /// What of a config the program leaves to the slow path (the userspace engine behind AF_XDP).
-/// The program implements netmap rules (source or destination prefix only) on IPv4 untagged
-/// ports with one route per prefix; anything else is marked here, and the affected ports send
-/// their traffic to the slow path after ARP and the gateway's own addresses.
+/// The program implements, on IPv4 untagged ports with one route per prefix, the policy rules
+/// (permit, deny, count, netmap, route-via to an untagged port; at most
+/// [`MAX_RULES_PER_VRF`] per VRF) and the flows of established NAT sessions; anything else is
+/// marked here, and the affected ports send their traffic to the slow path after ARP, the
+/// gateway's own addresses and those flows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlowScope {
     /// The whole gateway, and why.
@@ -100,21 +152,35 @@ impl SlowScope {
                 s.ifaces.entry(p.name.clone()).or_insert(format!("VLAN port {}", p.key()));
             }
         }
+        let mut per_vrf: BTreeMap<u32, u32> = BTreeMap::new();
         for r in &config.policies {
             let why = format!("rule {:?} ({:?})", r.name, r.action);
-            let v6_only = |n: &Option<ipnet::IpNet>| matches!(n, Some(ipnet::IpNet::V6(_)));
-            match r.action {
-                // IPv6 goes to the slow path anyway; a rule that can only match IPv6 is harmless.
-                Action::Nptv6 if v6_only(&r.src) || v6_only(&r.dst) => {}
-                Action::Netmap
-                    if r.proto.is_none()
-                        && r.src_ports.is_none()
-                        && r.dst_ports.is_none()
-                        && (r.src.is_none() || r.dst.is_none())
-                        && !v6_only(&r.src)
-                        && !v6_only(&r.dst) => {}
-                _ => vrf(&mut s, r.vrf, why),
+            *per_vrf.entry(r.vrf).or_default() += 1;
+            match &r.action {
+                // New sessions are the userspace engine's.
+                Action::Napt { .. } | Action::Dnat => vrf(&mut s, r.vrf, why),
+                Action::RouteVia { port, via } => {
+                    let plain = config
+                        .ports
+                        .iter()
+                        .any(|p| p.key() == *port && p.vlan.is_none() && p.tunnel.is_none());
+                    if !plain || matches!(via, Some(IpAddr::V6(_))) {
+                        vrf(&mut s, r.vrf, why);
+                    }
+                }
+                _ => {}
             }
+        }
+        for (v, n) in per_vrf {
+            if n > MAX_RULES_PER_VRF {
+                vrf(&mut s, v, format!("{n} rules, more than the {MAX_RULES_PER_VRF} the program scans"));
+            }
+        }
+        if config.policies.len() > MAX_RULES as usize {
+            s.all.get_or_insert(format!(
+                "{} rules, more than the program holds ({MAX_RULES})",
+                config.policies.len()
+            ));
         }
         for p in &config.nat_pools {
             vrf(&mut s, p.inside_vrf, format!("NAPT pool {:?}", p.name));
@@ -139,11 +205,11 @@ impl SlowScope {
 
 /// Builds the map contents. `resolve` maps an interface name to its ifindex and MAC.
 ///
-/// Policy: the program implements rules whose action is `netmap` and which match on source or
-/// destination prefix only. Each such rule, intersected with each netmap of its VRF, becomes an
-/// entry of `NAT_SRC_V4` (the rule's VRF is the netmap's inside) or `NAT_DST_V4` (its outside);
-/// anything no rule publishes is absent and therefore dropped, as the userspace engine does.
-/// Everything else is left to the slow path (see [`SlowScope`]).
+/// Policy: every netmap goes into `NAT_SRC_V4` (keyed by its inside VRF and prefix) and
+/// `NAT_DST_V4` (outside VRF and prefix) whole, and each VRF's rules into `RULES`, in order, with
+/// their counters' indexes: the program scans them as the userspace engine does, so the rules
+/// decide who may use a netmap. Its ports carry where those are; a VRF without rules denies
+/// everything. What the program cannot do is left to the slow path (see [`SlowScope`]).
 pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> Result<Tables, TablesError> {
     let slow = SlowScope::of(config);
     let mut t = Tables::default();
@@ -168,7 +234,10 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
             || config.services.iter().any(|s| s.inside_vrf == q.vrf || s.outside_vrf == q.vrf);
         let flags = if is_slow { PORT_SLOW } else { 0 } | if nat_vrf { PORT_FLOWS } else { 0 };
         let slot = t.ports.len() as u16;
-        t.ports.push((h.ifindex, Port { vrf: q.vrf, mac: h.mac, role, flags, mtu: q.mtu, slot }));
+        t.ports.push((
+            h.ifindex,
+            Port { vrf: q.vrf, mac: h.mac, role, flags, mtu: q.mtu, slot, ..Port::default() },
+        ));
         if q.vlan.is_some() {
             continue; // a VLAN port's addresses are reached tagged: slow path
         }
@@ -181,32 +250,27 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         }
     }
     let handle = |key: &str| handles.iter().find(|(k, _)| k == key).map(|(_, h)| *h);
-    for r in &config.policies {
-        let plain =
-            r.action == Action::Netmap && r.proto.is_none() && r.src_ports.is_none() && r.dst_ports.is_none();
-        let (src, dst) = match (r.src, r.dst) {
-            (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => continue,
-            (Some(IpNet::V4(s)), d) => {
-                (Some(s), d.and_then(|d| if let IpNet::V4(d) = d { Some(d) } else { None }))
-            }
-            (None, Some(IpNet::V4(d))) => (None, Some(d)),
-            (None, None) => (None, None),
-        };
-        if !plain || slow.vrfs.contains_key(&r.vrf) {
-            continue; // its VRF goes to the slow path
+    // The netmaps whole: the rules decide who may use them, as in the userspace engine.
+    for n in &config.netmaps {
+        let (bits, key) = lpm_key(n.inside_vrf, n.inside);
+        t.nat_src.push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
+        let (bits, key) = lpm_key(n.outside_vrf, n.outside);
+        t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
+    }
+    // Each VRF's rules, in order; a VRF without any denies everything (it has no entry).
+    let vrfs: BTreeSet<u32> =
+        config.policies.iter().map(|r| r.vrf).filter(|v| !slow.vrfs.contains_key(v)).collect();
+    for v in vrfs {
+        let first = t.rules.len() as u32;
+        for (index, r) in config.policies.iter().enumerate().filter(|(_, r)| r.vrf == v && !v6_only(r)) {
+            t.rules.push(policy_rule(index as u32, r, &handle));
         }
-        for n in &config.netmaps {
-            if n.inside_vrf == r.vrf && dst.is_none() {
-                if let Some(key_net) = narrower(src, n.inside) {
-                    let (bits, key) = lpm_key(n.inside_vrf, key_net);
-                    t.nat_src.push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
-                }
-            } else if n.outside_vrf == r.vrf && src.is_none() {
-                if let Some(key_net) = narrower(dst, n.outside) {
-                    let (bits, key) = lpm_key(n.outside_vrf, key_net);
-                    t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
-                }
-            }
+        t.vrf_rules.push((v, VrfRules { first, count: t.rules.len() as u32 - first }));
+    }
+    for (_, port) in &mut t.ports {
+        if let Some((_, vr)) = t.vrf_rules.iter().find(|(v, _)| *v == port.vrf) {
+            // Both fit: MAX_RULES is below 65536.
+            (port.rules_first, port.rules_count) = (vr.first as u16, vr.count as u16);
         }
     }
     for r in &config.routes {
@@ -248,7 +312,19 @@ mod tests {
         assert_eq!(t.ports.len(), 2);
         assert_eq!(
             t.ports[0],
-            (4, Port { vrf: 1, mac: [2, 0, 0, 0, 0, 4], role: ROLE_LEGACY, flags: 0, mtu: 1500, slot: 0 })
+            (
+                4,
+                Port {
+                    vrf: 1,
+                    mac: [2, 0, 0, 0, 0, 4],
+                    role: ROLE_LEGACY,
+                    flags: 0,
+                    mtu: 1500,
+                    slot: 0,
+                    rules_first: 1,
+                    rules_count: 1
+                }
+            )
         );
         assert_eq!(t.local, vec![V4Key::new(1, [10, 20, 0, 1]), V4Key::new(0, [198, 19, 0, 1])]);
         // legacy 10.20.0.0/24 in VRF 1 -> 198.18.20.0/24 in VRF 0, and back.
@@ -278,14 +354,47 @@ mod tests {
     }
 
     #[test]
-    fn a_narrower_rule_publishes_only_its_part() {
+    fn rules_are_scanned_in_order_per_vrf_with_their_counters() {
+        let t = build(&demo(), resolve).unwrap();
+        assert_eq!(
+            t.vrf_rules,
+            vec![(0, VrfRules { first: 0, count: 1 }), (1, VrfRules { first: 1, count: 1 })]
+        );
+        // VRF 0's rule is the config's second: its counter is index 1.
+        assert_eq!((t.rules[0].index, t.rules[0].action), (1, RULE_NETMAP));
+        assert_eq!(t.rules[0].dst_mask, u32::from_ne_bytes([255, 255, 255, 0]));
         let mut c = demo();
-        c.policies[0].src = Some("10.20.0.0/25".parse().unwrap());
+        c.policies.push(Rule {
+            name: "web".into(),
+            vrf: 1,
+            src: None,
+            dst: Some("2001:db8::/32".parse().unwrap()),
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action: Action::Deny,
+        });
+        c.policies.push(Rule {
+            name: "dns-via".into(),
+            vrf: 0,
+            src: None,
+            dst: None,
+            proto: Some(17),
+            src_ports: Some(crate::PortRange { first: 1024, last: 65535 }),
+            dst_ports: Some(crate::PortRange { first: 53, last: 53 }),
+            action: Action::RouteVia { port: "uplink0".into(), via: Some("198.19.0.9".parse().unwrap()) },
+        });
         let t = build(&c, resolve).unwrap();
-        assert_eq!(t.nat_src, vec![(57, V4Key::new(1, [10, 20, 0, 0]), t.nat_src[0].2)]);
-        // Without its inbound rule the outside block is not published at all.
-        c.policies.truncate(1);
-        assert!(build(&c, resolve).unwrap().nat_dst.is_empty());
+        assert_eq!(t.vrf_rules[1], (1, VrfRules { first: 2, count: 1 }), "the IPv6 rule is left out");
+        let r = t.rules[1];
+        assert_eq!(
+            (r.flags, r.proto, r.sport_lo, r.sport_hi, r.dport_lo, r.dport_hi),
+            (7, 17, 1024, 65535, 53, 53)
+        );
+        assert_eq!(
+            (r.action, r.via_ifindex, r.via_nexthop, r.index),
+            (RULE_ROUTE_VIA, 5, [198, 19, 0, 9], 3)
+        );
     }
 
     #[test]
@@ -294,13 +403,25 @@ mod tests {
             build(c, resolve).unwrap().ports.iter().map(|(_, p)| p.flags & PORT_SLOW != 0).collect()
         };
         assert_eq!(slow_ports(&demo()), [false, false], "the demo is all fast path");
-        // A deny rule in the legacy VRF: that VRF's port goes slow, its netmap entries are not
-        // installed, and the extranet side stays fast.
+        // A deny rule in the legacy VRF: that VRF scans its rules (in order, counters by
+        // position), with its netmaps whole; it stays on the fast path.
         let mut c = demo();
         c.policies[0].action = Action::Deny;
+        let t = build(&c, resolve).unwrap();
+        assert_eq!(slow_ports(&c), [false, false]);
+        assert_eq!(t.vrf_rules[1], (1, VrfRules { first: 1, count: 1 }));
+        assert_eq!((t.rules[1].action, t.rules[1].index), (RULE_DENY, 0));
+        assert_eq!(t.nat_src.len(), 1, "the whole netmap: the rules decide");
+        // New sessions (NAPT) are the slow path's.
+        let mut c = demo();
+        c.policies[0].action = Action::Napt { pool: "p".into() };
         assert_eq!(slow_ports(&c), [true, false]);
-        assert!(build(&c, resolve).unwrap().nat_src.is_empty());
         assert!(SlowScope::of(&c).vrfs[&1].contains("lan-out"));
+        // More rules than the program scans per VRF.
+        let mut c = demo();
+        let rule = c.policies[0].clone();
+        c.policies.extend((0..MAX_RULES_PER_VRF).map(|i| Rule { name: format!("r{i}"), ..rule.clone() }));
+        assert_eq!(slow_ports(&c), [true, false]);
         // A VLAN port slows its whole interface; IPv6 addresses are simply not the program's.
         let mut c = demo();
         c.ports[0].vlan = Some(100);

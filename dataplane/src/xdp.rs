@@ -25,9 +25,10 @@ use aya::{
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FLOWS, MAP_LOCAL_V4, MAP_NAT_DST_V4,
-    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORTS, MAP_SLOW_PATH, MAP_STATS, MAX_FLOWS, MAX_LOCAL,
-    MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey,
-    Netmap, PROGRAM, Port, Route, Stat, V4Key,
+    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_SLOW_PATH,
+    MAP_STATS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES,
+    MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, PolicyRule, Port,
+    Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -51,7 +52,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 17] = [
+const MAPS: [&str; 20] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -69,6 +70,9 @@ const MAPS: [&str; 17] = [
     MAP_STATS,
     MAP_SLOW_PATH,
     MAP_FLOWS,
+    MAP_RULES[0],
+    MAP_RULES[1],
+    MAP_RULE_HITS,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -93,7 +97,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v4 (two generations, epochs and digest, flows): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} caps={},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v5 (two generations, epochs and digest, flows, rules): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} caps={},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -104,6 +108,7 @@ pub fn layout() -> String {
         size_of::<Neigh>(),
         size_of::<FlowKey>(),
         size_of::<Flow>(),
+        size_of::<PolicyRule>(),
         MAX_PORTS,
         MAX_LOCAL,
         MAX_NAT_PREFIXES,
@@ -111,7 +116,9 @@ pub fn layout() -> String {
         MAX_NEIGHBORS,
         NEIGH_MISS_BYTES,
         MAX_QUEUES,
-        MAX_FLOWS
+        MAX_FLOWS,
+        MAX_RULES,
+        MAX_RULES_PER_VRF
     )
 }
 
@@ -211,6 +218,11 @@ impl XdpEngine {
         }
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
+        let mut rules: Array<_, PolicyRule> = Array::try_from(map(&mut self.ebpf, MAP_RULES[next])?)?;
+        for (i, r) in t.rules.iter().enumerate() {
+            rules.set(i as u32, r, 0).context(MAP_RULES[next])?;
+        }
+
         let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
         active.set(0, epoch, 0).context(MAP_ACTIVE)?;
         // Whatever config digest was recorded no longer describes the tables.
@@ -305,6 +317,13 @@ impl XdpEngine {
             table: HashMap::try_from(take(&mut self.ebpf, MAP_NEIGH_V4)?)?,
             misses: RingBuf::try_from(take(&mut self.ebpf, MAP_NEIGH_MISS)?)?,
         })
+    }
+
+    /// Hits of the first `n` policy rules (by position in the config), summed over CPUs.
+    pub fn rule_hits(&self, n: usize) -> Result<Vec<u64>> {
+        let hits: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_RULE_HITS).context("the object has no map RULE_HITS")?)?;
+        (0..n.min(MAX_RULES as usize)).map(|i| Ok(hits.get(&(i as u32), 0)?.iter().sum())).collect()
     }
 
     /// Hands the flow map to the slow path; callable once.

@@ -13,6 +13,8 @@ pub const MAP_LOCAL_V4: [&str; 2] = ["LOCAL_V4_0", "LOCAL_V4_1"];
 pub const MAP_NAT_SRC_V4: [&str; 2] = ["NAT_SRC_V4_0", "NAT_SRC_V4_1"];
 pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
 pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
+pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
+pub const MAP_RULE_HITS: &str = "RULE_HITS";
 /// `ACTIVE[0]` is the config epoch: it grows by one with every applied config, and its lowest
 /// bit is the table generation in use. Flows carry the epoch they were decided under.
 /// `ACTIVE[1..3]` hold the digest of the config installed (userspace's, across restarts).
@@ -36,6 +38,10 @@ pub const MAX_NEIGHBORS: u32 = 16384;
 /// 65536 sessions. A plain hash, never an LRU: the kernel must not evict an entry behind the
 /// slow path's back. When it is full, further flows simply stay on the slow path.
 pub const MAX_FLOWS: u32 = 131_072;
+/// Policy rules the program classifies by, in all VRFs, and per VRF (a VRF with more goes to the
+/// slow path): the scan is bounded so the verifier can prove it ends.
+pub const MAX_RULES: u32 = 4096;
+pub const MAX_RULES_PER_VRF: u32 = 64;
 /// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
 pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
 /// Receive queues per port with a slow-path socket.
@@ -57,7 +63,7 @@ pub const PORT_FLOWS: u8 = 2;
 
 /// `PORTS[ifindex]`: what the program needs to know about each attached interface.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Port {
     /// VRF of packets arriving on this port.
     pub vrf: u32,
@@ -70,6 +76,10 @@ pub struct Port {
     pub mtu: u16,
     /// Its number among the ports: its slow-path sockets sit at `slot * QUEUES_PER_PORT + queue`.
     pub slot: u16,
+    /// The rules of its VRF: `RULES[rules_first..rules_first + rules_count]`, in order. None:
+    /// the VRF denies everything. Kept here so classifying costs no lookup of its own.
+    pub rules_first: u16,
+    pub rules_count: u16,
 }
 
 /// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
@@ -175,9 +185,52 @@ pub struct Flow {
     pub last_seen: u64,
 }
 
+/// `PolicyRule::action`: what a matching rule does.
+pub const RULE_PERMIT: u8 = 1;
+pub const RULE_DENY: u8 = 2;
+/// Count the hit and go on to the next rule.
+pub const RULE_COUNT: u8 = 3;
+/// Translate by the netmap tables (`NAT_SRC_V4`, else `NAT_DST_V4`, in the packet's VRF).
+pub const RULE_NETMAP: u8 = 4;
+/// Forward untranslated to `via_ifindex` / `via_nexthop`.
+pub const RULE_ROUTE_VIA: u8 = 5;
+/// Decides "no translation" for IPv4 (an NPTv6 rule, which only translates IPv6).
+pub const RULE_NO_TRANSLATION: u8 = 6;
+
+/// `PolicyRule::flags`.
+pub const RULE_PROTO: u8 = 1;
+pub const RULE_SPORTS: u8 = 2;
+pub const RULE_DPORTS: u8 = 4;
+
+/// `RULES[i]`: one policy rule, in order within its VRF (see `Port::rules_first`). Prefixes as
+/// value/mask in network order (mask 0: any); port ranges inclusive, host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub src: u32,
+    pub src_mask: u32,
+    pub dst: u32,
+    pub dst_mask: u32,
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+    pub via_ifindex: u32,
+    /// All zero: on-link (the destination itself).
+    pub via_nexthop: [u8; 4],
+    /// The rule's position in the config's policy list: its `RULE_HITS` counter.
+    pub index: u32,
+    pub proto: u8,
+    /// `RULE_PROTO | RULE_SPORTS | RULE_DPORTS`: which of the fields above must match.
+    pub flags: u8,
+    pub action: u8,
+    pub _pad: u8,
+}
+
 // The layouts both compilers must agree on.
 const _: () = {
-    assert!(size_of::<Port>() == 16);
+    assert!(size_of::<Port>() == 20);
+    assert!(offset_of!(Port, rules_first) == 16);
     assert!(offset_of!(Port, mac) == 4);
     assert!(offset_of!(Port, role) == 10);
     assert!(offset_of!(Port, mtu) == 12);
@@ -190,6 +243,10 @@ const _: () = {
     assert!(offset_of!(Route, nexthop) == 4);
     assert!(size_of::<NeighKey>() == 8);
     assert!(size_of::<Neigh>() == 8);
+    assert!(size_of::<PolicyRule>() == 40);
+    assert!(offset_of!(PolicyRule, via_ifindex) == 24);
+    assert!(offset_of!(PolicyRule, index) == 32);
+    assert!(offset_of!(PolicyRule, proto) == 36);
     assert!(size_of::<FlowKey>() == 20);
     assert!(offset_of!(FlowKey, sport) == 12);
     assert!(offset_of!(FlowKey, proto) == 16);
@@ -211,6 +268,7 @@ mod pod {
     unsafe impl aya::Pod for super::Neigh {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow {}
+    unsafe impl aya::Pod for super::PolicyRule {}
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use aya_ebpf::{
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
-    MAX_ROUTES, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PORT_FLOWS, PORT_SLOW, Port, QUEUES_PER_PORT,
-    Route, Stat, V4Key, checksum,
+    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PORT_FLOWS,
+    PORT_SLOW, PolicyRule, Port, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP,
+    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key, checksum,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -46,6 +47,13 @@ static NAT_DST_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_
 static FIB_V4_0: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
 #[map]
 static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+static RULES_0: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
+#[map]
+static RULES_1: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
+/// Hits per policy rule, by its position in the config.
+#[map]
+static RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES, 0);
 /// `[0]`: the config epoch; its lowest bit is the generation of the tables in use. `[1]`, `[2]`:
 /// the digest of the config behind them, for userspace alone (see `XdpEngine::install_or_keep`).
 #[map]
@@ -62,6 +70,7 @@ struct Tables {
     nat_src: &'static LpmTrie<V4Key, Netmap>,
     nat_dst: &'static LpmTrie<V4Key, Netmap>,
     fib: &'static LpmTrie<V4Key, Route>,
+    rules: &'static Array<PolicyRule>,
 }
 
 /// The generation in use, read once per packet so all of a packet's lookups agree.
@@ -76,6 +85,7 @@ fn tables() -> Tables {
             nat_src: &NAT_SRC_V4_0,
             nat_dst: &NAT_DST_V4_0,
             fib: &FIB_V4_0,
+            rules: &RULES_0,
         }
     } else {
         Tables {
@@ -85,6 +95,7 @@ fn tables() -> Tables {
             nat_src: &NAT_SRC_V4_1,
             nat_dst: &NAT_DST_V4_1,
             fib: &FIB_V4_1,
+            rules: &RULES_1,
         }
     }
 }
@@ -226,25 +237,44 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         return Ok(slow_path(ctx, port.slot));
     }
 
-    // --- translate: a published source (legacy -> extranet) or destination (the reverse) -------
-    let (new_src, new_dst, out_vrf) = if let Some(nm) = lookup_nat(t.nat_src, vrf, src) {
-        (nm.apply(src), dst, nm.vrf_out)
-    } else if let Some(nm) = lookup_nat(t.nat_dst, vrf, dst) {
-        (src, nm.apply(dst), nm.vrf_out)
+    // --- classify: the port VRF's rules in order; none denies everything ------------------------
+    let ports = if frag_off == 0 && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+        let p = unsafe { *ptr_at::<[u8; 4]>(ctx, ETH_LEN + (ihl & 0x3c))? };
+        Some((u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])))
     } else {
-        return Err(Drop::NoTranslation);
+        None
+    };
+    let (decided, via) = classify(&t, port, src, dst, proto, ports, false)?;
+    // --- translate: netmap the source (legacy -> extranet) or the destination (the reverse) -----
+    let (new_src, new_dst, out_vrf) = match decided {
+        RULE_NETMAP => {
+            if let Some(nm) = lookup_nat(t.nat_src, vrf, src) {
+                (nm.apply(src), dst, nm.vrf_out)
+            } else if let Some(nm) = lookup_nat(t.nat_dst, vrf, dst) {
+                (src, nm.apply(dst), nm.vrf_out)
+            } else {
+                return Err(Drop::NoTranslation);
+            }
+        }
+        RULE_PERMIT | RULE_ROUTE_VIA => (src, dst, vrf),
+        _ => return Err(Drop::NoTranslation),
     };
 
-    // --- route and resolve the next hop ----------------------------------------------------------
-    let route = t
-        .fib
-        .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
-        .ok_or(Drop::NoRoute)?;
+    // --- route (or the rule's fixed next hop) and resolve the next hop ---------------------------
+    let route = if decided == RULE_ROUTE_VIA {
+        via
+    } else {
+        *t.fib
+            .get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(out_vrf, new_dst.to_ne_bytes())))
+            .ok_or(Drop::NoRoute)?
+    };
     let out_ifindex = route.ifindex;
     let out_port = unsafe { t.ports.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
     let src_mac = out_port.mac;
     // Over the egress MTU: fragmentation-needed (with DF) or a drop is the slow path's to decide.
+    // It classifies the packet again, so the hits counted here are taken back.
     if total_len > out_port.mtu as usize {
+        let _ = classify(&t, port, src, dst, proto, ports, true);
         return Ok(slow_path(ctx, port.slot));
     }
     let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
@@ -426,6 +456,92 @@ fn by_flow(
     count(&STATS, Stat::FlowHit as u32);
     count(&STATS, Stat::Forwarded as u32);
     Ok(Some(unsafe { bpf_redirect(f.ifindex, 0) } as u32))
+}
+
+/// No rule decided (`scan`'s answer).
+const NO_RULE: u32 = u32::MAX;
+/// `scan`'s packed packet word: the packet carries ports; the scan takes its hits back.
+const SCAN_PORTS: u64 = 1 << 40;
+const SCAN_UNDO: u64 = 1 << 41;
+
+/// Classifies by the port VRF's rules: the deciding action (deny drops here; no match is the
+/// default deny) and, for route-via, its next hop. `undo` takes back the hits of an earlier
+/// call for the same packet (it goes to the slow path, which classifies it again).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn classify(
+    t: &Tables,
+    port: &Port,
+    src: u32,
+    dst: u32,
+    proto: u8,
+    ports: Option<(u16, u16)>,
+    undo: bool,
+) -> Result<(u8, Route), Drop> {
+    let span = ((port.rules_first as u32) << 16) | port.rules_count as u32;
+    let (sp, dp, has) = ports.map_or((0u64, 0u64, 0), |(s, d)| (s as u64, d as u64, SCAN_PORTS));
+    let word = ((proto as u64) << 32) | (sp << 16) | dp | has | if undo { SCAN_UNDO } else { 0 };
+    let pos = scan(t.epoch & 1, span, src, dst, word);
+    if pos == NO_RULE {
+        return Err(Drop::NoTranslation);
+    }
+    let r = t.rules.get(pos).ok_or(Drop::NoTranslation)?;
+    match r.action {
+        RULE_DENY => Err(Drop::PolicyDeny),
+        action => Ok((action, Route { ifindex: r.via_ifindex, nexthop: r.via_nexthop })),
+    }
+}
+
+/// Scans rules `first..first + count` (`span` = first << 16 | count) of table generation `generation`
+/// in order, as `dataplane::engine::classify` does: `count` rules count and go on, the first
+/// other match decides. Every match's hit counter moves (up, or down with `SCAN_UNDO`).
+/// Returns the deciding rule's position, or `NO_RULE`. A subprogram of scalars only, so the
+/// verifier walks its bounded loop once, apart from the rest of the program.
+#[inline(never)]
+fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
+    let rules = if generation == 0 { &RULES_0 } else { &RULES_1 };
+    let (first, count) = (span >> 16, span & 0xffff);
+    let proto = (word >> 32) as u8;
+    let (sp, dp) = ((word >> 16) as u16, word as u16);
+    let delta = if word & SCAN_UNDO != 0 { u64::MAX } else { 1 };
+    for i in 0..MAX_RULES_PER_VRF {
+        if i >= count {
+            break;
+        }
+        let pos = first + i;
+        let Some(r) = rules.get(pos) else { break };
+        if src & r.src_mask != r.src || dst & r.dst_mask != r.dst {
+            continue;
+        }
+        if r.flags & RULE_PROTO != 0 && r.proto != proto {
+            continue;
+        }
+        if r.flags & (RULE_SPORTS | RULE_DPORTS) != 0 {
+            // A rule on ports cannot match a packet whose ports are unknown.
+            if word & SCAN_PORTS == 0 {
+                continue;
+            }
+            if r.flags & RULE_SPORTS != 0 && (sp < r.sport_lo || sp > r.sport_hi) {
+                continue;
+            }
+            if r.flags & RULE_DPORTS != 0 && (dp < r.dport_lo || dp > r.dport_hi) {
+                continue;
+            }
+        }
+        count_rule(r.index, delta);
+        if r.action != RULE_COUNT {
+            return pos;
+        }
+    }
+    NO_RULE
+}
+
+#[inline(always)]
+fn count_rule(index: u32, n: u64) {
+    if let Some(c) = RULE_HITS.get_ptr_mut(index) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe { *c = (*c).wrapping_add(n) };
+    }
 }
 
 /// A VLAN-tagged frame: VLAN ports are the slow path's (their interface is marked so); on any
