@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub slow: Counters,
     /// The flows the slow path handed to the program.
     pub flows: FlowStats,
+    /// Hits per policy rule, by name, both engines together (a packet is counted by the engine
+    /// that decided it).
+    pub rules: Vec<(String, u64)>,
 }
 
 impl ApiState {
@@ -128,6 +131,11 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChangeLabels {
     change: &'static str,
 }
@@ -135,7 +143,8 @@ struct ChangeLabels {
 /// The counters as OpenMetrics text: `hutong_packets_total{engine,stat}` and
 /// `hutong_drops_total{engine,reason}` for the XDP program and the slow path, and the flows of
 /// established sessions in the program: `hutong_xdp_flows` now, and
-/// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full).
+/// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full),
+/// and `hutong_rule_hits_total{rule}` per policy rule.
 pub fn encode(gateway: &str, s: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
     let packets = Family::<StatLabels, Counter>::default();
@@ -168,6 +177,11 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         format!("Flow changes in gateway {gateway}'s XDP program"),
         changes,
     );
+    let rules = Family::<RuleLabels, Counter>::default();
+    for (rule, v) in &s.rules {
+        rules.get_or_create(&RuleLabels { rule: rule.clone() }).inc_by(*v);
+    }
+    registry.register("rule_hits", format!("Packets matching each policy rule of gateway {gateway}"), rules);
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -246,7 +260,8 @@ mod tests {
             drops: Drop::ALL.iter().map(|d| (d.name(), 7)).collect(),
         };
         let flows = FlowStats { active: 5, installed: 9, removed: 4, full: 0 };
-        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows });
+        let rules = vec![("lan-out".to_string(), 12)];
+        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows, rules });
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         let value = |name: &str, label: &str, want: &str| {
@@ -272,5 +287,10 @@ mod tests {
             s.metric == "hutong_xdp_flow_changes_total" && s.labels.get("change") == Some("installed")
         });
         assert!(installed.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 9.0)), "{text}");
+        let rule = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("lan-out"));
+        assert!(rule.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 12.0)), "{text}");
     }
 }

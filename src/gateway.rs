@@ -152,8 +152,7 @@ async fn serve(
                 bail!("the neighbor resolver stopped: {ended:?}");
             }
             _ = tick.tick() => {
-                let snapshot =
-                    Snapshot { xdp: engine.counters()?, slow: slow.counters(), flows: slow.flow_stats() };
+                let snapshot = snapshot(&config, &engine, &slow)?;
                 if let Some(path) = &stats_file {
                     write_atomically(path, &stats_text(&snapshot))?;
                 }
@@ -166,7 +165,7 @@ async fn serve(
     slow.stop();
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
-        let snapshot = Snapshot { xdp: counters.clone(), slow: slow.counters(), flows: slow.flow_stats() };
+        let snapshot = snapshot(&config, &engine, &slow)?;
         write_atomically(path, &stats_text(&snapshot))?;
     }
     if keep_forwarding {
@@ -183,10 +182,28 @@ async fn serve(
     Ok(())
 }
 
+/// The gateway's counters now: the program's, the slow path's, the flows, and per-rule hits of
+/// both engines together (each packet is counted by the engine that decided it).
+fn snapshot(config: &Config, engine: &XdpEngine, slow: &crate::slow_path::SlowPath) -> Result<Snapshot> {
+    let program = engine.rule_hits(config.policies.len())?;
+    let engine_hits = slow.rule_hits();
+    let rules = config
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let n = program.get(i).copied().unwrap_or(0) + engine_hits.get(&r.name).copied().unwrap_or(0);
+            (r.name.clone(), n)
+        })
+        .collect();
+    Ok(Snapshot { xdp: engine.counters()?, slow: slow.counters(), flows: slow.flow_stats(), rules })
+}
+
 /// The counters file: the program's counters as `name value` lines, then the slow-path engine's
-/// as `slow.name value` (what it dropped and why, the ICMP errors it sent), then the flows it
-/// handed to the program as `flows.active`, `flows.installed`, `flows.removed`, `flows.full`.
-/// Readers of the program's counters (`Counters::from_text`) skip the prefixed lines.
+/// as `slow.name value` (what it dropped and why, the ICMP errors it sent), the flows it handed
+/// to the program as `flows.active|installed|removed|full value`, and each policy rule's hits as
+/// `rule.<name> value`. Readers of the program's counters (`Counters::from_text`) skip the
+/// prefixed lines.
 fn stats_text(s: &Snapshot) -> String {
     let mut text = s.xdp.to_text();
     for line in s.slow.to_text().lines() {
@@ -199,6 +216,9 @@ fn stats_text(s: &Snapshot) -> String {
         [("active", f.active), ("installed", f.installed), ("removed", f.removed), ("full", f.full)]
     {
         text.push_str(&format!("flows.{name} {v}\n"));
+    }
+    for (name, v) in &s.rules {
+        text.push_str(&format!("rule.{name} {v}\n"));
     }
     text
 }

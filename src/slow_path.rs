@@ -6,6 +6,7 @@
 //! (see `dataplane::flows`), so their next packets stay in the kernel.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     path::Path,
     sync::{
@@ -41,8 +42,12 @@ const FLOWS_PER_ROUND: usize = 2048;
 pub struct SlowPath {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    counters: Arc<Mutex<(Counters, FlowStats)>>,
+    counters: Arc<Mutex<Published>>,
 }
+
+/// What the slow-path thread publishes: its engine's counters, its per-rule hits by rule name,
+/// and the flows it handed to the program.
+type Published = (Counters, BTreeMap<String, u64>, FlowStats);
 
 impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
@@ -83,7 +88,11 @@ impl SlowPath {
         let neighbors = pin_dir.join(MAP_NEIGH_V4);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let counters = Arc::new(Mutex::new((engine.counters.summary(), flows.stats())));
+        let counters = Arc::new(Mutex::new((
+            engine.counters.summary(),
+            engine.counters.rule_hits.snapshot(),
+            flows.stats(),
+        )));
         let published = counters.clone();
         let state = State { engine, flows, table, epoch };
         let thread = std::thread::Builder::new()
@@ -100,7 +109,12 @@ impl SlowPath {
 
     /// The flows it handed to the program, as of its last publication.
     pub fn flow_stats(&self) -> FlowStats {
-        self.counters.lock().map(|c| c.1).unwrap_or_default()
+        self.counters.lock().map(|c| c.2).unwrap_or_default()
+    }
+
+    /// The slow-path engine's hits per policy rule, by name.
+    pub fn rule_hits(&self) -> BTreeMap<String, u64> {
+        self.counters.lock().map(|c| c.1.clone()).unwrap_or_default()
     }
 
     /// Stops the thread; the counters keep their final values.
@@ -146,12 +160,12 @@ fn run(
     neighbors: &Path,
     stop: &AtomicBool,
     misses: &UnboundedSender<NeighKey>,
-    counters: &Mutex<(Counters, FlowStats)>,
+    counters: &Mutex<Published>,
 ) {
     let State { mut engine, mut flows, mut table, epoch } = state;
     let publish = |engine: &Engine, flows: &FlowCache| {
         if let Ok(mut c) = counters.lock() {
-            *c = (engine.counters.summary(), flows.stats());
+            *c = (engine.counters.summary(), engine.counters.rule_hits.snapshot(), flows.stats());
         }
     };
     let mut synced = Instant::now() - NEIGHBOR_SYNC;
