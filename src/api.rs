@@ -1,6 +1,8 @@
-//! The agent API, first part: `GET /v1/status`, `GET /v1/config` and `GET /metrics`
-//! (Prometheus/OpenMetrics text), served on loopback by default. The gateway's loop refreshes the counters this reads
-//! every 200 ms, so a scrape never touches the BPF maps itself.
+//! The agent API: `GET /v1/status`, `GET /v1/config`, `POST /v1/config` (validate and apply
+//! atomically), `POST /v1/rollback` and `GET /metrics` (Prometheus/OpenMetrics text), served on
+//! loopback by default. The gateway's loop refreshes the counters this reads every 200 ms, so a
+//! scrape never touches the BPF maps itself; applies and rollbacks are handed to that loop, which
+//! owns the engines, and answered when done.
 
 use std::{
     net::SocketAddr,
@@ -9,16 +11,27 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
-use dataplane::{Counters, flows::FlowStats};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use dataplane::{Config, ConfigError, Counters, flows::FlowStats};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 /// Every route the server has; `docs/api/openapi.yaml` must document exactly these.
-pub const ROUTES: [&str; 3] = ["/v1/status", "/v1/config", "/metrics"];
+pub const ROUTES: [&str; 4] = ["/v1/status", "/v1/config", "/v1/rollback", "/metrics"];
+
+/// The largest config body `POST /v1/config` accepts; larger ones get 413.
+pub const MAX_CONFIG_BYTES: usize = 8 << 20;
 
 /// Where the API listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9180";
@@ -31,17 +44,63 @@ pub struct StatusInfo {
     /// `xdp`: the XDP program with the userspace slow path behind it.
     pub engine: &'static str,
     pub ports: Vec<String>,
-    /// A digest of the running config, to tell two configs apart (not stable across builds).
-    pub config_digest: String,
 }
 
-/// The API's view of the gateway: fixed facts plus the latest counters.
+/// The API's view of the gateway: fixed facts, the running config, the latest counters, and
+/// where to send changes.
 pub struct ApiState {
     pub info: StatusInfo,
-    /// The running config, as `hutong plan compile` writes it.
-    config: serde_json::Value,
+    running: Mutex<Running>,
     started: Instant,
     counters: Mutex<Snapshot>,
+    changes: mpsc::Sender<ChangeRequest>,
+}
+
+/// The config running now.
+#[derive(Clone, Debug, Serialize)]
+pub struct Running {
+    /// Its number in the gateway's history (see `crate::history`).
+    pub config_version: u64,
+    /// A digest of it, to tell two configs apart (not stable across builds).
+    pub config_digest: String,
+    /// As `hutong plan compile` writes it.
+    #[serde(skip)]
+    pub config: serde_json::Value,
+}
+
+impl Running {
+    pub fn new(config: &Config, version: u64) -> Running {
+        let json = config.to_json();
+        let mut digest = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&json, &mut digest);
+        Running {
+            config_version: version,
+            config_digest: format!("{:016x}", std::hash::Hasher::finish(&digest)),
+            config: serde_json::from_str(&json).unwrap_or_default(),
+        }
+    }
+}
+
+/// A change for the gateway's loop to make, and where to answer.
+pub struct ChangeRequest {
+    pub change: Change,
+    pub reply: oneshot::Sender<ChangeOutcome>,
+}
+
+pub enum Change {
+    Apply(Box<Config>),
+    Rollback,
+}
+
+pub enum ChangeOutcome {
+    /// Running now (`changed` false: it already was).
+    Applied { running: Running, changed: bool },
+    /// Refused, nothing changed.
+    Invalid(Vec<ConfigError>),
+    /// Cannot be done in this state (no earlier version to roll back to), nothing changed.
+    Conflict(String),
+    /// Failed while applying.
+    Failed(String),
 }
 
 /// The gateway's counters at one moment.
@@ -59,20 +118,38 @@ pub struct Snapshot {
 }
 
 impl ApiState {
-    /// The state of a gateway running `config` on the XDP engine.
-    pub fn new(config: &dataplane::Config) -> Arc<ApiState> {
-        let json = config.to_json();
-        let mut digest = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&json, &mut digest);
+    /// The state of a gateway running `config` (version `version`) on the XDP engine, and the
+    /// receiving end of the changes asked of it.
+    pub fn new(config: &Config, version: u64) -> (Arc<ApiState>, mpsc::Receiver<ChangeRequest>) {
         let info = StatusInfo {
             gateway: config.gateway.clone(),
             version: env!("CARGO_PKG_VERSION"),
             engine: "xdp",
             ports: config.ports.iter().map(|p| p.key()).collect(),
-            config_digest: format!("{:016x}", std::hash::Hasher::finish(&digest)),
         };
-        let config = serde_json::from_str(&json).unwrap_or_default();
-        Arc::new(ApiState { info, config, started: Instant::now(), counters: Mutex::default() })
+        let (changes, rx) = mpsc::channel(4);
+        let running = Mutex::new(Running::new(config, version));
+        (
+            Arc::new(ApiState {
+                info,
+                running,
+                started: Instant::now(),
+                counters: Mutex::default(),
+                changes,
+            }),
+            rx,
+        )
+    }
+
+    /// Records what runs now (after an apply or a rollback).
+    pub fn set_running(&self, running: Running) {
+        if let Ok(mut r) = self.running.lock() {
+            *r = running;
+        }
+    }
+
+    fn running(&self) -> Running {
+        self.running.lock().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn set_counters(&self, snapshot: Snapshot) {
@@ -93,8 +170,10 @@ pub async fn bind(
         .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
     let app = Router::new()
         .route(ROUTES[0], get(status))
-        .route(ROUTES[1], get(config))
-        .route(ROUTES[2], get(metrics))
+        .route(ROUTES[1], get(config).post(apply))
+        .route(ROUTES[2], post(rollback))
+        .route(ROUTES[3], get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
         .with_state(state);
     Ok(axum::serve(listener, app).into_future())
 }
@@ -103,19 +182,74 @@ pub async fn bind(
 struct StatusBody<'a> {
     #[serde(flatten)]
     info: &'a StatusInfo,
+    #[serde(flatten)]
+    running: Running,
     uptime_seconds: u64,
 }
 
 async fn status(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
-    Json(
-        serde_json::to_value(StatusBody { info: &s.info, uptime_seconds: s.started.elapsed().as_secs() })
-            .unwrap_or_default(),
-    )
+    let body =
+        StatusBody { info: &s.info, running: s.running(), uptime_seconds: s.started.elapsed().as_secs() };
+    Json(serde_json::to_value(body).unwrap_or_default())
 }
 
-/// The running config and its digest (the version the rest of the API will name).
+/// The running config, its version and digest.
 async fn config(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
-    Json(serde_json::json!({ "config_digest": s.info.config_digest, "config": s.config }))
+    let r = s.running();
+    Json(serde_json::json!({
+        "config_version": r.config_version,
+        "config_digest": r.config_digest,
+        "config": r.config,
+    }))
+}
+
+fn error(status: StatusCode, message: String) -> axum::response::Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Validates a config and applies it atomically: 200 with the new version, 400 for a body that
+/// is not JSON, 422 with every error (nothing changed), 413 (by the body limit) for a huge one.
+async fn apply(State(s): State<Arc<ApiState>>, body: Bytes) -> axum::response::Response {
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+        return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"));
+    }
+    let text = String::from_utf8_lossy(&body);
+    match Config::from_json(&text) {
+        Ok(config) => change(&s, Change::Apply(Box::new(config))).await,
+        Err(errors) => invalid(errors),
+    }
+}
+
+/// Back to the version before the current one: 200 with it, 409 if there is none.
+async fn rollback(State(s): State<Arc<ApiState>>) -> axum::response::Response {
+    change(&s, Change::Rollback).await
+}
+
+fn invalid(errors: Vec<ConfigError>) -> axum::response::Response {
+    let list: Vec<serde_json::Value> =
+        errors.iter().map(|e| serde_json::json!({ "path": e.path, "message": e.message })).collect();
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(serde_json::json!({ "errors": list }))).into_response()
+}
+
+async fn change(s: &ApiState, change: Change) -> axum::response::Response {
+    let (reply, answer) = oneshot::channel();
+    if s.changes.send(ChangeRequest { change, reply }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into());
+    }
+    match answer.await {
+        Ok(ChangeOutcome::Applied { running, changed }) => {
+            let body = serde_json::json!({
+                "config_version": running.config_version,
+                "config_digest": running.config_digest,
+                "changed": changed,
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Ok(ChangeOutcome::Invalid(errors)) => invalid(errors),
+        Ok(ChangeOutcome::Conflict(m)) => error(StatusCode::CONFLICT, m),
+        Ok(ChangeOutcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into()),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,6 +347,91 @@ pub mod client {
         response.body_mut().read_json().with_context(|| format!("{url} did not answer JSON"))
     }
 
+    /// `GET /v1/config` of the gateway at `api`: the running config and its version.
+    pub fn config(api: SocketAddr) -> Result<(dataplane::Config, u64)> {
+        let url = format!("http://{api}/v1/config");
+        let mut response = ureq::get(&url)
+            .call()
+            .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
+        let v: serde_json::Value =
+            response.body_mut().read_json().with_context(|| format!("{url}: not JSON"))?;
+        let config =
+            serde_json::from_value(v["config"].clone()).with_context(|| format!("{url}: no config"))?;
+        Ok((config, v["config_version"].as_u64().unwrap_or(0)))
+    }
+
+    /// A POST to the API (`body`: JSON, or none): the HTTP status and the JSON answer, whatever
+    /// the status.
+    pub fn post(api: SocketAddr, path: &str, body: Option<String>) -> Result<(u16, serde_json::Value)> {
+        let url = format!("http://{api}{path}");
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let request = agent.post(&url).header("content-type", "application/json");
+        let mut response = match body {
+            Some(b) => request.send(b),
+            None => request.send_empty(),
+        }
+        .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
+        let status = response.status().as_u16();
+        let v = response.body_mut().read_json().unwrap_or(serde_json::Value::Null);
+        Ok((status, v))
+    }
+
+    /// What applying `new` over `old` changes, a line each: rules, netmaps, routes, pools and
+    /// services added, removed or changed (rules by name, the others by their key fields).
+    pub fn diff(old: &dataplane::Config, new: &dataplane::Config) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &new.policies {
+            match old.policies.iter().find(|o| o.name == r.name) {
+                None => out.push(format!("+ rule {:?} in VRF {}: {:?}", r.name, r.vrf, r.action)),
+                Some(o) if o != r => {
+                    out.push(format!("~ rule {:?} in VRF {}: {:?}", r.name, r.vrf, r.action))
+                }
+                Some(_) => {}
+            }
+        }
+        for o in old.policies.iter().filter(|o| !new.policies.iter().any(|r| r.name == o.name)) {
+            out.push(format!("- rule {:?} in VRF {}", o.name, o.vrf));
+        }
+        let old_order: Vec<&str> = old.policies.iter().map(|r| r.name.as_str()).collect();
+        let new_order: Vec<&str> =
+            new.policies.iter().map(|r| r.name.as_str()).filter(|n| old_order.contains(n)).collect();
+        if new_order != old_order.iter().copied().filter(|n| new_order.contains(n)).collect::<Vec<_>>() {
+            out.push("~ rule order".into());
+        }
+        let mut lists = |what: &str, old: Vec<String>, new: Vec<String>| {
+            for n in new.iter().filter(|n| !old.contains(n)) {
+                out.push(format!("+ {what} {n}"));
+            }
+            for o in old.iter().filter(|o| !new.contains(o)) {
+                out.push(format!("- {what} {o}"));
+            }
+        };
+        let netmaps = |c: &dataplane::Config| {
+            c.netmaps
+                .iter()
+                .map(|n| {
+                    format!("{} (VRF {}) <-> {} (VRF {})", n.inside, n.inside_vrf, n.outside, n.outside_vrf)
+                })
+                .collect()
+        };
+        lists("netmap", netmaps(old), netmaps(new));
+        let routes = |c: &dataplane::Config| {
+            c.routes
+                .iter()
+                .map(|r| format!("{} in VRF {} via {:?} out of {}", r.prefix, r.vrf, r.via, r.port))
+                .collect()
+        };
+        lists("route", routes(old), routes(new));
+        let pools = |c: &dataplane::Config| c.nat_pools.iter().map(|p| format!("{p:?}")).collect();
+        lists("NAT pool", pools(old), pools(new));
+        let services = |c: &dataplane::Config| c.services.iter().map(|s| format!("{s:?}")).collect();
+        lists("service", services(old), services(new));
+        if out.is_empty() && old != new {
+            out.push("~ other settings".into());
+        }
+        out
+    }
+
     /// A status for people: one fact a line.
     pub fn describe(s: &serde_json::Value) -> String {
         let field = |k: &str| match &s[k] {
@@ -225,12 +444,13 @@ pub mod client {
             .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
             .unwrap_or_default();
         format!(
-            "gateway {} (hutong {}), engine {}, up {} s\nports: {}\nconfig digest: {}\n",
+            "gateway {} (hutong {}), engine {}, up {} s\nports: {}\nconfig version {} (digest {})\n",
             field("gateway"),
             field("version"),
             field("engine"),
             field("uptime_seconds"),
             ports.join(", "),
+            field("config_version"),
             field("config_digest"),
         )
     }
@@ -240,6 +460,24 @@ pub mod client {
 mod tests {
     use super::*;
     use hutong_common::{Drop, Stat};
+
+    #[test]
+    fn the_diff_names_what_changes() {
+        let lp = control::load_str(crate::demo::DEMO_PLAN, std::path::Path::new("plan.yaml")).unwrap();
+        let old = control::compile(&lp, crate::demo::DEMO_GATEWAY).unwrap();
+        assert!(client::diff(&old, &old).is_empty());
+        let mut new = old.clone();
+        let mut deny = new.policies[0].clone();
+        deny.name = "no-ping".into();
+        deny.action = dataplane::Action::Deny;
+        new.policies.insert(0, deny);
+        new.policies.pop();
+        new.routes.clear();
+        let d = client::diff(&old, &new);
+        assert!(d[0].starts_with("+ rule \"no-ping\" in VRF 1: Deny"), "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("- rule \"city-hall-netmap0-in\"")), "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("- route 0.0.0.0/0")), "{d:?}");
+    }
 
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {

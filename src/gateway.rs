@@ -13,9 +13,13 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dataplane::{Config, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine};
+use dataplane::{Config, ConfigError, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine};
 
-use crate::api::Snapshot;
+use crate::{
+    api::{Change, ChangeOutcome, Running, Snapshot},
+    history::History,
+    rule_hits::RuleHits,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub struct RunOptions {
@@ -29,6 +33,8 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
     /// Where the agent API listens.
     pub api: std::net::SocketAddr,
+    /// Where applied configs are kept; default `/var/lib/hutong/<gateway id>`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The default pin directory of a gateway.
@@ -52,7 +58,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
-    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file, opts.api))
+    let state_dir = opts.state_dir.unwrap_or_else(|| crate::history::default_dir(&config.gateway));
+    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file, state_dir, opts.api))
 }
 
 async fn serve(
@@ -60,6 +67,7 @@ async fn serve(
     stats_file: Option<PathBuf>,
     pin_dir: PathBuf,
     pid_file: PathBuf,
+    state_dir: PathBuf,
     api_addr: std::net::SocketAddr,
 ) -> Result<()> {
     let nl = netlink::connect()?;
@@ -69,7 +77,9 @@ async fn serve(
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
-    let api = crate::api::ApiState::new(&config);
+    let mut history = History::open(&state_dir)?;
+    let version = history.record(&config)?;
+    let (api, mut changes) = crate::api::ApiState::new(&config, version);
     // Bound before any interface changes, so a taken port stops the start cleanly.
     let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
     let mut handles = BTreeMap::new();
@@ -139,6 +149,9 @@ async fn serve(
     let mut upgrade = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut keep_forwarding = false;
+    let mut running = config.clone();
+    let names = |c: &Config| c.policies.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    let mut rule_hits = RuleHits::new(names(&running), &engine.rule_hits(running.policies.len())?);
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -151,8 +164,21 @@ async fn serve(
                 // It loops forever; ending means a netlink or ring-buffer failure.
                 bail!("the neighbor resolver stopped: {ended:?}");
             }
+            Some(request) = changes.recv() => {
+                let before = running.policies.len();
+                let outcome = change(request.change, &mut running, &mut history, &handles, &mut engine, &slow);
+                if matches!(outcome, ChangeOutcome::Applied { changed: true, .. }) {
+                    let now = engine.rule_hits(before.max(running.policies.len()))?;
+                    rule_hits.switch(names(&running), &now);
+                }
+                if let ChangeOutcome::Applied { running: r, .. } = &outcome {
+                    eprintln!("hutong gateway {}: running config version {}", config.gateway, r.config_version);
+                    api.set_running(r.clone());
+                }
+                let _ = request.reply.send(outcome);
+            }
             _ = tick.tick() => {
-                let snapshot = snapshot(&config, &engine, &slow)?;
+                let snapshot = snapshot(&running, &rule_hits, &engine, &slow)?;
                 if let Some(path) = &stats_file {
                     write_atomically(path, &stats_text(&snapshot))?;
                 }
@@ -165,7 +191,7 @@ async fn serve(
     slow.stop();
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
-        let snapshot = snapshot(&config, &engine, &slow)?;
+        let snapshot = snapshot(&running, &rule_hits, &engine, &slow)?;
         write_atomically(path, &stats_text(&snapshot))?;
     }
     if keep_forwarding {
@@ -182,20 +208,91 @@ async fn serve(
     Ok(())
 }
 
+/// Applies a config, or rolls back to the version before the current one, atomically: the
+/// slow-path engine gets the config first, tagged with the next epoch, then the program's tables
+/// flip to that epoch (see `SlowPath::swap`). Refused without any change: another gateway's
+/// config, changed ports (their interfaces and addresses are set up at start), an invalid config.
+fn change(
+    change: Change,
+    running: &mut Config,
+    history: &mut History,
+    handles: &BTreeMap<String, tables::PortHandle>,
+    engine: &mut XdpEngine,
+    slow: &crate::slow_path::SlowPath,
+) -> ChangeOutcome {
+    let invalid = |path: &str, message: String| {
+        ChangeOutcome::Invalid(vec![ConfigError { path: path.into(), message }])
+    };
+    let (target, rollback_to) = match change {
+        Change::Apply(c) => (*c, None),
+        Change::Rollback => match history.previous() {
+            Ok(Some((v, c))) => (c, Some(v)),
+            Ok(None) => return ChangeOutcome::Conflict("no earlier config version to roll back to".into()),
+            Err(e) => return ChangeOutcome::Failed(format!("reading the config history: {e:#}")),
+        },
+    };
+    if target.gateway != running.gateway {
+        return invalid("gateway", format!("this is gateway {}, not {}", running.gateway, target.gateway));
+    }
+    if target.ports != running.ports {
+        return invalid(
+            "ports",
+            "ports cannot change while the gateway runs (their interfaces and addresses are set up at start): \
+             restart it with the new config"
+                .into(),
+        );
+    }
+    let record = |history: &mut History, config: &Config| match rollback_to {
+        Some(v) => history.set_current(v).map(|_| v),
+        None => history.record(config),
+    };
+    if target == *running {
+        return match record(history, &target) {
+            Ok(v) => ChangeOutcome::Applied { running: Running::new(&target, v), changed: false },
+            Err(e) => ChangeOutcome::Failed(format!("recording the config: {e:#}")),
+        };
+    }
+    let t = match tables::build(&target, |name| handles.get(name).copied()) {
+        Ok(t) => t,
+        Err(e) => return invalid("ports", e.to_string()),
+    };
+    let result = (|| -> Result<()> {
+        let next = engine.epoch()?.wrapping_add(1);
+        if let Err(errors) = slow.swap(target.clone(), next) {
+            anyhow::bail!("{errors:?}");
+        }
+        let digest = dataplane::xdp::fnv1a(format!("{}\n{t:?}", target.to_json()).as_bytes());
+        if let Err(e) = engine.install_or_keep(&t, digest) {
+            // The program still runs the old tables: so must the slow path.
+            let _ = slow.swap(running.clone(), next.wrapping_sub(1));
+            return Err(e);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        return ChangeOutcome::Failed(format!("applying: {e:#}"));
+    }
+    *running = target;
+    match record(history, running) {
+        Ok(v) => ChangeOutcome::Applied { running: Running::new(running, v), changed: true },
+        Err(e) => ChangeOutcome::Failed(format!("applied, but recording it failed: {e:#}")),
+    }
+}
+
 /// The gateway's counters now: the program's, the slow path's, the flows, and per-rule hits of
-/// both engines together (each packet is counted by the engine that decided it).
-fn snapshot(config: &Config, engine: &XdpEngine, slow: &crate::slow_path::SlowPath) -> Result<Snapshot> {
-    let program = engine.rule_hits(config.policies.len())?;
-    let engine_hits = slow.rule_hits();
-    let rules = config
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let n = program.get(i).copied().unwrap_or(0) + engine_hits.get(&r.name).copied().unwrap_or(0);
-            (r.name.clone(), n)
-        })
-        .collect();
+/// both engines together (each packet is counted by the engine that decided it), by rule name,
+/// rules of earlier configs included.
+fn snapshot(
+    config: &Config,
+    hits: &RuleHits,
+    engine: &XdpEngine,
+    slow: &crate::slow_path::SlowPath,
+) -> Result<Snapshot> {
+    let mut rules = hits.by_name(&engine.rule_hits(config.policies.len())?);
+    for (name, n) in slow.rule_hits() {
+        *rules.entry(name).or_default() += n;
+    }
+    let rules = rules.into_iter().collect();
     Ok(Snapshot { xdp: engine.counters()?, slow: slow.counters(), flows: slow.flow_stats(), rules })
 }
 

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod demo;
 pub mod gateway;
+pub mod history;
 pub mod lab;
 pub mod pidfile;
+pub mod rule_hits;
 pub mod slow_path;

@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
   hutong status [--api ADDR] [--json]      what a running gateway says about itself
+  hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
+  hutong rollback                          the running gateway's previous config version
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong demo                              run the demo site in network namespaces"
 )]
@@ -46,6 +48,27 @@ enum Command {
         #[arg(long)]
         iface: Option<String>,
         /// Print the steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile a plan for a running gateway, show what changes, and apply it (POST /v1/config).
+    Apply {
+        /// The plan (file or directory).
+        plan: PathBuf,
+        /// The gateway to compile for; it must be the one listening at --api.
+        #[arg(long)]
+        gateway: String,
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
+        /// Print the API's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a running gateway back on its previous config version (POST /v1/rollback).
+    Rollback {
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
+        /// Print the API's JSON answer as it is.
         #[arg(long)]
         json: bool,
     },
@@ -137,10 +160,36 @@ enum GatewayCommand {
         /// /run/hutong/<gateway id>.pid.
         #[arg(long)]
         pid_file: Option<PathBuf>,
-        /// Where the agent API (GET /v1/status, GET /metrics) listens.
+        /// Where the agent API (status, config apply and rollback, metrics) listens.
         #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
         api: std::net::SocketAddr,
+        /// Where applied configs are kept, so rollback works across restarts; default
+        /// /var/lib/hutong/<gateway id>.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
+}
+
+/// Prints the answer to an apply or a rollback; success only for 200.
+fn print_change(status: u16, answer: &serde_json::Value, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else if status == 200 {
+        let changed = answer["changed"].as_bool().unwrap_or(true);
+        println!(
+            "running config version {}{}",
+            answer["config_version"],
+            if changed { "" } else { " (it was running already)" }
+        );
+    } else if let Some(errors) = answer["errors"].as_array() {
+        eprintln!("refused ({status}), nothing changed:");
+        for e in errors {
+            eprintln!("  {}: {}", e["path"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?"));
+        }
+    } else {
+        eprintln!("refused ({status}): {}", answer["error"].as_str().unwrap_or("no reason given"));
+    }
+    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn main() -> ExitCode {
@@ -279,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pin_dir,
             pid_file,
             api,
+            state_dir,
         }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
@@ -293,9 +343,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
             };
-            let options = hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api };
+            let options =
+                hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api, state_dir };
             hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply { plan, gateway, api, json } => {
+            let config = match control::check_file(&plan).and_then(|lp| control::compile(&lp, &gateway)) {
+                Ok(config) => config,
+                Err(d) => {
+                    eprintln!("{d}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let (running, version) = hutong::api::client::config(api)?;
+            if !json {
+                let changes = hutong::api::client::diff(&running, &config);
+                println!(
+                    "gateway {} runs config version {version}; applying {}:",
+                    running.gateway,
+                    plan.display()
+                );
+                for line in &changes {
+                    println!("  {line}");
+                }
+                if changes.is_empty() {
+                    println!("  (no change)");
+                }
+            }
+            let (status, answer) = hutong::api::client::post(api, "/v1/config", Some(config.to_json()))?;
+            print_change(status, &answer, json)
+        }
+        Command::Rollback { api, json } => {
+            let (status, answer) = hutong::api::client::post(api, "/v1/rollback", None)?;
+            print_change(status, &answer, json)
         }
         Command::Status { api, json } => {
             let status = hutong::api::client::status(api)?;

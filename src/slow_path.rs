@@ -11,7 +11,7 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -20,9 +20,9 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, Map, MapData};
 use dataplane::{
-    Config, Counters,
+    Config, ConfigError, Counters,
     buffer::{Packet, Verdict},
-    engine::{Engine, Iface},
+    engine::{ConfigHandle, Engine, Iface},
     flows::{FlowCache, FlowStats},
     port::afxdp::AfXdpPort,
     tables::PortHandle,
@@ -41,6 +41,9 @@ const FLOWS_PER_ROUND: usize = 2048;
 
 pub struct SlowPath {
     stop: Arc<AtomicBool>,
+    /// The config epoch flows are written under once the engine adopts its next config.
+    epoch: Arc<AtomicU32>,
+    config: ConfigHandle,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Mutex<Published>>,
 }
@@ -94,11 +97,23 @@ impl SlowPath {
             flows.stats(),
         )));
         let published = counters.clone();
-        let state = State { engine, flows, table, epoch };
+        let config_handle = engine.config_handle();
+        let shared_epoch = Arc::new(AtomicU32::new(epoch));
+        let state = State { engine, flows, table, epoch: shared_epoch.clone() };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
             .spawn(move || run(socks, state, ifindexes, &neighbors, &flag, &misses, &published))?;
-        Ok(SlowPath { stop, thread: Some(thread), counters })
+        Ok(SlowPath { stop, epoch: shared_epoch, config: config_handle, thread: Some(thread), counters })
+    }
+
+    /// Hands the engine a new config that the program will run as `epoch` (the caller installs
+    /// the program's tables right after). The engine picks it up with its next batch; from then
+    /// on it drops the flows of the old config and writes new ones under `epoch`, which the
+    /// program ignores until its tables flip to that epoch: no flow of one config is ever used
+    /// with the tables of the other.
+    pub fn swap(&self, config: Config, epoch: u32) -> std::result::Result<(), Vec<ConfigError>> {
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.config.swap(config)
     }
 
     /// The slow-path engine's counters (its drops by reason, ICMP errors it sent), as of its
@@ -142,7 +157,7 @@ struct State {
     engine: Engine,
     flows: FlowCache,
     table: FlowTable,
-    epoch: u32,
+    epoch: Arc<AtomicU32>,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the program's `bpf_ktime_get_ns` stamps, so the
@@ -189,6 +204,7 @@ fn run(
         let events = engine.nat_mut().take_events();
         let offloads = engine.take_offloads();
         let ifindex = |i: usize| ifindexes.get(i).copied();
+        let epoch = epoch.load(Ordering::SeqCst);
         flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
         for (iface, _vlan, addr) in engine.take_misses() {
             if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(iface), addr) {

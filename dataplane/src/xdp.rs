@@ -191,6 +191,9 @@ impl XdpEngine {
     /// `ACTIVE` once, so it sees the old tables or the new ones, and only flows decided under
     /// the same epoch. Returns the new epoch.
     pub fn install(&mut self, t: &Tables) -> Result<u32> {
+        // The generation about to be rewritten was live until the last flip: wait until no
+        // packet that read `ACTIVE` before that flip can still be using it.
+        synchronize_rcu();
         let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
         let epoch = active.get(&0, 0).context(MAP_ACTIVE)?.wrapping_add(1);
         let next = (epoch & 1) as usize;
@@ -229,6 +232,12 @@ impl XdpEngine {
         active.set(1, 0, 0).context(MAP_ACTIVE)?;
         active.set(2, 0, 0).context(MAP_ACTIVE)?;
         Ok(epoch)
+    }
+
+    /// The config epoch the program runs.
+    pub fn epoch(&mut self) -> Result<u32> {
+        let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
+        active.get(&0, 0).context(MAP_ACTIVE)
     }
 
     /// Like [`XdpEngine::install`], but if the pinned tables were installed from a config with
@@ -392,6 +401,18 @@ impl XdpEngine {
     /// Neighbor entries can be written directly too (tests, and static neighbors).
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)
+    }
+}
+
+/// Waits for an RCU grace period: every XDP program run that began before the call has ended
+/// (programs run inside RCU read-side sections). `membarrier(MEMBARRIER_CMD_GLOBAL)` is the
+/// one system call that does exactly `synchronize_rcu()`; where it is unavailable (nohz_full
+/// kernels refuse it) a pause far longer than any program run stands in.
+fn synchronize_rcu() {
+    // SAFETY: membarrier(2) takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0) };
+    if r != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

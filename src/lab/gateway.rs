@@ -52,6 +52,8 @@ impl GatewayProcess {
             .arg(&pin_dir)
             .arg("--pid-file")
             .arg(&pid_file)
+            .arg("--state-dir")
+            .arg(work.join("state"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?)

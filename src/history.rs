@@ -1,0 +1,126 @@
+//! The gateway's applied configs, kept on disk so rollback works across a restart.
+//!
+//! Versions are immutable files `config-NNNNNN.json` in the state directory, numbered from 1;
+//! the file `current` names the version running. Applying a config writes the next number;
+//! rolling back makes the version before the current one current again (and a second rollback
+//! goes one further back). Every file is written to a temporary name and renamed, so a crash
+//! leaves either the old state or the new one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use dataplane::Config;
+
+pub struct History {
+    dir: PathBuf,
+}
+
+/// The default state directory of a gateway.
+pub fn default_dir(gateway: &str) -> PathBuf {
+    Path::new("/var/lib/hutong").join(gateway)
+}
+
+impl History {
+    pub fn open(dir: &Path) -> Result<History> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        Ok(History { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, version: u64) -> PathBuf {
+        self.dir.join(format!("config-{version:06}.json"))
+    }
+
+    /// Every version on disk, ascending.
+    pub fn versions(&self) -> Result<Vec<u64>> {
+        let mut v: Vec<u64> = std::fs::read_dir(&self.dir)?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_prefix("config-")?.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// The version running, if any was recorded.
+    pub fn current(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("current")).ok()?.trim().parse().ok()
+    }
+
+    pub fn load(&self, version: u64) -> Result<Config> {
+        let path = self.path(version);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Config::from_json(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid config: {e:?}", path.display()))
+    }
+
+    /// Records `config` as running: the current version if it is the same config, else a new one.
+    pub fn record(&mut self, config: &Config) -> Result<u64> {
+        if let Some(cur) = self.current() {
+            if self.load(cur).is_ok_and(|c| c == *config) {
+                return Ok(cur);
+            }
+        }
+        let next = self.versions()?.last().copied().unwrap_or(0) + 1;
+        write_atomically(&self.path(next), &config.to_json())?;
+        self.set_current(next)?;
+        Ok(next)
+    }
+
+    /// The version before the current one, and its config: what a rollback applies.
+    pub fn previous(&self) -> Result<Option<(u64, Config)>> {
+        let Some(cur) = self.current() else { return Ok(None) };
+        match self.versions()?.into_iter().filter(|v| *v < cur).max() {
+            Some(v) => Ok(Some((v, self.load(v)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes `version` the current one (after it was applied).
+    pub fn set_current(&mut self, version: u64) -> Result<()> {
+        write_atomically(&self.dir.join("current"), &format!("{version}\n"))
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(deny: bool) -> Config {
+        let lp = control::load_str(crate::demo::DEMO_PLAN, Path::new("plan.yaml")).unwrap();
+        let mut c = control::compile(&lp, crate::demo::DEMO_GATEWAY).unwrap();
+        if deny {
+            c.policies[0].action = dataplane::Action::Deny;
+        }
+        c
+    }
+
+    #[test]
+    fn versions_are_kept_and_rollback_walks_back_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        assert_eq!(h.previous().unwrap().map(|p| p.0), None);
+        assert_eq!(h.record(&config(false)).unwrap(), 1);
+        assert_eq!(h.record(&config(false)).unwrap(), 1, "the same config is the same version");
+        assert_eq!(h.record(&config(true)).unwrap(), 2);
+        // A restart: a new History over the same directory.
+        let mut h = History::open(dir.path()).unwrap();
+        assert_eq!(h.current(), Some(2));
+        let (v, c) = h.previous().unwrap().unwrap();
+        assert_eq!((v, c), (1, config(false)));
+        h.set_current(v).unwrap();
+        assert_eq!(h.previous().unwrap().map(|p| p.0), None, "nothing before version 1");
+        // Applying after a rollback makes a new version; the history is never rewritten.
+        assert_eq!(h.record(&config(true)).unwrap(), 3);
+        assert_eq!(h.versions().unwrap(), vec![1, 2, 3]);
+    }
+}
