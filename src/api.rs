@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Every route the server has; `docs/api/openapi.yaml` must document exactly these.
-pub const ROUTES: [&str; 4] = ["/v1/status", "/v1/config", "/v1/rollback", "/metrics"];
+pub const ROUTES: [&str; 5] = ["/v1/status", "/v1/config", "/v1/rollback", "/v1/trace", "/metrics"];
 
 /// The largest config body `POST /v1/config` accepts; larger ones get 413.
 pub const MAX_CONFIG_BYTES: usize = 8 << 20;
@@ -172,7 +172,8 @@ pub async fn bind(
         .route(ROUTES[0], get(status))
         .route(ROUTES[1], get(config).post(apply))
         .route(ROUTES[2], post(rollback))
-        .route(ROUTES[3], get(metrics))
+        .route(ROUTES[3], post(trace))
+        .route(ROUTES[4], get(metrics))
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
         .with_state(state);
     Ok(axum::serve(listener, app).into_future())
@@ -223,6 +224,40 @@ async fn apply(State(s): State<Arc<ApiState>>, body: Bytes) -> axum::response::R
 /// Back to the version before the current one: 200 with it, 409 if there is none.
 async fn rollback(State(s): State<Arc<ApiState>>) -> axum::response::Response {
     change(&s, Change::Rollback).await
+}
+
+/// `POST /v1/trace`: the pipeline's decisions for one frame under the running config.
+#[derive(serde::Deserialize)]
+struct TraceRequest {
+    /// The frame as hex, from the Ethernet header on.
+    packet: String,
+    /// The interface it arrives on; default the config's first port.
+    iface: Option<String>,
+}
+
+/// Traces a frame through a fresh engine with the running config: every stage's decision, as
+/// `hutong trace` prints it. NAT sessions and neighbors of the running engines are not
+/// consulted (a trace must not create sessions): an established session's packet is traced as
+/// the first packet of its flow. 400 for a body that is not a trace request or bad hex, 422 for
+/// an interface the config does not have.
+async fn trace(State(s): State<Arc<ApiState>>, body: Bytes) -> axum::response::Response {
+    let req: TraceRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a trace request: {e}")),
+    };
+    let frame = match crate::hex::parse(&req.packet) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("packet: {e}")),
+    };
+    let config: Config = match serde_json::from_value(s.running().config) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the running config: {e}")),
+    };
+    let iface = req.iface.unwrap_or_else(|| config.ports.first().map(|p| p.name.clone()).unwrap_or_default());
+    match dataplane::engine::trace(&config, &iface, &frame) {
+        Ok(steps) => Json(serde_json::json!({ "steps": steps })).into_response(),
+        Err(errors) => invalid(errors),
+    }
 }
 
 fn invalid(errors: Vec<ConfigError>) -> axum::response::Response {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod demo;
 pub mod gateway;
+pub mod hex;
 pub mod history;
 pub mod lab;
 pub mod pidfile;

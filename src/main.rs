@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
   hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
   hutong rollback                          the running gateway's previous config version
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
+  hutong trace --packet HEX                the same, by the running gateway (--api)
   hutong demo                              run the demo site in network namespaces"
 )]
 struct Cli {
@@ -38,9 +39,12 @@ enum Command {
     Gateway(GatewayCommand),
     /// Run one packet through the userspace pipeline and print every stage's decision.
     Trace {
-        /// A compiled gateway config (`hutong plan compile`).
+        /// A compiled gateway config (`hutong plan compile`); without it, the running gateway
+        /// at --api traces the packet under its running config (POST /v1/trace).
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
         /// The frame, as hex from the Ethernet header on (spaces and colons are ignored).
         #[arg(long)]
         packet: String,
@@ -201,23 +205,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Hex digits to bytes; whitespace, ':' and '-' separators are allowed.
-fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
-    let digits: Vec<u8> =
-        text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b':' && *b != b'-').collect();
-    if !digits.len().is_multiple_of(2) {
-        anyhow::bail!("the packet has an odd number of hex digits ({})", digits.len());
-    }
-    digits
-        .chunks(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            let s = std::str::from_utf8(pair).unwrap_or("??");
-            u8::from_str_radix(s, 16).map_err(|_| anyhow::anyhow!("{s:?} at byte {i} is not hex"))
-        })
-        .collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -388,9 +375,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),
-        Command::Trace { config, packet, iface, json } => {
+        Command::Trace { config: None, api, packet, iface, json } => {
+            let body = serde_json::json!({ "packet": packet, "iface": iface }).to_string();
+            let (status, answer) = hutong::api::client::post(api, "/v1/trace", Some(body))?;
+            if status != 200 {
+                return print_change(status, &answer, false);
+            }
+            let steps = answer["steps"].as_array().cloned().unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&steps)?);
+            } else {
+                for s in &steps {
+                    println!(
+                        "{:<10} {}",
+                        s["stage"].as_str().unwrap_or("?"),
+                        s["decision"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trace { config: Some(config), packet, iface, json, .. } => {
             let config = hutong::gateway::load_config(&config)?;
-            let frame = parse_hex(&packet)?;
+            let frame = hutong::hex::parse(&packet)?;
             let iface = iface.unwrap_or_else(|| config.ports[0].name.clone());
             let steps = dataplane::engine::trace(&config, &iface, &frame).map_err(|errors| {
                 anyhow::anyhow!("{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))

@@ -177,6 +177,19 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     let (code, body) = call(&site, "POST", "/v1/rollback", None);
     assert_eq!(code, 409, "nothing before version 1: {body}");
     assert_eq!(pings(&site, 3), 3);
+    // Trace through the running gateway: the CLI asks POST /v1/trace.
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1])
+        .ipv4([10, 20, 0, 10], [198, 19, 0, 2], 64)
+        .udp(5000, 53)
+        .write(&mut frame, b"q")
+        .unwrap();
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let out = site.lab.gateway.command(hutong).args(["trace", "--packet", &hex]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("becomes 198.18.20.10"), "{said}");
+    let (code, body) = call(&site, "POST", "/v1/trace", Some(&write(&site, "trace.json", r#"{"packet": "0g"}"#)));
+    assert_eq!(code, 400, "{body}");
     // The CLI's apply: the demo plan compiles to version 1's config, so nothing changes.
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo/plan.yaml");
     let out = site
