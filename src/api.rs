@@ -19,7 +19,9 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use dataplane::{Config, ConfigError, Counters, flows::FlowStats};
+use dataplane::{Config, ConfigError, Counters, flows::FlowStats, nat::query::SessionFilter};
+
+use crate::slow_path::SessionQuery;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -28,7 +30,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Every route the server has; `docs/api/openapi.yaml` must document exactly these.
-pub const ROUTES: [&str; 5] = ["/v1/status", "/v1/config", "/v1/rollback", "/v1/trace", "/metrics"];
+pub const ROUTES: [&str; 6] =
+    ["/v1/status", "/v1/config", "/v1/rollback", "/v1/sessions", "/v1/trace", "/metrics"];
+
+/// Sessions one `GET /v1/sessions` returns at most (and by default: 100).
+pub const MAX_SESSIONS_PAGE: usize = 1000;
 
 /// The largest config body `POST /v1/config` accepts; larger ones get 413.
 pub const MAX_CONFIG_BYTES: usize = 8 << 20;
@@ -54,6 +60,8 @@ pub struct ApiState {
     started: Instant,
     counters: Mutex<Snapshot>,
     changes: mpsc::Sender<ChangeRequest>,
+    /// To the slow-path engine, which holds the NAT sessions.
+    session_queries: Mutex<std::sync::mpsc::Sender<SessionQuery>>,
 }
 
 /// The config running now.
@@ -120,7 +128,11 @@ pub struct Snapshot {
 impl ApiState {
     /// The state of a gateway running `config` (version `version`) on the XDP engine, and the
     /// receiving end of the changes asked of it.
-    pub fn new(config: &Config, version: u64) -> (Arc<ApiState>, mpsc::Receiver<ChangeRequest>) {
+    pub fn new(
+        config: &Config,
+        version: u64,
+        session_queries: std::sync::mpsc::Sender<SessionQuery>,
+    ) -> (Arc<ApiState>, mpsc::Receiver<ChangeRequest>) {
         let info = StatusInfo {
             gateway: config.gateway.clone(),
             version: env!("CARGO_PKG_VERSION"),
@@ -129,16 +141,16 @@ impl ApiState {
         };
         let (changes, rx) = mpsc::channel(4);
         let running = Mutex::new(Running::new(config, version));
-        (
-            Arc::new(ApiState {
-                info,
-                running,
-                started: Instant::now(),
-                counters: Mutex::default(),
-                changes,
-            }),
-            rx,
-        )
+        let session_queries = Mutex::new(session_queries);
+        let state = ApiState {
+            info,
+            running,
+            started: Instant::now(),
+            counters: Mutex::default(),
+            changes,
+            session_queries,
+        };
+        (Arc::new(state), rx)
     }
 
     /// Records what runs now (after an apply or a rollback).
@@ -172,8 +184,9 @@ pub async fn bind(
         .route(ROUTES[0], get(status))
         .route(ROUTES[1], get(config).post(apply))
         .route(ROUTES[2], post(rollback))
-        .route(ROUTES[3], post(trace))
-        .route(ROUTES[4], get(metrics))
+        .route(ROUTES[3], get(sessions))
+        .route(ROUTES[4], post(trace))
+        .route(ROUTES[5], get(metrics))
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
         .with_state(state);
     Ok(axum::serve(listener, app).into_future())
@@ -224,6 +237,62 @@ async fn apply(State(s): State<Arc<ApiState>>, body: Bytes) -> axum::response::R
 /// Back to the version before the current one: 200 with it, 409 if there is none.
 async fn rollback(State(s): State<Arc<ApiState>>) -> axum::response::Response {
     change(&s, Change::Rollback).await
+}
+
+/// `GET /v1/sessions?addr=&port=&vrf=&proto=&offset=&limit=`: NAT sessions, filtered (every
+/// parameter given must match: `addr` the inside, outside or a remote address; `port` the
+/// inside or outside port; `vrf` the inside or outside VRF; `proto` tcp, udp, icmp or a number),
+/// ordered by outside address and port, `limit` (default 100, at most 1000) from `offset`.
+async fn sessions(State(s): State<Arc<ApiState>>, uri: axum::http::Uri) -> axum::response::Response {
+    let (filter, offset, limit) = match session_params(uri.query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let (reply, answer) = oneshot::channel();
+    let sent = s
+        .session_queries
+        .lock()
+        .map(|q| q.send(SessionQuery { filter, offset, limit, reply }).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the slow path is not running".into());
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), answer).await {
+        Ok(Ok(page)) => Json(page).into_response(),
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "the slow path did not answer".into()),
+    }
+}
+
+/// The query string of `GET /v1/sessions`.
+fn session_params(query: &str) -> Result<(SessionFilter, usize, usize), String> {
+    let mut f = SessionFilter::default();
+    let (mut offset, mut limit) = (0, 100);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| format!("{k}={v:?}: {what}");
+        match k {
+            "addr" => f.addr = Some(v.parse().map_err(|_| bad("not an IPv4 address"))?),
+            "port" => f.port = Some(v.parse().map_err(|_| bad("not a port"))?),
+            "vrf" => f.vrf = Some(v.parse().map_err(|_| bad("not a VRF id"))?),
+            "proto" => {
+                f.proto = Some(match v {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "icmp" => 1,
+                    n => n.parse().map_err(|_| bad("not tcp, udp, icmp or a protocol number"))?,
+                })
+            }
+            "offset" => offset = v.parse().map_err(|_| bad("not a number"))?,
+            "limit" => {
+                limit = v.parse().map_err(|_| bad("not a number"))?;
+                if limit == 0 || limit > MAX_SESSIONS_PAGE {
+                    return Err(bad(&format!("must be 1 to {MAX_SESSIONS_PAGE}")));
+                }
+            }
+            _ => return Err(format!("unknown parameter {k:?} (addr, port, vrf, proto, offset, limit)")),
+        }
+    }
+    Ok((f, offset, limit))
 }
 
 /// `POST /v1/trace`: the pipeline's decisions for one frame under the running config.
@@ -411,6 +480,20 @@ pub mod client {
         Ok((status, v))
     }
 
+    /// `GET /v1/sessions` with these query parameters (`name=value` pairs): the HTTP status and
+    /// the JSON answer.
+    pub fn sessions(api: SocketAddr, params: &[(&str, String)]) -> Result<(u16, serde_json::Value)> {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = format!("http://{api}/v1/sessions?{}", query.join("&"));
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_json().unwrap_or(serde_json::Value::Null)))
+    }
+
     /// What applying `new` over `old` changes, a line each: rules, netmaps, routes, pools and
     /// services added, removed or changed (rules by name, the others by their key fields).
     pub fn diff(old: &dataplane::Config, new: &dataplane::Config) -> Vec<String> {
@@ -495,6 +578,16 @@ pub mod client {
 mod tests {
     use super::*;
     use hutong_common::{Drop, Stat};
+
+    #[test]
+    fn session_parameters_are_checked() {
+        let (f, offset, limit) = session_params("addr=10.20.0.5&proto=udp&limit=5&offset=10").unwrap();
+        assert_eq!((f.addr, f.proto, offset, limit), (Some("10.20.0.5".parse().unwrap()), Some(17), 10, 5));
+        assert_eq!(session_params("").unwrap().2, 100);
+        for bad in ["addr=10.20.0", "port=70000", "limit=0", "limit=5000", "proto=sctpx", "colour=red"] {
+            assert!(session_params(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_diff_names_what_changes() {

@@ -79,7 +79,8 @@ async fn serve(
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
     let mut history = History::open(&state_dir)?;
     let version = history.record(&config)?;
-    let (api, mut changes) = crate::api::ApiState::new(&config, version);
+    let (session_queries, session_answers) = std::sync::mpsc::channel();
+    let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries);
     // Bound before any interface changes, so a taken port stops the start cleanly.
     let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
     let mut handles = BTreeMap::new();
@@ -134,6 +135,7 @@ async fn serve(
         (epoch, kept),
         &pin_dir,
         sync.requester(),
+        session_answers,
     )?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(

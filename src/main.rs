@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
   hutong status [--api ADDR] [--json]      what a running gateway says about itself
   hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
   hutong rollback                          the running gateway's previous config version
+  hutong sessions [--addr A] [--vrf V]     the running gateway's NAT sessions
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong trace --packet HEX                the same, by the running gateway (--api)
   hutong demo                              run the demo site in network namespaces"
@@ -72,6 +73,30 @@ enum Command {
     Rollback {
         #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
         api: std::net::SocketAddr,
+        /// Print the API's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A running gateway's NAT sessions (GET /v1/sessions), filtered and a page at a time.
+    Sessions {
+        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
+        api: std::net::SocketAddr,
+        /// The inside, outside or a remote address.
+        #[arg(long)]
+        addr: Option<std::net::Ipv4Addr>,
+        /// The inside or outside port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The inside or outside VRF.
+        #[arg(long)]
+        vrf: Option<u32>,
+        /// tcp, udp, icmp or a protocol number.
+        #[arg(long)]
+        proto: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         /// Print the API's JSON answer as it is.
         #[arg(long)]
         json: bool,
@@ -360,6 +385,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let (status, answer) = hutong::api::client::post(api, "/v1/config", Some(config.to_json()))?;
             print_change(status, &answer, json)
+        }
+        Command::Sessions { api, addr, port, vrf, proto, offset, limit, json } => {
+            let mut params = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
+            params.extend(addr.map(|a| ("addr", a.to_string())));
+            params.extend(port.map(|p| ("port", p.to_string())));
+            params.extend(vrf.map(|v| ("vrf", v.to_string())));
+            params.extend(proto.map(|p| ("proto", p)));
+            let (status, answer) = hutong::api::client::sessions(api, &params)?;
+            if status != 200 {
+                return print_change(status, &answer, json);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = answer["sessions"].as_array().cloned().unwrap_or_default();
+            println!(
+                "{:<5} {:<24} {:<24} {:<12} {:>8} {:>6}  remotes",
+                "proto", "inside (VRF)", "outside (VRF)", "state", "expires", "kernel"
+            );
+            for s in &list {
+                let text = |k: &str| s[k].as_str().unwrap_or("?").to_string();
+                let expires = s["expires_in_seconds"].as_u64().map_or("static".into(), |e| format!("{e} s"));
+                let remotes: Vec<String> = s["remotes"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<5} {:<24} {:<24} {:<12} {:>8} {:>6}  {}",
+                    text("proto"),
+                    format!("{} ({})", text("inside"), s["inside_vrf"]),
+                    format!("{} ({})", text("outside"), s["outside_vrf"]),
+                    text("state"),
+                    expires,
+                    s["kernel_flows"],
+                    remotes.join(", ")
+                );
+            }
+            println!("{} of {} session(s) from {}", list.len(), answer["total"], answer["offset"]);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { api, json } => {
             let (status, answer) = hutong::api::client::post(api, "/v1/rollback", None)?;

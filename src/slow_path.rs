@@ -12,6 +12,7 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
+        mpsc::Receiver,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -24,6 +25,7 @@ use dataplane::{
     buffer::{Packet, Verdict},
     engine::{ConfigHandle, Engine, Iface},
     flows::{FlowCache, FlowStats},
+    nat::query::{SessionFilter, SessionPage},
     port::afxdp::AfXdpPort,
     tables::PortHandle,
     xdp::{FlowTable, XdpEngine},
@@ -65,6 +67,7 @@ impl SlowPath {
         (epoch, kept): (u32, bool),
         pin_dir: &Path,
         misses: UnboundedSender<NeighKey>,
+        queries: Receiver<SessionQuery>,
     ) -> Result<SlowPath> {
         let mut socks = Vec::new();
         for (slot, (name, _)) in ports.iter().enumerate() {
@@ -99,7 +102,7 @@ impl SlowPath {
         let published = counters.clone();
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
-        let state = State { engine, flows, table, epoch: shared_epoch.clone() };
+        let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
             .spawn(move || run(socks, state, ifindexes, &neighbors, &flag, &misses, &published))?;
@@ -152,12 +155,21 @@ fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], pin: &Path) {
     }
 }
 
+/// A question for the slow-path engine about its NAT sessions (`GET /v1/sessions`).
+pub struct SessionQuery {
+    pub filter: SessionFilter,
+    pub offset: usize,
+    pub limit: usize,
+    pub reply: tokio::sync::oneshot::Sender<SessionPage>,
+}
+
 /// The slow path's engine and the flows it handed to the program.
 struct State {
     engine: Engine,
     flows: FlowCache,
     table: FlowTable,
     epoch: Arc<AtomicU32>,
+    queries: Receiver<SessionQuery>,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the program's `bpf_ktime_get_ns` stamps, so the
@@ -177,7 +189,7 @@ fn run(
     misses: &UnboundedSender<NeighKey>,
     counters: &Mutex<Published>,
 ) {
-    let State { mut engine, mut flows, mut table, epoch } = state;
+    let State { mut engine, mut flows, mut table, epoch, queries } = state;
     let publish = |engine: &Engine, flows: &FlowCache| {
         if let Ok(mut c) = counters.lock() {
             *c = (engine.counters.summary(), engine.counters.rule_hits.snapshot(), flows.stats());
@@ -191,6 +203,14 @@ fn run(
             flows.tick(&mut table, engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
             publish(&engine, &flows);
             synced = Instant::now();
+        }
+        while let Ok(q) = queries.try_recv() {
+            let mut page =
+                engine.nat().query(&q.filter, q.offset, q.limit, (monotonic_ns() / 1_000_000_000) as u32);
+            for s in &mut page.sessions {
+                s.kernel_flows = flows.flows_of(s.key);
+            }
+            let _ = q.reply.send(page);
         }
         for (i, s) in socks.iter_mut().enumerate() {
             s.recv(BATCH, |f| batch.push(Packet::new(i, f)));

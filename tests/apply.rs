@@ -188,7 +188,8 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     let out = site.lab.gateway.command(hutong).args(["trace", "--packet", &hex]).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && said.contains("becomes 198.18.20.10"), "{said}");
-    let (code, body) = call(&site, "POST", "/v1/trace", Some(&write(&site, "trace.json", r#"{"packet": "0g"}"#)));
+    let (code, body) =
+        call(&site, "POST", "/v1/trace", Some(&write(&site, "trace.json", r#"{"packet": "0g"}"#)));
     assert_eq!(code, 400, "{body}");
     // The CLI's apply: the demo plan compiles to version 1's config, so nothing changes.
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo/plan.yaml");

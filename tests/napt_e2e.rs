@@ -93,6 +93,25 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     assert!(hits >= 70, "established echo traffic must stay in the program: {hits} flow hits, {slow} slow");
     assert!(slow <= 10, "only the session's first packets take the slow path: {slow}");
     assert!(after.active >= 2, "both directions of the session are flows: {}", after.active);
+
+    // The sessions, as an operator asks for them (GET /v1/sessions through the CLI).
+    let hutong = env!("CARGO_BIN_EXE_hutong");
+    let host = a.legacy_host.addr().to_string();
+    let out = lab.gateway.command(hutong).args(["sessions", "--addr", &host, "--json"]).output().unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = page["sessions"].as_array().unwrap();
+    assert!(page["total"].as_u64().unwrap() >= 3, "curl, two pings: {page}");
+    assert!(sessions.iter().all(|s| s["inside"].as_str().unwrap().starts_with(&format!("{host}:"))), "{page}");
+    assert!(sessions.iter().all(|s| s["outside"].as_str().unwrap().starts_with("198.18.30.1:")), "{page}");
+    assert!(
+        sessions.iter().any(|s| s["proto"] == "icmp" && s["kernel_flows"].as_u64() == Some(2)),
+        "the long ping's session is forwarded by two flows in the program: {page}"
+    );
+    let out = lab.gateway.command(hutong).args(["sessions", "--proto", "tcp"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("tcp") && table.contains(":80"), "{table}");
+    let out = lab.gateway.command(hutong).args(["sessions", "--limit", "5000"]).output().unwrap();
+    assert!(!out.status.success(), "a page larger than 1000 is refused");
     gw.stop();
 }
 

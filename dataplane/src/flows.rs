@@ -178,6 +178,11 @@ impl FlowCache {
         (cache, kept)
     }
 
+    /// How many flows of session `key` are in the map.
+    pub fn flows_of(&self, key: u64) -> usize {
+        self.by_session.get(&key).map_or(0, |v| v.len())
+    }
+
     pub fn stats(&self) -> FlowStats {
         self.stats
     }

@@ -745,3 +745,45 @@ fn nat_events_name_forgotten_remotes_and_freed_sessions() {
     }
     assert!(e.nat_mut().take_events().contains(&nat::NatEvent::Freed(key)));
 }
+
+/// The sessions API's view: filters and pages over live sessions, in outside order.
+#[test]
+fn sessions_are_found_by_address_port_vrf_and_protocol_a_page_at_a_time() {
+    use crate::nat::query::SessionFilter;
+    let mut e = engine(config(pool(Filtering::AddressAndPortDependent)));
+    let m5 = out(&mut e, 5, 5000, SERVER, 53, 0);
+    out(&mut e, 6, 6000, SERVER, 53, 0);
+    out(&mut e, 6, 6001, REMOTE, 53, 0);
+    let all = e.nat().query(&SessionFilter::default(), 0, 10, 1);
+    assert_eq!(all.total, 3);
+    let host5 = SessionFilter { addr: Some(Ipv4Addr::new(10, 20, 0, 5)), ..SessionFilter::default() };
+    let page = e.nat().query(&host5, 0, 10, 1);
+    assert_eq!(page.total, 1);
+    let s = &page.sessions[0];
+    assert_eq!((s.proto, s.pool.as_str(), s.inside.as_str()), ("udp", "city", "10.20.0.5:5000"));
+    assert_eq!(s.outside, format!("{}:{}", Ipv4Addr::from(m5.0), m5.1));
+    assert_eq!((s.remotes.clone(), s.expires_in_seconds), (vec!["198.19.0.2:53".to_string()], Some(299)));
+    let remote = SessionFilter { addr: Some(Ipv4Addr::from(REMOTE)), ..SessionFilter::default() };
+    assert_eq!(e.nat().query(&remote, 0, 10, 1).total, 1, "by remote address");
+    let port = SessionFilter { port: Some(6001), ..SessionFilter::default() };
+    assert_eq!(e.nat().query(&port, 0, 10, 1).total, 1);
+    let tcp = SessionFilter { proto: Some(6), ..SessionFilter::default() };
+    assert_eq!(e.nat().query(&tcp, 0, 10, 1).total, 0);
+    let other_vrf = SessionFilter { vrf: Some(7), ..SessionFilter::default() };
+    assert_eq!(e.nat().query(&other_vrf, 0, 10, 1).total, 0);
+    // Pages: in outside order, without overlap.
+    let first = e.nat().query(&SessionFilter::default(), 0, 2, 1);
+    let second = e.nat().query(&SessionFilter::default(), 2, 2, 1);
+    assert_eq!((first.sessions.len(), second.sessions.len(), second.total), (2, 1, 3));
+    let mut keys: Vec<u64> = first.sessions.iter().chain(&second.sessions).map(|s| s.key).collect();
+    let sorted = {
+        let mut k = keys.clone();
+        k.sort();
+        k
+    };
+    assert_eq!(keys, sorted);
+    keys.dedup();
+    assert_eq!(keys.len(), 3);
+    // Expired sessions are not shown.
+    assert_eq!(e.nat().query(&SessionFilter::default(), 0, 10, 400).total, 0);
+}

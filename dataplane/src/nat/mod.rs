@@ -10,6 +10,7 @@
 pub mod det44;
 pub mod index;
 pub mod ports;
+pub mod query;
 pub mod sessions;
 
 use std::{collections::VecDeque, net::Ipv4Addr};
