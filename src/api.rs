@@ -19,7 +19,12 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use dataplane::{Config, ConfigError, Counters, flows::FlowStats, nat::query::SessionFilter};
+use dataplane::{
+    Config, ConfigError, Counters,
+    flows::FlowStats,
+    nat::{PoolUsage, query::SessionFilter},
+};
+use hutong_common::PortCounters;
 
 use crate::slow_path::SessionQuery;
 use prometheus_client::{
@@ -123,6 +128,10 @@ pub struct Snapshot {
     /// Hits per policy rule, by name, both engines together (a packet is counted by the engine
     /// that decided it).
     pub rules: Vec<(String, u64)>,
+    /// Per port (interface or port key) and engine: packets and bytes received and sent.
+    pub ports: Vec<(String, &'static str, PortCounters)>,
+    /// NAT pools: sessions and port blocks in use.
+    pub pools: Vec<PoolUsage>,
 }
 
 impl ApiState {
@@ -369,6 +378,24 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabels {
+    engine: &'static str,
+    port: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BlockLabels {
+    pool: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
     rule: String,
 }
@@ -420,6 +447,44 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         rules.get_or_create(&RuleLabels { rule: rule.clone() }).inc_by(*v);
     }
     registry.register("rule_hits", format!("Packets matching each policy rule of gateway {gateway}"), rules);
+    let packets = Family::<PortLabels, Counter>::default();
+    let bytes = Family::<PortLabels, Counter>::default();
+    for (port, engine, c) in &s.ports {
+        let label = |direction| PortLabels { engine, port: port.clone(), direction };
+        packets.get_or_create(&label("rx")).inc_by(c.rx_packets);
+        packets.get_or_create(&label("tx")).inc_by(c.tx_packets);
+        bytes.get_or_create(&label("rx")).inc_by(c.rx_bytes);
+        bytes.get_or_create(&label("tx")).inc_by(c.tx_bytes);
+    }
+    registry.register(
+        "port_packets",
+        format!("Packets gateway {gateway} received (rx) and sent (tx), per port and engine"),
+        packets,
+    );
+    registry.register(
+        "port_bytes",
+        format!("Bytes gateway {gateway} received and sent, per port and engine"),
+        bytes,
+    );
+    let sessions = Family::<PoolLabels, Gauge>::default();
+    let blocks = Family::<BlockLabels, Gauge>::default();
+    for p in &s.pools {
+        sessions.get_or_create(&PoolLabels { pool: p.pool.clone() }).set(p.sessions as i64);
+        blocks.get_or_create(&BlockLabels { pool: p.pool.clone(), state: "used" }).set(p.blocks_used as i64);
+        blocks
+            .get_or_create(&BlockLabels { pool: p.pool.clone(), state: "total" })
+            .set(p.blocks_total as i64);
+    }
+    registry.register(
+        "nat_sessions",
+        format!("NAT sessions in use in gateway {gateway}, per pool"),
+        sessions,
+    );
+    registry.register(
+        "nat_port_blocks",
+        format!("Port blocks of each NAT pool of gateway {gateway}: used and total"),
+        blocks,
+    );
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -627,7 +692,13 @@ mod tests {
         };
         let flows = FlowStats { active: 5, installed: 9, removed: 4, full: 0 };
         let rules = vec![("lan-out".to_string(), 12)];
-        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows, rules });
+        let ports = vec![(
+            "uplink0".to_string(),
+            "xdp",
+            PortCounters { rx_packets: 3, rx_bytes: 300, tx_packets: 2, tx_bytes: 200 },
+        )];
+        let pools = vec![PoolUsage { pool: "city".into(), sessions: 4, blocks_used: 1, blocks_total: 252 }];
+        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows, rules, ports, pools });
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         let value = |name: &str, label: &str, want: &str| {
@@ -658,5 +729,25 @@ mod tests {
             .iter()
             .find(|s| s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("lan-out"));
         assert!(rule.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 12.0)), "{text}");
+        let port = scrape.samples.iter().find(|s| {
+            s.metric == "hutong_port_bytes_total"
+                && s.labels.get("port") == Some("uplink0")
+                && s.labels.get("direction") == Some("tx")
+        });
+        assert!(port.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 200.0)), "{text}");
+        let blocks = scrape.samples.iter().find(|s| {
+            s.metric == "hutong_nat_port_blocks"
+                && s.labels.get("pool") == Some("city")
+                && s.labels.get("state") == Some("total")
+        });
+        assert!(
+            blocks.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 252.0)),
+            "{text}"
+        );
+        let sessions = scrape.samples.iter().find(|s| s.metric == "hutong_nat_sessions");
+        assert!(
+            sessions.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 4.0)),
+            "{text}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, ConfigError, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine};
+use hutong_common::PortCounters;
 
 use crate::{
     api::{Change, ChangeOutcome, Running, Snapshot},
@@ -94,6 +95,14 @@ async fn serve(
         handles.insert(p.name.clone(), h);
     }
     let t = tables::build(&config, |name| handles.get(name).copied())?;
+    // The program counts ports by slot: the interface of each slot, for the metrics.
+    let slot_names: Vec<String> = t
+        .ports
+        .iter()
+        .map(|(ifindex, _)| {
+            handles.iter().find(|(_, h)| h.ifindex == *ifindex).map_or("?".into(), |(n, _)| n.clone())
+        })
+        .collect();
     if let Some(why) = &t.slow.all {
         eprintln!("hutong gateway {}: all traffic takes the slow path ({why})", config.gateway);
     }
@@ -180,7 +189,7 @@ async fn serve(
                 let _ = request.reply.send(outcome);
             }
             _ = tick.tick() => {
-                let snapshot = snapshot(&running, &rule_hits, &engine, &slow)?;
+                let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;
                 if let Some(path) = &stats_file {
                     write_atomically(path, &stats_text(&snapshot))?;
                 }
@@ -193,7 +202,7 @@ async fn serve(
     slow.stop();
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
-        let snapshot = snapshot(&running, &rule_hits, &engine, &slow)?;
+        let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;
         write_atomically(path, &stats_text(&snapshot))?;
     }
     if keep_forwarding {
@@ -287,15 +296,30 @@ fn change(
 fn snapshot(
     config: &Config,
     hits: &RuleHits,
+    slot_names: &[String],
     engine: &XdpEngine,
     slow: &crate::slow_path::SlowPath,
 ) -> Result<Snapshot> {
+    let published = slow.published();
     let mut rules = hits.by_name(&engine.rule_hits(config.policies.len())?);
-    for (name, n) in slow.rule_hits() {
-        *rules.entry(name).or_default() += n;
+    for (name, n) in &published.rule_hits {
+        *rules.entry(name.clone()).or_default() += n;
     }
-    let rules = rules.into_iter().collect();
-    Ok(Snapshot { xdp: engine.counters()?, slow: slow.counters(), flows: slow.flow_stats(), rules })
+    let mut ports: Vec<(String, &'static str, PortCounters)> = slot_names
+        .iter()
+        .cloned()
+        .zip(engine.port_counters(slot_names.len())?)
+        .map(|(n, c)| (n, "xdp", c))
+        .collect();
+    ports.extend(published.ports.into_iter().map(|(n, c)| (n, "slow_path", c)));
+    Ok(Snapshot {
+        xdp: engine.counters()?,
+        slow: published.counters,
+        flows: published.flows,
+        rules: rules.into_iter().collect(),
+        ports,
+        pools: published.pools,
+    })
 }
 
 /// The counters file: the program's counters as `name value` lines, then the slow-path engine's

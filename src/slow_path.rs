@@ -25,12 +25,13 @@ use dataplane::{
     buffer::{Packet, Verdict},
     engine::{ConfigHandle, Engine, Iface},
     flows::{FlowCache, FlowStats},
+    nat::PoolUsage,
     nat::query::{SessionFilter, SessionPage},
     port::afxdp::AfXdpPort,
     tables::PortHandle,
     xdp::{FlowTable, XdpEngine},
 };
-use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey};
+use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey, PortCounters};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How often the slow path copies the neighbor table the program uses, and publishes its counters.
@@ -50,9 +51,42 @@ pub struct SlowPath {
     counters: Arc<Mutex<Published>>,
 }
 
-/// What the slow-path thread publishes: its engine's counters, its per-rule hits by rule name,
-/// and the flows it handed to the program.
-type Published = (Counters, BTreeMap<String, u64>, FlowStats);
+/// What the slow-path thread publishes, refreshed every [`NEIGHBOR_SYNC`].
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    /// Its engine's counters (drops by reason, ICMP errors sent, ...).
+    pub counters: Counters,
+    /// Its engine's hits per policy rule, by rule name.
+    pub rule_hits: BTreeMap<String, u64>,
+    /// The flows it handed to the program.
+    pub flows: FlowStats,
+    /// Its engine's per-port counters by port key: received and sent, packets and bytes.
+    pub ports: BTreeMap<String, PortCounters>,
+    /// NAT pools: sessions and port blocks in use.
+    pub pools: Vec<PoolUsage>,
+}
+
+impl Published {
+    fn of(engine: &Engine, flows: &FlowCache) -> Published {
+        let c = &engine.counters;
+        let mut ports: BTreeMap<String, PortCounters> = BTreeMap::new();
+        for (keyed, field) in
+            [(&c.port_rx_packets, 0), (&c.port_rx_bytes, 1), (&c.port_tx_packets, 2), (&c.port_tx_bytes, 3)]
+        {
+            for (port, v) in keyed.snapshot() {
+                let e = ports.entry(port).or_default();
+                *[&mut e.rx_packets, &mut e.rx_bytes, &mut e.tx_packets, &mut e.tx_bytes][field] = v;
+            }
+        }
+        Published {
+            counters: c.summary(),
+            rule_hits: c.rule_hits.snapshot(),
+            flows: flows.stats(),
+            ports,
+            pools: engine.nat().pool_usage(),
+        }
+    }
+}
 
 impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
@@ -94,11 +128,7 @@ impl SlowPath {
         let neighbors = pin_dir.join(MAP_NEIGH_V4);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let counters = Arc::new(Mutex::new((
-            engine.counters.summary(),
-            engine.counters.rule_hits.snapshot(),
-            flows.stats(),
-        )));
+        let counters = Arc::new(Mutex::new(Published::of(&engine, &flows)));
         let published = counters.clone();
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
@@ -119,20 +149,10 @@ impl SlowPath {
         self.config.swap(config)
     }
 
-    /// The slow-path engine's counters (its drops by reason, ICMP errors it sent), as of its
-    /// last publication, at most [`NEIGHBOR_SYNC`] old; final once [`SlowPath::stop`] returned.
-    pub fn counters(&self) -> Counters {
-        self.counters.lock().map(|c| c.0.clone()).unwrap_or_default()
-    }
-
-    /// The flows it handed to the program, as of its last publication.
-    pub fn flow_stats(&self) -> FlowStats {
-        self.counters.lock().map(|c| c.2).unwrap_or_default()
-    }
-
-    /// The slow-path engine's hits per policy rule, by name.
-    pub fn rule_hits(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().map(|c| c.1.clone()).unwrap_or_default()
+    /// What it published last, at most [`NEIGHBOR_SYNC`] old; final once [`SlowPath::stop`]
+    /// returned.
+    pub fn published(&self) -> Published {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Stops the thread; the counters keep their final values.
@@ -192,7 +212,7 @@ fn run(
     let State { mut engine, mut flows, mut table, epoch, queries } = state;
     let publish = |engine: &Engine, flows: &FlowCache| {
         if let Ok(mut c) = counters.lock() {
-            *c = (engine.counters.summary(), engine.counters.rule_hits.snapshot(), flows.stats());
+            *c = Published::of(engine, flows);
         }
     };
     let mut synced = Instant::now() - NEIGHBOR_SYNC;

@@ -101,7 +101,10 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sessions = page["sessions"].as_array().unwrap();
     assert!(page["total"].as_u64().unwrap() >= 3, "curl, two pings: {page}");
-    assert!(sessions.iter().all(|s| s["inside"].as_str().unwrap().starts_with(&format!("{host}:"))), "{page}");
+    assert!(
+        sessions.iter().all(|s| s["inside"].as_str().unwrap().starts_with(&format!("{host}:"))),
+        "{page}"
+    );
     assert!(sessions.iter().all(|s| s["outside"].as_str().unwrap().starts_with("198.18.30.1:")), "{page}");
     assert!(
         sessions.iter().any(|s| s["proto"] == "icmp" && s["kernel_flows"].as_u64() == Some(2)),
@@ -110,6 +113,29 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     let out = lab.gateway.command(hutong).args(["sessions", "--proto", "tcp"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("tcp") && table.contains(":80"), "{table}");
+    // Sessions and port blocks in use, as metrics.
+    let out = lab.gateway.command("curl").args(["-s", "http://127.0.0.1:9180/metrics"]).output().unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout).to_string();
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let gauge = |name: &str, extra: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.get("pool") == Some("city")
+                    && extra.is_none_or(|(k, v)| s.labels.get(k) == Some(v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert!(gauge("hutong_nat_sessions", None).is_some_and(|v| v >= 3.0), "{metrics}");
+    assert!(
+        gauge("hutong_nat_port_blocks", Some(("state", "used"))) == Some(1.0),
+        "one host, one block: {metrics}"
+    );
     let out = lab.gateway.command(hutong).args(["sessions", "--limit", "5000"]).output().unwrap();
     assert!(!out.status.success(), "a page larger than 1000 is refused");
     gw.stop();

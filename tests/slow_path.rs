@@ -135,6 +135,17 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     };
     assert!(sample("xdp", "slow_path").is_some_and(|v| v >= 3.0), "{metrics}");
     assert!(sample("slow_path", "icmp_errors").is_some_and(|v| v >= answered as f64), "{metrics}");
+    // The normal ping left by the uplink, counted per port by the program.
+    let tx = scrape.samples.iter().find(|s| {
+        s.metric == "hutong_port_packets_total"
+            && s.labels.get("engine") == Some("xdp")
+            && s.labels.get("port") == Some("uplink0")
+            && s.labels.get("direction") == Some("tx")
+    });
+    assert!(
+        tx.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 2.0)),
+        "{metrics}"
+    );
     // The normal ping was classified by the program: its rule counted the echo requests.
     let rule = scrape.samples.iter().find(|s| {
         s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("city-hall-netmap0-out")

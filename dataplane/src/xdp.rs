@@ -25,10 +25,10 @@ use aya::{
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FLOWS, MAP_LOCAL_V4, MAP_NAT_DST_V4,
-    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_SLOW_PATH,
-    MAP_STATS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES, MAX_ROUTES,
-    MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, PolicyRule, Port,
-    Route, Stat, V4Key,
+    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES,
+    MAP_SLOW_PATH, MAP_STATS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
+    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, PolicyRule,
+    Port, PortCounters, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -52,7 +52,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 20] = [
+const MAPS: [&str; 21] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -73,6 +73,7 @@ const MAPS: [&str; 20] = [
     MAP_RULES[0],
     MAP_RULES[1],
     MAP_RULE_HITS,
+    MAP_PORT_COUNTERS,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -97,7 +98,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v5 (two generations, epochs and digest, flows, rules): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} caps={},{},{},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v5 (two generations, epochs and digest, flows, rules): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} caps={},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -109,6 +110,7 @@ pub fn layout() -> String {
         size_of::<FlowKey>(),
         size_of::<Flow>(),
         size_of::<PolicyRule>(),
+        size_of::<PortCounters>(),
         MAX_PORTS,
         MAX_LOCAL,
         MAX_NAT_PREFIXES,
@@ -333,6 +335,24 @@ impl XdpEngine {
         let hits: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map(MAP_RULE_HITS).context("the object has no map RULE_HITS")?)?;
         (0..n.min(MAX_RULES as usize)).map(|i| Ok(hits.get(&(i as u32), 0)?.iter().sum())).collect()
+    }
+
+    /// Each port slot's counters, summed over CPUs, for the first `n` slots.
+    pub fn port_counters(&self, n: usize) -> Result<Vec<PortCounters>> {
+        let map = self.ebpf.map(MAP_PORT_COUNTERS).context("the object has no map PORT_COUNTERS")?;
+        let counters: PerCpuArray<_, PortCounters> = PerCpuArray::try_from(map)?;
+        (0..n.min(MAX_PORTS as usize))
+            .map(|i| {
+                let mut sum = PortCounters::default();
+                for c in counters.get(&(i as u32), 0)?.iter() {
+                    sum.rx_packets += c.rx_packets;
+                    sum.rx_bytes += c.rx_bytes;
+                    sum.tx_packets += c.tx_packets;
+                    sum.tx_bytes += c.tx_bytes;
+                }
+                Ok(sum)
+            })
+            .collect()
     }
 
     /// Hands the flow map to the slow path; callable once.

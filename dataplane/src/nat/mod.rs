@@ -56,6 +56,15 @@ pub struct Xlat {
     pub session: Option<u64>,
 }
 
+/// A pool's use: sessions, and port blocks held by hosts out of all its blocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub pool: String,
+    pub sessions: u64,
+    pub blocks_used: u64,
+    pub blocks_total: u64,
+}
+
 /// What happened to sessions, for whoever caches their decisions (the XDP program's flows):
 /// recorded only after [`Nat::track_events`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +271,21 @@ impl Nat {
                     && p.addresses.iter().any(|n| n.contains(&a))
             })
             .map(|i| i as u16)
+    }
+
+    /// Each pool's sessions and port blocks in use, for metrics.
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        self.pools
+            .iter()
+            .zip(&self.ports)
+            .zip(&self.pool_live)
+            .map(|((p, ports), live)| PoolUsage {
+                pool: p.name.clone(),
+                sessions: *live as u64,
+                blocks_used: ports.usage().0 as u64,
+                blocks_total: ports.total_blocks() as u64,
+            })
+            .collect()
     }
 
     /// Whether `addr`:`port` in `vrf` is a published service's inside end (its replies go out

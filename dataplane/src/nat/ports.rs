@@ -265,6 +265,11 @@ impl Ports {
         self.blocks.get(&b).map(|blk| Ipv4Addr::from(blk.host))
     }
 
+    /// Every block of the pool (all workers').
+    pub fn total_blocks(&self) -> usize {
+        self.addresses.len() * self.per_address as usize
+    }
+
     /// Blocks held by hosts, and free blocks left (this worker's share).
     pub fn usage(&self) -> (usize, usize) {
         (self.blocks.len(), self.free.len())

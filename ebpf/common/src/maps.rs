@@ -15,6 +15,7 @@ pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
 pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
 pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
 pub const MAP_RULE_HITS: &str = "RULE_HITS";
+pub const MAP_PORT_COUNTERS: &str = "PORT_COUNTERS";
 /// `ACTIVE[0]` is the config epoch: it grows by one with every applied config, and its lowest
 /// bit is the table generation in use. Flows carry the epoch they were decided under.
 /// `ACTIVE[1..3]` hold the digest of the config installed (userspace's, across restarts).
@@ -185,6 +186,16 @@ pub struct Flow {
     pub last_seen: u64,
 }
 
+/// `PORT_COUNTERS[port slot]` (per CPU): what the program received on a port and sent out of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
 /// `PolicyRule::action`: what a matching rule does.
 pub const RULE_PERMIT: u8 = 1;
 pub const RULE_DENY: u8 = 2;
@@ -247,6 +258,7 @@ const _: () = {
     assert!(offset_of!(PolicyRule, via_ifindex) == 24);
     assert!(offset_of!(PolicyRule, index) == 32);
     assert!(offset_of!(PolicyRule, proto) == 36);
+    assert!(size_of::<PortCounters>() == 32);
     assert!(size_of::<FlowKey>() == 20);
     assert!(offset_of!(FlowKey, sport) == 12);
     assert!(offset_of!(FlowKey, proto) == 16);
@@ -269,6 +281,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow {}
     unsafe impl aya::Pod for super::PolicyRule {}
+    unsafe impl aya::Pod for super::PortCounters {}
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use aya_ebpf::{
 use hutong_common::{
     Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
     MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PORT_FLOWS,
-    PORT_SLOW, PolicyRule, Port, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP,
-    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key, checksum,
+    PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY, RULE_DPORTS,
+    RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key, checksum,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -51,6 +51,9 @@ static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0
 static RULES_0: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
 #[map]
 static RULES_1: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
+/// Packets and bytes per port, by its slot.
+#[map]
+static PORT_COUNTERS: PerCpuArray<PortCounters> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 /// Hits per policy rule, by its position in the config.
 #[map]
 static RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES, 0);
@@ -182,11 +185,15 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         // IPv6 is the slow path's, parse and all (a tagged frame goes by its interface's port).
         ETH_P_IPV6 => {
             let port = unsafe { t.ports.get(ctx.ingress_ifindex() as u32) };
+            if let Some(p) = port {
+                count_port(ctx, p.slot, false);
+            }
             return Ok(slow_path(ctx, port.map_or(u16::MAX, |p| p.slot)));
         }
         ETH_P_ARP => {
             let ifindex = ctx.ingress_ifindex() as u32;
             let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+            count_port(ctx, port.slot, false);
             if tagged {
                 return tagged_frame(ctx, port);
             }
@@ -199,6 +206,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     let (total_len, frag_off, more_frags, proto) = validate_ipv4(ctx, l3)?;
     let ifindex = ctx.ingress_ifindex() as u32;
     let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+    count_port(ctx, port.slot, false);
     if tagged {
         return tagged_frame(ctx, port);
     }
@@ -330,6 +338,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
     }
     count(&STATS, Stat::Forwarded as u32);
+    count_port(ctx, out_port.slot, true);
     Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
 }
 
@@ -455,6 +464,7 @@ fn by_flow(
     }
     count(&STATS, Stat::FlowHit as u32);
     count(&STATS, Stat::Forwarded as u32);
+    count_port(ctx, out_port.slot, true);
     Ok(Some(unsafe { bpf_redirect(f.ifindex, 0) } as u32))
 }
 
@@ -534,6 +544,24 @@ fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
         }
     }
     NO_RULE
+}
+
+/// Counts the frame as received on (or sent out of) the port in slot `slot`.
+#[inline(always)]
+fn count_port(ctx: &XdpContext, slot: u16, tx: bool) {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if let Some(c) = PORT_COUNTERS.get_ptr_mut(slot as u32) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe {
+            if tx {
+                (*c).tx_packets += 1;
+                (*c).tx_bytes += len;
+            } else {
+                (*c).rx_packets += 1;
+                (*c).rx_bytes += len;
+            }
+        }
+    }
 }
 
 #[inline(always)]
