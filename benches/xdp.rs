@@ -123,6 +123,8 @@ fn xdp(c: &mut Criterion) {
             ifindex: uplink.ifindex,
             nexthop: [198, 19, 0, 2],
             epoch,
+            rule: 0,
+            _pad: 0,
             last_seen: 0,
         };
         flows.0.insert(key, flow, 0).unwrap();

@@ -19,7 +19,7 @@ use dataplane::{
     Action, Drop, Rule, Stat,
     buffer::{Packet, Verdict},
     config::{
-        NatPool,
+        NatPool, Service,
         nat::{Filtering, PoolMode},
     },
     engine::{Engine, Iface},
@@ -33,6 +33,10 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 const REMOTES: [[u8; 4]; 5] =
     [[198, 19, 0, 2], [198, 19, 0, 3], [198, 19, 0, 4], [198, 19, 0, 5], [198, 19, 0, 6]];
+
+/// The published service: its plan address, and the legacy host behind it.
+const PORTAL: [u8; 4] = [198, 18, 32, 80];
+const PORTAL_HOST: u8 = 200;
 
 fn remote_mac(r: [u8; 4]) -> [u8; 6] {
     [2, 0, 0, 0, 0x19, r[3]]
@@ -67,6 +71,29 @@ fn config() -> dataplane::Config {
         action: Action::Napt { pool: pool.into() },
     };
     c.policies = vec![rule("dyn", "10.20.0.0/25", "dyn"), rule("det", "10.20.0.128/25", "det")];
+    // A legacy service published on the extranet, TCP and UDP.
+    for (proto, outside_port, inside_port) in [(6, 80, 8080), (17, 53, 5353)] {
+        c.services.push(Service {
+            name: format!("portal-{proto}"),
+            proto,
+            outside_vrf: 0,
+            outside: PORTAL.into(),
+            outside_port,
+            inside_vrf: 1,
+            inside: [10, 20, 0, PORTAL_HOST].into(),
+            inside_port,
+        });
+    }
+    c.policies.push(Rule {
+        name: "portal-in".into(),
+        vrf: 0,
+        src: None,
+        dst: Some("198.18.32.80/32".parse().unwrap()),
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Dnat,
+    });
     c.validate().unwrap();
     c
 }
@@ -272,6 +299,7 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
     let mut rng = SmallRng::seed_from_u64(20_261_128);
     let mut clock_ns: u64 = 1_000_000_000;
     let mut tally = Tally::default();
+    let mut expected_hits = vec![0u64; 3];
 
     // Runs one frame through both engines and compares; returns the userspace engine's output.
     let mut run = |f: &Frame, tally: &mut Tally| -> Packet {
@@ -282,7 +310,9 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
         let moved = |s: Stat| after.stat(s) > before.stat(s);
         clock_ns += 1_000_000;
         let mut batch = [Packet::new(f.iface, &f.bytes)];
+        let hits_before = user.counters.rule_hits.values.clone();
         user.process(&mut batch, clock_ns);
+        let hits_after = user.counters.rule_hits.values.clone();
         let events = user.nat_mut().take_events();
         let offloads = user.take_offloads();
         cache.follow(&mut flows_map, user.generation(), epoch, &events, &offloads, |i| {
@@ -314,6 +344,11 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
             tally.slow += 1;
             return want;
         }
+        // The program decided this frame: the rule hits the userspace engine counted for it are
+        // the ones the program must have counted too.
+        for (e, (a, b)) in expected_hits.iter_mut().zip(hits_after.iter().zip(&hits_before)) {
+            *e += a - b;
+        }
         match (out.action, want.verdict) {
             (action::REDIRECT, Verdict::Forward { .. }) if out.frame == want.frame() => {
                 if !moved(Stat::FlowHit) {
@@ -329,6 +364,7 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
     };
 
     // 60 connections, a third each TCP, UDP and ICMP echo, half in each pool.
+    let mut services = Vec::new();
     let mut conns: Vec<Conn> = (0..60)
         .map(|i| Conn {
             host: if i % 2 == 0 { 2 + i as u8 } else { 130 + i as u8 },
@@ -339,6 +375,27 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
             mapped: None,
         })
         .collect();
+    // Connections to the published service, opened from the extranet.
+    for i in 0..8 {
+        let tcp = i % 2 == 0;
+        let c = Conn {
+            host: PORTAL_HOST,
+            sport: if tcp { 8080 } else { 5353 },
+            remote: REMOTES[i % 4],
+            dport: rng.random_range(1024..60000),
+            proto: if tcp { Proto::Tcp } else { Proto::Udp },
+            mapped: Some((PORTAL, if tcp { 80 } else { 53 })),
+        };
+        let syn = if tcp { 0x02 } else { 0 };
+        let answer = run(&frame(&c, false, syn, Tweak::None, &mut rng, gw), &mut tally);
+        assert!(
+            matches!(answer.verdict, Verdict::Forward { iface: 0 }),
+            "{:?} into the service",
+            answer.verdict
+        );
+        run(&frame(&c, true, syn, Tweak::None, &mut rng, gw), &mut tally);
+        services.push(c);
+    }
     // Open: the first packet out creates the session (SYN for TCP), the first answer comes back.
     for c in &mut conns {
         let syn = if c.proto == Proto::Tcp { 0x02 } else { 0 };
@@ -348,6 +405,7 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
         let synack = if c.proto == Proto::Tcp { 0x02 } else { 0 };
         run(&frame(c, false, synack, Tweak::None, &mut rng, gw), &mut tally);
     }
+    conns.append(&mut services);
     // Established traffic, both ways, with the odd special frame.
     let tweaks = [
         Tweak::None,
@@ -402,6 +460,13 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
     );
     assert!(tally.total >= 1000, "{} frames", tally.total);
     assert!(tally.flow_hits > 400, "most established traffic must stay in the program: {}", tally.flow_hits);
+    // Rule hits: the program counted the service's rule for the packets it forwarded by flows.
+    let program_hits = xdp.rule_hits(3).unwrap();
+    eprintln!(
+        "differential_napt: rule hits {program_hits:?} (program), {expected_hits:?} (userspace, same frames)"
+    );
+    assert_eq!(program_hits, expected_hits);
+    assert!(program_hits[2] > 20, "the service's traffic was counted: {program_hits:?}");
 }
 
 #[derive(Default)]

@@ -80,6 +80,8 @@ pub fn flow_of(o: &Offload, ifindex: u32, epoch: u32) -> Flow {
         ifindex,
         nexthop: o.next_hop.octets(),
         epoch,
+        rule: o.rule.map_or(0, |r| r + 1),
+        _pad: 0,
         last_seen: 0,
     }
 }
@@ -378,6 +380,10 @@ fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Optio
         }
         return nat.serves(k.vrf, class, ksrc, port(k.sport)).then_some(None);
     }
+    // A published service's inbound packets: the config alone decides them.
+    if f.rule != 0 && nat.publishes(k.vrf, class, kdst, port(k.dport)) {
+        return Some(None);
+    }
     // Inbound: the destination was one of a pool's outside addresses.
     let pool = nat.pool_of(None, Some(k.vrf), kdst)?;
     let (out_port, in_port) =
@@ -460,6 +466,7 @@ mod tests {
             iface: 1,
             next_hop: remote,
             session: Some((S, REMOTE)),
+            rule: None,
         };
         let back = Offload {
             vrf: 0,

@@ -82,6 +82,9 @@ pub struct Offload {
     /// The NAT session it depends on (outside key) and the remote endpoint it talks to, as
     /// the session's filtering remembers it; `None` when it depends on the config alone.
     pub session: Option<(u64, (u32, u16))>,
+    /// The policy rule whose hit each repeated packet counts (a published service's inbound
+    /// `dnat` rule), by position in the config.
+    pub rule: Option<u32>,
 }
 
 /// Whether a plan may be repeated by the XDP program (see [`Offload`]).
@@ -551,6 +554,7 @@ impl Engine {
         let key = FlowKey { vrf, src, dst, proto: m.proto, ports };
         let now_s = (now_ns / 1_000_000_000) as u32;
         let emb = packet::embedded::parse(pkt.frame(), &m);
+        let mut offload_rule = None;
 
         // Sessions first: return traffic and established flows pass as their session says.
         let plan = match self.stateful(&m, vrf, emb.as_ref(), now_s) {
@@ -564,7 +568,11 @@ impl Engine {
             }
             Ok(None) => {
                 let hits = &mut self.counters.rule_hits;
-                let rule = t.rules.classify(&key, |i| hits.add(i, 1));
+                let mut counted = false;
+                let rule = t.rules.classify(&key, |i| {
+                    hits.add(i, 1);
+                    counted = true;
+                });
                 let Some(rule) = rule else {
                     step!("classify", "no rule matches in VRF {vrf}: default deny");
                     return Verdict::Drop(Drop::NoTranslation);
@@ -573,6 +581,12 @@ impl Engine {
                 let r = &t.rules.rules[rule];
                 step!("classify", "rule {:?} → {:?}", r.name, r.action);
                 match self.plan(t, &r.action, &m, vrf, src, dst, emb.is_some(), now_s) {
+                    // A published service's inbound packets may be repeated by the program,
+                    // which counts the rule's hit itself (no count rule may have matched too).
+                    Ok(p) if r.action == Action::Dnat && !counted && m.frag == Frag::Whole => {
+                        offload_rule = Some(rule as u32);
+                        Plan { cache: Cache::Yes(None), ..p }
+                    }
                     Ok(p) => p,
                     Err(Drop::PortsExhausted) => {
                         step!("nat", "ports exhausted");
@@ -789,6 +803,7 @@ impl Engine {
             if list.len() < MAX_OFFLOADS {
                 o.iface = out_iface;
                 o.next_hop = next;
+                o.rule = offload_rule;
                 list.push(o);
             }
         }
@@ -1027,6 +1042,7 @@ fn offload_of(m: &Meta, vrf: u32, plan: &Plan, session: Option<(u64, (u32, u16))
         iface: 0,
         next_hop: Ipv4Addr::UNSPECIFIED,
         session,
+        rule: None,
     })
 }
 

@@ -294,6 +294,11 @@ impl Nat {
         self.svc_in.contains_key(&(vrf, class, addr, port))
     }
 
+    /// Whether `addr`:`port` in `vrf` is a published service's outside end.
+    pub fn publishes(&self, vrf: u32, class: u8, addr: u32, port: u16) -> bool {
+        self.svc_out.contains_key(&(vrf, class, addr, port))
+    }
+
     /// Whether the session with outside key `key` is live at `now`.
     pub fn is_live(&self, key: u64, now: u32) -> bool {
         self.table.find_out(key, now).is_some()

@@ -181,6 +181,10 @@ pub struct Flow {
     pub nexthop: [u8; 4],
     /// The config epoch it was decided under; under any other the program ignores it.
     pub epoch: u32,
+    /// The policy rule (position + 1; 0: none) each packet counts a hit for: a published
+    /// service's `dnat` rule, which the userspace engine would have matched.
+    pub rule: u32,
+    pub _pad: u32,
     /// `bpf_ktime_get_ns()` when the program last forwarded a packet by it, coarsened to about
     /// 16 ms (0: never). The slow path reads it to keep the NAT session alive.
     pub last_seen: u64,
@@ -262,10 +266,11 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 20);
     assert!(offset_of!(FlowKey, sport) == 12);
     assert!(offset_of!(FlowKey, proto) == 16);
-    assert!(size_of::<Flow>() == 32);
+    assert!(size_of::<Flow>() == 40);
     assert!(offset_of!(Flow, ifindex) == 12);
     assert!(offset_of!(Flow, epoch) == 20);
-    assert!(offset_of!(Flow, last_seen) == 24);
+    assert!(offset_of!(Flow, rule) == 24);
+    assert!(offset_of!(Flow, last_seen) == 32);
 };
 
 #[cfg(feature = "user")]

@@ -462,6 +462,9 @@ fn by_flow(
             (*flow).last_seen = now;
         }
     }
+    if f.rule != 0 {
+        count_rule(f.rule - 1, 1);
+    }
     count(&STATS, Stat::FlowHit as u32);
     count(&STATS, Stat::Forwarded as u32);
     count_port(ctx, out_port.slot, true);
