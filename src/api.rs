@@ -52,7 +52,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9180";
 pub struct StatusInfo {
     pub gateway: String,
     pub version: &'static str,
-    /// `xdp`: the XDP program with the userspace slow path behind it.
+    /// `xdp`: the XDP program with the userspace slow path behind it; `userspace`: the userspace
+    /// engine forwards everything, through AF_XDP sockets.
     pub engine: &'static str,
     pub ports: Vec<String>,
 }
@@ -141,11 +142,12 @@ impl ApiState {
         config: &Config,
         version: u64,
         session_queries: std::sync::mpsc::Sender<SessionQuery>,
+        engine: &'static str,
     ) -> (Arc<ApiState>, mpsc::Receiver<ChangeRequest>) {
         let info = StatusInfo {
             gateway: config.gateway.clone(),
             version: env!("CARGO_PKG_VERSION"),
-            engine: "xdp",
+            engine,
             ports: config.ports.iter().map(|p| p.key()).collect(),
         };
         let (changes, rx) = mpsc::channel(4);

@@ -108,7 +108,7 @@ pub async fn collect(config: &Config, hutong: &Path, progress: &dyn Fn(&str)) ->
     progress(&format!("extranet server listening on {}:{HTTP_PORT}", a.server.addr()));
 
     progress(&format!("starting `hutong gateway run` in {}", lab.gateway.name()));
-    let mut gw = GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "gateway")?;
+    let mut gw = GatewayProcess::start(&lab.gateway, hutong, &config_path, work.path(), "gateway", &[])?;
     gw.wait_ready(&check_interrupted)?;
     let stats = gw.stats.clone();
 

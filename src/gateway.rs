@@ -36,6 +36,52 @@ pub struct RunOptions {
     pub api: std::net::SocketAddr,
     /// Where applied configs are kept; default `/var/lib/hutong/<gateway id>`.
     pub state_dir: Option<PathBuf>,
+    pub engine: EngineKind,
+}
+
+/// Which engine forwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The XDP program, with the userspace engine behind it for what it leaves (the default).
+    #[default]
+    Xdp,
+    /// The userspace engine forwards everything, reading and writing the ports through AF_XDP
+    /// sockets; the program only hands frames over (and ARP and the gateway's own addresses to
+    /// the host).
+    Userspace,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Xdp => "xdp",
+            EngineKind::Userspace => "userspace",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "xdp" => Ok(EngineKind::Xdp),
+            "userspace" => Ok(EngineKind::Userspace),
+            other => Err(format!("unknown engine {other:?}: xdp or userspace")),
+        }
+    }
+}
+
+/// The tables for `config` as `engine` runs them.
+fn tables_for(
+    config: &Config,
+    handles: &BTreeMap<String, tables::PortHandle>,
+    engine: EngineKind,
+) -> std::result::Result<tables::Tables, tables::TablesError> {
+    let mut t = tables::build(config, |name| handles.get(name).copied())?;
+    if engine == EngineKind::Userspace {
+        t.all_to_userspace("--engine userspace");
+    }
+    Ok(t)
 }
 
 /// The default pin directory of a gateway.
@@ -60,17 +106,25 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
     let state_dir = opts.state_dir.unwrap_or_else(|| crate::history::default_dir(&config.gateway));
-    rt.block_on(serve(config, opts.stats_file, pin_dir, pid_file, state_dir, opts.api))
+    let places = Places { stats_file: opts.stats_file, pin_dir, pid_file, state_dir };
+    rt.block_on(serve(config, places, opts.api, opts.engine))
 }
 
-async fn serve(
-    config: Config,
+/// Where the gateway keeps things.
+struct Places {
     stats_file: Option<PathBuf>,
     pin_dir: PathBuf,
     pid_file: PathBuf,
     state_dir: PathBuf,
+}
+
+async fn serve(
+    config: Config,
+    places: Places,
     api_addr: std::net::SocketAddr,
+    kind: EngineKind,
 ) -> Result<()> {
+    let Places { stats_file, pin_dir, pid_file, state_dir } = places;
     let nl = netlink::connect()?;
     let mut links = Vec::new();
     for p in &config.ports {
@@ -81,7 +135,7 @@ async fn serve(
     let mut history = History::open(&state_dir)?;
     let version = history.record(&config)?;
     let (session_queries, session_answers) = std::sync::mpsc::channel();
-    let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries);
+    let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries, kind.name());
     // Bound before any interface changes, so a taken port stops the start cleanly.
     let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
     let mut handles = BTreeMap::new();
@@ -94,7 +148,7 @@ async fn serve(
         }
         handles.insert(p.name.clone(), h);
     }
-    let t = tables::build(&config, |name| handles.get(name).copied())?;
+    let t = tables_for(&config, &handles, kind)?;
     // The program counts ports by slot: the interface of each slot, for the metrics.
     let slot_names: Vec<String> = t
         .ports
@@ -141,16 +195,17 @@ async fn serve(
         &config,
         &ordered,
         &mut engine,
-        (epoch, kept),
+        crate::slow_path::Handover { epoch, kept, offload: kind == EngineKind::Xdp },
         &pin_dir,
         sync.requester(),
         session_answers,
     )?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
-        "hutong gateway {}: forwarding on {} (XDP), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
+        "hutong gateway {}: forwarding on {} ({} engine), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
         config.gateway,
         handles.keys().cloned().collect::<Vec<_>>().join(", "),
+        kind.name(),
         config.netmaps.len(),
         config.routes.len()
     );
@@ -177,7 +232,7 @@ async fn serve(
             }
             Some(request) = changes.recv() => {
                 let before = running.policies.len();
-                let outcome = change(request.change, &mut running, &mut history, &handles, &mut engine, &slow);
+                let outcome = change(request.change, &mut running, &mut history, (&handles, kind), &mut engine, &slow);
                 if matches!(outcome, ChangeOutcome::Applied { changed: true, .. }) {
                     let now = engine.rule_hits(before.max(running.policies.len()))?;
                     rule_hits.switch(names(&running), &now);
@@ -227,7 +282,7 @@ fn change(
     change: Change,
     running: &mut Config,
     history: &mut History,
-    handles: &BTreeMap<String, tables::PortHandle>,
+    (handles, kind): (&BTreeMap<String, tables::PortHandle>, EngineKind),
     engine: &mut XdpEngine,
     slow: &crate::slow_path::SlowPath,
 ) -> ChangeOutcome {
@@ -263,7 +318,7 @@ fn change(
             Err(e) => ChangeOutcome::Failed(format!("recording the config: {e:#}")),
         };
     }
-    let t = match tables::build(&target, |name| handles.get(name).copied()) {
+    let t = match tables_for(&target, handles, kind) {
         Ok(t) => t,
         Err(e) => return invalid("ports", e.to_string()),
     };

@@ -196,6 +196,10 @@ enum GatewayCommand {
         /// /var/lib/hutong/<gateway id>.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// xdp: the XDP program forwards, the userspace engine takes what it leaves;
+        /// userspace: the userspace engine forwards everything through AF_XDP sockets.
+        #[arg(long, default_value = "xdp")]
+        engine: hutong::gateway::EngineKind,
     },
 }
 
@@ -341,6 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pid_file,
             api,
             state_dir,
+            engine,
         }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
@@ -356,7 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
             };
             let options =
-                hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api, state_dir };
+                hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api, state_dir, engine };
             hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)
         }

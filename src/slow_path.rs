@@ -91,14 +91,13 @@ impl Published {
 impl SlowPath {
     /// Opens a socket on each port, registers it with the program, and starts the thread.
     /// `ports` are the config's ports in order with their interfaces; next hops the engine finds
-    /// unresolved are reported on `misses`, for the neighbor resolver. `epoch` is the config
-    /// epoch the program runs, and whether it was kept from a previous process (then that
-    /// process's flows, and their sessions, are adopted; see [`XdpEngine::install_or_keep`]).
+    /// unresolved are reported on `misses`, for the neighbor resolver. See [`Handover`] for
+    /// what it shares with the program.
     pub fn start(
         config: &Config,
         ports: &[(String, PortHandle)],
         xdp: &mut XdpEngine,
-        (epoch, kept): (u32, bool),
+        Handover { epoch, kept, offload }: Handover,
         pin_dir: &Path,
         misses: UnboundedSender<NeighKey>,
         queries: Receiver<SessionQuery>,
@@ -114,7 +113,9 @@ impl SlowPath {
         let ifindexes: Vec<u32> = ports.iter().map(|(_, h)| h.ifindex).collect();
         let mut engine =
             Engine::new(config.clone(), ifaces).map_err(|e| anyhow::anyhow!("slow-path engine: {e:?}"))?;
-        engine.track_offloads();
+        if offload {
+            engine.track_offloads();
+        }
         let mut table = xdp.take_flows()?;
         let generation = engine.generation();
         let flows = if kept {
@@ -173,6 +174,19 @@ fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], pin: &Path) {
             engine.set_neighbor(i, None, IpAddr::from(k.addr), v.mac);
         }
     }
+}
+
+/// What the slow path shares with the program.
+#[derive(Clone, Copy, Debug)]
+pub struct Handover {
+    /// The config epoch the program runs.
+    pub epoch: u32,
+    /// Whether that epoch was kept from a previous process: then its flows, and their
+    /// sessions, are adopted (see [`XdpEngine::install_or_keep`]).
+    pub kept: bool,
+    /// Whether established sessions are handed to the program as flows (the XDP engine), or
+    /// the userspace engine forwards everything itself.
+    pub offload: bool,
 }
 
 /// A question for the slow-path engine about its NAT sessions (`GET /v1/sessions`).

@@ -15,9 +15,8 @@ use dataplane::{
 };
 use hutong::lab::http::HttpServer;
 
-#[test]
-fn legacy_hosts_reach_the_extranet_through_napt() {
-    common::require_root("napt_e2e");
+/// The demo site with NAPT onto 198.18.30.1 instead of the netmap.
+fn napt_config() -> dataplane::Config {
     let mut config = common::demo_config();
     config.netmaps.clear();
     config.nat_pools = vec![NatPool {
@@ -35,6 +34,13 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
         action: Action::Napt { pool: "city".into() },
     }];
     config.validate().unwrap();
+    config
+}
+
+#[test]
+fn legacy_hosts_reach_the_extranet_through_napt() {
+    common::require_root("napt_e2e");
+    let config = napt_config();
 
     let site = common::Site::build(&config);
     let lab = &site.lab;
@@ -210,5 +216,55 @@ fn a_published_legacy_service_is_reachable_from_the_extranet() {
     assert_eq!(portal.seen(), vec![IpAddr::V4(a.server.addr())], "DNAT keeps the client's address");
     // Another port of the published address is not published.
     assert_eq!(fetch("http://198.18.40.80:8080/"), "");
+    gw.stop();
+}
+
+/// The same NAPT site on the userspace engine: every packet is decided in userspace, reached
+/// through AF_XDP; nothing is forwarded by flows in the program.
+#[test]
+fn napt_on_the_userspace_engine() {
+    common::require_root("napt_e2e");
+    let config = napt_config();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
+    let a = lab.addrs.clone();
+    let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
+    let mut gw = site.start_gateway_with("gw-user", &["--engine", "userspace"]);
+    gw.wait_ready(&|| Ok(())).unwrap();
+    let log = gw.log_text();
+    assert!(
+        log.contains("all traffic takes the slow path (--engine userspace)")
+            && log.contains("(userspace engine)"),
+        "{log}"
+    );
+    let out = lab
+        .legacy
+        .command("curl")
+        .args(["-sS", "--max-time", "3", &format!("http://{}/", a.server.addr())])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from the extranet server; you are 198.18.30.1"
+    );
+    let before = flow_counters(&gw.stats);
+    let ping = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-c", "20", "-i", "0.02", "-W", "1", &a.server.addr().to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(text.contains("20 received"), "{text}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = flow_counters(&gw.stats);
+    assert_eq!((after.flow_hit, after.active), (0, 0), "no flows on the userspace engine");
+    assert!(after.slow_path - before.slow_path >= 40, "every packet went to the userspace engine");
+    let hutong = env!("CARGO_BIN_EXE_hutong");
+    let out = lab.gateway.command(hutong).args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["engine"], "userspace");
+    assert_eq!(server.seen(), vec![IpAddr::V4(a.legacy_host_translated)]);
     gw.stop();
 }

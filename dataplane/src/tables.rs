@@ -50,6 +50,18 @@ pub enum TablesError {
     NoSuchInterface(String),
 }
 
+impl Tables {
+    /// Makes the program hand every port's traffic to the slow path (after ARP and the
+    /// gateway's own addresses), with no flow looked up: the userspace engine behind AF_XDP
+    /// forwards everything.
+    pub fn all_to_userspace(&mut self, why: &str) {
+        self.slow.all.get_or_insert_with(|| why.to_string());
+        for (_, p) in &mut self.ports {
+            p.flags = PORT_SLOW;
+        }
+    }
+}
+
 /// A VRF's span of rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VrfRules {

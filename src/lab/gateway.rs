@@ -30,7 +30,14 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `hutong gateway run` in `ns`. `work` holds the config file, and receives the log and
     /// counters; `tag` names the pin directory.
-    pub fn start(ns: &Netns, hutong: &Path, config: &Path, work: &Path, tag: &str) -> Result<GatewayProcess> {
+    pub fn start(
+        ns: &Netns,
+        hutong: &Path,
+        config: &Path,
+        work: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<GatewayProcess> {
         let log = work.join(format!("{tag}.log"));
         let stats = work.join(format!("{tag}.counters"));
         let _ = std::fs::remove_file(&stats);
@@ -54,6 +61,7 @@ impl GatewayProcess {
             .arg(&pid_file)
             .arg("--state-dir")
             .arg(work.join("state"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?)

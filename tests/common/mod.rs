@@ -42,6 +42,11 @@ impl Site {
 
     /// Starts `hutong gateway run` on the site's config; `tag` names its log and counters.
     pub fn start_gateway(&self, tag: &str) -> hutong::lab::gateway::GatewayProcess {
+        self.start_gateway_with(tag, &[])
+    }
+
+    /// The same, with more arguments (`--engine userspace`).
+    pub fn start_gateway_with(&self, tag: &str, extra: &[&str]) -> hutong::lab::gateway::GatewayProcess {
         let hutong = std::path::Path::new(env!("CARGO_BIN_EXE_hutong"));
         hutong::lab::gateway::GatewayProcess::start(
             &self.lab.gateway,
@@ -49,6 +54,7 @@ impl Site {
             &self.config_path,
             self.work.path(),
             tag,
+            extra,
         )
         .unwrap()
     }
