@@ -104,7 +104,27 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     assert_eq!(version(&site), 1, "refused configs change nothing");
     assert_eq!(pings(&site, 3), 3);
 
-    // A new policy, applied while a ping flow crosses: the flow goes on, the rule takes over.
+    // A new policy, applied while a ping flow and an iperf3 TCP stream cross: both go on, and
+    // the new rules count them from then on.
+    let server = site.lab.addrs.server.addr().to_string();
+    let mut iperf_server = site
+        .lab
+        .extranet
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &server])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stream = site
+        .lab
+        .legacy
+        .command("iperf3")
+        .args(["-c", &server, "-t", "2", "-J"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let flow = site
         .lab
         .legacy
@@ -116,14 +136,17 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let mut counting = config.clone();
-    counting.policies.insert(
-        0,
-        Rule {
-            name: "count-icmp".into(),
-            action: Action::Count,
-            ..with_icmp_denied(config.clone()).policies[0].clone()
-        },
-    );
+    for (name, proto) in [("count-icmp", 1), ("count-tcp", 6)] {
+        counting.policies.insert(
+            0,
+            Rule {
+                name: name.into(),
+                proto: Some(proto),
+                action: Action::Count,
+                ..with_icmp_denied(config.clone()).policies[0].clone()
+            },
+        );
+    }
     let (code, body) =
         call(&site, "POST", "/v1/config", Some(&write(&site, "count.json", &counting.to_json())));
     assert_eq!(
@@ -135,6 +158,12 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     let out = flow.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("60 received"), "the flow crossed the apply: {text}");
+    let out = stream.wait_with_output().unwrap();
+    let _ = iperf_server.wait();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let received = report["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+    assert!(out.status.success() && received > 1e6, "the TCP stream crossed the apply: {report}");
+    eprintln!("apply: iperf3 moved {:.1} MB across the apply", received / 1e6);
 
     let denied = with_icmp_denied(config.clone());
     let (code, body) = call(&site, "POST", "/v1/config", Some(&write(&site, "deny.json", &denied.to_json())));
@@ -147,6 +176,7 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     };
     assert!(hits("no-ping") >= 3, "{stats}");
     assert!(hits("count-icmp") >= 20, "the counting rule saw the flow after the apply: {stats}");
+    assert!(hits("count-tcp") >= 100, "the counting rule saw the stream after the apply: {stats}");
     // The same config again is no change.
     let (code, body) = call(&site, "POST", "/v1/config", Some(&write(&site, "deny.json", &denied.to_json())));
     assert_eq!(
