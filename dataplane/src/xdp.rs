@@ -26,9 +26,9 @@ use aya::{
 use hutong_common::{
     Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FLOWS, MAP_LOCAL_V4, MAP_NAT_DST_V4,
     MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES,
-    MAP_SLOW_PATH, MAP_STATS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
-    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM, PolicyRule,
-    Port, PortCounters, Route, Stat, V4Key,
+    MAP_SLOW_PATH, MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS,
+    MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM,
+    PolicyRule, Port, PortCounters, Route, Stat, V4Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -52,7 +52,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 21] = [
+const MAPS: [&str; 22] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -74,6 +74,7 @@ const MAPS: [&str; 21] = [
     MAP_RULES[1],
     MAP_RULE_HITS,
     MAP_PORT_COUNTERS,
+    MAP_TX_PORTS,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -98,7 +99,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v5 (two generations, epochs and digest, flows, rules): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} caps={},{},{},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v6 (two generations, epochs and digest, flows, rules, devmap): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} caps={},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -223,6 +224,12 @@ impl XdpEngine {
         }
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
+        // Ports do not change while a gateway runs: the devmap is written in place, and before
+        // the flip, so a new slot is never used before it has its interface.
+        let mut tx: aya::maps::DevMap<_> = aya::maps::DevMap::try_from(map(&mut self.ebpf, MAP_TX_PORTS)?)?;
+        for (ifindex, port) in &t.ports {
+            tx.set(port.slot as u32, *ifindex, None, 0).context(MAP_TX_PORTS)?;
+        }
         let mut rules: Array<_, PolicyRule> = Array::try_from(map(&mut self.ebpf, MAP_RULES[next])?)?;
         for (i, r) in t.rules.iter().enumerate() {
             rules.set(i as u32, r, 0).context(MAP_RULES[next])?;

@@ -16,6 +16,8 @@ pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
 pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
 pub const MAP_RULE_HITS: &str = "RULE_HITS";
 pub const MAP_PORT_COUNTERS: &str = "PORT_COUNTERS";
+/// `TX_PORTS[slot]`: the devmap the program redirects through, port slot → ifindex.
+pub const MAP_TX_PORTS: &str = "TX_PORTS";
 /// `ACTIVE[0]` is the config epoch: it grows by one with every applied config, and its lowest
 /// bit is the table generation in use. Flows carry the epoch they were decided under.
 /// `ACTIVE[1..3]` hold the digest of the config installed (userspace's, across restarts).

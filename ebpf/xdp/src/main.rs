@@ -16,7 +16,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
+    maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use hutong_common::{
@@ -51,6 +51,10 @@ static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0
 static RULES_0: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
 #[map]
 static RULES_1: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
+/// Egress ports by slot: redirecting through a devmap lets the kernel batch transmissions
+/// (flushed once per NAPI poll) instead of sending frame by frame.
+#[map]
+static TX_PORTS: DevMap = DevMap::with_max_entries(MAX_PORTS, 0);
 /// Packets and bytes per port, by its slot.
 #[map]
 static PORT_COUNTERS: PerCpuArray<PortCounters> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
@@ -339,7 +343,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     count(&STATS, Stat::Forwarded as u32);
     count_port(ctx, out_port.slot, true);
-    Ok(unsafe { bpf_redirect(out_ifindex, 0) } as u32)
+    Ok(transmit(out_port.slot, out_ifindex))
 }
 
 /// Forwards a packet by its flow in `FLOWS`, if it has one of the current epoch: the addresses,
@@ -468,7 +472,7 @@ fn by_flow(
     count(&STATS, Stat::FlowHit as u32);
     count(&STATS, Stat::Forwarded as u32);
     count_port(ctx, out_port.slot, true);
-    Ok(Some(unsafe { bpf_redirect(f.ifindex, 0) } as u32))
+    Ok(Some(transmit(out_port.slot, f.ifindex)))
 }
 
 /// No rule decided (`scan`'s answer).
@@ -547,6 +551,16 @@ fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
         }
     }
     NO_RULE
+}
+
+/// Redirects the frame to the port in slot `slot` through `TX_PORTS`; if that slot is empty (a
+/// loader that did not fill it), straight to `ifindex`.
+#[inline(always)]
+fn transmit(slot: u16, ifindex: u32) -> u32 {
+    match TX_PORTS.redirect(slot as u32, 0) {
+        Ok(action) => action,
+        Err(_) => unsafe { bpf_redirect(ifindex, 0) as u32 },
+    }
 }
 
 /// Counts the frame as received on (or sent out of) the port in slot `slot`.
