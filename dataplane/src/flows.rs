@@ -667,6 +667,58 @@ mod tests {
         assert_eq!((&again.frame()[26..30], again_port), (&mapped.0[..], mapped.1));
     }
 
+    proptest::proptest! {
+        /// Whatever happens to sessions, in whatever order, the map holds exactly the flows the
+        /// cache lists, and never a flow of a freed session or of a forgotten remote.
+        #[test]
+        fn the_map_never_keeps_a_flow_its_session_lost(
+            ops in proptest::collection::vec((0u8..4, 0u64..4, 0u16..3, 1u32..400), 1..120)
+        ) {
+            let mut map = Model { cap: 12, ..Model::default() };
+            let mut cache = FlowCache::new(&mut map, 1, 0);
+            let mut clock = Clock::default();
+            // What the engine would say: freed sessions, and remotes each session forgot.
+            let mut freed: BTreeMap<u64, bool> = BTreeMap::new();
+            let mut forgotten: Vec<(u64, (u32, u16))> = Vec::new();
+            for (op, session, remote, t) in ops {
+                let remote = (0xc613_0000 + remote as u32, 53);
+                let mut o = pair()[0];
+                o.session = Some((session, remote));
+                o.sport = 1000 + session as u16 * 10 + remote.0 as u16 % 10;
+                let mut back = pair()[1];
+                back.session = o.session;
+                back.dport = o.sport;
+                match op {
+                    0 => {
+                        clock.sessions.insert(session, (t + 60, 60));
+                        freed.insert(session, false);
+                        forgotten.retain(|(s, r)| !(*s == session && *r == remote));
+                        cache.follow(&mut map, 0, 1, &[], &[o, back], |i| Some(i as u32));
+                    }
+                    1 => {
+                        clock.sessions.remove(&session);
+                        freed.insert(session, true);
+                        cache.follow(&mut map, 0, 1, &[NatEvent::Freed(session)], &[], |i| Some(i as u32));
+                    }
+                    2 => {
+                        forgotten.push((session, remote));
+                        cache.follow(&mut map, 0, 1, &[NatEvent::Forgot(session, remote)], &[], |i| Some(i as u32));
+                    }
+                    _ => cache.tick(&mut map, &mut clock, t as u64 * 1_000_000_000, 8),
+                }
+                let listed = cache.live_keys();
+                proptest::prop_assert_eq!(map.flows.keys().copied().collect::<Vec<_>>(), listed);
+                for key in map.flows.keys() {
+                    let e = cache.entries[key];
+                    let (s, r) = e.session.unwrap();
+                    proptest::prop_assert!(!freed.get(&s).copied().unwrap_or(false), "a freed session kept a flow");
+                    proptest::prop_assert!(!forgotten.contains(&(s, r)), "a forgotten remote kept a flow");
+                }
+                proptest::prop_assert_eq!(cache.stats().active as usize, map.flows.len());
+            }
+        }
+    }
+
     #[test]
     fn reinstalling_a_removed_key_lists_it_once() {
         let (mut map, mut cache) = setup();
