@@ -9,38 +9,13 @@ use std::{
     process::Stdio,
 };
 
-use dataplane::{
-    Action, Rule, Stat,
-    config::{NatPool, PortRange},
-};
+use dataplane::{Action, Rule, Stat, config::PortRange};
 use hutong::lab::http::HttpServer;
-
-/// The demo site with NAPT onto 198.18.30.1 instead of the netmap.
-fn napt_config() -> dataplane::Config {
-    let mut config = common::demo_config();
-    config.netmaps.clear();
-    config.nat_pools = vec![NatPool {
-        max_sessions: 10_000,
-        ..NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.1/32".parse().unwrap()])
-    }];
-    config.policies = vec![Rule {
-        name: "city-hall-napt".into(),
-        vrf: 1,
-        src: Some("10.20.0.0/24".parse().unwrap()),
-        dst: None,
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action: Action::Napt { pool: "city".into() },
-    }];
-    config.validate().unwrap();
-    config
-}
 
 #[test]
 fn legacy_hosts_reach_the_extranet_through_napt() {
     common::require_root("napt_e2e");
-    let config = napt_config();
+    let config = common::napt_config("198.18.30.1/32");
 
     let site = common::Site::build(&config);
     let lab = &site.lab;
@@ -224,7 +199,7 @@ fn a_published_legacy_service_is_reachable_from_the_extranet() {
 #[test]
 fn napt_on_the_userspace_engine() {
     common::require_root("napt_e2e");
-    let config = napt_config();
+    let config = common::napt_config("198.18.30.1/32");
     let site = common::Site::build(&config);
     let lab = &site.lab;
     let a = lab.addrs.clone();

@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use dataplane::{Action, Rule, config::NatPool};
 use hutong::lab::http::HttpServer;
 use nix::sys::signal::Signal;
 
@@ -120,20 +119,7 @@ const ROUND_TRIPS: u32 = 300;
 #[test]
 fn an_established_napt_connection_survives_a_keep_forwarding_restart() {
     common::require_root("restart");
-    let mut config = common::demo_config();
-    config.netmaps.clear();
-    config.nat_pools = vec![NatPool::defaults("city".into(), 1, 0, vec!["198.18.30.0/31".parse().unwrap()])];
-    config.policies = vec![Rule {
-        name: "city-hall-napt".into(),
-        vrf: 1,
-        src: Some("10.20.0.0/24".parse().unwrap()),
-        dst: None,
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action: Action::Napt { pool: "city".into() },
-    }];
-    config.validate().unwrap();
+    let config = common::napt_config("198.18.30.0/31");
     let site = common::Site::build(&config);
     let lab = &site.lab;
     let server_addr = SocketAddr::new(IpAddr::V4(lab.addrs.server.addr()), 7000);

@@ -77,3 +77,25 @@ pub fn veth_pair(
     });
     (ns, legacy, uplink)
 }
+
+/// The demo site with NAPT of the legacy LAN onto `pool` (pool "city") instead of the netmap.
+pub fn napt_config(pool: &str) -> dataplane::Config {
+    let mut config = demo_config();
+    config.netmaps.clear();
+    config.nat_pools = vec![dataplane::config::NatPool {
+        max_sessions: 10_000,
+        ..dataplane::config::NatPool::defaults("city".into(), 1, 0, vec![pool.parse().unwrap()])
+    }];
+    config.policies = vec![dataplane::Rule {
+        name: "city-hall-napt".into(),
+        vrf: 1,
+        src: Some("10.20.0.0/24".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: dataplane::Action::Napt { pool: "city".into() },
+    }];
+    config.validate().unwrap();
+    config
+}

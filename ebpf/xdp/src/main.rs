@@ -325,22 +325,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
             unsafe { csum_ptr.write_unaligned(new) };
         }
     }
-    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_LEN + 10)?;
-    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_LEN + 8)?;
-    unsafe {
-        let mut csum = ip_csum_ptr.read_unaligned();
-        let old_word = u16::from_ne_bytes([ttl, proto]);
-        let new_word = u16::from_ne_bytes([ttl - 1, proto]);
-        csum = checksum::replace2(csum, old_word, new_word);
-        csum = checksum::replace4(csum, src, new_src);
-        csum = checksum::replace4(csum, dst, new_dst);
-        ip_csum_ptr.write_unaligned(csum);
-        ttl_ptr.write_unaligned([ttl - 1, proto]);
-        ptr_at::<u32>(ctx, ETH_LEN + 12)?.write_unaligned(new_src);
-        ptr_at::<u32>(ctx, ETH_LEN + 16)?.write_unaligned(new_dst);
-        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
-        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
-    }
+    rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
     count(&STATS, Stat::Forwarded as u32);
     count_port(ctx, out_port.slot, true);
     Ok(transmit(out_port.slot, out_ifindex))
@@ -446,20 +431,8 @@ fn by_flow(
             }
         }
     }
-    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_LEN + 10)?;
-    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_LEN + 8)?;
+    rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
     unsafe {
-        let mut csum = ip_csum_ptr.read_unaligned();
-        csum =
-            checksum::replace2(csum, u16::from_ne_bytes([ttl, proto]), u16::from_ne_bytes([ttl - 1, proto]));
-        csum = checksum::replace4(csum, src, new_src);
-        csum = checksum::replace4(csum, dst, new_dst);
-        ip_csum_ptr.write_unaligned(csum);
-        ttl_ptr.write_unaligned([ttl - 1, proto]);
-        ptr_at::<u32>(ctx, ETH_LEN + 12)?.write_unaligned(new_src);
-        ptr_at::<u32>(ctx, ETH_LEN + 16)?.write_unaligned(new_dst);
-        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
-        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
         // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
         let now = bpf_ktime_get_ns();
         if (*flow).last_seen >> 24 != now >> 24 {
@@ -551,6 +524,34 @@ fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
         }
     }
     NO_RULE
+}
+
+/// The IPv4 header's TTL decrement and new addresses, with its checksum updated incrementally,
+/// and the frame's new MACs (destination, source). Addresses as read from the frame.
+#[inline(always)]
+fn rewrite_ip(
+    ctx: &XdpContext,
+    (ttl, proto): (u8, u8),
+    (src, new_src): (u32, u32),
+    (dst, new_dst): (u32, u32),
+    (dst_mac, src_mac): ([u8; 6], [u8; 6]),
+) -> Result<(), Drop> {
+    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_LEN + 10)?;
+    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_LEN + 8)?;
+    unsafe {
+        let mut csum = ip_csum_ptr.read_unaligned();
+        csum =
+            checksum::replace2(csum, u16::from_ne_bytes([ttl, proto]), u16::from_ne_bytes([ttl - 1, proto]));
+        csum = checksum::replace4(csum, src, new_src);
+        csum = checksum::replace4(csum, dst, new_dst);
+        ip_csum_ptr.write_unaligned(csum);
+        ttl_ptr.write_unaligned([ttl - 1, proto]);
+        ptr_at::<u32>(ctx, ETH_LEN + 12)?.write_unaligned(new_src);
+        ptr_at::<u32>(ctx, ETH_LEN + 16)?.write_unaligned(new_dst);
+        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
+        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
+    }
+    Ok(())
 }
 
 /// Redirects the frame to the port in slot `slot` through `TX_PORTS`; if that slot is empty (a
