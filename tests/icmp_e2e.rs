@@ -38,7 +38,7 @@ fn a_closed_udp_port_is_reported_back_through_napt() {
         .unwrap();
     eprintln!("icmp_e2e: the legacy host's receives: {refused:?}");
     assert!(
-        refused.iter().any(|r| *r == Err(std::io::ErrorKind::ConnectionRefused)),
+        refused.contains(&Err(std::io::ErrorKind::ConnectionRefused)),
         "the port-unreachable came back translated to the legacy host: {refused:?}\n{}",
         gw.log_text()
     );
