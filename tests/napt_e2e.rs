@@ -243,3 +243,40 @@ fn napt_on_the_userspace_engine() {
     assert_eq!(server.seen(), vec![IpAddr::V4(a.legacy_host_translated)]);
     gw.stop();
 }
+
+/// Deterministic NAT (RFC 7422) end to end: the legacy host leaves from the address and port
+/// block the formula gives it, and its session says so.
+#[test]
+fn deterministic_nat_follows_its_formula_end_to_end() {
+    common::require_root("napt_e2e");
+    let mut config = common::napt_config("198.18.30.0/31");
+    config.nat_pools[0].mode =
+        dataplane::config::PoolMode::Deterministic { inside: "10.20.0.0/24".parse().unwrap() };
+    config.validate().unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
+    let a = lab.addrs.clone();
+    let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
+    let mut gw = site.start_gateway("gw-det");
+    gw.wait_ready(&|| Ok(())).unwrap();
+    let out = lab
+        .legacy
+        .command("curl")
+        .args(["-sS", "--max-time", "3", &format!("http://{}/", a.server.addr())])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Host 10 of 10.20.0.0/24, 252 blocks of 256 ports per address: 198.18.30.0, block 10.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from the extranet server; you are 198.18.30.0"
+    );
+    assert_eq!(server.seen(), vec![IpAddr::V4("198.18.30.0".parse().unwrap())]);
+    let hutong = env!("CARGO_BIN_EXE_hutong");
+    let out = lab.gateway.command(hutong).args(["sessions", "--proto", "tcp", "--json"]).output().unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outside = page["sessions"][0]["outside"].as_str().unwrap().to_string();
+    let port: u16 = outside.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(outside.starts_with("198.18.30.0:") && (3584..3840).contains(&port), "{page}");
+    gw.stop();
+}
