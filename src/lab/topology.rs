@@ -5,6 +5,9 @@
 //!   10.20.0.10 (+ an unmapped         (hutong in its             198.19.0.2, also the
 //!   address for negative tests)        own namespace)            gateway's next hop
 //! ```
+//! A config with a second legacy port (another VRF, possibly the very same addresses) gets a
+//! second legacy host behind it, at the same offset in its subnet.
+//!
 //! The gateway's namespace gets only the bare veths: bringing them up and addressing them is
 //! `hutong gateway run`'s job, as it would be on a real server.
 
@@ -35,6 +38,9 @@ pub struct DemoAddresses {
     /// The plan addresses the extranet routes to the gateway: netmap outsides, NAPT pools and
     /// published services.
     pub outside_prefixes: Vec<Ipv4Net>,
+    /// A second legacy network, if the config has a second legacy port: its port, its host and
+    /// the gateway's address there.
+    pub second_legacy: Option<(String, Ipv4Net, Ipv4Addr)>,
 }
 
 impl DemoAddresses {
@@ -87,6 +93,16 @@ impl DemoAddresses {
             uplink_gateway: unet.addr(),
             legacy_port: legacy.name.clone(),
             uplink_port: uplink.name.clone(),
+            second_legacy: c
+                .ports
+                .iter()
+                .filter(|p| p.role == Role::Legacy && p.name != legacy.name && p.vlan.is_none())
+                .find_map(|p| {
+                    let net = first_v4(&p.addresses)?;
+                    let host =
+                        Ipv4Net::new(Ipv4Addr::from(u32::from(net.network()) + 10), net.prefix_len()).ok()?;
+                    Some((p.name.clone(), host, net.addr()))
+                }),
             outside_prefixes: c
                 .netmaps
                 .iter()
@@ -105,9 +121,11 @@ fn first_v4(addrs: &[IpNet]) -> Option<Ipv4Net> {
     })
 }
 
-/// The three namespaces; dropping this removes them and everything in them.
+/// The namespaces; dropping this removes them and everything in them.
 pub struct DemoLab {
     pub legacy: Netns,
+    /// The second legacy network's host, if the config has one (see [`DemoAddresses`]).
+    pub legacy2: Option<Netns>,
     pub gateway: Netns,
     pub extranet: Netns,
     pub addrs: DemoAddresses,
@@ -177,6 +195,10 @@ impl DemoLab {
         let tag = netns::lab_tag();
         let lab = DemoLab {
             legacy: Netns::create(&format!("{tag}-legacy"))?,
+            legacy2: match addrs.second_legacy {
+                Some(_) => Some(Netns::create(&format!("{tag}-legacy2"))?),
+                None => None,
+            },
             gateway: Netns::create(&format!("{tag}-gw"))?,
             extranet: Netns::create(&format!("{tag}-ext"))?,
             addrs,
@@ -198,6 +220,13 @@ impl DemoLab {
         host_port(&self.legacy, &lh, &[a.legacy_host, Ipv4Net::new(a.unmapped, 32)?]).await?;
         route(&lh, "0.0.0.0/0".parse()?, a.legacy_gateway).await?;
 
+        if let (Some(ns), Some((port, host, gw))) = (&self.legacy2, &a.second_legacy) {
+            let h = ns.netlink()?;
+            up(&h, "lo").await?;
+            veth(&gh, port, ns, &h, "eth0").await?;
+            host_port(ns, &h, &[*host]).await?;
+            route(&h, "0.0.0.0/0".parse()?, *gw).await?;
+        }
         host_port(&self.extranet, &eh, &[a.server]).await?;
         for p in &a.outside_prefixes {
             route(&eh, *p, a.uplink_gateway).await?;
