@@ -36,6 +36,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// How often the slow path copies the neighbor table the program uses, and publishes its counters.
 const NEIGHBOR_SYNC: Duration = Duration::from_millis(200);
+/// How soon after a next hop was missing the neighbor table is copied again.
+const MISS_RESYNC: Duration = Duration::from_millis(10);
 /// Frames taken from one socket per round.
 const BATCH: u32 = 64;
 /// Flows whose kernel stamps are read per neighbor-sync round (5 rounds a second): a full pass
@@ -260,10 +262,16 @@ fn run(
         let ifindex = |i: usize| ifindexes.get(i).copied();
         let epoch = epoch.load(Ordering::SeqCst);
         flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
-        for (iface, _vlan, addr) in engine.take_misses() {
-            if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(iface), addr) {
+        let missed = engine.take_misses();
+        for (iface, _vlan, addr) in &missed {
+            if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(*iface), addr) {
                 let _ = misses.send(NeighKey { ifindex, addr: a.octets() });
             }
+        }
+        if !missed.is_empty() {
+            // The resolver (or the program's ARP gleaning) fills the shared table within
+            // milliseconds: copy it again soon rather than at the next 200 ms round.
+            synced = Instant::now() - NEIGHBOR_SYNC + MISS_RESYNC;
         }
         for p in batch.drain(..) {
             if let Verdict::Forward { iface } | Verdict::Reply { iface, .. } = p.verdict {

@@ -13,11 +13,20 @@ use std::{
 
 #[test]
 fn a_closed_udp_port_is_reported_back_through_napt() {
+    closed_udp_port(&[]);
+}
+
+#[test]
+fn a_closed_udp_port_is_reported_back_on_the_userspace_engine_too() {
+    closed_udp_port(&["--engine", "userspace"]);
+}
+
+fn closed_udp_port(engine: &[&str]) {
     common::require_root("icmp_e2e");
     let site = common::Site::build(&common::napt_config("198.18.30.1/32"));
     let lab = &site.lab;
     let server = SocketAddr::new(lab.addrs.server.addr().into(), 9);
-    let mut gw = site.start_gateway("gw");
+    let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     // A connected UDP socket on the legacy host: Linux reports an ICMP port-unreachable about
     // its own datagram as ECONNREFUSED on the next receive. Nothing listens on port 9.

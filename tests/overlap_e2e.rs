@@ -41,6 +41,15 @@ fn overlapping() -> Config {
 
 #[test]
 fn overlapping_legacy_networks_reach_the_same_server_as_themselves() {
+    overlap(&[]);
+}
+
+#[test]
+fn overlapping_legacy_networks_on_the_userspace_engine() {
+    overlap(&["--engine", "userspace"]);
+}
+
+fn overlap(engine: &[&str]) {
     common::require_root("overlap_e2e");
     let site = common::Site::build(&overlapping());
     let lab = &site.lab;
@@ -48,7 +57,7 @@ fn overlapping_legacy_networks_reach_the_same_server_as_themselves() {
     let second = lab.legacy2.as_ref().expect("the lab builds the second legacy network");
     assert_eq!(a.second_legacy.as_ref().unwrap().1, a.legacy_host, "the same address in both networks");
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
-    let mut gw = site.start_gateway("gw");
+    let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     let url = format!("http://{}/", a.server.addr());
     let fetch = |ns: &hutong::lab::Netns| {
