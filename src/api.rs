@@ -518,6 +518,11 @@ pub mod client {
         response.body_mut().read_json().with_context(|| format!("{url} did not answer JSON"))
     }
 
+    /// A client that hands back error statuses as answers: the API's 4xx bodies say why.
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    }
+
     /// `GET /v1/config` of the gateway at `api`: the running config and its version.
     pub fn config(api: SocketAddr) -> Result<(dataplane::Config, u64)> {
         let url = format!("http://{api}/v1/config");
@@ -535,8 +540,7 @@ pub mod client {
     /// the status.
     pub fn post(api: SocketAddr, path: &str, body: Option<String>) -> Result<(u16, serde_json::Value)> {
         let url = format!("http://{api}{path}");
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let request = agent.post(&url).header("content-type", "application/json");
+        let request = agent().post(&url).header("content-type", "application/json");
         let mut response = match body {
             Some(b) => request.send(b),
             None => request.send_empty(),
@@ -552,8 +556,7 @@ pub mod client {
     pub fn sessions(api: SocketAddr, params: &[(&str, String)]) -> Result<(u16, serde_json::Value)> {
         let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let url = format!("http://{api}/v1/sessions?{}", query.join("&"));
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut response = agent
+        let mut response = agent()
             .get(&url)
             .call()
             .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;

@@ -106,25 +106,8 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
 
     // A new policy, applied while a ping flow and an iperf3 TCP stream cross: both go on, and
     // the new rules count them from then on.
-    let server = site.lab.addrs.server.addr().to_string();
-    let mut iperf_server = site
-        .lab
-        .extranet
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &server])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let stream = site
-        .lab
-        .legacy
-        .command("iperf3")
-        .args(["-c", &server, "-t", "2", "-J"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut iperf_server = common::iperf3_server(&site.lab);
+    let stream = common::iperf3_client(&site.lab, &[]);
     let flow = site
         .lab
         .legacy
@@ -160,8 +143,7 @@ fn configs_apply_atomically_refuse_bad_input_and_roll_back() {
     assert!(text.contains("60 received"), "the flow crossed the apply: {text}");
     let out = stream.wait_with_output().unwrap();
     let _ = iperf_server.wait();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let received = report["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+    let (received, report) = common::iperf3_received(&out);
     assert!(out.status.success() && received > 1e6, "the TCP stream crossed the apply: {report}");
     eprintln!("apply: iperf3 moved {:.1} MB across the apply", received / 1e6);
 

@@ -7,7 +7,6 @@ mod common;
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    process::Stdio,
     time::Duration,
 };
 
@@ -67,21 +66,11 @@ fn path_mtu_discovery_works_across_the_gateway() {
     let lab = &site.lab;
     let mut gw = site.start_gateway("gw");
     gw.wait_ready(&|| Ok(())).unwrap();
-    let server = lab.addrs.server.addr().to_string();
-    let mut iperf_server = lab
-        .extranet
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &server])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut iperf_server = common::iperf3_server(lab);
     // -R: the server sends, in full-size segments, towards the legacy host.
-    let out = lab.legacy.command("iperf3").args(["-c", &server, "-R", "-t", "2", "-J"]).output().unwrap();
+    let out = common::iperf3_client(lab, &["-R"]).wait_with_output().unwrap();
     let _ = iperf_server.wait();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let received = report["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+    let (received, report) = common::iperf3_received(&out);
     std::thread::sleep(Duration::from_millis(400)); // a counters refresh
     let stats = std::fs::read_to_string(&gw.stats).unwrap();
     let too_big: u64 =

@@ -212,15 +212,8 @@ fn napt_on_the_userspace_engine() {
             && log.contains("(userspace engine)"),
         "{log}"
     );
-    let out = lab
-        .legacy
-        .command("curl")
-        .args(["-sS", "--max-time", "3", &format!("http://{}/", a.server.addr())])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        common::fetch(&lab.legacy, &format!("http://{}/", a.server.addr())),
         "hello from the extranet server; you are 198.18.30.1"
     );
     let before = flow_counters(&gw.stats);
@@ -259,16 +252,9 @@ fn deterministic_nat_follows_its_formula_end_to_end() {
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
     let mut gw = site.start_gateway("gw-det");
     gw.wait_ready(&|| Ok(())).unwrap();
-    let out = lab
-        .legacy
-        .command("curl")
-        .args(["-sS", "--max-time", "3", &format!("http://{}/", a.server.addr())])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
     // Host 10 of 10.20.0.0/24, 252 blocks of 256 ports per address: 198.18.30.0, block 10.
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        common::fetch(&lab.legacy, &format!("http://{}/", a.server.addr())),
         "hello from the extranet server; you are 198.18.30.0"
     );
     assert_eq!(server.seen(), vec![IpAddr::V4("198.18.30.0".parse().unwrap())]);

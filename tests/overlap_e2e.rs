@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    process::Stdio,
-};
+use std::net::{IpAddr, SocketAddr};
 
 use dataplane::Config;
 use hutong::lab::http::HttpServer;
@@ -60,11 +57,6 @@ fn overlap(engine: &[&str]) {
     let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     let url = format!("http://{}/", a.server.addr());
-    let fetch = |ns: &hutong::lab::Netns| {
-        let out =
-            ns.command("curl").args(["-sS", "--max-time", "3", &url]).stdin(Stdio::null()).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let ping = |ns: &hutong::lab::Netns| {
         let out = ns
             .command("ping")
@@ -75,13 +67,13 @@ fn overlap(engine: &[&str]) {
     };
     for _ in 0..2 {
         assert_eq!(
-            fetch(&lab.legacy),
+            common::fetch(&lab.legacy, &url),
             "hello from the extranet server; you are 198.18.20.10",
             "{}",
             gw.log_text()
         );
         assert_eq!(
-            fetch(second),
+            common::fetch(second, &url),
             "hello from the extranet server; you are 198.18.21.10",
             "{}",
             gw.log_text()

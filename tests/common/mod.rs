@@ -99,3 +99,46 @@ pub fn napt_config(pool: &str) -> dataplane::Config {
     config.validate().unwrap();
     config
 }
+
+/// `curl` from inside `ns`: the body, trimmed (empty if nothing came back in 3 s).
+pub fn fetch(ns: &hutong::lab::Netns, url: &str) -> String {
+    let out = ns
+        .command("curl")
+        .args(["-sS", "--max-time", "3", url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A one-shot iperf3 server on the demo's extranet server address.
+pub fn iperf3_server(lab: &hutong::lab::DemoLab) -> std::process::Child {
+    let child = lab
+        .extranet
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &lab.addrs.server.addr().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300)); // listening
+    child
+}
+
+/// An iperf3 client from the legacy host to that server for 2 s (`extra`: `-R` for the server
+/// to send), JSON on its piped stdout.
+pub fn iperf3_client(lab: &hutong::lab::DemoLab, extra: &[&str]) -> std::process::Child {
+    lab.legacy
+        .command("iperf3")
+        .args(["-c", &lab.addrs.server.addr().to_string(), "-t", "2", "-J"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Bytes the receiving side counted in an iperf3 JSON report (0 if there is none), and the report.
+pub fn iperf3_received(out: &std::process::Output) -> (f64, serde_json::Value) {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (report["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0), report)
+}

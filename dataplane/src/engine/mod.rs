@@ -667,8 +667,11 @@ impl Engine {
             return Verdict::Drop(Drop::TooBig);
         }
 
+        // Only an engine behind the XDP program records offloads; others skip the work.
         let offload = match plan.cache {
-            Cache::Yes(session) if egress.vlan.is_none() && via_port.tunnel.is_none() => {
+            Cache::Yes(session)
+                if self.offloads.is_some() && egress.vlan.is_none() && via_port.tunnel.is_none() =>
+            {
                 offload_of(&m, vrf, &plan, session)
             }
             _ => None,
