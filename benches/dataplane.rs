@@ -89,6 +89,49 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("default-deny/64B", |b| {
         b.iter_batched_ref(|| denied.clone(), |batch| engine.process(batch, 0), BatchSize::SmallInput)
     });
+    // IPv6 through NPTv6 (fd20::/48 → 2001:db8:20::/48) and a default route: 74-byte frames.
+    let mut c6 = demo_config();
+    c6.ports[1].addresses.push("2001:db8:19::1/64".parse().unwrap());
+    c6.nptv6.push(dataplane::Nptv6 {
+        inside_vrf: 1,
+        inside: "fd20::/48".parse().unwrap(),
+        outside_vrf: 0,
+        outside: "2001:db8:20::/48".parse().unwrap(),
+    });
+    c6.routes.push(dataplane::RouteConfig {
+        vrf: 0,
+        prefix: "::/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some("2001:db8:19::2".parse().unwrap()),
+    });
+    c6.policies.push(Rule {
+        name: "npt".into(),
+        vrf: 1,
+        src: Some("fd20::/48".parse().unwrap()),
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action: Action::Nptv6,
+    });
+    let mut engine6 = engine_for(c6);
+    engine6.set_neighbor(1, None, "2001:db8:19::2".parse().unwrap(), [2, 0, 0, 0, 0x19, 2]);
+    let server6: std::net::Ipv6Addr = "2001:db8:19::2".parse().unwrap();
+    let six: Vec<Packet> = (0..BATCH)
+        .map(|i| {
+            let mut src = [0xfd, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            src[15] = (i % 250 + 1) as u8;
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0x20, 0x0a], L_MAC)
+                .ipv6(src, server6.octets(), 64)
+                .udp(1024 + i as u16, 53);
+            let mut v = Vec::new();
+            b.write(&mut v, &[0; 12]).unwrap();
+            Packet::new(0, &v)
+        })
+        .collect();
+    g.bench_function("nptv6+route/74B", |b| {
+        b.iter_batched_ref(|| six.clone(), |batch| engine6.process(batch, 0), BatchSize::SmallInput)
+    });
     g.finish();
 }
 

@@ -8,7 +8,8 @@
 //! room for the 200 runs of one call before the slow path would take over. The established-NAPT
 //! case runs a second program instance with a NAPT pool on the legacy VRF, and two flows that
 //! translate into each other (address and port both ways), as the slow path would have written
-//! them for an established session.
+//! them for an established session. The NPTv6 case loops the same way: fd20::/48 and
+//! 2001:db8:20::/48 translate into each other from the legacy VRF.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use dataplane::{
 };
 use etherparse::PacketBuilder;
 use hutong::lab::{Netns, netns::lab_tag};
-use hutong_common::{Flow, FlowKey, Neigh, NeighKey};
+use hutong_common::{Flow, FlowKey, Neigh, Neigh6Key, NeighKey};
 
 const RUNS_PER_CALL: u32 = 200;
 
@@ -45,8 +46,36 @@ fn config() -> dataplane::Config {
         dst_ports: None,
         action: Action::Netmap,
     });
+    // IPv6: NPTv6 both ways from the legacy VRF, and a default route to the server.
+    for (inside, outside) in [("fd20::/48", "2001:db8:20::/48"), ("2001:db8:20::/48", "fd20::/48")] {
+        c.nptv6.push(dataplane::Nptv6 {
+            inside_vrf: 1,
+            inside: inside.parse().unwrap(),
+            outside_vrf: 0,
+            outside: outside.parse().unwrap(),
+        });
+        c.policies.push(Rule {
+            name: format!("bench-npt-{inside}"),
+            vrf: 1,
+            src: Some(inside.parse().unwrap()),
+            dst: None,
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action: Action::Nptv6,
+        });
+    }
+    c.ports[1].addresses.push("2001:db8:19::1/64".parse().unwrap());
+    c.routes.push(dataplane::RouteConfig {
+        vrf: 0,
+        prefix: "::/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some(SERVER6.into()),
+    });
     c
 }
+
+const SERVER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0x19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
 fn xdp(c: &mut Criterion) {
     if !nix::unistd::geteuid().is_root() {
@@ -78,6 +107,15 @@ fn xdp(c: &mut Criterion) {
                 0,
             )
             .unwrap();
+        engine
+            .neighbor6_table()
+            .unwrap()
+            .insert(
+                Neigh6Key { ifindex: uplink.ifindex, addr: SERVER6 },
+                Neigh { mac: [2; 6], _pad: [0; 2] },
+                0,
+            )
+            .unwrap();
         (engine, epoch)
     };
     let (engine, _) = load(&config());
@@ -101,6 +139,15 @@ fn xdp(c: &mut Criterion) {
     };
     let forward = frame([10, 20, 0, 10], 40000);
     let denied = frame([10, 20, 1, 10], 40000);
+    let nptv6 = {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0x20, 10], legacy.mac)
+            .ipv6([0xfd, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10], SERVER6, 255)
+            .tcp(40000, 443, 1, 1000)
+            .ack(1);
+        let mut v = Vec::new();
+        b.write(&mut v, &[0; 6]).unwrap();
+        v
+    };
     // 10.20.0.77:40000 <-> 198.18.30.1:1024, both arriving on the legacy port.
     let napt = frame([10, 20, 0, 77], 40000);
     let mut flows = engines[1].take_flows().unwrap();
@@ -136,6 +183,8 @@ fn xdp(c: &mut Criterion) {
     assert_eq!((one.action, &one.frame[26..30]), (action::REDIRECT, &[198, 18, 30, 1][..]));
     let one = ns.run(|| engines[0].test_run(&denied, legacy.ifindex)).unwrap().unwrap();
     assert_eq!(one.action, action::DROP);
+    let one = ns.run(|| engines[0].test_run(&nptv6, legacy.ifindex)).unwrap().unwrap();
+    assert_eq!((one.action, &one.frame[22..26]), (action::REDIRECT, &[0x20, 1, 0xd, 0xb8][..]));
 
     let mut g = c.benchmark_group("xdp");
     g.throughput(Throughput::Elements(RUNS_PER_CALL as u64));
@@ -143,6 +192,7 @@ fn xdp(c: &mut Criterion) {
         ("netmap+route/64B", 0, &forward),
         ("napt-established/64B", 1, &napt),
         ("default-deny/64B", 0, &denied),
+        ("nptv6+route/74B", 0, &nptv6),
     ];
     for (name, e, f) in cases {
         g.bench_function(name, |b| {

@@ -183,7 +183,7 @@ async fn serve(
         );
     }
     let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
-    let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.nexthops.clone());
+    let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.next_hops());
     for (name, h) in &handles {
         if engine.attach(h.ifindex, name)? {
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);

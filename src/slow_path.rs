@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, Map, MapData};
+use dataplane::neighbor::NextHop;
 use dataplane::{
     Config, ConfigError, Counters,
     buffer::{Packet, Verdict},
@@ -31,7 +32,7 @@ use dataplane::{
     tables::PortHandle,
     xdp::{FlowTable, XdpEngine},
 };
-use hutong_common::{MAP_NEIGH_V4, Neigh, NeighKey, PortCounters};
+use hutong_common::{MAP_NEIGH_V4, MAP_NEIGH_V6, Neigh, Neigh6Key, NeighKey, PortCounters};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How often the slow path copies the neighbor table the program uses, and publishes its counters.
@@ -101,7 +102,7 @@ impl SlowPath {
         xdp: &mut XdpEngine,
         Handover { epoch, kept, offload }: Handover,
         pin_dir: &Path,
-        misses: UnboundedSender<NeighKey>,
+        misses: UnboundedSender<NextHop>,
         queries: Receiver<SessionQuery>,
     ) -> Result<SlowPath> {
         let mut socks = Vec::new();
@@ -128,7 +129,7 @@ impl SlowPath {
         } else {
             FlowCache::new(&mut table, epoch, generation)
         };
-        let neighbors = pin_dir.join(MAP_NEIGH_V4);
+        let neighbors = [pin_dir.join(MAP_NEIGH_V4), pin_dir.join(MAP_NEIGH_V6)];
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let counters = Arc::new(Mutex::new(Published::of(&engine, &flows)));
@@ -167,13 +168,25 @@ impl SlowPath {
     }
 }
 
-/// Copies the program's neighbor table (through its pin) into the engine.
-fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], pin: &Path) {
-    let Ok(data) = MapData::from_pin(pin) else { return };
-    let Ok(table) = HashMap::<_, NeighKey, Neigh>::try_from(Map::HashMap(data)) else { return };
-    for (k, v) in table.iter().flatten() {
-        if let Some(i) = ifindexes.iter().position(|x| *x == k.ifindex) {
-            engine.set_neighbor(i, None, IpAddr::from(k.addr), v.mac);
+/// Copies the program's neighbor tables (through their pins, IPv4 then IPv6) into the engine.
+fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], [pin4, pin6]: &[std::path::PathBuf; 2]) {
+    let mut set = |ifindex: u32, addr: IpAddr, mac: [u8; 6]| {
+        if let Some(i) = ifindexes.iter().position(|x| *x == ifindex) {
+            engine.set_neighbor(i, None, addr, mac);
+        }
+    };
+    if let Ok(data) = MapData::from_pin(pin4) {
+        if let Ok(table) = HashMap::<_, NeighKey, Neigh>::try_from(Map::HashMap(data)) {
+            for (k, v) in table.iter().flatten() {
+                set(k.ifindex, IpAddr::from(k.addr), v.mac);
+            }
+        }
+    }
+    if let Ok(data) = MapData::from_pin(pin6) {
+        if let Ok(table) = HashMap::<_, Neigh6Key, Neigh>::try_from(Map::HashMap(data)) {
+            for (k, v) in table.iter().flatten() {
+                set(k.ifindex, IpAddr::from(k.addr), v.mac);
+            }
         }
     }
 }
@@ -220,9 +233,9 @@ fn run(
     mut socks: Vec<AfXdpPort>,
     state: State,
     ifindexes: Vec<u32>,
-    neighbors: &Path,
+    neighbors: &[std::path::PathBuf; 2],
     stop: &AtomicBool,
-    misses: &UnboundedSender<NeighKey>,
+    misses: &UnboundedSender<NextHop>,
     counters: &Mutex<Published>,
 ) {
     let State { mut engine, mut flows, mut table, epoch, queries } = state;
@@ -264,12 +277,12 @@ fn run(
         flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
         let missed = engine.take_misses();
         for (iface, _vlan, addr) in &missed {
-            if let (Some(&ifindex), IpAddr::V4(a)) = (ifindexes.get(*iface), addr) {
-                let _ = misses.send(NeighKey { ifindex, addr: a.octets() });
+            if let Some(&ifindex) = ifindexes.get(*iface) {
+                let _ = misses.send((ifindex, *addr));
             }
         }
         if !missed.is_empty() {
-            // The resolver (or the program's ARP gleaning) fills the shared table within
+            // The resolver (or the program's ARP gleaning) fills the shared tables within
             // milliseconds: copy it again soon rather than at the next 200 ms round.
             synced = Instant::now() - NEIGHBOR_SYNC + MISS_RESYNC;
         }

@@ -14,12 +14,39 @@ use dataplane::{
     tables,
     xdp::{XdpEngine, action},
 };
-use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
-use hutong_common::{Neigh, NeighKey};
+use std::net::Ipv6Addr;
+
+use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4::DestUnreachableHeader};
+use hutong_common::{Neigh, Neigh6Key, NeighKey};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 const SERVER: [u8; 4] = [198, 19, 0, 2];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x19, 2];
+/// IPv6 (see `with_ipv6`): legacy hosts in fd20::/64 (VRF 1), translated by NPTv6 to
+/// 2001:db8:20::/48; the server, also the extranet's next hop, at 2001:db8:19::2.
+const SERVER6: &str = "2001:db8:19::2";
+const GATEWAY6: [&str; 2] = ["fd20::1", "2001:db8:19::1"];
+
+fn v6(a: &str) -> [u8; 16] {
+    a.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+fn host6(h: u8) -> [u8; 16] {
+    let mut a = v6("fd20::");
+    a[15] = h;
+    a
+}
+
+/// Where the extranet reaches legacy host `h` (its NPTv6 address).
+fn outside6(h: u8) -> [u8; 16] {
+    dataplane::engine::translate::nptv6(
+        host6(h).into(),
+        "fd20::/48".parse().unwrap(),
+        "2001:db8:20::/48".parse().unwrap(),
+    )
+    .unwrap()
+    .octets()
+}
 
 fn host_mac(h: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0x20, h]
@@ -198,6 +225,7 @@ fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
     let mut lldp = plain.clone();
     lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
     add("LLDP".into(), 0, lldp);
+    ipv6_cases(&mut rng, l_mac, u_mac, &mut add);
     // Malformed and truncated: every cut of a TCP frame, and header fields broken one by one.
     let tcp = build((host_mac(5), l_mac), |b| {
         let mut v = Vec::new();
@@ -227,6 +255,206 @@ fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
     out
 }
 
+/// IPv6 frames: random traffic both ways through NPTv6, and the cases around it (the gateway's
+/// own, link-scope and multicast destinations, link-local sources, hop limit, extension
+/// headers, ICMPv6 errors, an untranslatable subnet, oversized, truncated and malformed).
+fn ipv6_cases(
+    rng: &mut SmallRng,
+    l_mac: [u8; 6],
+    u_mac: [u8; 6],
+    add: &mut impl FnMut(String, usize, Vec<u8>),
+) {
+    let server = v6(SERVER6);
+    let six = |eth: ([u8; 6], [u8; 6]),
+               src: [u8; 16],
+               dst: [u8; 16],
+               hops: u8,
+               kind: u8,
+               ports: (u16, u16),
+               payload: &[u8]| {
+        build(eth, |b| {
+            let b = b.ipv6(src, dst, hops);
+            let mut v = Vec::new();
+            match kind {
+                0 => b.udp(ports.0, ports.1).write(&mut v, payload).unwrap(),
+                1 => b.tcp(ports.0, ports.1, 7, 1000).ack(1).write(&mut v, payload).unwrap(),
+                2 => b.icmpv6_echo_request(ports.0, ports.1).write(&mut v, payload).unwrap(),
+                3 => b.icmpv6_echo_reply(ports.0, ports.1).write(&mut v, payload).unwrap(),
+                _ => b
+                    .icmpv6(Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] })
+                    .write(&mut v, payload)
+                    .unwrap(),
+            }
+            v
+        })
+    };
+    for i in 0..300 {
+        let host = rng.random_range(1..=120u8);
+        let payload: Vec<u8> = (0..rng.random_range(0..80)).map(|_| rng.random()).collect();
+        let hops =
+            if rng.random_range(0..10) == 0 { rng.random_range(0..=2) } else { rng.random_range(2..=255) };
+        let ports = (rng.random::<u16>(), rng.random::<u16>());
+        let kind = rng.random_range(0..5);
+        let (eth, src, dst, iface) = if rng.random_bool(0.4) {
+            let dst = match rng.random_range(0..12) {
+                0 => v6("2001:db8:21::5"), // outside the translated prefix
+                1 => v6(GATEWAY6[1]),
+                2 => v6("ff02::1:ff00:1"),
+                _ => outside6(host),
+            };
+            let src = match rng.random_range(0..15) {
+                0 => v6("fe80::19:2"),
+                1 => [0; 16],
+                _ => server,
+            };
+            ((SERVER_MAC, u_mac), src, dst, 1)
+        } else {
+            let src = match rng.random_range(0..12) {
+                0 => v6("fd21::5"), // outside the translated prefix
+                1 => v6("fe80::5"),
+                _ => host6(host),
+            };
+            let dst = match rng.random_range(0..12) {
+                0 => v6(GATEWAY6[0]),
+                1 => v6("fe80::1"),
+                2 => v6("2001:db8:77::1"),
+                _ => server,
+            };
+            ((host_mac(host), l_mac), src, dst, 0)
+        };
+        let mut f = six(eth, src, dst, hops, kind, ports, &payload);
+        if kind == 0 && rng.random_bool(0.1) {
+            f[60] = 0; // UDP checksum 0: invalid over IPv6, but forwarded as any other
+            f[61] = 0;
+        }
+        add(
+            format!(
+                "IPv6 random #{i} kind {kind} {:?}->{:?} hops {hops}",
+                Ipv6Addr::from(src),
+                Ipv6Addr::from(dst)
+            ),
+            iface,
+            f,
+        );
+    }
+    let out = |h| ((host_mac(h), l_mac), host6(h), server);
+    let (eth, src, dst) = out(5);
+    // Subnet ffff: its translated word would be 0xffff, which RFC 6296 cannot map back.
+    let mut odd = host6(5);
+    odd[6..8].copy_from_slice(&[0xff, 0xff]);
+    add("IPv6 subnet ffff".into(), 0, six(eth, odd, dst, 64, 0, (1, 2), b"x"));
+    add("IPv6 oversized".into(), 0, six(eth, src, dst, 64, 0, (1, 2), &[7; 1480]));
+    let udp = six(eth, src, dst, 64, 0, (4000, 53), b"query");
+    let mut hop_by_hop = udp.clone();
+    hop_by_hop[20] = 0;
+    hop_by_hop[18..20].copy_from_slice(&(u16::from_be_bytes([udp[18], udp[19]]) + 8).to_be_bytes());
+    hop_by_hop.splice(54..54, [17, 0, 1, 4, 0, 0, 0, 0]);
+    add("IPv6 hop-by-hop".into(), 0, hop_by_hop);
+    let mut fragment = udp.clone();
+    fragment[20] = 44;
+    fragment[18..20].copy_from_slice(&(u16::from_be_bytes([udp[18], udp[19]]) + 8).to_be_bytes());
+    fragment.splice(54..54, [17, 0, 0, 1, 0, 0, 0, 9]);
+    add("IPv6 first fragment".into(), 0, fragment);
+    // An ICMPv6 error from the extranet about a translated packet: the slow path's.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(outside6(5), v6("2001:db8:77::1"), 1).udp(4000, 53).write(&mut quoted, b"q").unwrap();
+    let err = build((SERVER_MAC, u_mac), |b| {
+        let mut v = Vec::new();
+        b.ipv6(server, outside6(5), 64)
+            .icmpv6(Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port))
+            .write(&mut v, &quoted)
+            .unwrap();
+        v
+    });
+    add("ICMPv6 port unreachable".into(), 1, err);
+    let tcp = six(eth, src, dst, 64, 1, (1000, 80), b"abc");
+    for cut in [14, 20, 53, 54, 60, 73] {
+        add(format!("IPv6 TCP cut at {cut}"), 0, tcp[..cut].to_vec());
+    }
+    for (at, value, what) in [
+        (14, 0x70, "IPv6 version 7"),
+        (18, 0xff, "IPv6 payload length too long"),
+        (66, 0x40, "IPv6 TCP data offset 4"),
+    ] {
+        let mut f = tcp.clone();
+        f[at] = value;
+        add(what.into(), 0, f);
+    }
+}
+
+/// `config` with IPv6 added: addresses on both ports, NPTv6 between them, a default route, and
+/// IPv6 rules in both VRFs (counting, denying by ports, translating, and a route-via to an IPv4
+/// next hop).
+fn with_ipv6(mut config: dataplane::Config) -> dataplane::Config {
+    config.ports[0].addresses.push(format!("{}/64", GATEWAY6[0]).parse().unwrap());
+    config.ports[1].addresses.push(format!("{}/64", GATEWAY6[1]).parse().unwrap());
+    config.nptv6.push(dataplane::config::Nptv6 {
+        inside_vrf: 1,
+        inside: "fd20::/48".parse().unwrap(),
+        outside_vrf: 0,
+        outside: "2001:db8:20::/48".parse().unwrap(),
+    });
+    config.routes.push(dataplane::config::RouteConfig {
+        vrf: 0,
+        prefix: "::/0".parse().unwrap(),
+        port: "uplink0".into(),
+        via: Some(SERVER6.parse().unwrap()),
+    });
+    let ports = |first: u16, last: u16| Some(PortRange { first, last });
+    let to_extranet = Some("2001:db8::/32".parse().unwrap());
+    config.policies.extend([
+        Rule { proto: Some(58), ..rule("count-icmp6", 1, Action::Count) },
+        Rule {
+            proto: Some(17),
+            dst_ports: ports(0, 999),
+            dst: to_extranet,
+            ..rule("no-low-udp6", 1, Action::Deny)
+        },
+        Rule { dst: to_extranet, ..rule("npt-out", 1, Action::Nptv6) },
+        Rule {
+            proto: Some(6),
+            src_ports: ports(0, 9999),
+            dst: Some("2001:db8:20::/48".parse().unwrap()),
+            ..rule("low-tcp-via-v4", 0, Action::RouteVia { port: "uplink0".into(), via: Some(SERVER.into()) })
+        },
+        Rule { dst: Some("2001:db8:20::/48".parse().unwrap()), ..rule("npt-in", 0, Action::Nptv6) },
+    ]);
+    config
+}
+
+fn rule(name: &str, vrf: u32, action: Action) -> Rule {
+    Rule {
+        name: name.into(),
+        vrf,
+        src: None,
+        dst: None,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        action,
+    }
+}
+
+#[test]
+fn ipv6_in_the_program_matches_the_userspace_engine() {
+    common::require_root("differential");
+    let config = with_ipv6(common::demo_config());
+    config.validate().unwrap();
+    let t = differential("ipv6", config);
+    assert!(t.forwarded6 > 100, "IPv6 must be forwarded by the program: {}", t.forwarded6);
+    assert!(
+        t.to_host6 > 10 && t.dropped6 > 20 && t.slow6 > 10,
+        "every IPv6 verdict: {} {} {}",
+        t.to_host6,
+        t.dropped6,
+        t.slow6
+    );
+    // Every IPv6 rule decides or counts something.
+    for (i, h) in t.rule_hits.iter().enumerate().skip(2) {
+        assert!(*h > 0, "rule {i}: {:?}", t.rule_hits);
+    }
+}
+
 #[test]
 fn the_xdp_program_matches_the_userspace_engine() {
     common::require_root("differential");
@@ -244,16 +472,6 @@ fn the_xdp_program_matches_the_userspace_engine() {
 fn policy_rules_in_the_program_match_the_userspace_engine() {
     common::require_root("differential");
     let mut config = common::demo_config();
-    let rule = |name: &str, vrf: u32, action: Action| Rule {
-        name: name.into(),
-        vrf,
-        src: None,
-        dst: None,
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        action,
-    };
     let ports = |first: u16, last: u16| Some(PortRange { first, last });
     let lan = config.policies[0].clone();
     let inbound = config.policies[1].clone();
@@ -280,9 +498,9 @@ fn policy_rules_in_the_program_match_the_userspace_engine() {
     let t = differential("policy", config);
     assert!(t.forwarded > 50 && t.dropped > 100, "the corpus must exercise the rules");
     assert!(t.policy_denied > 30, "deny rules must decide: {}", t.policy_denied);
-    // Every rule decides or counts something, but the IPv6 one (IPv6 is the slow path's).
+    // Every rule decides or counts something (the IPv6 one, IPv6 frames from the extranet).
     for (i, h) in t.rule_hits.iter().enumerate() {
-        assert_eq!(*h > 0, i != 7, "rule {i}: {:?}", t.rule_hits);
+        assert!(*h > 0, "rule {i}: {:?}", t.rule_hits);
     }
 }
 
@@ -294,6 +512,11 @@ struct Tally {
     slow: usize,
     policy_denied: usize,
     rule_hits: Vec<u64>,
+    /// Of the IPv6 frames.
+    forwarded6: usize,
+    to_host6: usize,
+    dropped6: usize,
+    slow6: usize,
 }
 
 /// Runs the corpus through both engines under `config` and demands identical verdicts, drop
@@ -336,12 +559,32 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
             .unwrap();
             user.set_neighbor(0, None, [10, 20, 0, h].into(), host_mac(h));
         }
+        let mut n6 = xdp.neighbor6_table().unwrap();
+        let server = v6(SERVER6);
+        n6.insert(
+            Neigh6Key { ifindex: uplink.ifindex, addr: server },
+            Neigh { mac: SERVER_MAC, _pad: [0; 2] },
+            0,
+        )
+        .unwrap();
+        user.set_neighbor(1, None, server.into(), SERVER_MAC);
+        for h in 2..=100u8 {
+            n6.insert(
+                Neigh6Key { ifindex: legacy.ifindex, addr: host6(h) },
+                Neigh { mac: host_mac(h), _pad: [0; 2] },
+                0,
+            )
+            .unwrap();
+            user.set_neighbor(0, None, host6(h).into(), host_mac(h));
+        }
     }
 
     let cases = corpus(legacy.mac, uplink.mac);
     assert!(cases.len() >= 500, "the corpus has {} cases", cases.len());
     let ifindex = [legacy.ifindex, uplink.ifindex];
     let (mut forwarded, mut to_host, mut slow, mut dropped, mut policy_denied) = (0, 0, 0, 0, 0);
+    // The same for IPv6 frames: [forwarded, to host, dropped, slow].
+    let mut six = [0usize; 4];
     // The userspace engine's rule hits for the frames the program decided itself.
     let mut expected_hits = vec![0u64; rules];
     for (n, c) in cases.iter().enumerate() {
@@ -350,6 +593,7 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
         let after = xdp.counters().unwrap();
         let moved_drop = Drop::ALL.iter().find(|d| after.drop(**d) > before.drop(**d)).copied();
         let moved_stat = |s: Stat| after.stat(s) > before.stat(s);
+        let is_v6 = c.frame.get(12..14) == Some(&[0x86, 0xdd][..]);
 
         let mut batch = [Packet::new(c.iface, &c.frame)];
         let hits_before = user.counters.rule_hits.values.clone();
@@ -376,6 +620,7 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
                 fail("a slow-path frame must reach the slow path unmodified");
             }
             slow += 1;
+            six[3] += is_v6 as usize;
             continue;
         }
         for (e, (a, b)) in
@@ -389,12 +634,14 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
                     fail("forwarded frames differ");
                 }
                 forwarded += 1;
+                six[0] += is_v6 as usize;
             }
             (action::PASS, Verdict::ToHost) => {
                 if out.frame != c.frame {
                     fail("a frame for the host must be unmodified");
                 }
                 to_host += 1;
+                six[1] += is_v6 as usize;
             }
             (action::DROP, Verdict::Drop(reason)) => {
                 policy_denied += (reason == Drop::PolicyDeny) as usize;
@@ -402,6 +649,7 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
                     fail("different drop reasons");
                 }
                 dropped += 1;
+                six[2] += is_v6 as usize;
             }
             _ => fail("different verdicts"),
         }
@@ -410,8 +658,24 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
     assert_eq!(rule_hits, expected_hits, "{name}: per-rule hits (program, userspace)");
     eprintln!(
         "differential ({name}): {} cases identical: {forwarded} forwarded, {to_host} to the host, {dropped} dropped \
-         ({policy_denied} by policy), {slow} to the slow path; rule hits {rule_hits:?}",
-        cases.len()
+         ({policy_denied} by policy), {slow} to the slow path (IPv6 of those: {} forwarded, {} to the host, {} \
+         dropped, {} to the slow path); rule hits {rule_hits:?}",
+        cases.len(),
+        six[0],
+        six[1],
+        six[2],
+        six[3]
     );
-    Tally { forwarded, to_host, dropped, slow, policy_denied, rule_hits }
+    Tally {
+        forwarded,
+        to_host,
+        dropped,
+        slow,
+        policy_denied,
+        rule_hits,
+        forwarded6: six[0],
+        to_host6: six[1],
+        dropped6: six[2],
+        slow6: six[3],
+    }
 }

@@ -217,14 +217,33 @@ fn unmapped_source_is_dropped_and_counted() {
 }
 
 #[test]
-fn expiring_ttl_and_ipv6_go_to_the_slow_path() {
+fn expiring_ttl_and_ipv6_extension_headers_go_to_the_slow_path() {
     let mut r = Rig::new();
     // Time exceeded is generated (and rate-limited) by the userspace engine.
     let f = udp((HOST_MAC, r.legacy.mac), HOST, SERVER, 1, b"ttl");
     r.expect_slow_path(&f, r.legacy.ifindex);
-    let mut v6 = udp((HOST_MAC, r.legacy.mac), HOST, SERVER, 64, b"v6");
-    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    r.expect_slow_path(&v6, r.legacy.ifindex);
+    let mac = r.legacy.mac;
+    let v6 = |hop_limit: u8| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(HOST_MAC, mac)
+            .ipv6(
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+                [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                hop_limit,
+            )
+            .udp(1, 2)
+            .write(&mut v, b"v6")
+            .unwrap();
+        v
+    };
+    r.expect_slow_path(&v6(1), r.legacy.ifindex);
+    // A hop-by-hop header (PadN) in front of UDP: the slow path walks extension headers.
+    let mut ext = v6(64);
+    ext[20] = 0; // next header: hop-by-hop
+    let len = u16::from_be_bytes([ext[18], ext[19]]) + 8;
+    ext[18..20].copy_from_slice(&len.to_be_bytes());
+    ext.splice(54..54, [17, 0, 1, 4, 0, 0, 0, 0]);
+    r.expect_slow_path(&ext, r.legacy.ifindex);
 }
 
 #[test]

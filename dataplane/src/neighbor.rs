@@ -1,9 +1,10 @@
-//! Next-hop MAC resolution without static configuration.
+//! Next-hop MAC resolution without static configuration, for IPv4 and IPv6.
 //!
 //! The gateway's interfaces carry its addresses in the kernel, so the kernel already speaks ARP
-//! for them. This module borrows the kernel's neighbor table instead of writing a second ARP stack:
+//! and NDP for them. This module borrows the kernel's neighbor tables instead of writing a second
+//! ARP/NDP stack:
 //! - when the program misses a next hop it reports it on a ring buffer, and we ask the kernel to
-//!   resolve it (RTM_NEWNEIGH with NTF_USE, which sends the ARP request);
+//!   resolve it (RTM_NEWNEIGH with NTF_USE, which sends the ARP request or neighbor solicitation);
 //! - configured next hops are requested ahead of traffic, so the first packet finds them;
 //! - a periodic dump copies every usable entry on our ports into the program's map and removes
 //!   the ones the kernel has dropped or failed;
@@ -16,14 +17,14 @@
 
 use std::{
     collections::{BTreeSet, HashMap as StdHashMap},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     os::fd::{AsRawFd, RawFd},
     time::{Duration, Instant},
 };
 
 use anyhow::Result;
 use futures::TryStreamExt;
-use hutong_common::{Neigh, NeighKey};
+use hutong_common::{Neigh, Neigh6Key, NeighKey};
 use netlink_packet_route::{
     AddressFamily,
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
@@ -40,21 +41,24 @@ const MISS_HOLDOFF: Duration = Duration::from_millis(500);
 /// A STALE entry is re-confirmed at most this often (the kernel's own reachable time is ~30 s).
 const STALE_HOLDOFF: Duration = Duration::from_secs(30);
 
+/// A next hop: the interface (ifindex) and its address there.
+pub type NextHop = (u32, IpAddr);
+
 pub struct NeighborSync {
     handle: Handle,
     maps: NeighborMaps,
     ports: BTreeSet<u32>,
-    nexthops: Vec<NeighKey>,
-    /// What the program's map holds now, mirrored so each sync writes only changes.
-    installed: StdHashMap<NeighKey, [u8; 6]>,
-    requested: StdHashMap<NeighKey, Instant>,
+    nexthops: Vec<NextHop>,
+    /// What the program's maps hold now, mirrored so each sync writes only changes.
+    installed: StdHashMap<NextHop, [u8; 6]>,
+    requested: StdHashMap<NextHop, Instant>,
     /// Misses reported by the slow path's userspace engine.
-    requests: tokio::sync::mpsc::UnboundedReceiver<NeighKey>,
-    requests_tx: tokio::sync::mpsc::UnboundedSender<NeighKey>,
+    requests: tokio::sync::mpsc::UnboundedReceiver<NextHop>,
+    requests_tx: tokio::sync::mpsc::UnboundedSender<NextHop>,
 }
 
 /// A kernel neighbor entry usable for forwarding, or `None` for incomplete/failed ones.
-fn usable(msg: &NeighbourMessage) -> Option<(NeighKey, [u8; 6], bool)> {
+fn usable(msg: &NeighbourMessage) -> Option<(NextHop, [u8; 6], bool)> {
     let stale = match msg.header.state {
         NeighbourState::Reachable | NeighbourState::Permanent | NeighbourState::Noarp => false,
         NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe => true,
@@ -64,18 +68,19 @@ fn usable(msg: &NeighbourMessage) -> Option<(NeighKey, [u8; 6], bool)> {
     let mut mac = None;
     for a in &msg.attributes {
         match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => addr = Some(ip.octets()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => addr = Some(IpAddr::V4(*ip)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => addr = Some(IpAddr::V6(*ip)),
             NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
                 mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
             }
             _ => {}
         }
     }
-    Some((NeighKey { ifindex: msg.header.ifindex, addr: addr? }, mac?, stale))
+    Some(((msg.header.ifindex, addr?), mac?, stale))
 }
 
 impl NeighborSync {
-    pub fn new(handle: Handle, maps: NeighborMaps, ports: BTreeSet<u32>, nexthops: Vec<NeighKey>) -> Self {
+    pub fn new(handle: Handle, maps: NeighborMaps, ports: BTreeSet<u32>, nexthops: Vec<NextHop>) -> Self {
         let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
         Self {
             handle,
@@ -90,55 +95,73 @@ impl NeighborSync {
     }
 
     /// Where other parts of the gateway (the slow path) report next hops they found unresolved.
-    pub fn requester(&self) -> tokio::sync::mpsc::UnboundedSender<NeighKey> {
+    pub fn requester(&self) -> tokio::sync::mpsc::UnboundedSender<NextHop> {
         self.requests_tx.clone()
     }
 
     /// Asks the kernel to resolve (or re-confirm) `key`, at most once per `holdoff`.
-    async fn request(&mut self, key: NeighKey, holdoff: Duration) {
+    async fn request(&mut self, key: NextHop, holdoff: Duration) {
         let now = Instant::now();
         if self.requested.get(&key).is_some_and(|t| now.duration_since(*t) < holdoff) {
             return;
         }
         self.requested.insert(key, now);
-        let ip = IpAddr::V4(Ipv4Addr::from(key.addr));
-        let req = self.handle.neighbours().add(key.ifindex, ip).state(NeighbourState::None);
+        let (ifindex, ip) = key;
+        let req = self.handle.neighbours().add(ifindex, ip).state(NeighbourState::None);
         if let Err(e) = req.flags(NeighbourFlags::Use).replace().execute().await {
-            log::warn!("asking the kernel to resolve {ip} on ifindex {}: {e}", key.ifindex);
+            log::warn!("asking the kernel to resolve {ip} on ifindex {ifindex}: {e}");
         }
+    }
+
+    fn install(&mut self, (ifindex, ip): NextHop, mac: [u8; 6]) -> Result<()> {
+        let value = Neigh { mac, _pad: [0; 2] };
+        match ip {
+            IpAddr::V4(a) => self.maps.table.insert(NeighKey { ifindex, addr: a.octets() }, value, 0)?,
+            IpAddr::V6(a) => self.maps.table6.insert(Neigh6Key { ifindex, addr: a.octets() }, value, 0)?,
+        }
+        Ok(())
+    }
+
+    fn uninstall(&mut self, (ifindex, ip): NextHop) {
+        // Already absent is fine: the goal is that the program cannot use it.
+        let _ = match ip {
+            IpAddr::V4(a) => self.maps.table.remove(&NeighKey { ifindex, addr: a.octets() }),
+            IpAddr::V6(a) => self.maps.table6.remove(&Neigh6Key { ifindex, addr: a.octets() }),
+        };
     }
 
     /// One pass: copy the kernel table into the map, request what is missing or stale.
     pub async fn sync(&mut self) -> Result<()> {
         let mut current = StdHashMap::new();
         let mut stale = Vec::new();
-        let mut dump = self.handle.neighbours().get().set_address_family(AddressFamily::Inet).execute();
-        while let Some(msg) = dump.try_next().await? {
-            if msg.header.family != AddressFamily::Inet || !self.ports.contains(&msg.header.ifindex) {
-                continue;
-            }
-            if let Some((key, mac, is_stale)) = usable(&msg) {
-                current.insert(key, mac);
-                if is_stale {
-                    stale.push(key);
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut dump = self.handle.neighbours().get().set_address_family(family).execute();
+            while let Some(msg) = dump.try_next().await? {
+                if msg.header.family != family || !self.ports.contains(&msg.header.ifindex) {
+                    continue;
+                }
+                if let Some((key, mac, is_stale)) = usable(&msg) {
+                    current.insert(key, mac);
+                    if is_stale {
+                        stale.push(key);
+                    }
                 }
             }
         }
         for (key, mac) in &current {
             if self.installed.get(key) != Some(mac) {
-                self.maps.table.insert(key, Neigh { mac: *mac, _pad: [0; 2] }, 0)?;
-                log::info!("neighbor {} is {}", Ipv4Addr::from(key.addr), fmt_mac(mac));
+                self.install(*key, *mac)?;
+                log::info!("neighbor {} is {}", key.1, fmt_mac(mac));
             }
         }
-        let gone: Vec<NeighKey> =
+        let gone: Vec<NextHop> =
             self.installed.keys().filter(|k| !current.contains_key(k)).copied().collect();
         for key in gone {
-            // Already absent is fine: the goal is that the program cannot use it.
-            let _ = self.maps.table.remove(&key);
-            log::info!("neighbor {} forgotten", Ipv4Addr::from(key.addr));
+            self.uninstall(key);
+            log::info!("neighbor {} forgotten", key.1);
         }
         self.installed = current;
-        let missing: Vec<NeighKey> =
+        let missing: Vec<NextHop> =
             self.nexthops.iter().filter(|k| !self.installed.contains_key(k)).copied().collect();
         for key in missing {
             self.request(key, MISS_HOLDOFF).await;
@@ -156,13 +179,12 @@ impl NeighborSync {
     async fn drain_misses(&mut self) {
         let mut keys = Vec::new();
         while let Some(item) = self.maps.misses.next() {
-            if let Ok(b) = <[u8; 8]>::try_from(&item[..]) {
-                let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-                keys.push(NeighKey { ifindex, addr: [b[4], b[5], b[6], b[7]] });
+            if let Some(key) = miss(&item) {
+                keys.push(key);
             }
         }
         for key in keys {
-            if self.ports.contains(&key.ifindex) {
+            if self.ports.contains(&key.0) {
                 self.request(key, MISS_HOLDOFF).await;
             }
         }
@@ -187,13 +209,24 @@ impl NeighborSync {
                     self.drain_misses().await;
                 }
                 Some(key) = self.requests.recv() => {
-                    if self.ports.contains(&key.ifindex) {
+                    if self.ports.contains(&key.0) {
                         self.request(key, MISS_HOLDOFF).await;
                     }
                 }
             }
         }
     }
+}
+
+/// A miss record from the program: a `NeighKey` (8 bytes) or a `Neigh6Key` (20 bytes).
+fn miss(item: &[u8]) -> Option<NextHop> {
+    let ifindex = u32::from_ne_bytes(item.get(..4)?.try_into().ok()?);
+    let addr = match item.len() {
+        8 => IpAddr::from(<[u8; 4]>::try_from(&item[4..8]).ok()?),
+        20 => IpAddr::from(<[u8; 16]>::try_from(&item[4..20]).ok()?),
+        _ => return None,
+    };
+    Some((ifindex, addr))
 }
 
 /// The ring buffer's fd, for readiness only; `NeighborSync` owns (and closes) the real one.
@@ -207,4 +240,20 @@ impl AsRawFd for BorrowedRaw {
 
 fn fmt_mac(m: &[u8; 6]) -> String {
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn miss_records_of_both_families_are_read() {
+        let v4 = [7u32.to_ne_bytes().as_slice(), &[10, 20, 0, 5]].concat();
+        assert_eq!(miss(&v4), Some((7, "10.20.0.5".parse().unwrap())));
+        let a: std::net::Ipv6Addr = "fd20::5".parse().unwrap();
+        let v6 = [9u32.to_ne_bytes().as_slice(), &a.octets()].concat();
+        assert_eq!(miss(&v6), Some((9, IpAddr::V6(a))));
+        assert_eq!(miss(&v6[..12]), None, "neither size");
+        assert_eq!(miss(&[]), None);
+    }
 }

@@ -7,7 +7,10 @@ use std::io;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::{
+    address::{AddressAttribute, AddressFlags},
+    link::LinkAttribute,
+};
 use rtnetlink::{Handle, LinkUnspec};
 
 use crate::tables::PortHandle;
@@ -53,9 +56,15 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds `addr` to the interface; an address that is already there is fine.
+/// Adds `addr` to the interface; an address that is already there is fine. IPv6 addresses skip
+/// duplicate address detection: a tentative address neither answers neighbor solicitations
+/// nor sources them, which would leave the gateway unreachable for its first second or two.
 pub async fn add_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<()> {
-    match handle.address().add(ifindex, addr.addr(), addr.prefix_len()).execute().await {
+    let mut req = handle.address().add(ifindex, addr.addr(), addr.prefix_len());
+    if addr.addr().is_ipv6() {
+        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
         r => Ok(r?),
     }

@@ -9,11 +9,12 @@ use std::{
 };
 
 use hutong_common::{
-    MAX_RULES, MAX_RULES_PER_VRF, NeighKey, Netmap as NetmapEntry, PORT_FLOWS, PORT_SLOW, PolicyRule, Port,
-    ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_NO_TRANSLATION,
-    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, V4Key,
+    MAX_RULES, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6, PORT_FLOWS, PORT_SLOW,
+    PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS,
+    RULE_NETMAP, RULE_NO_TRANSLATION, RULE_NPT6, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS,
+    RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum,
 };
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::{Action, Config, Role, Rule};
 
@@ -25,21 +26,29 @@ pub struct PortHandle {
 }
 
 /// An LPM entry: the key's prefix length in bits (VRF bits included), the key, the value.
-pub type Lpm<V> = (u32, V4Key, V);
+pub type Lpm<K, V> = (u32, K, V);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tables {
     pub ports: Vec<(u32, Port)>,
     pub local: Vec<V4Key>,
-    pub nat_src: Vec<Lpm<NetmapEntry>>,
-    pub nat_dst: Vec<Lpm<NetmapEntry>>,
-    pub fib: Vec<Lpm<Route>>,
+    pub nat_src: Vec<Lpm<V4Key, NetmapEntry>>,
+    pub nat_dst: Vec<Lpm<V4Key, NetmapEntry>>,
+    pub fib: Vec<Lpm<V4Key, Route>>,
+    /// The IPv6 counterparts: own addresses, NPTv6 both ways, routes, rules.
+    pub local6: Vec<V6Key>,
+    pub npt_src: Vec<Lpm<V6Key, Npt6>>,
+    pub npt_dst: Vec<Lpm<V6Key, Npt6>>,
+    pub fib6: Vec<Lpm<V6Key, Route6>>,
+    pub rules6: Vec<PolicyRule6>,
     /// Policy rules, VRF after VRF, each VRF's in order (VRFs on the slow path left out).
     pub rules: Vec<PolicyRule>,
     /// Where each VRF's rules sit in `rules` (also written into its ports).
     pub vrf_rules: Vec<(u32, VrfRules)>,
+    pub vrf_rules6: Vec<(u32, VrfRules)>,
     /// Configured next hops, resolved ahead of traffic so the first packet is not lost.
     pub nexthops: Vec<NeighKey>,
+    pub nexthops6: Vec<Neigh6Key>,
     /// What the program leaves to the slow path.
     pub slow: SlowScope,
 }
@@ -51,6 +60,12 @@ pub enum TablesError {
 }
 
 impl Tables {
+    /// The configured next hops of both families, as the neighbor resolver takes them.
+    pub fn next_hops(&self) -> Vec<(u32, IpAddr)> {
+        let v4 = self.nexthops.iter().map(|k| (k.ifindex, IpAddr::from(k.addr)));
+        v4.chain(self.nexthops6.iter().map(|k| (k.ifindex, IpAddr::from(k.addr)))).collect()
+    }
+
     /// Makes the program hand every port's traffic to the slow path (after ARP and the
     /// gateway's own addresses), with no flow looked up: the userspace engine behind AF_XDP
     /// forwards everything.
@@ -71,6 +86,68 @@ pub struct VrfRules {
 
 fn lpm_key(vrf: u32, net: Ipv4Net) -> (u32, V4Key) {
     (V4Key::VRF_BITS + net.prefix_len() as u32, V4Key::new(vrf, net.network().octets()))
+}
+
+fn lpm_key6(vrf: u32, net: Ipv6Net) -> (u32, V6Key) {
+    (V6Key::VRF_BITS + net.prefix_len() as u32, V6Key::new(vrf, net.network().octets()))
+}
+
+/// An IPv6 address's two halves as the program reads them from the packet.
+fn halves(a: std::net::Ipv6Addr) -> [u64; 2] {
+    let o = a.octets();
+    [u64::from_ne_bytes(o[..8].try_into().expect("8")), u64::from_ne_bytes(o[8..].try_into().expect("8"))]
+}
+
+/// NPTv6 from `from` to `to`, as the program applies it.
+fn npt_entry(from: Ipv6Net, to: Ipv6Net, vrf_out: u32) -> Npt6 {
+    let high = |p: Ipv6Net| -> [u8; 8] { p.network().octets()[..8].try_into().expect("8") };
+    Npt6 {
+        to: halves(to.network())[0],
+        mask: halves(to.netmask())[0],
+        adjust: checksum::nptv6_adjust(&high(from), &high(to)),
+        vrf_out,
+    }
+}
+
+/// One rule as the program scans it for IPv6 packets (the caller ruled out IPv4-only rules,
+/// and route-via rules the program cannot follow).
+fn policy_rule6(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandle>) -> PolicyRule6 {
+    let prefix = |n: Option<IpNet>| match n {
+        Some(IpNet::V6(n)) => (halves(n.network()), halves(n.netmask())),
+        _ => ([0; 2], [0; 2]),
+    };
+    let (src, src_mask) = prefix(r.src);
+    let (dst, dst_mask) = prefix(r.dst);
+    // The same matching fields and action codes as IPv4, but for the translations.
+    let v4 = policy_rule(index, r, handle);
+    let mut p = PolicyRule6 {
+        src,
+        src_mask,
+        dst,
+        dst_mask,
+        sport_lo: v4.sport_lo,
+        sport_hi: v4.sport_hi,
+        dport_lo: v4.dport_lo,
+        dport_hi: v4.dport_hi,
+        via_ifindex: v4.via_ifindex,
+        index,
+        proto: v4.proto,
+        flags: v4.flags,
+        action: v4.action,
+        ..PolicyRule6::default()
+    };
+    match &r.action {
+        Action::Nptv6 => p.action = RULE_NPT6,
+        // Netmap translates only IPv4: for IPv6 it decides "no translation", as in userspace.
+        Action::Netmap => p.action = RULE_NO_TRANSLATION,
+        Action::RouteVia { via: Some(IpAddr::V6(a)), .. } => p.via_nexthop = a.octets(),
+        Action::RouteVia { via: Some(IpAddr::V4(a)), .. } => {
+            p.via_nexthop[..4].copy_from_slice(&a.octets());
+            p.flags |= RULE_VIA_V4;
+        }
+        _ => {}
+    }
+    p
 }
 
 /// One rule as the program scans it (the caller ruled out IPv6-only rules, and route-via to a
@@ -123,9 +200,14 @@ fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
     }
 }
 
-/// Whether a rule can only match IPv6 (the program hands all IPv6 to the slow path).
+/// Whether a rule can only match IPv6 (it is left out of the IPv4 rules).
 fn v6_only(r: &Rule) -> bool {
     matches!(r.src, Some(IpNet::V6(_))) || matches!(r.dst, Some(IpNet::V6(_)))
+}
+
+/// Whether a rule can only match IPv4 (it is left out of the IPv6 rules).
+fn v4_only(r: &Rule) -> bool {
+    matches!(r.src, Some(IpNet::V4(_))) || matches!(r.dst, Some(IpNet::V4(_)))
 }
 
 /// What of a config the program leaves to the slow path (the userspace engine behind AF_XDP).
@@ -176,7 +258,8 @@ impl SlowScope {
                         .ports
                         .iter()
                         .any(|p| p.key() == *port && p.vlan.is_none() && p.tunnel.is_none());
-                    if !plain || matches!(via, Some(IpAddr::V6(_))) {
+                    // An IPv6 next hop for IPv4 packets is beyond the program's IPv4 rules.
+                    if !plain || matches!(via, Some(IpAddr::V6(_))) && !v6_only(r) {
                         vrf(&mut s, r.vrf, why);
                     }
                 }
@@ -254,11 +337,19 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
             continue; // a VLAN port's addresses are reached tagged: slow path
         }
         for a in &q.addresses {
-            let IpNet::V4(a) = a else { continue }; // IPv6 is the slow path's
-            t.local.push(V4Key::new(q.vrf, a.addr().octets()));
-            // Connected route: the prefix is on-link behind this port.
-            let (bits, key) = lpm_key(q.vrf, a.trunc());
-            t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop: [0; 4] }));
+            // Connected routes: the prefix is on-link behind this port.
+            match a {
+                IpNet::V4(a) => {
+                    t.local.push(V4Key::new(q.vrf, a.addr().octets()));
+                    let (bits, key) = lpm_key(q.vrf, a.trunc());
+                    t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop: [0; 4] }));
+                }
+                IpNet::V6(a) => {
+                    t.local6.push(V6Key::new(q.vrf, a.addr().octets()));
+                    let (bits, key) = lpm_key6(q.vrf, a.trunc());
+                    t.fib6.push((bits, key, Route6 { ifindex: h.ifindex, nexthop: [0; 16] }));
+                }
+            }
         }
     }
     let handle = |key: &str| handles.iter().find(|(k, _)| k == key).map(|(_, h)| *h);
@@ -269,6 +360,18 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         let (bits, key) = lpm_key(n.outside_vrf, n.outside);
         t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
     }
+    // NPTv6 likewise. Of two translations of the same prefix the first is the one that acts,
+    // as in the userspace engine.
+    for n in &config.nptv6 {
+        let (bits, key) = lpm_key6(n.inside_vrf, n.inside);
+        if !t.npt_src.iter().any(|(b, k, _)| (*b, *k) == (bits, key)) {
+            t.npt_src.push((bits, key, npt_entry(n.inside, n.outside, n.outside_vrf)));
+        }
+        let (bits, key) = lpm_key6(n.outside_vrf, n.outside);
+        if !t.npt_dst.iter().any(|(b, k, _)| (*b, *k) == (bits, key)) {
+            t.npt_dst.push((bits, key, npt_entry(n.outside, n.inside, n.inside_vrf)));
+        }
+    }
     // Each VRF's rules, in order; a VRF without any denies everything (it has no entry).
     let vrfs: BTreeSet<u32> =
         config.policies.iter().map(|r| r.vrf).filter(|v| !slow.vrfs.contains_key(v)).collect();
@@ -278,19 +381,44 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
             t.rules.push(policy_rule(index as u32, r, &handle));
         }
         t.vrf_rules.push((v, VrfRules { first, count: t.rules.len() as u32 - first }));
+        let first = t.rules6.len() as u32;
+        for (index, r) in config.policies.iter().enumerate().filter(|(_, r)| r.vrf == v && !v4_only(r)) {
+            t.rules6.push(policy_rule6(index as u32, r, &handle));
+        }
+        t.vrf_rules6.push((v, VrfRules { first, count: t.rules6.len() as u32 - first }));
     }
     for (_, port) in &mut t.ports {
+        // All fit: MAX_RULES (and MAX_RULES_V6, the same) is below 65536.
         if let Some((_, vr)) = t.vrf_rules.iter().find(|(v, _)| *v == port.vrf) {
-            // Both fit: MAX_RULES is below 65536.
             (port.rules_first, port.rules_count) = (vr.first as u16, vr.count as u16);
+        }
+        if let Some((_, vr)) = t.vrf_rules6.iter().find(|(v, _)| *v == port.vrf) {
+            (port.rules6_first, port.rules6_count) = (vr.first as u16, vr.count as u16);
         }
     }
     for r in &config.routes {
-        let (IpNet::V4(prefix), Some(h)) = (r.prefix, handle(&r.port)) else { continue };
+        let Some(h) = handle(&r.port) else { continue };
+        let prefix = match r.prefix {
+            IpNet::V4(p) => p,
+            IpNet::V6(p) => {
+                let nexthop = match r.via {
+                    Some(IpAddr::V6(a)) => a.octets(),
+                    _ => [0; 16], // validation keeps next hops in the prefix's family
+                };
+                let (bits, key) = lpm_key6(r.vrf, p.trunc());
+                if t.fib6.iter().any(|(b, k, _)| *b == bits && *k == key) {
+                    continue; // ECMP: the whole gateway is on the slow path
+                }
+                t.fib6.push((bits, key, Route6 { ifindex: h.ifindex, nexthop }));
+                if nexthop != [0; 16] {
+                    t.nexthops6.push(Neigh6Key { ifindex: h.ifindex, addr: nexthop });
+                }
+                continue;
+            }
+        };
         let nexthop = match r.via {
-            None => [0; 4],
             Some(IpAddr::V4(a)) => a.octets(),
-            Some(IpAddr::V6(_)) => continue,
+            _ => [0; 4],
         };
         let (bits, key) = lpm_key(r.vrf, prefix.trunc());
         if t.fib.iter().any(|(b, k, _)| *b == bits && *k == key) {
@@ -334,7 +462,10 @@ mod tests {
                     mtu: 1500,
                     slot: 0,
                     rules_first: 1,
-                    rules_count: 1
+                    rules_count: 1,
+                    // The demo's rules are all on IPv4 prefixes.
+                    rules6_first: 0,
+                    rules6_count: 0,
                 }
             )
         );
@@ -434,7 +565,7 @@ mod tests {
         let rule = c.policies[0].clone();
         c.policies.extend((0..MAX_RULES_PER_VRF).map(|i| Rule { name: format!("r{i}"), ..rule.clone() }));
         assert_eq!(slow_ports(&c), [true, false]);
-        // A VLAN port slows its whole interface; IPv6 addresses are simply not the program's.
+        // A VLAN port slows its whole interface.
         let mut c = demo();
         c.ports[0].vlan = Some(100);
         c.ports[0].addresses.push("2001:db8::1/64".parse().unwrap());
@@ -446,6 +577,119 @@ mod tests {
         c.routes.push(second);
         assert_eq!(slow_ports(&c), [true, true]);
         assert!(SlowScope::of(&c).is_everything(&c));
+    }
+
+    /// A demo with IPv6: addresses on both ports, NPTv6 between them, a default route, and
+    /// rules for IPv6 (one of them for both families).
+    fn demo6() -> Config {
+        let mut c = demo();
+        c.ports[0].addresses.push("fd20::1/64".parse().unwrap());
+        c.ports[1].addresses.push("2001:db8:19::1/64".parse().unwrap());
+        c.nptv6.push(crate::config::Nptv6 {
+            inside_vrf: 1,
+            inside: "fd20::/48".parse().unwrap(),
+            outside_vrf: 0,
+            outside: "2001:db8:20::/48".parse().unwrap(),
+        });
+        c.routes.push(crate::config::RouteConfig {
+            vrf: 0,
+            prefix: "::/0".parse().unwrap(),
+            port: "uplink0".into(),
+            via: Some("2001:db8:19::2".parse().unwrap()),
+        });
+        let rule = |name: &str, vrf: u32, dst: Option<&str>, action: Action| Rule {
+            name: name.into(),
+            vrf,
+            src: None,
+            dst: dst.map(|d| d.parse().unwrap()),
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action,
+        };
+        c.policies.push(rule("npt-out", 1, Some("2001:db8::/32"), Action::Nptv6));
+        c.policies.push(rule("npt-in", 0, Some("2001:db8:20::/48"), Action::Nptv6));
+        c.policies.push(rule("count-any", 0, None, Action::Count));
+        c
+    }
+
+    #[test]
+    fn ipv6_tables() {
+        let t = build(&demo6(), resolve).unwrap();
+        assert_eq!(
+            t.local6,
+            vec![
+                V6Key::new(1, "fd20::1".parse::<std::net::Ipv6Addr>().unwrap().octets()),
+                V6Key::new(0, "2001:db8:19::1".parse::<std::net::Ipv6Addr>().unwrap().octets())
+            ]
+        );
+        // Connected /64s and the default route, keyed behind the 32 VRF bits.
+        let bits: Vec<u32> = t.fib6.iter().map(|(b, _, _)| *b).collect();
+        assert_eq!(bits, [96, 96, 32]);
+        assert_eq!(t.fib6[2].2.ifindex, 5);
+        assert_eq!(
+            t.nexthops6,
+            vec![Neigh6Key {
+                ifindex: 5,
+                addr: "2001:db8:19::2".parse::<std::net::Ipv6Addr>().unwrap().octets()
+            }]
+        );
+        // NPTv6 both ways, checksum-neutral: the entry computes what `translate::nptv6` does.
+        assert_eq!((t.npt_src.len(), t.npt_dst.len()), (1, 1));
+        let (bits, key, e) = t.npt_src[0];
+        assert_eq!((bits, key.addr[..6].to_vec(), e.vrf_out), (80, vec![0xfd, 0x20, 0, 0, 0, 0], 0));
+        let inside: std::net::Ipv6Addr = "fd20:0:0:1234::77".parse().unwrap();
+        let want = crate::engine::translate::nptv6(
+            inside,
+            "fd20::/48".parse().unwrap(),
+            "2001:db8:20::/48".parse().unwrap(),
+        )
+        .unwrap();
+        let o = inside.octets();
+        let hi = (u64::from_ne_bytes(o[..8].try_into().unwrap()) & !e.mask) | e.to;
+        let mut got = o;
+        got[..8].copy_from_slice(&hi.to_ne_bytes());
+        let w = checksum::nptv6_word(u16::from_ne_bytes([got[6], got[7]]), e.adjust).unwrap();
+        got[6..8].copy_from_slice(&w.to_ne_bytes());
+        assert_eq!(std::net::Ipv6Addr::from(got), want);
+        // IPv6 rules: the IPv4-only demo rules are left out, the any-family count rule is in.
+        assert_eq!(
+            t.vrf_rules6,
+            vec![(0, VrfRules { first: 0, count: 2 }), (1, VrfRules { first: 2, count: 1 })]
+        );
+        assert_eq!((t.rules6[0].action, t.rules6[0].index), (RULE_NPT6, 3));
+        assert_eq!((t.rules6[1].action, t.rules6[1].index), (RULE_COUNT, 4));
+        assert_eq!(t.vrf_rules[0].1.count, 2, "the count rule is an IPv4 rule too");
+        let legacy = t.ports[0].1;
+        assert_eq!((legacy.rules6_first, legacy.rules6_count), (2, 1));
+        assert!(t.slow.vrfs.is_empty() && t.slow.all.is_none(), "{:?}", t.slow);
+    }
+
+    #[test]
+    fn ipv6_route_via_an_ipv4_next_hop_is_flagged() {
+        let mut c = demo6();
+        c.policies.push(Rule {
+            name: "via".into(),
+            vrf: 1,
+            src: None,
+            dst: None,
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action: Action::RouteVia { port: "uplink0".into(), via: Some("198.19.0.9".parse().unwrap()) },
+        });
+        let t = build(&c, resolve).unwrap();
+        let r = t.rules6.last().unwrap();
+        assert_eq!(
+            (r.action, r.flags & RULE_VIA_V4, &r.via_nexthop[..4]),
+            (RULE_ROUTE_VIA, RULE_VIA_V4, &[198, 19, 0, 9][..])
+        );
+        // An IPv6 next hop for a rule IPv4 packets can match is the slow path's.
+        c.policies.last_mut().unwrap().action =
+            Action::RouteVia { port: "uplink0".into(), via: Some("2001:db8:19::9".parse().unwrap()) };
+        assert!(SlowScope::of(&c).vrfs.contains_key(&1));
+        c.policies.last_mut().unwrap().dst = Some("2001:db8::/32".parse().unwrap());
+        assert!(!SlowScope::of(&c).vrfs.contains_key(&1), "an IPv6-only rule is the program's");
     }
 
     #[test]

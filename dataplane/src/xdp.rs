@@ -24,11 +24,13 @@ use aya::{
     },
 };
 use hutong_common::{
-    Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FLOWS, MAP_LOCAL_V4, MAP_NAT_DST_V4,
-    MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES,
-    MAP_SLOW_PATH, MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS,
-    MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PROGRAM,
-    PolicyRule, Port, PortCounters, Route, Stat, V4Key,
+    Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FIB_V6, MAP_FLOWS, MAP_LOCAL_V4,
+    MAP_LOCAL_V6, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_NEIGH_V6, MAP_NPT_DST_V6,
+    MAP_NPT_SRC_V6, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_RULES_V6, MAP_SLOW_PATH,
+    MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_NPT_PREFIXES,
+    MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6, NEIGH_MISS_BYTES, Neigh,
+    Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule, PolicyRule6, Port, PortCounters, Route, Route6,
+    Stat, V4Key, V6Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -45,14 +47,15 @@ pub mod action {
     pub const REDIRECT: u32 = 4;
 }
 
-/// The maps the neighbor resolver owns: the table the program reads and the misses it reports.
+/// The maps the neighbor resolver owns: the tables the program reads and the misses it reports.
 pub struct NeighborMaps {
     pub table: HashMap<MapData, NeighKey, Neigh>,
+    pub table6: HashMap<MapData, Neigh6Key, Neigh>,
     pub misses: RingBuf<MapData>,
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 22] = [
+const MAPS: [&str; 33] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -75,6 +78,17 @@ const MAPS: [&str; 22] = [
     MAP_RULE_HITS,
     MAP_PORT_COUNTERS,
     MAP_TX_PORTS,
+    MAP_LOCAL_V6[0],
+    MAP_LOCAL_V6[1],
+    MAP_NPT_SRC_V6[0],
+    MAP_NPT_SRC_V6[1],
+    MAP_NPT_DST_V6[0],
+    MAP_NPT_DST_V6[1],
+    MAP_FIB_V6[0],
+    MAP_FIB_V6[1],
+    MAP_RULES_V6[0],
+    MAP_RULES_V6[1],
+    MAP_NEIGH_V6,
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -99,7 +113,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v6 (two generations, epochs and digest, flows, rules, devmap): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} caps={},{},{},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v7 (two generations, epochs and digest, flows, rules, devmap, IPv6): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} v6key={} npt6={} route6={} neigh6={} rule6={} caps={},{},{},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -112,6 +126,11 @@ pub fn layout() -> String {
         size_of::<Flow>(),
         size_of::<PolicyRule>(),
         size_of::<PortCounters>(),
+        size_of::<V6Key>(),
+        size_of::<Npt6>(),
+        size_of::<Route6>(),
+        size_of::<Neigh6Key>(),
+        size_of::<PolicyRule6>(),
         MAX_PORTS,
         MAX_LOCAL,
         MAX_NAT_PREFIXES,
@@ -121,7 +140,9 @@ pub fn layout() -> String {
         MAX_QUEUES,
         MAX_FLOWS,
         MAX_RULES,
-        MAX_RULES_PER_VRF
+        MAX_RULES_PER_VRF,
+        MAX_RULES_V6,
+        MAX_NPT_PREFIXES
     )
 }
 
@@ -209,21 +230,22 @@ impl XdpEngine {
         for k in stale {
             let _ = ports.remove(&k);
         }
-        let mut local: HashMap<_, V4Key, u8> = HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4[next])?)?;
-        for key in &t.local {
-            local.insert(key, 1, 0).context("LOCAL_V4")?;
-        }
-        let stale: Vec<V4Key> =
-            local.keys().filter_map(|k| k.ok()).filter(|k| !t.local.contains(k)).collect();
-        for k in stale {
-            let _ = local.remove(&k);
-        }
+        sync_set(&mut HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V4[next])?)?, &t.local)
+            .context(MAP_LOCAL_V4[next])?;
+        sync_set(&mut HashMap::try_from(map(&mut self.ebpf, MAP_LOCAL_V6[next])?)?, &t.local6)
+            .context(MAP_LOCAL_V6[next])?;
         for (name, entries) in [(MAP_NAT_SRC_V4[next], &t.nat_src), (MAP_NAT_DST_V4[next], &t.nat_dst)] {
             let mut trie: LpmTrie<_, V4Key, Netmap> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
             sync_trie(&mut trie, entries).context(name)?;
         }
+        for (name, entries) in [(MAP_NPT_SRC_V6[next], &t.npt_src), (MAP_NPT_DST_V6[next], &t.npt_dst)] {
+            let mut trie: LpmTrie<_, V6Key, Npt6> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
+            sync_trie(&mut trie, entries).context(name)?;
+        }
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
+        let mut fib6: LpmTrie<_, V6Key, Route6> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V6[next])?)?;
+        sync_trie(&mut fib6, &t.fib6).context(MAP_FIB_V6[next])?;
         // Ports do not change while a gateway runs: the devmap is written in place, and before
         // the flip, so a new slot is never used before it has its interface.
         let mut tx: aya::maps::DevMap<_> = aya::maps::DevMap::try_from(map(&mut self.ebpf, MAP_TX_PORTS)?)?;
@@ -233,6 +255,10 @@ impl XdpEngine {
         let mut rules: Array<_, PolicyRule> = Array::try_from(map(&mut self.ebpf, MAP_RULES[next])?)?;
         for (i, r) in t.rules.iter().enumerate() {
             rules.set(i as u32, r, 0).context(MAP_RULES[next])?;
+        }
+        let mut rules6: Array<_, PolicyRule6> = Array::try_from(map(&mut self.ebpf, MAP_RULES_V6[next])?)?;
+        for (i, r) in t.rules6.iter().enumerate() {
+            rules6.set(i as u32, r, 0).context(MAP_RULES_V6[next])?;
         }
 
         let mut active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
@@ -333,6 +359,7 @@ impl XdpEngine {
     pub fn take_neighbor_maps(&mut self) -> Result<NeighborMaps> {
         Ok(NeighborMaps {
             table: HashMap::try_from(take(&mut self.ebpf, MAP_NEIGH_V4)?)?,
+            table6: HashMap::try_from(take(&mut self.ebpf, MAP_NEIGH_V6)?)?,
             misses: RingBuf::try_from(take(&mut self.ebpf, MAP_NEIGH_MISS)?)?,
         })
     }
@@ -429,6 +456,10 @@ impl XdpEngine {
     pub fn neighbor_table(&mut self) -> Result<HashMap<&mut MapData, NeighKey, Neigh>> {
         Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V4)?)?)
     }
+
+    pub fn neighbor6_table(&mut self) -> Result<HashMap<&mut MapData, Neigh6Key, Neigh>> {
+        Ok(HashMap::try_from(map(&mut self.ebpf, MAP_NEIGH_V6)?)?)
+    }
 }
 
 /// Waits for an RCU grace period: every XDP program run that began before the call has ended
@@ -464,16 +495,31 @@ impl FlowMap for FlowTable {
     }
 }
 
+/// Makes a hash of keys (to 1) hold exactly `keys`.
+fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
+    set: &mut HashMap<&mut MapData, K, u8>,
+    keys: &[K],
+) -> Result<()> {
+    for key in keys {
+        set.insert(key, 1, 0)?;
+    }
+    let stale: Vec<K> = set.keys().filter_map(|k| k.ok()).filter(|k| !keys.contains(k)).collect();
+    for k in stale {
+        let _ = set.remove(&k);
+    }
+    Ok(())
+}
+
 /// Writes `entries` into an LPM trie and removes every other key.
-fn sync_trie<V: aya::Pod>(
-    trie: &mut LpmTrie<&mut MapData, V4Key, V>,
-    entries: &[crate::tables::Lpm<V>],
+fn sync_trie<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+    trie: &mut LpmTrie<&mut MapData, K, V>,
+    entries: &[crate::tables::Lpm<K, V>],
 ) -> Result<()> {
     for (bits, key, value) in entries {
         trie.insert(&Key::new(*bits, *key), value, 0)?;
     }
-    let wanted: HashSet<(u32, V4Key)> = entries.iter().map(|(b, k, _)| (*b, *k)).collect();
-    let stale: Vec<Key<V4Key>> = trie
+    let wanted: HashSet<(u32, K)> = entries.iter().map(|(b, k, _)| (*b, *k)).collect();
+    let stale: Vec<Key<K>> = trie
         .keys()
         .filter_map(|k| k.ok())
         .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))

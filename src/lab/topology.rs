@@ -6,16 +6,17 @@
 //!   address for negative tests)        own namespace)            gateway's next hop
 //! ```
 //! A config with a second legacy port (another VRF, possibly the very same addresses) gets a
-//! second legacy host behind it, at the same offset in its subnet.
+//! second legacy host behind it, at the same offset in its subnet. A config with IPv6 on both
+//! ports (and an IPv6 next hop for the extranet) gets IPv6 on the hosts too.
 //!
 //! The gateway's namespace gets only the bare veths: bringing them up and addressing them is
 //! `hutong gateway run`'s job, as it would be on a real server.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Role, netlink};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::{Netns, ethtool, netns};
@@ -41,6 +42,54 @@ pub struct DemoAddresses {
     /// A second legacy network, if the config has a second legacy port: its port, its host and
     /// the gateway's address there.
     pub second_legacy: Option<(String, Ipv4Net, Ipv4Addr)>,
+    pub ipv6: Option<DemoAddresses6>,
+}
+
+/// The IPv6 side of the demo, laid out as the IPv4 one.
+#[derive(Clone, Debug)]
+pub struct DemoAddresses6 {
+    pub legacy_host: Ipv6Net,
+    /// Its NPTv6 image, if a translation covers it.
+    pub legacy_host_translated: Option<Ipv6Addr>,
+    pub server: Ipv6Net,
+    pub legacy_gateway: Ipv6Addr,
+    pub uplink_gateway: Ipv6Addr,
+    /// NPTv6 outside prefixes, routed by the extranet to the gateway.
+    pub outside_prefixes: Vec<Ipv6Net>,
+}
+
+impl DemoAddresses6 {
+    fn from_config(
+        c: &Config,
+        legacy: &dataplane::PortConfig,
+        uplink: &dataplane::PortConfig,
+    ) -> Option<Self> {
+        let v6 = |p: &dataplane::PortConfig| {
+            p.addresses.iter().find_map(|a| match a {
+                IpNet::V6(n) => Some(*n),
+                IpNet::V4(_) => None,
+            })
+        };
+        let (lnet, unet) = (v6(legacy)?, v6(uplink)?);
+        let via = c.routes.iter().find_map(|r| match r.via {
+            Some(IpAddr::V6(v)) if r.vrf == 0 => Some(v),
+            _ => None,
+        })?;
+        let host = Ipv6Addr::from(u128::from(lnet.network()) + 10);
+        let translated = c
+            .nptv6
+            .iter()
+            .find(|n| n.inside_vrf == legacy.vrf && n.inside.contains(&host))
+            .and_then(|n| dataplane::engine::translate::nptv6(host, n.inside, n.outside));
+        Some(DemoAddresses6 {
+            legacy_host: Ipv6Net::new(host, lnet.prefix_len()).ok()?,
+            legacy_host_translated: translated,
+            server: Ipv6Net::new(via, unet.prefix_len()).ok()?,
+            legacy_gateway: lnet.addr(),
+            uplink_gateway: unet.addr(),
+            outside_prefixes: c.nptv6.iter().map(|n| n.outside).collect(),
+        })
+    }
 }
 
 impl DemoAddresses {
@@ -103,6 +152,7 @@ impl DemoAddresses {
                         Ipv4Net::new(Ipv4Addr::from(u32::from(net.network()) + 10), net.prefix_len()).ok()?;
                     Some((p.name.clone(), host, net.addr()))
                 }),
+            ipv6: DemoAddresses6::from_config(c, legacy, uplink),
             outside_prefixes: c
                 .netmaps
                 .iter()
@@ -173,11 +223,20 @@ async fn route(h: &Handle, dst: Ipv4Net, via: Ipv4Addr) -> Result<()> {
     Ok(())
 }
 
+async fn route6(h: &Handle, dst: Ipv6Net, via: Ipv6Addr) -> Result<()> {
+    let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .gateway(via)
+        .build();
+    h.route().add(msg).execute().await.with_context(|| format!("route {dst} via {via}"))?;
+    Ok(())
+}
+
 /// A host end: up, addressed, checksums finished in software, NAPI on (see `ethtool`).
-async fn host_port(ns: &Netns, h: &Handle, addrs: &[Ipv4Net]) -> Result<()> {
+async fn host_port(ns: &Netns, h: &Handle, addrs: &[IpNet]) -> Result<()> {
     let idx = up(h, "eth0").await?;
     for a in addrs {
-        netlink::add_address(h, idx, IpNet::V4(*a)).await?;
+        netlink::add_address(h, idx, *a).await?;
     }
     ns.run(|| -> std::io::Result<()> {
         ethtool::set_tx_checksum("eth0", false)?;
@@ -217,19 +276,33 @@ impl DemoLab {
         veth(&gh, &a.legacy_port, &self.legacy, &lh, "eth0").await?;
         veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0").await?;
 
-        host_port(&self.legacy, &lh, &[a.legacy_host, Ipv4Net::new(a.unmapped, 32)?]).await?;
+        let mut legacy_addrs = vec![IpNet::V4(a.legacy_host), IpNet::V4(Ipv4Net::new(a.unmapped, 32)?)];
+        let mut server_addrs = vec![IpNet::V4(a.server)];
+        if let Some(six) = &a.ipv6 {
+            legacy_addrs.push(IpNet::V6(six.legacy_host));
+            server_addrs.push(IpNet::V6(six.server));
+        }
+        host_port(&self.legacy, &lh, &legacy_addrs).await?;
         route(&lh, "0.0.0.0/0".parse()?, a.legacy_gateway).await?;
+        if let Some(six) = &a.ipv6 {
+            route6(&lh, "::/0".parse()?, six.legacy_gateway).await?;
+        }
 
         if let (Some(ns), Some((port, host, gw))) = (&self.legacy2, &a.second_legacy) {
             let h = ns.netlink()?;
             up(&h, "lo").await?;
             veth(&gh, port, ns, &h, "eth0").await?;
-            host_port(ns, &h, &[*host]).await?;
+            host_port(ns, &h, &[IpNet::V4(*host)]).await?;
             route(&h, "0.0.0.0/0".parse()?, *gw).await?;
         }
-        host_port(&self.extranet, &eh, &[a.server]).await?;
+        host_port(&self.extranet, &eh, &server_addrs).await?;
         for p in &a.outside_prefixes {
             route(&eh, *p, a.uplink_gateway).await?;
+        }
+        if let Some(six) = &a.ipv6 {
+            for p in &six.outside_prefixes {
+                route6(&eh, *p, six.uplink_gateway).await?;
+            }
         }
         Ok(())
     }

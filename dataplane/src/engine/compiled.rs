@@ -37,7 +37,8 @@ struct IfacePorts {
 pub struct NatIndex {
     /// IPv4 prefix → index into `Config::netmaps`.
     pub v4: Option<Lpm4>,
-    /// IPv6 prefixes with their index into `Config::nptv6` (few per gateway; scanned).
+    /// IPv6 prefixes with their index into `Config::nptv6`, longest first (few per gateway;
+    /// scanned).
     pub v6: Vec<(Ipv6Net, usize)>,
 }
 
@@ -135,6 +136,11 @@ impl Compiled {
             if let Some(x) = nat_outside.get_mut(n.outside_vrf as usize) {
                 x.v6.push((n.outside, i));
             }
+        }
+        // Longest prefix first, as the netmaps' LPM (and the program's tries) find them; of
+        // equal prefixes the first in the config.
+        for x in nat_inside.iter_mut().chain(nat_outside.iter_mut()) {
+            x.v6.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         }
         Compiled {
             fib: Fib::build(&config),

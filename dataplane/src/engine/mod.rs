@@ -116,6 +116,11 @@ impl ConfigHandle {
     }
 }
 
+/// Multicast (ff00::/8) or link-local unicast (fe80::/10).
+fn link_scope(a: std::net::Ipv6Addr) -> bool {
+    a.is_multicast() || a.is_unicast_link_local()
+}
+
 /// A resolved next hop's MAC, keyed by interface (engine index), VLAN and address.
 type NeighborKey = (usize, Option<u16>, IpAddr);
 
@@ -541,6 +546,19 @@ impl Engine {
         if t.is_local(vrf, dst) {
             step!("host", "{dst} is the gateway's own address");
             return Verdict::ToHost;
+        }
+        if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) {
+            // Link-scope and multicast destinations (NDP, MLD, router discovery) are never
+            // forwarded: the host stack's. Neither are packets from the unspecified or a
+            // link-local source (RFC 4291 2.5.2, 2.5.6).
+            if link_scope(d) {
+                step!("host", "{dst} is link-scope or multicast");
+                return Verdict::ToHost;
+            }
+            if s.is_unspecified() || link_scope(s) {
+                step!("route", "{src} never leaves its link");
+                return Verdict::Drop(Drop::NoRoute);
+            }
         }
         if m.ttl <= 1 {
             step!("ttl", "TTL {} expires here", m.ttl);

@@ -306,6 +306,73 @@ fn nptv6_translates_both_ways_keeping_checksums() {
 }
 
 #[test]
+fn ipv6_link_scope_goes_to_the_host_and_never_leaves_its_link() {
+    let mut e = engine(nptv6_config());
+    e.set_neighbor(1, None, "2001:db8:ff::2".parse().unwrap(), SERVER_MAC);
+    let udp = |src: &str, dst: &str| {
+        let b = PacketBuilder::ethernet2(HOST_MAC, L_MAC)
+            .ipv6(
+                src.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                dst.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                255,
+            )
+            .udp(546, 547);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        v
+    };
+    // Neighbor solicitations (to a solicited-node group), multicast, link-local: the host's.
+    for dst in ["ff02::1:ff00:1", "ff05::2", "fe80::1"] {
+        assert_eq!(run(&mut e, 0, &udp("fd01:203:405:1::9", dst)).verdict, Verdict::ToHost, "{dst}");
+    }
+    // The rules would translate these; their sources never leave the link.
+    for src in ["fe80::9", "::"] {
+        let out = run(&mut e, 0, &udp(src, "2400:1::80"));
+        assert_eq!(out.verdict, Verdict::Drop(Drop::NoRoute), "{src}");
+    }
+    assert_eq!(
+        run(&mut e, 0, &udp("fd01:203:405:1::9", "2400:1::80")).verdict,
+        Verdict::Forward { iface: 1 }
+    );
+}
+
+#[test]
+fn nptv6_takes_the_longest_matching_prefix() {
+    let mut c = nptv6_config();
+    // A /32 around the /48, listed before it, with its own outside prefix: it only takes the
+    // hosts the /48 does not cover.
+    c.nptv6.insert(
+        0,
+        Nptv6 {
+            inside_vrf: 1,
+            inside: "fd01:203::/32".parse().unwrap(),
+            outside_vrf: 0,
+            outside: "2001:db9::/32".parse().unwrap(),
+        },
+    );
+    c.policies.push(rule("v6-out-wide", 1, Some("fd01:203::/32"), None, Action::Nptv6));
+    c.validate().unwrap();
+    let mut e = engine(c);
+    e.set_neighbor(1, None, "2001:db8:ff::2".parse().unwrap(), SERVER_MAC);
+    let out = |src: &str| {
+        let b = PacketBuilder::ethernet2(HOST_MAC, L_MAC)
+            .ipv6(
+                src.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                "2400:1::80".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                64,
+            )
+            .udp(1, 2);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        v
+    };
+    let f = run(&mut e, 0, &out("fd01:203:405:1::9"));
+    assert_eq!(&f.frame()[22..28], &[0x20, 0x01, 0x0d, 0xb8, 0, 1], "the /48's outside prefix");
+    let f = run(&mut e, 0, &out("fd01:203:406:1::9"));
+    assert_eq!(&f.frame()[22..28], &[0x20, 0x01, 0x0d, 0xb9, 4, 6], "the /32's");
+}
+
+#[test]
 fn a_swapped_config_applies_from_the_next_batch_and_counters_carry_over() {
     let mut e = engine(demo());
     let f = udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10);

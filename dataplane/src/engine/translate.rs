@@ -12,9 +12,9 @@ pub fn netmap(addr: Ipv4Addr, to: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from((u32::from(addr) & !mask) | u32::from(to.network()))
 }
 
-/// The one's-complement sum of a prefix's first 64 bits (the part NPTv6 may change).
-fn prefix_sum(p: Ipv6Net) -> u32 {
-    checksum::sum(&p.network().octets()[..8], 0)
+/// The first 64 bits of a prefix: all NPTv6 (at most /48) may change.
+fn high(p: Ipv6Net) -> [u8; 8] {
+    p.network().octets()[..8].try_into().expect("8 bytes")
 }
 
 /// NPTv6 (RFC 6296) from `from` to `to` (equal lengths, at most /48): the prefix is replaced and
@@ -25,15 +25,7 @@ pub fn nptv6(addr: Ipv6Addr, from: Ipv6Net, to: Ipv6Net) -> Option<Ipv6Addr> {
     let mask = u128::from(to.netmask());
     let mut out = ((u128::from(addr) & !mask) | u128::from(to.network())).to_be_bytes();
     let word = u16::from_ne_bytes([out[6], out[7]]);
-    if word == 0xffff {
-        return None;
-    }
-    // w' = w + sum(from) - sum(to), in one's complement: sum(new address) == sum(old address).
-    let adjusted = checksum::sum(&word.to_ne_bytes(), prefix_sum(from) + (0xffff - prefix_sum(to)));
-    let mut w = adjusted as u16;
-    if w == 0xffff {
-        w = 0;
-    }
+    let w = checksum::nptv6_word(word, checksum::nptv6_adjust(&high(from), &high(to)))?;
     out[6..8].copy_from_slice(&w.to_ne_bytes());
     Some(Ipv6Addr::from(out))
 }

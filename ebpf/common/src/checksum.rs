@@ -60,6 +60,25 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
     acc as u32
 }
 
+/// NPTv6's `adjust` (RFC 6296 section 3.2) for a translation from prefix `from` to prefix `to`
+/// (their first 64 bits): what the word at bits 48-63 gains so the address sum is unchanged.
+pub fn nptv6_adjust(from: &[u8; 8], to: &[u8; 8]) -> u32 {
+    sum(from, 0) + (0xffff - sum(to, 0))
+}
+
+/// NPTv6's new word at bits 48-63: `word`, as it sits in the translated address (read as
+/// native), plus `adjust`, in one's complement; 0xFFFF is written as 0. `None` for a word of
+/// 0xFFFF, which cannot be translated back unambiguously (section 3.5). Both engines call
+/// this, so they agree bit for bit.
+#[inline(always)]
+pub fn nptv6_word(word: u16, adjust: u32) -> Option<u16> {
+    if word == 0xffff {
+        return None;
+    }
+    let w = fold(adjust + word as u32);
+    Some(if w == 0xffff { 0 } else { w })
+}
+
 /// The finished checksum of a running [`sum`].
 #[inline(always)]
 pub fn finish(sum: u32) -> u16 {

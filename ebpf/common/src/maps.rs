@@ -14,6 +14,11 @@ pub const MAP_NAT_SRC_V4: [&str; 2] = ["NAT_SRC_V4_0", "NAT_SRC_V4_1"];
 pub const MAP_NAT_DST_V4: [&str; 2] = ["NAT_DST_V4_0", "NAT_DST_V4_1"];
 pub const MAP_FIB_V4: [&str; 2] = ["FIB_V4_0", "FIB_V4_1"];
 pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
+pub const MAP_LOCAL_V6: [&str; 2] = ["LOCAL_V6_0", "LOCAL_V6_1"];
+pub const MAP_NPT_SRC_V6: [&str; 2] = ["NPT_SRC_V6_0", "NPT_SRC_V6_1"];
+pub const MAP_NPT_DST_V6: [&str; 2] = ["NPT_DST_V6_0", "NPT_DST_V6_1"];
+pub const MAP_FIB_V6: [&str; 2] = ["FIB_V6_0", "FIB_V6_1"];
+pub const MAP_RULES_V6: [&str; 2] = ["RULES_V6_0", "RULES_V6_1"];
 pub const MAP_RULE_HITS: &str = "RULE_HITS";
 pub const MAP_PORT_COUNTERS: &str = "PORT_COUNTERS";
 /// `TX_PORTS[slot]`: the devmap the program redirects through, port slot → ifindex.
@@ -23,6 +28,7 @@ pub const MAP_TX_PORTS: &str = "TX_PORTS";
 /// `ACTIVE[1..3]` hold the digest of the config installed (userspace's, across restarts).
 pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_NEIGH_V4: &str = "NEIGH_V4";
+pub const MAP_NEIGH_V6: &str = "NEIGH_V6";
 pub const MAP_NEIGH_MISS: &str = "NEIGH_MISS";
 pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_STATS: &str = "STATS";
@@ -45,6 +51,10 @@ pub const MAX_FLOWS: u32 = 131_072;
 /// slow path): the scan is bounded so the verifier can prove it ends.
 pub const MAX_RULES: u32 = 4096;
 pub const MAX_RULES_PER_VRF: u32 = 64;
+/// IPv6 policy rules the program holds, in all VRFs (the same bounds as IPv4).
+pub const MAX_RULES_V6: u32 = MAX_RULES;
+/// NPTv6 prefixes, per direction.
+pub const MAX_NPT_PREFIXES: u32 = 1024;
 /// Bytes of the ring buffer that carries neighbor misses to userspace (a power of two pages).
 pub const NEIGH_MISS_BYTES: u32 = 64 * 1024;
 /// Receive queues per port with a slow-path socket.
@@ -83,6 +93,9 @@ pub struct Port {
     /// the VRF denies everything. Kept here so classifying costs no lookup of its own.
     pub rules_first: u16,
     pub rules_count: u16,
+    /// The same for IPv6 packets: `RULES_V6[rules6_first..rules6_first + rules6_count]`.
+    pub rules6_first: u16,
+    pub rules6_count: u16,
 }
 
 /// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
@@ -103,6 +116,54 @@ impl V4Key {
     pub const fn new(vrf: u32, addr: [u8; 4]) -> Self {
         Self { vrf_be: vrf.to_be(), addr }
     }
+}
+
+/// Key of the per-VRF IPv6 tables (`LOCAL_V6` exactly, `NPT_*_V6` and `FIB_V6` as LPM data),
+/// laid out as [`V4Key`]: in an LPM trie the prefix length is `32 + prefix_len`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct V6Key {
+    pub vrf_be: u32,
+    pub addr: [u8; 16],
+}
+
+impl V6Key {
+    pub const VRF_BITS: u32 = 32;
+
+    pub const fn new(vrf: u32, addr: [u8; 16]) -> Self {
+        Self { vrf_be: vrf.to_be(), addr }
+    }
+}
+
+/// Value of `NPT_SRC_V6` / `NPT_DST_V6`: a checksum-neutral IPv6 prefix translation (RFC 6296)
+/// of a prefix of at most /48, so only the first 64 bits change. The translated address is
+/// `(hi & !mask) | to` for its first 64 bits (read as native from network order), with the
+/// 16-bit word at bits 48-63 then adjusted by [`crate::checksum::nptv6_word`] with `adjust`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Npt6 {
+    pub to: u64,
+    pub mask: u64,
+    /// One's-complement sum of the source prefix plus the complement of the target's.
+    pub adjust: u32,
+    pub vrf_out: u32,
+}
+
+/// Value of `FIB_V6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route6 {
+    pub ifindex: u32,
+    /// All zero: on-link.
+    pub nexthop: [u8; 16],
+}
+
+/// Key of `NEIGH_V6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Neigh6Key {
+    pub ifindex: u32,
+    pub addr: [u8; 16],
 }
 
 /// Value of `NAT_SRC_V4` / `NAT_DST_V4`: a stateless 1:1 prefix translation (netmap).
@@ -211,13 +272,17 @@ pub const RULE_COUNT: u8 = 3;
 pub const RULE_NETMAP: u8 = 4;
 /// Forward untranslated to `via_ifindex` / `via_nexthop`.
 pub const RULE_ROUTE_VIA: u8 = 5;
-/// Decides "no translation" for IPv4 (an NPTv6 rule, which only translates IPv6).
+/// Decides "no translation": an NPTv6 rule for IPv4, a netmap rule for IPv6.
 pub const RULE_NO_TRANSLATION: u8 = 6;
+/// Translate by the NPTv6 tables (`NPT_SRC_V6`, else `NPT_DST_V6`, in the packet's VRF).
+pub const RULE_NPT6: u8 = 7;
 
 /// `PolicyRule::flags`.
 pub const RULE_PROTO: u8 = 1;
 pub const RULE_SPORTS: u8 = 2;
 pub const RULE_DPORTS: u8 = 4;
+/// `PolicyRule6::flags`: the route-via next hop is the IPv4 address in `via_nexthop[..4]`.
+pub const RULE_VIA_V4: u8 = 8;
 
 /// `RULES[i]`: one policy rule, in order within its VRF (see `Port::rules_first`). Prefixes as
 /// value/mask in network order (mask 0: any); port ranges inclusive, host order.
@@ -244,9 +309,42 @@ pub struct PolicyRule {
     pub _pad: u8,
 }
 
+/// `RULES_V6[i]`: one policy rule as IPv6 packets are scanned by it (rules on IPv4 prefixes
+/// are left out). Prefixes as value/mask, each the address's two halves read as native `u64`s
+/// from network order; mask 0: any.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRule6 {
+    pub src: [u64; 2],
+    pub src_mask: [u64; 2],
+    pub dst: [u64; 2],
+    pub dst_mask: [u64; 2],
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+    pub via_ifindex: u32,
+    pub index: u32,
+    /// All zero: on-link. IPv4 (`RULE_VIA_V4`): the first four bytes.
+    pub via_nexthop: [u8; 16],
+    pub proto: u8,
+    pub flags: u8,
+    pub action: u8,
+    pub _pad: [u8; 5],
+}
+
 // The layouts both compilers must agree on.
 const _: () = {
-    assert!(size_of::<Port>() == 20);
+    assert!(size_of::<Port>() == 24);
+    assert!(offset_of!(Port, rules6_first) == 20);
+    assert!(size_of::<V6Key>() == 20);
+    assert!(size_of::<Npt6>() == 24);
+    assert!(size_of::<Route6>() == 20);
+    assert!(size_of::<Neigh6Key>() == 20);
+    assert!(size_of::<PolicyRule6>() == 104);
+    assert!(offset_of!(PolicyRule6, via_ifindex) == 72);
+    assert!(offset_of!(PolicyRule6, via_nexthop) == 80);
+    assert!(offset_of!(PolicyRule6, proto) == 96);
     assert!(offset_of!(Port, rules_first) == 16);
     assert!(offset_of!(Port, mac) == 4);
     assert!(offset_of!(Port, role) == 10);
@@ -289,6 +387,11 @@ mod pod {
     unsafe impl aya::Pod for super::Flow {}
     unsafe impl aya::Pod for super::PolicyRule {}
     unsafe impl aya::Pod for super::PortCounters {}
+    unsafe impl aya::Pod for super::V6Key {}
+    unsafe impl aya::Pod for super::Npt6 {}
+    unsafe impl aya::Pod for super::Route6 {}
+    unsafe impl aya::Pod for super::Neigh6Key {}
+    unsafe impl aya::Pod for super::PolicyRule6 {}
 }
 
 #[cfg(test)]

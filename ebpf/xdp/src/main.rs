@@ -1,6 +1,6 @@
-//! The hutong XDP program: stateless netmap between legacy VRFs and the extranet, per-VRF LPM
-//! routing, neighbor lookup, TTL decrement with incremental checksums, and a redirect to the
-//! egress port. Established NAT sessions are forwarded here too, by the flows the slow path
+//! The hutong XDP program: stateless netmap between legacy VRFs and the extranet (NPTv6 for
+//! IPv6, in `ipv6`), per-VRF LPM routing, neighbor lookup, TTL decrement with incremental
+//! checksums, and a redirect to the egress port. Established NAT sessions are forwarded here too, by the flows the slow path
 //! writes into `FLOWS` once the userspace engine has decided a connection's first packet.
 //! Everything the config does not publish is dropped and counted by reason.
 //!
@@ -11,6 +11,8 @@
 //! - all lookups happen before the first write, so a dropped packet leaves the program unmodified.
 #![no_std]
 #![no_main]
+
+mod ipv6;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -186,14 +188,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     match ethertype {
         ETH_P_IPV4 => {}
-        // IPv6 is the slow path's, parse and all (a tagged frame goes by its interface's port).
-        ETH_P_IPV6 => {
-            let port = unsafe { t.ports.get(ctx.ingress_ifindex() as u32) };
-            if let Some(p) = port {
-                count_port(ctx, p.slot, false);
-            }
-            return Ok(slow_path(ctx, port.map_or(u16::MAX, |p| p.slot)));
-        }
+        ETH_P_IPV6 => return ipv6::forward6(ctx, &t, l3, tagged),
         ETH_P_ARP => {
             let ifindex = ctx.ingress_ifindex() as u32;
             let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
@@ -491,8 +486,6 @@ fn classify(
 fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
     let rules = if generation == 0 { &RULES_0 } else { &RULES_1 };
     let (first, count) = (span >> 16, span & 0xffff);
-    let proto = (word >> 32) as u8;
-    let (sp, dp) = ((word >> 16) as u16, word as u16);
     let delta = if word & SCAN_UNDO != 0 { u64::MAX } else { 1 };
     for i in 0..MAX_RULES_PER_VRF {
         if i >= count {
@@ -503,20 +496,8 @@ fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
         if src & r.src_mask != r.src || dst & r.dst_mask != r.dst {
             continue;
         }
-        if r.flags & RULE_PROTO != 0 && r.proto != proto {
+        if !l4_matches(r.flags, r.proto, r.sport_lo, r.sport_hi, r.dport_lo, r.dport_hi, word) {
             continue;
-        }
-        if r.flags & (RULE_SPORTS | RULE_DPORTS) != 0 {
-            // A rule on ports cannot match a packet whose ports are unknown.
-            if word & SCAN_PORTS == 0 {
-                continue;
-            }
-            if r.flags & RULE_SPORTS != 0 && (sp < r.sport_lo || sp > r.sport_hi) {
-                continue;
-            }
-            if r.flags & RULE_DPORTS != 0 && (dp < r.dport_lo || dp > r.dport_hi) {
-                continue;
-            }
         }
         count_rule(r.index, delta);
         if r.action != RULE_COUNT {
@@ -524,6 +505,36 @@ fn scan(generation: u32, span: u32, src: u32, dst: u32, word: u64) -> u32 {
         }
     }
     NO_RULE
+}
+
+/// Whether a rule's protocol and port ranges (by its `flags`) admit the packet described by a
+/// scan word: destination port in bits 0-15, source port 16-31, protocol 32-39, `SCAN_PORTS`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn l4_matches(
+    flags: u8,
+    proto: u8,
+    sport_lo: u16,
+    sport_hi: u16,
+    dport_lo: u16,
+    dport_hi: u16,
+    word: u64,
+) -> bool {
+    if flags & RULE_PROTO != 0 && proto != (word >> 32) as u8 {
+        return false;
+    }
+    if flags & (RULE_SPORTS | RULE_DPORTS) == 0 {
+        return true;
+    }
+    // A rule on ports cannot match a packet whose ports are unknown.
+    if word & SCAN_PORTS == 0 {
+        return false;
+    }
+    let (sp, dp) = ((word >> 16) as u16, word as u16);
+    if flags & RULE_SPORTS != 0 && (sp < sport_lo || sp > sport_hi) {
+        return false;
+    }
+    !(flags & RULE_DPORTS != 0 && (dp < dport_lo || dp > dport_hi))
 }
 
 /// The IPv4 header's TTL decrement and new addresses, with its checksum updated incrementally,

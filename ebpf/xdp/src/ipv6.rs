@@ -1,0 +1,375 @@
+//! IPv6 in the program: the gateway's own, link-scope and multicast addresses to the host stack
+//! (NDP lives there), policy rules, NPTv6 (RFC 6296), per-VRF LPM routing, neighbor lookup,
+//! hop-limit decrement and the redirect. As the userspace engine does for the same packet; what
+//! the program leaves out goes to the slow path unmodified: extension headers (fragments
+//! included), hop limit 1 and below, ICMPv6 errors, and packets over the egress MTU.
+//!
+//! IPv6 has no header checksum, and NPTv6 is checksum-neutral, so the only checksum work is the
+//! transport checksum's, done with the same `replace16` as userspace so both give equal bytes.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    programs::XdpContext,
+};
+use hutong_common::{
+    Drop, MAX_LOCAL, MAX_NEIGHBORS, MAX_NPT_PREFIXES, MAX_ROUTES, MAX_RULES_PER_VRF, MAX_RULES_V6, Neigh,
+    Neigh6Key, NeighKey, Npt6, PORT_SLOW, PolicyRule6, Port, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NPT6,
+    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, RULE_VIA_V4, Route6, Stat, V6Key, checksum,
+};
+
+use crate::{
+    ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, NEIGH_MISS, NEIGH_V4, NO_RULE, SCAN_PORTS, SCAN_UNDO, STATS, Tables,
+    count, count_port, count_rule, ptr_at, slow_path, tagged_frame, transmit,
+};
+
+#[map]
+pub static LOCAL_V6_0: HashMap<V6Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
+#[map]
+pub static LOCAL_V6_1: HashMap<V6Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
+#[map]
+pub static NPT_SRC_V6_0: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
+#[map]
+pub static NPT_SRC_V6_1: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
+#[map]
+pub static NPT_DST_V6_0: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
+#[map]
+pub static NPT_DST_V6_1: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
+#[map]
+pub static FIB_V6_0: LpmTrie<V6Key, Route6> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+pub static FIB_V6_1: LpmTrie<V6Key, Route6> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+pub static RULES_V6_0: Array<PolicyRule6> = Array::with_max_entries(MAX_RULES_V6, 0);
+#[map]
+pub static RULES_V6_1: Array<PolicyRule6> = Array::with_max_entries(MAX_RULES_V6, 0);
+#[map]
+pub static NEIGH_V6: HashMap<Neigh6Key, Neigh> = HashMap::with_max_entries(MAX_NEIGHBORS, 0);
+
+/// One generation of the IPv6 tables (see `crate::tables`).
+pub struct Tables6 {
+    pub local: &'static HashMap<V6Key, u8>,
+    pub npt_src: &'static LpmTrie<V6Key, Npt6>,
+    pub npt_dst: &'static LpmTrie<V6Key, Npt6>,
+    pub fib: &'static LpmTrie<V6Key, Route6>,
+    pub rules: &'static Array<PolicyRule6>,
+}
+
+/// The generation `generation` of the IPv6 tables. Chosen by branches, never through a table
+/// of map references: those would sit in .rodata, where map relocations do not reach.
+#[inline(always)]
+fn tables6(generation: u32) -> Tables6 {
+    if generation & 1 == 0 {
+        Tables6 {
+            local: &LOCAL_V6_0,
+            npt_src: &NPT_SRC_V6_0,
+            npt_dst: &NPT_DST_V6_0,
+            fib: &FIB_V6_0,
+            rules: &RULES_V6_0,
+        }
+    } else {
+        Tables6 {
+            local: &LOCAL_V6_1,
+            npt_src: &NPT_SRC_V6_1,
+            npt_dst: &NPT_DST_V6_1,
+            fib: &FIB_V6_1,
+            rules: &RULES_V6_1,
+        }
+    }
+}
+
+const IPPROTO_ICMPV6: u8 = 58;
+const IPV6_HLEN: usize = 40;
+/// The L4 header of an untagged IPv6 packet without extension headers: a constant offset.
+const L4: usize = ETH_LEN + IPV6_HLEN;
+
+/// Validates the IPv6 header at `l3` and, without extension headers, the transport header, as
+/// `dataplane::packet::parse` does. Returns the datagram's length and its next header.
+/// Extension headers are walked by the slow path alone.
+#[inline(always)]
+fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
+    let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l3)? };
+    // The whole fixed header must be there.
+    ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;
+    if h[0] >> 4 != 6 {
+        return Err(Drop::Malformed);
+    }
+    let len = IPV6_HLEN + u16::from_be_bytes([h[4], h[5]]) as usize;
+    if l3 + len > ctx.data_end() - ctx.data() {
+        return Err(Drop::Malformed);
+    }
+    let next = h[6];
+    let need = match next {
+        IPPROTO_TCP => 20,
+        IPPROTO_UDP | IPPROTO_ICMPV6 => 8,
+        _ => 0,
+    };
+    let l4 = l3 + IPV6_HLEN;
+    let end = l3 + (len & 0x1ffff);
+    if l4 + need > end {
+        return Err(Drop::Malformed);
+    }
+    if next == IPPROTO_TCP {
+        let data_off = ((unsafe { *ptr_at::<u8>(ctx, l4 + 12)? } >> 4) as usize) * 4;
+        if data_off < 20 || l4 + data_off > end {
+            return Err(Drop::Malformed);
+        }
+    }
+    Ok((len, next))
+}
+
+/// Hop-by-hop, routing, fragment and destination options: the headers the slow path walks.
+#[inline(always)]
+fn is_extension(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 60)
+}
+
+/// Multicast (ff00::/8) or link-local unicast (fe80::/10): never forwarded, the host stack's.
+#[inline(always)]
+fn link_scope(a: &[u8; 16]) -> bool {
+    a[0] == 0xff || (a[0] == 0xfe && a[1] & 0xc0 == 0x80)
+}
+
+/// The IPv6 part of the program, from the frame's EtherType on (`l3`: where the IPv6 header
+/// starts; `tagged`: it carries an 802.1Q tag).
+#[inline(always)]
+pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result<u32, Drop> {
+    let (len, next) = validate(ctx, l3)?;
+    let port = unsafe { t.ports.get(ctx.ingress_ifindex() as u32) }.ok_or(Drop::UnknownPort)?;
+    count_port(ctx, port.slot, false);
+    if tagged {
+        return tagged_frame(ctx, port);
+    }
+    let t6 = tables6(t.epoch);
+    let hop_limit = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + 7)? };
+    let src = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_LEN + 8)? };
+    let dst = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_LEN + 24)? };
+    let vrf = port.vrf;
+
+    // --- the host stack's: our own addresses, and link-scope and multicast (NDP, MLD, RA) ---------
+    if link_scope(&dst) || unsafe { t6.local.get(V6Key::new(vrf, dst)) }.is_some() {
+        count(&STATS, Stat::ToHost as u32);
+        return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
+    }
+    // RFC 4291 2.5.2 and 2.5.6: the unspecified and link-local sources never leave their link.
+    if src == [0; 16] || link_scope(&src) {
+        return Err(Drop::NoRoute);
+    }
+    // Extension headers (fragments among them), hop-limit expiry and ICMPv6 errors (RFC 4443,
+    // quoting a packet NPTv6 may have to translate back) are the slow path's.
+    if is_extension(next) || hop_limit <= 1 || port.flags & PORT_SLOW != 0 {
+        return Ok(slow_path(ctx, port.slot));
+    }
+    let ports = match next {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let p = unsafe { *ptr_at::<[u8; 4]>(ctx, L4)? };
+            Some((u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])))
+        }
+        IPPROTO_ICMPV6 => {
+            if unsafe { *ptr_at::<u8>(ctx, L4)? } < 128 {
+                return Ok(slow_path(ctx, port.slot));
+            }
+            None
+        }
+        _ => None,
+    };
+
+    // --- classify, translate ------------------------------------------------------------------
+    let halves = |a: &[u8; 16]| {
+        (
+            u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+            u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+        )
+    };
+    let (s, d) = (halves(&src), halves(&dst));
+    let decided = classify6(t.epoch & 1, port, s, d, next, ports, false)?;
+    let (new_src, new_dst, out_vrf) = match decided.action {
+        RULE_NPT6 => {
+            if let Some(n) = t6.npt_src.get(Key::new(V6Key::VRF_BITS + 128, V6Key::new(vrf, src))) {
+                (npt(&src, n).ok_or(Drop::NoTranslation)?, dst, n.vrf_out)
+            } else if let Some(n) = t6.npt_dst.get(Key::new(V6Key::VRF_BITS + 128, V6Key::new(vrf, dst))) {
+                (src, npt(&dst, n).ok_or(Drop::NoTranslation)?, n.vrf_out)
+            } else {
+                return Err(Drop::NoTranslation);
+            }
+        }
+        RULE_PERMIT | RULE_ROUTE_VIA => (src, dst, vrf),
+        _ => return Err(Drop::NoTranslation),
+    };
+
+    // --- route (or the rule's fixed next hop), MTU, next hop -------------------------------------
+    let (out_ifindex, nexthop) = if decided.action == RULE_ROUTE_VIA {
+        (decided.via_ifindex, decided.via_nexthop)
+    } else {
+        let r =
+            t6.fib.get(Key::new(V6Key::VRF_BITS + 128, V6Key::new(out_vrf, new_dst))).ok_or(Drop::NoRoute)?;
+        (r.ifindex, r.nexthop)
+    };
+    let out_port = unsafe { t.ports.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
+    let src_mac = out_port.mac;
+    // Over the egress MTU: packet-too-big is the slow path's (IPv6 routers never fragment). It
+    // classifies the packet again, so the hits counted here are taken back.
+    if len > out_port.mtu as usize {
+        let _ = classify6(t.epoch & 1, port, s, d, next, ports, true);
+        return Ok(slow_path(ctx, port.slot));
+    }
+    let dst_mac = if decided.via_v4 {
+        let key = NeighKey { ifindex: out_ifindex, addr: [nexthop[0], nexthop[1], nexthop[2], nexthop[3]] };
+        let Some(n) = (unsafe { NEIGH_V4.get(key) }) else {
+            let _ = NEIGH_MISS.output(key, 0);
+            return Err(Drop::NoNeighbor);
+        };
+        n.mac
+    } else {
+        let key =
+            Neigh6Key { ifindex: out_ifindex, addr: if nexthop == [0; 16] { new_dst } else { nexthop } };
+        let Some(n) = (unsafe { NEIGH_V6.get(key) }) else {
+            let _ = NEIGH_MISS.output(key, 0);
+            return Err(Drop::NoNeighbor);
+        };
+        n.mac
+    };
+
+    // --- rewrite (no drops past this point) ------------------------------------------------------
+    let csum_at = match next {
+        IPPROTO_TCP => Some(L4 + 16),
+        IPPROTO_UDP => Some(L4 + 6),
+        IPPROTO_ICMPV6 => Some(L4 + 2),
+        _ => None,
+    };
+    for (old, new, at) in [(&src, &new_src, ETH_LEN + 8), (&dst, &new_dst, ETH_LEN + 24)] {
+        if old == new {
+            continue;
+        }
+        if let Some(c) = csum_at {
+            let p = ptr_at::<u16>(ctx, c)?;
+            let mut v = checksum::replace16(unsafe { p.read_unaligned() }, old, new);
+            // UDP over IPv6 always carries a checksum; a computed zero is sent as 0xffff.
+            if next == IPPROTO_UDP && v == 0 {
+                v = 0xffff;
+            }
+            unsafe { p.write_unaligned(v) };
+        }
+        unsafe { ptr_at::<[u8; 16]>(ctx, at)?.write_unaligned(*new) };
+    }
+    unsafe {
+        ptr_at::<u8>(ctx, ETH_LEN + 7)?.write(hop_limit - 1);
+        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
+        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
+    }
+    count(&STATS, Stat::Forwarded as u32);
+    count_port(ctx, out_port.slot, true);
+    Ok(transmit(out_port.slot, out_ifindex))
+}
+
+/// NPTv6 of `addr` by `n`: the first 64 bits get the new prefix and the adjusted word, exactly
+/// as `dataplane::engine::translate::nptv6` computes them. `None`: not translatable.
+#[inline(always)]
+fn npt(addr: &[u8; 16], n: &Npt6) -> Option<[u8; 16]> {
+    let hi = u64::from_ne_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7]]);
+    let mut out = *addr;
+    let b = ((hi & !n.mask) | n.to).to_ne_bytes();
+    let w = checksum::nptv6_word(u16::from_ne_bytes([b[6], b[7]]), n.adjust)?.to_ne_bytes();
+    out[..6].copy_from_slice(&b[..6]);
+    out[6] = w[0];
+    out[7] = w[1];
+    Some(out)
+}
+
+/// What classification decided for an IPv6 packet.
+struct Decided {
+    action: u8,
+    via_ifindex: u32,
+    via_nexthop: [u8; 16],
+    via_v4: bool,
+}
+
+/// `scan6`'s packed word: `scan`'s (ports, protocol, `SCAN_PORTS`, `SCAN_UNDO`), and above it
+/// the table generation and the VRF's span of rules (count 7 bits, first 13 bits): five
+/// scalars carry the two addresses and all of this.
+const SCAN_GENERATION: u64 = 1 << 42;
+const SCAN_COUNT_SHIFT: u64 = 43;
+const SCAN_FIRST_SHIFT: u64 = 50;
+
+/// Classifies by the port VRF's IPv6 rules, as `crate::classify` does for IPv4.
+#[inline(always)]
+fn classify6(
+    generation: u32,
+    port: &Port,
+    src: (u64, u64),
+    dst: (u64, u64),
+    proto: u8,
+    ports: Option<(u16, u16)>,
+    undo: bool,
+) -> Result<Decided, Drop> {
+    let (sp, dp, has) = ports.map_or((0u64, 0u64, 0), |(s, d)| (s as u64, d as u64, SCAN_PORTS));
+    let word = ((port.rules6_first as u64) << SCAN_FIRST_SHIFT)
+        | ((port.rules6_count as u64 & 0x7f) << SCAN_COUNT_SHIFT)
+        | if generation != 0 { SCAN_GENERATION } else { 0 }
+        | if undo { SCAN_UNDO } else { 0 }
+        | has
+        | ((proto as u64) << 32)
+        | (sp << 16)
+        | dp;
+    let pos = scan6(src.0, src.1, dst.0, dst.1, word);
+    if pos == NO_RULE {
+        return Err(Drop::NoTranslation);
+    }
+    let r = tables6(generation).rules.get(pos).ok_or(Drop::NoTranslation)?;
+    match r.action {
+        RULE_DENY => Err(Drop::PolicyDeny),
+        action => Ok(Decided {
+            action,
+            via_ifindex: r.via_ifindex,
+            via_nexthop: r.via_nexthop,
+            via_v4: r.flags & RULE_VIA_V4 != 0,
+        }),
+    }
+}
+
+/// Scans a VRF's IPv6 rules in order (see `crate::scan`); every argument a scalar, so the
+/// verifier walks the bounded loop once, apart from the rest of the program.
+#[inline(never)]
+fn scan6(src_hi: u64, src_lo: u64, dst_hi: u64, dst_lo: u64, word: u64) -> u32 {
+    let rules = if word & SCAN_GENERATION == 0 { &RULES_V6_0 } else { &RULES_V6_1 };
+    let first = (word >> SCAN_FIRST_SHIFT) as u32 & 0x1fff;
+    let count = (word >> SCAN_COUNT_SHIFT) as u32 & 0x7f;
+    let proto = (word >> 32) as u8;
+    let (sp, dp) = ((word >> 16) as u16, word as u16);
+    let delta = if word & SCAN_UNDO != 0 { u64::MAX } else { 1 };
+    for i in 0..MAX_RULES_PER_VRF {
+        if i >= count {
+            break;
+        }
+        let pos = first + i;
+        let Some(r) = rules.get(pos) else { break };
+        if src_hi & r.src_mask[0] != r.src[0]
+            || src_lo & r.src_mask[1] != r.src[1]
+            || dst_hi & r.dst_mask[0] != r.dst[0]
+            || dst_lo & r.dst_mask[1] != r.dst[1]
+        {
+            continue;
+        }
+        // `crate::l4_matches`, written out: as a call it costs this frame stack the verifier's
+        // 512-byte budget (main + subprogram) cannot spare.
+        if r.flags & RULE_PROTO != 0 && r.proto != proto {
+            continue;
+        }
+        if r.flags & (RULE_SPORTS | RULE_DPORTS) != 0 {
+            if word & SCAN_PORTS == 0 {
+                continue;
+            }
+            if r.flags & RULE_SPORTS != 0 && (sp < r.sport_lo || sp > r.sport_hi) {
+                continue;
+            }
+            if r.flags & RULE_DPORTS != 0 && (dp < r.dport_lo || dp > r.dport_hi) {
+                continue;
+            }
+        }
+        count_rule(r.index, delta);
+        if r.action != RULE_COUNT {
+            return pos;
+        }
+    }
+    NO_RULE
+}
