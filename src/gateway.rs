@@ -127,7 +127,7 @@ async fn serve(
     let Places { stats_file, pin_dir, pid_file, state_dir } = places;
     let nl = netlink::connect()?;
     let mut links = Vec::new();
-    for p in &config.ports {
+    for p in config.ports.iter().filter(|p| p.tunnel.is_none()) {
         links.push((p, netlink::link(&nl, &p.name).await?));
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
@@ -141,30 +141,32 @@ async fn serve(
     let mut handles = BTreeMap::new();
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
+        handles.insert(p.name.clone(), h);
+        // An untagged port's addresses go on its interface, where the kernel answers ARP/NDP
+        // for them. A VLAN port's cannot (the kernel has no VLAN device for it): the slow path
+        // answers for those.
+        if p.vlan.is_some() {
+            continue;
+        }
         for a in &p.addresses {
             netlink::add_address(&nl, h.ifindex, *a)
                 .await
                 .with_context(|| format!("adding {a} to {}", p.name))?;
         }
-        handles.insert(p.name.clone(), h);
     }
     let t = tables_for(&config, &handles, kind)?;
-    // The program counts ports by slot: the interface of each slot, for the metrics.
-    let slot_names: Vec<String> = t
-        .ports
-        .iter()
-        .map(|(ifindex, _)| {
-            handles.iter().find(|(_, h)| h.ifindex == *ifindex).map_or("?".into(), |(n, _)| n.clone())
-        })
-        .collect();
+    // The interfaces, in slot order: what the program attaches to, sends through and counts by.
+    let name_of = |ifindex: u32| -> String {
+        handles.iter().find(|(_, h)| h.ifindex == ifindex).map_or("?".into(), |(n, _)| n.clone())
+    };
+    let ifaces: Vec<(String, tables::PortHandle)> =
+        t.interfaces().map(|(ifindex, _)| (name_of(*ifindex), handles[&name_of(*ifindex)])).collect();
+    let slot_names: Vec<String> = ifaces.iter().map(|(n, _)| n.clone()).collect();
     if let Some(why) = &t.slow.all {
         eprintln!("hutong gateway {}: all traffic takes the slow path ({why})", config.gateway);
     }
     for (vrf, why) in &t.slow.vrfs {
         eprintln!("hutong gateway {}: VRF {vrf} takes the slow path ({why})", config.gateway);
-    }
-    for (iface, why) in &t.slow.ifaces {
-        eprintln!("hutong gateway {}: {iface} takes the slow path ({why})", config.gateway);
     }
 
     let (mut engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
@@ -182,18 +184,22 @@ async fn serve(
             config.gateway
         );
     }
-    let ports: BTreeSet<u32> = t.ports.iter().map(|(i, _)| *i).collect();
+    // The kernel resolves the interfaces' next hops; VLAN ports' are the slow path's.
+    let ports: BTreeSet<u32> =
+        t.ports.iter().map(|(i, _)| *i).filter(|i| hutong_common::vlan_port_of(*i).is_none()).collect();
     let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.next_hops());
-    for (name, h) in &handles {
+    for (name, h) in &ifaces {
         if engine.attach(h.ifindex, name)? {
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
         }
     }
-    let ordered: Vec<(String, tables::PortHandle)> =
-        config.ports.iter().filter_map(|p| handles.get(&p.name).map(|h| (p.name.clone(), *h))).collect();
+    // VLAN ports as the slow path's engine knows them: an interface (by slot) and a VLAN id.
+    let vlan_devs: Vec<(u32, usize, u16)> =
+        t.ports.iter().filter(|(_, p)| p.vlan != 0).map(|(dev, p)| (*dev, p.slot as usize, p.vlan)).collect();
+    let on = crate::slow_path::Interfaces { ports: ifaces.clone(), vlans: vlan_devs };
     let mut slow = crate::slow_path::SlowPath::start(
         &config,
-        &ordered,
+        &on,
         &mut engine,
         crate::slow_path::Handover { epoch, kept, offload: kind == EngineKind::Xdp },
         &pin_dir,
@@ -204,7 +210,7 @@ async fn serve(
     eprintln!(
         "hutong gateway {}: forwarding on {} ({} engine), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
         config.gateway,
-        handles.keys().cloned().collect::<Vec<_>>().join(", "),
+        slot_names.join(", "),
         kind.name(),
         config.netmaps.len(),
         config.routes.len()

@@ -92,13 +92,13 @@ impl Published {
 }
 
 impl SlowPath {
-    /// Opens a socket on each port, registers it with the program, and starts the thread.
-    /// `ports` are the config's ports in order with their interfaces; next hops the engine finds
-    /// unresolved are reported on `misses`, for the neighbor resolver. See [`Handover`] for
+    /// Opens a socket on each interface, registers it with the program, and starts the thread.
+    /// See [`Interfaces`] for what it runs on. Next hops the engine
+    /// finds unresolved are reported on `misses`, for the neighbor resolver. See [`Handover`] for
     /// what it shares with the program.
     pub fn start(
         config: &Config,
-        ports: &[(String, PortHandle)],
+        Interfaces { ports, vlans: vlan_devs }: &Interfaces,
         xdp: &mut XdpEngine,
         Handover { epoch, kept, offload }: Handover,
         pin_dir: &Path,
@@ -114,6 +114,7 @@ impl SlowPath {
         let ifaces: Vec<Iface> =
             ports.iter().map(|(name, h)| Iface { name: name.clone(), mac: h.mac }).collect();
         let ifindexes: Vec<u32> = ports.iter().map(|(_, h)| h.ifindex).collect();
+        debug_assert!(vlan_devs.iter().all(|(_, i, _)| *i < ifindexes.len()));
         let mut engine =
             Engine::new(config.clone(), ifaces).map_err(|e| anyhow::anyhow!("slow-path engine: {e:?}"))?;
         if offload {
@@ -136,10 +137,11 @@ impl SlowPath {
         let published = counters.clone();
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
+        let links = Links { ifindexes, vlan_devs: vlan_devs.to_vec() };
         let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
-            .spawn(move || run(socks, state, ifindexes, &neighbors, &flag, &misses, &published))?;
+            .spawn(move || run(socks, state, links, &neighbors, &flag, &misses, &published))?;
         Ok(SlowPath { stop, epoch: shared_epoch, config: config_handle, thread: Some(thread), counters })
     }
 
@@ -168,11 +170,46 @@ impl SlowPath {
     }
 }
 
+/// What the slow path runs on.
+pub struct Interfaces {
+    /// The interfaces, in slot order.
+    pub ports: Vec<(String, PortHandle)>,
+    /// The VLAN ports: their key in the program's tables (under which the program's neighbor
+    /// tables hold their neighbors), interface slot, VLAN id.
+    pub vlans: Vec<(u32, usize, u16)>,
+}
+
+/// The kernel's interfaces as the engine knows them.
+struct Links {
+    /// The engine's interfaces' ifindexes, by engine index (= slot).
+    ifindexes: Vec<u32>,
+    /// VLAN ports: (key in the program's tables, engine interface, VLAN id).
+    vlan_devs: Vec<(u32, usize, u16)>,
+}
+
+impl Links {
+    /// Where a kernel neighbor entry's interface is in the engine: interface and VLAN.
+    fn engine_port(&self, ifindex: u32) -> Option<(usize, Option<u16>)> {
+        if let Some(i) = self.ifindexes.iter().position(|x| *x == ifindex) {
+            return Some((i, None));
+        }
+        self.vlan_devs.iter().find(|(d, _, _)| *d == ifindex).map(|(_, i, v)| (*i, Some(*v)))
+    }
+
+    /// The kernel interface holding the neighbors of an engine interface and VLAN.
+    fn kernel_ifindex(&self, iface: usize, vlan: Option<u16>) -> Option<u32> {
+        match vlan {
+            None => self.ifindexes.get(iface).copied(),
+            Some(v) => self.vlan_devs.iter().find(|(_, i, x)| *i == iface && *x == v).map(|(d, _, _)| *d),
+        }
+    }
+}
+
 /// Copies the program's neighbor tables (through their pins, IPv4 then IPv6) into the engine.
-fn sync_neighbors(engine: &mut Engine, ifindexes: &[u32], [pin4, pin6]: &[std::path::PathBuf; 2]) {
+fn sync_neighbors(engine: &mut Engine, links: &Links, [pin4, pin6]: &[std::path::PathBuf; 2]) {
     let mut set = |ifindex: u32, addr: IpAddr, mac: [u8; 6]| {
-        if let Some(i) = ifindexes.iter().position(|x| *x == ifindex) {
-            engine.set_neighbor(i, None, addr, mac);
+        if let Some((i, vlan)) = links.engine_port(ifindex) {
+            engine.set_neighbor(i, vlan, addr, mac);
         }
     };
     if let Ok(data) = MapData::from_pin(pin4) {
@@ -232,7 +269,7 @@ fn monotonic_ns() -> u64 {
 fn run(
     mut socks: Vec<AfXdpPort>,
     state: State,
-    ifindexes: Vec<u32>,
+    links: Links,
     neighbors: &[std::path::PathBuf; 2],
     stop: &AtomicBool,
     misses: &UnboundedSender<NextHop>,
@@ -248,7 +285,7 @@ fn run(
     let mut batch: Vec<Packet> = Vec::with_capacity(BATCH as usize * socks.len());
     while !stop.load(Ordering::Relaxed) {
         if synced.elapsed() >= NEIGHBOR_SYNC {
-            sync_neighbors(&mut engine, &ifindexes, neighbors);
+            sync_neighbors(&mut engine, &links, neighbors);
             flows.tick(&mut table, engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
             publish(&engine, &flows);
             synced = Instant::now();
@@ -272,12 +309,12 @@ fn run(
         // Before anything is sent: a freed session's flows go before its port can answer anyone.
         let events = engine.nat_mut().take_events();
         let offloads = engine.take_offloads();
-        let ifindex = |i: usize| ifindexes.get(i).copied();
+        let ifindex = |i: usize| links.ifindexes.get(i).copied();
         let epoch = epoch.load(Ordering::SeqCst);
         flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
         let missed = engine.take_misses();
-        for (iface, _vlan, addr) in &missed {
-            if let Some(&ifindex) = ifindexes.get(*iface) {
+        for (iface, vlan, addr) in &missed {
+            if let Some(ifindex) = links.kernel_ifindex(*iface, *vlan) {
                 let _ = misses.send((ifindex, *addr));
             }
         }

@@ -21,6 +21,8 @@ use hutong_common::{Neigh, Neigh6Key, NeighKey};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 const SERVER: [u8; 4] = [198, 19, 0, 2];
+/// A server on the extranet's VLAN 7 (see `with_vlans`).
+const SERVER7: [u8; 4] = [198, 19, 7, 2];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x19, 2];
 /// IPv6 (see `with_ipv6`): legacy hosts in fd20::/64 (VRF 1), translated by NPTv6 to
 /// 2001:db8:20::/48; the server, also the extranet's next hop, at 2001:db8:19::2.
@@ -226,6 +228,7 @@ fn corpus(l_mac: [u8; 6], u_mac: [u8; 6]) -> Vec<Case> {
     lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
     add("LLDP".into(), 0, lldp);
     ipv6_cases(&mut rng, l_mac, u_mac, &mut add);
+    vlan_cases(&mut rng, l_mac, u_mac, &mut add);
     // Malformed and truncated: every cut of a TCP frame, and header fields broken one by one.
     let tcp = build((host_mac(5), l_mac), |b| {
         let mut v = Vec::new();
@@ -382,6 +385,107 @@ fn ipv6_cases(
     }
 }
 
+/// Frames in VLANs (see `with_vlans`): VLAN 100 on the legacy interface, VLAN 7 on the uplink,
+/// both ways, into and out of untagged ports and from one VLAN to the other; with priority
+/// bits, the 802.1ad TPID, an unknown VLAN, the gateway's own address and ARP in a VLAN.
+fn vlan_cases(
+    rng: &mut SmallRng,
+    l_mac: [u8; 6],
+    u_mac: [u8; 6],
+    add: &mut impl FnMut(String, usize, Vec<u8>),
+) {
+    let tag = |f: &[u8], tpid: u16, tci: u16| {
+        [&f[..12], &tpid.to_be_bytes()[..], &tci.to_be_bytes()[..], &f[12..]].concat()
+    };
+    for i in 0..200 {
+        let host = rng.random_range(1..=120u8);
+        let ttl =
+            if rng.random_range(0..10) == 0 { rng.random_range(0..=2) } else { rng.random_range(2..=255) };
+        let (sport, dport) = (rng.random::<u16>(), rng.random::<u16>());
+        let payload: Vec<u8> = (0..rng.random_range(0..40)).map(|_| rng.random()).collect();
+        // (frame's MACs, src, dst, interface, VLAN id or none)
+        let (eth, src, dst, iface, vid) = match rng.random_range(0..10) {
+            0..=4 => {
+                let dst = match rng.random_range(0..6) {
+                    0 => [10, 20, 0, 1],
+                    1 | 2 => SERVER7,
+                    _ => SERVER,
+                };
+                let vid = if rng.random_range(0..15) == 0 { 101 } else { 100 };
+                ((host_mac(host), l_mac), [10, 20, 0, host], dst, 0, Some(vid))
+            }
+            5..=7 => ((SERVER_MAC, u_mac), SERVER, [198, 18, 22, host], 1, None),
+            _ => ((SERVER_MAC, u_mac), SERVER7, [198, 18, 22, host], 1, Some(7)),
+        };
+        let kind = rng.random_range(0..3);
+        let f = build(eth, |b| {
+            let b = b.ipv4(src, dst, ttl);
+            let mut v = Vec::new();
+            match kind {
+                0 => b.udp(sport, dport).write(&mut v, &payload).unwrap(),
+                1 => b.tcp(sport, dport, 1, 1000).ack(1).write(&mut v, &payload).unwrap(),
+                _ => b.icmpv4_echo_request(sport, dport).write(&mut v, &payload).unwrap(),
+            }
+            v
+        });
+        let f = match vid {
+            None => f,
+            Some(v) => {
+                let tpid = if rng.random_range(0..8) == 0 { 0x88a8 } else { 0x8100 };
+                tag(&f, tpid, v | (rng.random_range(0..8u16) << 13))
+            }
+        };
+        add(format!("VLAN #{i} {vid:?} kind {kind} {src:?}->{dst:?} ttl {ttl}"), iface, f);
+    }
+    // ARP in VLAN 100 for the gateway's address there: the host stack's, tag and all.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&host_mac(9));
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&host_mac(9));
+    arp.extend_from_slice(&[10, 20, 0, 9, 0, 0, 0, 0, 0, 0, 10, 20, 0, 1]);
+    add("ARP in VLAN 100".into(), 0, tag(&arp, 0x8100, 100));
+}
+
+/// `config` with VLANs: VLAN 100 on the legacy interface is another legacy network, VRF 3, with
+/// the same 10.20.0.0/24 (netmapped to 198.18.22.0/24); VLAN 7 on the uplink is the extranet
+/// too, with a server at 198.19.7.2.
+fn with_vlans(mut config: dataplane::Config) -> dataplane::Config {
+    config.vrfs.push(dataplane::Vrf { id: 3, name: "vlan-office".into() });
+    let mut office = config.ports[0].clone();
+    office.vlan = Some(100);
+    office.vrf = 3;
+    let mut seven = config.ports[1].clone();
+    seven.vlan = Some(7);
+    seven.addresses = vec!["198.19.7.1/24".parse().unwrap()];
+    config.ports.extend([office, seven]);
+    config.netmaps.push(dataplane::Netmap {
+        inside_vrf: 3,
+        inside: "10.20.0.0/24".parse().unwrap(),
+        outside_vrf: 0,
+        outside: "198.18.22.0/24".parse().unwrap(),
+    });
+    config.policies.extend([
+        Rule { src: Some("10.20.0.0/24".parse().unwrap()), ..rule("vlan-out", 3, Action::Netmap) },
+        Rule { dst: Some("198.18.22.0/24".parse().unwrap()), ..rule("vlan-in", 0, Action::Netmap) },
+    ]);
+    config
+}
+
+#[test]
+fn vlans_in_the_program_match_the_userspace_engine() {
+    common::require_root("differential");
+    let config = with_vlans(common::demo_config());
+    config.validate().unwrap();
+    let t = differential("vlans", config);
+    assert!(
+        t.forwarded_tagged > 100,
+        "tagged frames must be forwarded by the program: {}",
+        t.forwarded_tagged
+    );
+    let [in_out, out_in, both] = t.vlan_paths;
+    assert!(in_out > 10 && out_in > 10 && both > 10, "every tag combination: {:?}", t.vlan_paths);
+}
+
 /// `config` with IPv6 added: addresses on both ports, NPTv6 between them, a default route, and
 /// IPv6 rules in both VRFs (counting, denying by ports, translating, and a route-via to an IPv4
 /// next hop).
@@ -512,6 +616,10 @@ struct Tally {
     slow: usize,
     policy_denied: usize,
     rule_hits: Vec<u64>,
+    /// Forwarded frames that arrived or left tagged, and of those: tagged in and untagged out,
+    /// untagged in and tagged out, tagged both ways.
+    forwarded_tagged: usize,
+    vlan_paths: [usize; 3],
     /// Of the IPv6 frames.
     forwarded6: usize,
     to_host6: usize,
@@ -531,6 +639,9 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
         _ => None,
     })
     .unwrap();
+    // The VLAN ports: their keys in the tables, interface (= slot here) and VLAN id.
+    let vlans: Vec<(u32, usize, u16)> =
+        t.ports.iter().filter(|(_, p)| p.vlan != 0).map(|(k, p)| (*k, p.slot as usize, p.vlan)).collect();
     assert!(t.slow.vrfs.is_empty() && t.slow.all.is_none(), "{name}: the program runs it all: {:?}", t.slow);
     let mut xdp = XdpEngine::load().unwrap();
     xdp.install(&t).unwrap();
@@ -577,6 +688,19 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
             .unwrap();
             user.set_neighbor(0, None, host6(h).into(), host_mac(h));
         }
+        // In the VLANs: the legacy hosts again in VLAN 100, a server in VLAN 7.
+        let mut n = xdp.neighbor_table().unwrap();
+        for (key, iface, vid) in &vlans {
+            let hosts: Vec<([u8; 4], [u8; 6])> = if *iface == 0 {
+                (2..=100u8).map(|h| ([10, 20, 0, h], host_mac(h))).collect()
+            } else {
+                vec![(SERVER7, SERVER_MAC)]
+            };
+            for (addr, mac) in hosts {
+                n.insert(NeighKey { ifindex: *key, addr }, Neigh { mac, _pad: [0; 2] }, 0).unwrap();
+                user.set_neighbor(*iface, Some(*vid), addr.into(), mac);
+            }
+        }
     }
 
     let cases = corpus(legacy.mac, uplink.mac);
@@ -585,6 +709,7 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
     let (mut forwarded, mut to_host, mut slow, mut dropped, mut policy_denied) = (0, 0, 0, 0, 0);
     // The same for IPv6 frames: [forwarded, to host, dropped, slow].
     let mut six = [0usize; 4];
+    let (mut forwarded_tagged, mut vlan_paths) = (0, [0usize; 3]);
     // The userspace engine's rule hits for the frames the program decided itself.
     let mut expected_hits = vec![0u64; rules];
     for (n, c) in cases.iter().enumerate() {
@@ -634,6 +759,14 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
                     fail("forwarded frames differ");
                 }
                 forwarded += 1;
+                let tagged = |f: &[u8]| matches!(f.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+                match (tagged(&c.frame), tagged(&out.frame)) {
+                    (true, false) => vlan_paths[0] += 1,
+                    (false, true) => vlan_paths[1] += 1,
+                    (true, true) => vlan_paths[2] += 1,
+                    (false, false) => {}
+                }
+                forwarded_tagged += (tagged(&c.frame) || tagged(&out.frame)) as usize;
                 six[0] += is_v6 as usize;
             }
             (action::PASS, Verdict::ToHost) => {
@@ -659,7 +792,8 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
     eprintln!(
         "differential ({name}): {} cases identical: {forwarded} forwarded, {to_host} to the host, {dropped} dropped \
          ({policy_denied} by policy), {slow} to the slow path (IPv6 of those: {} forwarded, {} to the host, {} \
-         dropped, {} to the slow path); rule hits {rule_hits:?}",
+         dropped, {} to the slow path; tagged: {forwarded_tagged} forwarded, {vlan_paths:?} (in, out, both)); \
+         rule hits {rule_hits:?}",
         cases.len(),
         six[0],
         six[1],
@@ -673,6 +807,8 @@ fn differential(name: &str, config: dataplane::Config) -> Tally {
         slow,
         policy_denied,
         rule_hits,
+        forwarded_tagged,
+        vlan_paths,
         forwarded6: six[0],
         to_host6: six[1],
         dropped6: six[2],

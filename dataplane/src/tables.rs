@@ -9,14 +9,14 @@ use std::{
 };
 
 use hutong_common::{
-    MAX_RULES, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6, PORT_FLOWS, PORT_SLOW,
-    PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS,
+    MAX_RULES, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6, PORT_BARE, PORT_FLOWS,
+    PORT_SLOW, PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS,
     RULE_NETMAP, RULE_NO_TRANSLATION, RULE_NPT6, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS,
-    RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum,
+    RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum, vlan_port_key,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::config::{Action, Config, Role, Rule};
+use crate::config::{Action, Config, PortConfig, Role, Rule};
 
 /// What the host knows about an interface the config names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,7 @@ pub type Lpm<K, V> = (u32, K, V);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tables {
+    /// `PORTS`: the interfaces first, in slot order, then the VLAN ports (see [`Tables::interfaces`]).
     pub ports: Vec<(u32, Port)>,
     pub local: Vec<V4Key>,
     pub nat_src: Vec<Lpm<V4Key, NetmapEntry>>,
@@ -60,6 +61,12 @@ pub enum TablesError {
 }
 
 impl Tables {
+    /// The interfaces (ifindex and entry), in slot order: what has a devmap entry and slow-path
+    /// sockets.
+    pub fn interfaces(&self) -> impl Iterator<Item = &(u32, Port)> {
+        self.ports.iter().filter(|(_, p)| p.vlan == 0)
+    }
+
     /// The configured next hops of both families, as the neighbor resolver takes them.
     pub fn next_hops(&self) -> Vec<(u32, IpAddr)> {
         let v4 = self.nexthops.iter().map(|k| (k.ifindex, IpAddr::from(k.addr)));
@@ -111,7 +118,7 @@ fn npt_entry(from: Ipv6Net, to: Ipv6Net, vrf_out: u32) -> Npt6 {
 
 /// One rule as the program scans it for IPv6 packets (the caller ruled out IPv4-only rules,
 /// and route-via rules the program cannot follow).
-fn policy_rule6(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandle>) -> PolicyRule6 {
+fn policy_rule6(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<u32>) -> PolicyRule6 {
     let prefix = |n: Option<IpNet>| match n {
         Some(IpNet::V6(n)) => (halves(n.network()), halves(n.netmask())),
         _ => ([0; 2], [0; 2]),
@@ -152,7 +159,7 @@ fn policy_rule6(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandl
 
 /// One rule as the program scans it (the caller ruled out IPv6-only rules, and route-via to a
 /// port the program cannot send on).
-fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandle>) -> PolicyRule {
+fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<u32>) -> PolicyRule {
     let prefix = |n: Option<IpNet>| match n {
         Some(IpNet::V4(n)) => {
             (u32::from_ne_bytes(n.network().octets()), u32::from_ne_bytes(n.netmask().octets()))
@@ -180,7 +187,7 @@ fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<PortHandle
         Action::Count => RULE_COUNT,
         Action::Netmap => RULE_NETMAP,
         Action::RouteVia { port, via } => {
-            p.via_ifindex = handle(port).map_or(0, |h| h.ifindex);
+            p.via_ifindex = handle(port).unwrap_or(0);
             if let Some(IpAddr::V4(a)) = via {
                 p.via_nexthop = a.octets();
             }
@@ -211,8 +218,8 @@ fn v4_only(r: &Rule) -> bool {
 }
 
 /// What of a config the program leaves to the slow path (the userspace engine behind AF_XDP).
-/// The program implements, on IPv4 untagged ports with one route per prefix, the policy rules
-/// (permit, deny, count, netmap, route-via to an untagged port; at most
+/// The program implements, on IPv4 and IPv6 ports (untagged or VLAN) with one route per
+/// prefix, the policy rules (permit, deny, count, netmap, NPTv6, route-via; at most
 /// [`MAX_RULES_PER_VRF`] per VRF) and the flows of established NAT sessions; anything else is
 /// marked here, and the affected ports send their traffic to the slow path after ARP, the
 /// gateway's own addresses and those flows.
@@ -222,8 +229,6 @@ pub struct SlowScope {
     pub all: Option<String>,
     /// VRFs whose ports go slow, with the first reason.
     pub vrfs: BTreeMap<u32, String>,
-    /// Interfaces carrying VLAN ports.
-    pub ifaces: BTreeMap<String, String>,
 }
 
 impl SlowScope {
@@ -242,9 +247,6 @@ impl SlowScope {
             if p.tunnel.is_some() {
                 s.all.get_or_insert(format!("tunnel port {}", p.key()));
             }
-            if p.vlan.is_some() {
-                s.ifaces.entry(p.name.clone()).or_insert(format!("VLAN port {}", p.key()));
-            }
         }
         let mut per_vrf: BTreeMap<u32, u32> = BTreeMap::new();
         for r in &config.policies {
@@ -254,10 +256,7 @@ impl SlowScope {
                 // New sessions are the userspace engine's.
                 Action::Napt { .. } | Action::Dnat => vrf(&mut s, r.vrf, why),
                 Action::RouteVia { port, via } => {
-                    let plain = config
-                        .ports
-                        .iter()
-                        .any(|p| p.key() == *port && p.vlan.is_none() && p.tunnel.is_none());
+                    let plain = config.ports.iter().any(|p| p.key() == *port && p.tunnel.is_none());
                     // An IPv6 next hop for IPv4 packets is beyond the program's IPv4 rules.
                     if !plain || matches!(via, Some(IpAddr::V6(_))) && !v6_only(r) {
                         vrf(&mut s, r.vrf, why);
@@ -290,12 +289,21 @@ impl SlowScope {
 
     /// Whether the program forwards nothing itself.
     pub fn is_everything(&self, config: &Config) -> bool {
-        self.all.is_some()
-            || config
-                .ports
-                .iter()
-                .all(|p| self.vrfs.contains_key(&p.vrf) || self.ifaces.contains_key(&p.name))
+        self.all.is_some() || config.ports.iter().all(|p| self.vrfs.contains_key(&p.vrf))
     }
+}
+
+/// A port's entry: `base` (MAC, slot, interface, VLAN) with its VRF, role, MTU and flags.
+fn port_entry(config: &Config, slow: &SlowScope, p: &PortConfig, base: Port) -> Port {
+    let role = match p.role {
+        Role::Legacy | Role::InternetAccess => ROLE_LEGACY,
+        Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
+    };
+    let is_slow = slow.all.is_some() || slow.vrfs.contains_key(&p.vrf);
+    let nat_vrf = config.nat_pools.iter().any(|n| n.inside_vrf == p.vrf || n.outside_vrf == p.vrf)
+        || config.services.iter().any(|s| s.inside_vrf == p.vrf || s.outside_vrf == p.vrf);
+    let flags = if is_slow { PORT_SLOW } else { 0 } | if nat_vrf { PORT_FLOWS } else { 0 };
+    Port { vrf: p.vrf, role, flags, mtu: p.mtu, ..base }
 }
 
 /// Builds the map contents. `resolve` maps an interface name to its ifindex and MAC.
@@ -309,50 +317,55 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
     let slow = SlowScope::of(config);
     let mut t = Tables::default();
     let mut handles = Vec::new();
-    for p in config.ports.iter().filter(|p| p.tunnel.is_none()) {
+    let physical: Vec<&PortConfig> = config.ports.iter().filter(|p| p.tunnel.is_none()).collect();
+    // The interfaces first, one entry each and in slot order: its untagged port, or a bare
+    // entry when it only carries VLANs.
+    for p in &physical {
         let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
-        handles.push((p.key(), h));
-        // One PORTS entry per interface: its untagged port, or its first VLAN port standing in.
         if t.ports.iter().any(|(i, _)| *i == h.ifindex) {
             continue;
         }
-        let untagged =
-            config.ports.iter().find(|q| q.name == p.name && q.vlan.is_none() && q.tunnel.is_none());
-        let q = untagged.unwrap_or(p);
-        let role = match q.role {
-            Role::Legacy | Role::InternetAccess => ROLE_LEGACY,
-            Role::Extranet | Role::Tunnel => ROLE_EXTRANET,
-        };
-        let is_slow =
-            slow.all.is_some() || slow.vrfs.contains_key(&q.vrf) || slow.ifaces.contains_key(&q.name);
-        let nat_vrf = config.nat_pools.iter().any(|n| n.inside_vrf == q.vrf || n.outside_vrf == q.vrf)
-            || config.services.iter().any(|s| s.inside_vrf == q.vrf || s.outside_vrf == q.vrf);
-        let flags = if is_slow { PORT_SLOW } else { 0 } | if nat_vrf { PORT_FLOWS } else { 0 };
         let slot = t.ports.len() as u16;
-        t.ports.push((
-            h.ifindex,
-            Port { vrf: q.vrf, mac: h.mac, role, flags, mtu: q.mtu, slot, ..Port::default() },
-        ));
-        if q.vlan.is_some() {
-            continue; // a VLAN port's addresses are reached tagged: slow path
-        }
-        for a in &q.addresses {
+        let bare = Port { mac: h.mac, flags: PORT_BARE, slot, parent: h.ifindex, ..Port::default() };
+        let port = match physical.iter().find(|q| q.name == p.name && q.vlan.is_none()) {
+            Some(q) => port_entry(config, &slow, q, bare),
+            None => bare,
+        };
+        t.ports.push((h.ifindex, port));
+    }
+    // Then the VLAN ports, by `vlan_port_key`, sending through their interface's slot. Every
+    // port's key is where routes, next hops and neighbors find it.
+    for p in &physical {
+        let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
+        let Some(vid) = p.vlan else {
+            handles.push((p.key(), h.ifindex));
+            continue;
+        };
+        let iface = t.ports.iter().find(|(i, _)| *i == h.ifindex).map(|(_, q)| *q).expect("added above");
+        let key = vlan_port_key(iface.slot, vid);
+        handles.push((p.key(), key));
+        let base = Port { mac: h.mac, slot: iface.slot, parent: h.ifindex, vlan: vid, ..Port::default() };
+        t.ports.push((key, port_entry(config, &slow, p, base)));
+    }
+    for p in &physical {
+        let ifindex = handles.iter().find(|(k, _)| *k == p.key()).map(|(_, i)| *i).expect("resolved");
+        for a in &p.addresses {
             // Connected routes: the prefix is on-link behind this port.
             match a {
                 IpNet::V4(a) => {
-                    t.local.push(V4Key::new(q.vrf, a.addr().octets()));
-                    let (bits, key) = lpm_key(q.vrf, a.trunc());
-                    t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop: [0; 4] }));
+                    t.local.push(V4Key::new(p.vrf, a.addr().octets()));
+                    let (bits, key) = lpm_key(p.vrf, a.trunc());
+                    t.fib.push((bits, key, Route { ifindex, nexthop: [0; 4] }));
                 }
                 IpNet::V6(a) => {
-                    t.local6.push(V6Key::new(q.vrf, a.addr().octets()));
-                    let (bits, key) = lpm_key6(q.vrf, a.trunc());
-                    t.fib6.push((bits, key, Route6 { ifindex: h.ifindex, nexthop: [0; 16] }));
+                    t.local6.push(V6Key::new(p.vrf, a.addr().octets()));
+                    let (bits, key) = lpm_key6(p.vrf, a.trunc());
+                    t.fib6.push((bits, key, Route6 { ifindex, nexthop: [0; 16] }));
                 }
             }
         }
     }
-    let handle = |key: &str| handles.iter().find(|(k, _)| k == key).map(|(_, h)| *h);
+    let handle = |key: &str| handles.iter().find(|(k, _)| k == key).map(|(_, i)| *i);
     // The netmaps whole: the rules decide who may use them, as in the userspace engine.
     for n in &config.netmaps {
         let (bits, key) = lpm_key(n.inside_vrf, n.inside);
@@ -397,7 +410,7 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         }
     }
     for r in &config.routes {
-        let Some(h) = handle(&r.port) else { continue };
+        let Some(port) = handle(&r.port) else { continue };
         let prefix = match r.prefix {
             IpNet::V4(p) => p,
             IpNet::V6(p) => {
@@ -409,9 +422,9 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
                 if t.fib6.iter().any(|(b, k, _)| *b == bits && *k == key) {
                     continue; // ECMP: the whole gateway is on the slow path
                 }
-                t.fib6.push((bits, key, Route6 { ifindex: h.ifindex, nexthop }));
+                t.fib6.push((bits, key, Route6 { ifindex: port, nexthop }));
                 if nexthop != [0; 16] {
-                    t.nexthops6.push(Neigh6Key { ifindex: h.ifindex, addr: nexthop });
+                    t.nexthops6.push(Neigh6Key { ifindex: port, addr: nexthop });
                 }
                 continue;
             }
@@ -424,9 +437,9 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         if t.fib.iter().any(|(b, k, _)| *b == bits && *k == key) {
             continue; // ECMP: the whole gateway is on the slow path
         }
-        t.fib.push((bits, key, Route { ifindex: h.ifindex, nexthop }));
+        t.fib.push((bits, key, Route { ifindex: port, nexthop }));
         if nexthop != [0; 4] {
-            t.nexthops.push(NeighKey { ifindex: h.ifindex, addr: nexthop });
+            t.nexthops.push(NeighKey { ifindex: port, addr: nexthop });
         }
     }
     t.slow = slow;
@@ -466,6 +479,9 @@ mod tests {
                     // The demo's rules are all on IPv4 prefixes.
                     rules6_first: 0,
                     rules6_count: 0,
+                    vlan: 0,
+                    _pad: 0,
+                    parent: 4,
                 }
             )
         );
@@ -564,11 +580,6 @@ mod tests {
         let mut c = demo();
         let rule = c.policies[0].clone();
         c.policies.extend((0..MAX_RULES_PER_VRF).map(|i| Rule { name: format!("r{i}"), ..rule.clone() }));
-        assert_eq!(slow_ports(&c), [true, false]);
-        // A VLAN port slows its whole interface.
-        let mut c = demo();
-        c.ports[0].vlan = Some(100);
-        c.ports[0].addresses.push("2001:db8::1/64".parse().unwrap());
         assert_eq!(slow_ports(&c), [true, false]);
         // ECMP anywhere: everything.
         let mut c = demo();
@@ -690,6 +701,37 @@ mod tests {
         assert!(SlowScope::of(&c).vrfs.contains_key(&1));
         c.policies.last_mut().unwrap().dst = Some("2001:db8::/32".parse().unwrap());
         assert!(!SlowScope::of(&c).vrfs.contains_key(&1), "an IPv6-only rule is the program's");
+    }
+
+    #[test]
+    fn vlan_ports_have_keys_of_their_own_and_send_through_their_interface() {
+        let mut c = demo();
+        // legacy0 carries only VLAN 100 (VRF 1); uplink0 is untagged and carries VLAN 7 too.
+        c.ports[0].vlan = Some(100);
+        let mut tagged = c.ports[1].clone();
+        tagged.vlan = Some(7);
+        tagged.addresses = vec!["198.19.7.1/24".parse().unwrap()];
+        c.ports.push(tagged);
+        c.routes[0].port = "legacy0.100".into();
+        c.routes[0].vrf = 1;
+        c.routes[0].via = Some("10.20.0.254".parse().unwrap());
+        c.validate().unwrap();
+        let t = build(&c, resolve).unwrap();
+        let (k100, k7) = (vlan_port_key(0, 100), vlan_port_key(1, 7));
+        let keys: Vec<(u32, u16, u16, u32, bool)> =
+            t.ports.iter().map(|(i, p)| (*i, p.slot, p.vlan, p.parent, p.flags & PORT_BARE != 0)).collect();
+        assert_eq!(
+            keys,
+            [(4, 0, 0, 4, true), (5, 1, 0, 5, false), (k100, 0, 100, 4, false), (k7, 1, 7, 5, false)]
+        );
+        assert_eq!(t.interfaces().map(|(i, _)| *i).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(t.ports[2].1.vrf, 1);
+        // Addresses and connected routes belong to the VLAN ports; so does a route's egress.
+        assert!(t.local.contains(&V4Key::new(0, [198, 19, 7, 1])));
+        assert!(t.fib.iter().any(|(_, k, r)| *k == V4Key::new(0, [198, 19, 7, 0]) && r.ifindex == k7));
+        assert!(t.fib.iter().any(|(_, k, r)| *k == V4Key::new(1, [10, 20, 0, 0]) && r.ifindex == k100));
+        assert_eq!(t.nexthops, [NeighKey { ifindex: k100, addr: [10, 20, 0, 254] }]);
+        assert!(t.slow.vrfs.is_empty() && t.slow.all.is_none());
     }
 
     #[test]

@@ -28,9 +28,9 @@ use hutong_common::{
     MAP_LOCAL_V6, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_NEIGH_V6, MAP_NPT_DST_V6,
     MAP_NPT_SRC_V6, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_RULES_V6, MAP_SLOW_PATH,
     MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_NPT_PREFIXES,
-    MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6, NEIGH_MISS_BYTES, Neigh,
-    Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule, PolicyRule6, Port, PortCounters, Route, Route6,
-    Stat, V4Key, V6Key,
+    MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6, MAX_VLAN_PORTS,
+    NEIGH_MISS_BYTES, Neigh, Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule, PolicyRule6, Port,
+    PortCounters, Route, Route6, Stat, V4Key, V6Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -113,10 +113,11 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v7 (two generations, epochs and digest, flows, rules, devmap, IPv6): drops={} stats={} port={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} v6key={} npt6={} route6={} neigh6={} rule6={} caps={},{},{},{},{},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v8 (two generations, epochs and digest, flows, rules, devmap, IPv6, VLANs): drops={} stats={} port={} vlans={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} v6key={} npt6={} route6={} neigh6={} rule6={} caps={},{},{},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
+        MAX_VLAN_PORTS,
         size_of::<V4Key>(),
         size_of::<Netmap>(),
         size_of::<Route>(),
@@ -249,7 +250,7 @@ impl XdpEngine {
         // Ports do not change while a gateway runs: the devmap is written in place, and before
         // the flip, so a new slot is never used before it has its interface.
         let mut tx: aya::maps::DevMap<_> = aya::maps::DevMap::try_from(map(&mut self.ebpf, MAP_TX_PORTS)?)?;
-        for (ifindex, port) in &t.ports {
+        for (ifindex, port) in t.interfaces() {
             tx.set(port.slot as u32, *ifindex, None, 0).context(MAP_TX_PORTS)?;
         }
         let mut rules: Array<_, PolicyRule> = Array::try_from(map(&mut self.ebpf, MAP_RULES[next])?)?;

@@ -38,7 +38,10 @@ pub const MAP_FLOWS: &str = "FLOWS";
 pub const PROGRAM: &str = "hutong";
 
 /// Capacities. Sized for a city gateway; issue-level work on 1M-prefix FIBs changes these.
+/// Interfaces (each has a slot: its devmap entry, its slow-path sockets, its counters).
 pub const MAX_PORTS: u32 = 64;
+/// VLAN ports, over all interfaces (`PORTS` holds these and the interfaces).
+pub const MAX_VLAN_PORTS: u32 = 1024;
 pub const MAX_LOCAL: u32 = 1024;
 pub const MAX_NAT_PREFIXES: u32 = 16384;
 pub const MAX_ROUTES: u32 = 65536;
@@ -70,11 +73,16 @@ pub const ROLE_EXTRANET: u8 = 2;
 /// slow path (the config uses, for this port's VRF or interface, something the program does
 /// not implement).
 pub const PORT_SLOW: u8 = 1;
+/// Port flag: an interface carrying only VLAN ports: it has a devmap slot and slow-path
+/// sockets, but untagged frames on it belong to no port.
+pub const PORT_BARE: u8 = 4;
 /// Port flag: its VRF has NAT sessions (a pool's or a service's inside or outside), so the slow
 /// path may have handed the program flows for its packets. Other ports skip the flow lookup.
 pub const PORT_FLOWS: u8 = 2;
 
-/// `PORTS[ifindex]`: what the program needs to know about each attached interface.
+/// `PORTS[key]`: what the program needs to know about each port. An untagged port (and an
+/// interface carrying only VLANs) is keyed by its interface's ifindex, a VLAN port by
+/// [`vlan_port_key`]. Routes, next hops and neighbors name ports by the same keys.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Port {
@@ -96,6 +104,24 @@ pub struct Port {
     /// The same for IPv6 packets: `RULES_V6[rules6_first..rules6_first + rules6_count]`.
     pub rules6_first: u16,
     pub rules6_count: u16,
+    /// The VLAN id it sends and receives tagged with; 0: untagged.
+    pub vlan: u16,
+    pub _pad: u16,
+    /// The interface it sends on (itself for an untagged port, the VLAN's parent otherwise).
+    pub parent: u32,
+}
+
+/// The `PORTS` key of VLAN `vid` on the interface in slot `slot`. Its top bit is set, and no
+/// ifindex has it (they are positive `int`s), so it never names an interface. (This kernel has
+/// no 802.1Q devices, so a VLAN port has no ifindex of its own to borrow.)
+#[inline(always)]
+pub const fn vlan_port_key(slot: u16, vid: u16) -> u32 {
+    0x8000_0000 | ((slot as u32) << 12) | (vid as u32 & 0x0fff)
+}
+
+/// The slot and VLAN id a [`vlan_port_key`] names; `None` for an interface's key.
+pub const fn vlan_port_of(key: u32) -> Option<(u16, u16)> {
+    if key & 0x8000_0000 == 0 { None } else { Some((((key >> 12) & 0x7ffff) as u16, (key & 0x0fff) as u16)) }
 }
 
 /// Key of the per-VRF IPv4 tables (`LOCAL_V4` exactly, `NAT_*_V4` and `FIB_V4` as LPM data).
@@ -335,7 +361,9 @@ pub struct PolicyRule6 {
 
 // The layouts both compilers must agree on.
 const _: () = {
-    assert!(size_of::<Port>() == 24);
+    assert!(size_of::<Port>() == 32);
+    assert!(offset_of!(Port, vlan) == 24);
+    assert!(offset_of!(Port, parent) == 28);
     assert!(offset_of!(Port, rules6_first) == 20);
     assert!(size_of::<V6Key>() == 20);
     assert!(size_of::<Npt6>() == 24);
@@ -407,6 +435,15 @@ mod tests {
         };
         let out = nm.apply(u32::from_ne_bytes([10, 20, 0, 77]));
         assert_eq!(out.to_ne_bytes(), [198, 18, 20, 77]);
+    }
+
+    #[test]
+    fn vlan_port_keys_round_trip_and_never_look_like_an_ifindex() {
+        let k = vlan_port_key(5, 4094);
+        assert!(k > i32::MAX as u32);
+        assert_eq!(vlan_port_of(k), Some((5, 4094)));
+        assert_eq!(vlan_port_of(7), None);
+        assert_ne!(vlan_port_key(1, 100), vlan_port_key(0, 100));
     }
 
     #[test]

@@ -15,12 +15,12 @@ use aya_ebpf::{
 use hutong_common::{
     Drop, MAX_LOCAL, MAX_NEIGHBORS, MAX_NPT_PREFIXES, MAX_ROUTES, MAX_RULES_PER_VRF, MAX_RULES_V6, Neigh,
     Neigh6Key, NeighKey, Npt6, PORT_SLOW, PolicyRule6, Port, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NPT6,
-    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, RULE_VIA_V4, Route6, Stat, V6Key, checksum,
+    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, RULE_VIA_V4, Route6, V6Key, checksum,
 };
 
 use crate::{
-    ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, NEIGH_MISS, NEIGH_V4, NO_RULE, SCAN_PORTS, SCAN_UNDO, STATS, Tables,
-    count, count_port, count_rule, ptr_at, slow_path, tagged_frame, transmit,
+    ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, NEIGH_MISS, NEIGH_V4, NO_RULE, SCAN_PORTS, SCAN_UNDO, Tables,
+    count_rule, ptr_at, slow_path, to_host, transmit,
 };
 
 #[map]
@@ -87,7 +87,7 @@ const L4: usize = ETH_LEN + IPV6_HLEN;
 /// `dataplane::packet::parse` does. Returns the datagram's length and its next header.
 /// Extension headers are walked by the slow path alone.
 #[inline(always)]
-fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
+pub fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
     let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l3)? };
     // The whole fixed header must be there.
     ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;
@@ -130,16 +130,10 @@ fn link_scope(a: &[u8; 16]) -> bool {
     a[0] == 0xff || (a[0] == 0xfe && a[1] & 0xc0 == 0x80)
 }
 
-/// The IPv6 part of the program, from the frame's EtherType on (`l3`: where the IPv6 header
-/// starts; `tagged`: it carries an 802.1Q tag).
+/// The IPv6 part of the program, once the frame is validated (`len`, `next`: see [`validate`])
+/// and untagged, arrived on `port`.
 #[inline(always)]
-pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result<u32, Drop> {
-    let (len, next) = validate(ctx, l3)?;
-    let port = unsafe { t.ports.get(ctx.ingress_ifindex() as u32) }.ok_or(Drop::UnknownPort)?;
-    count_port(ctx, port.slot, false);
-    if tagged {
-        return tagged_frame(ctx, port);
-    }
+pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8) -> Result<u32, Drop> {
     let t6 = tables6(t.epoch);
     let hop_limit = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + 7)? };
     let src = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_LEN + 8)? };
@@ -148,8 +142,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result
 
     // --- the host stack's: our own addresses, and link-scope and multicast (NDP, MLD, RA) ---------
     if link_scope(&dst) || unsafe { t6.local.get(V6Key::new(vrf, dst)) }.is_some() {
-        count(&STATS, Stat::ToHost as u32);
-        return Ok(aya_ebpf::bindings::xdp_action::XDP_PASS);
+        return Ok(to_host(ctx, port));
     }
     // RFC 4291 2.5.2 and 2.5.6: the unspecified and link-local sources never leave their link.
     if src == [0; 16] || link_scope(&src) {
@@ -158,7 +151,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result
     // Extension headers (fragments among them), hop-limit expiry and ICMPv6 errors (RFC 4443,
     // quoting a packet NPTv6 may have to translate back) are the slow path's.
     if is_extension(next) || hop_limit <= 1 || port.flags & PORT_SLOW != 0 {
-        return Ok(slow_path(ctx, port.slot));
+        return Ok(slow_path(ctx, port));
     }
     let ports = match next {
         IPPROTO_TCP | IPPROTO_UDP => {
@@ -167,7 +160,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result
         }
         IPPROTO_ICMPV6 => {
             if unsafe { *ptr_at::<u8>(ctx, L4)? } < 128 {
-                return Ok(slow_path(ctx, port.slot));
+                return Ok(slow_path(ctx, port));
             }
             None
         }
@@ -211,7 +204,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result
     // classifies the packet again, so the hits counted here are taken back.
     if len > out_port.mtu as usize {
         let _ = classify6(t.epoch & 1, port, s, d, next, ports, true);
-        return Ok(slow_path(ctx, port.slot));
+        return Ok(slow_path(ctx, port));
     }
     let dst_mac = if decided.via_v4 {
         let key = NeighKey { ifindex: out_ifindex, addr: [nexthop[0], nexthop[1], nexthop[2], nexthop[3]] };
@@ -257,9 +250,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, l3: usize, tagged: bool) -> Result
         ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
         ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
     }
-    count(&STATS, Stat::Forwarded as u32);
-    count_port(ctx, out_port.slot, true);
-    Ok(transmit(out_port.slot, out_ifindex))
+    Ok(transmit(ctx, port, out_port))
 }
 
 /// NPTv6 of `addr` by `n`: the first 64 bits get the new prefix and the adjusted word, exactly

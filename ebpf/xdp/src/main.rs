@@ -16,23 +16,27 @@ mod ipv6;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_redirect, bpf_xdp_adjust_head},
+    },
     macros::{map, xdp},
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
-    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap, PORT_FLOWS,
-    PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY, RULE_DPORTS,
-    RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key, checksum,
+    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap,
+    PORT_BARE, PORT_FLOWS, PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY,
+    RULE_DPORTS, RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key,
+    checksum, vlan_port_key,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
 #[map]
-static PORTS_0: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
+static PORTS_0: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS + MAX_VLAN_PORTS, 0);
 #[map]
-static PORTS_1: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS, 0);
+static PORTS_1: HashMap<u32, Port> = HashMap::with_max_entries(MAX_PORTS + MAX_VLAN_PORTS, 0);
 #[map]
 static LOCAL_V4_0: HashMap<V4Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
 #[map]
@@ -117,6 +121,10 @@ static NEIGH_MISS: RingBuf = RingBuf::with_byte_size(NEIGH_MISS_BYTES, 0);
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Drop::COUNT, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+/// The 802.1Q tag of the frame in hand (TPID << 16 | TCI), from its arrival on a VLAN port to
+/// its departure (see `forward`).
+#[map]
+static TAG: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 /// AF_XDP sockets of the userspace slow path, by receive queue.
 #[map]
 static SLOW_PATH: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -177,38 +185,53 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     // --- parse first, as the userspace engine does: the same frame gets the same drop reason ----
     let mut ethertype = read_u16(ctx, 12)?;
     let mut l3 = ETH_LEN;
-    let mut tagged = false;
+    // The 802.1Q (or 802.1ad) tag as TPID << 16 | TCI; 0: untagged.
+    let mut tag = 0u32;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        tag = ((ethertype as u32) << 16) | read_u16(ctx, 14)? as u32;
         ethertype = read_u16(ctx, 16)?;
         l3 = ETH_LEN + 4;
-        tagged = true;
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
             return Err(Drop::UnsupportedProtocol);
         }
     }
-    match ethertype {
-        ETH_P_IPV4 => {}
-        ETH_P_IPV6 => return ipv6::forward6(ctx, &t, l3, tagged),
-        ETH_P_ARP => {
-            let ifindex = ctx.ingress_ifindex() as u32;
-            let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
-            count_port(ctx, port.slot, false);
-            if tagged {
-                return tagged_frame(ctx, port);
-            }
-            glean_arp(ctx, &t, ifindex, port.vrf);
-            count(&STATS, Stat::ToHost as u32);
-            return Ok(xdp_action::XDP_PASS);
-        }
+    let (ipv4, ipv6) = match ethertype {
+        ETH_P_IPV4 => (Some(validate_ipv4(ctx, l3)?), None),
+        ETH_P_IPV6 => (None, Some(ipv6::validate(ctx, l3)?)),
+        ETH_P_ARP => (None, None),
         _ => return Err(Drop::UnsupportedProtocol),
-    }
-    let (total_len, frag_off, more_frags, proto) = validate_ipv4(ctx, l3)?;
+    };
+    // --- the port: the interface, and the VLAN of a tagged frame ---------------------------------
     let ifindex = ctx.ingress_ifindex() as u32;
-    let port = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+    let iface = unsafe { t.ports.get(ifindex) }.ok_or(Drop::UnknownPort)?;
+    let (port, key) = if tag == 0 {
+        if iface.flags & PORT_BARE != 0 {
+            return Err(Drop::UnknownPort);
+        }
+        (iface, ifindex)
+    } else {
+        let key = vlan_port_key(iface.slot, tag as u16);
+        (unsafe { t.ports.get(key) }.ok_or(Drop::UnknownPort)?, key)
+    };
     count_port(ctx, port.slot, false);
-    if tagged {
-        return tagged_frame(ctx, port);
+    // From here on the frame is untagged: the tag goes back on (or another one) as it leaves.
+    // It waits in `TAG`, not in a register: a register would split every path below in two
+    // for the verifier (tagged, untagged), and the program would no longer fit its budget.
+    // Only a VLAN port (`port.vlan != 0`) is found from a tagged frame, so that says whether.
+    if tag != 0 {
+        pop_tag(ctx)?;
+        if let Some(slot) = TAG.get_ptr_mut(0) {
+            // Per CPU, and read only by this run of the program.
+            unsafe { *slot = tag };
+        }
     }
+    if let Some((len, next)) = ipv6 {
+        return ipv6::forward6(ctx, &t, port, len, next);
+    }
+    let Some((total_len, frag_off, more_frags, proto)) = ipv4 else {
+        glean_arp(ctx, &t, key, port.vrf);
+        return Ok(to_host(ctx, port));
+    };
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
     let ihl = ((unsafe { (*ip)[0] } & 0x0f) as usize) * 4;
     let ttl = unsafe { (*ip)[8] };
@@ -218,30 +241,29 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     // --- the gateway's own addresses go to its host stack -------------------------------------
     let vrf = port.vrf;
     if unsafe { t.local.get(V4Key::new(vrf, dst.to_ne_bytes())) }.is_some() {
-        count(&STATS, Stat::ToHost as u32);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(to_host(ctx, port));
     }
     // TTL expiry is answered with ICMP, and ICMP errors carry a packet to translate too: both are
     // the slow path's (RFC 1812 time exceeded, RFC 5508).
     if ttl <= 1 {
-        return Ok(slow_path(ctx, port.slot));
+        return Ok(slow_path(ctx, port));
     }
     if proto == IPPROTO_ICMP && frag_off == 0 {
         let kind = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + (ihl & 0x3c))? };
         if kind == 3 || kind == 11 || kind == 12 {
-            return Ok(slow_path(ctx, port.slot));
+            return Ok(slow_path(ctx, port));
         }
     }
     // An established NAT session's packet: the slow path decided its flow already. Only whole
     // datagrams: a fragment's translation is remembered by the userspace engine alone.
     if port.flags & PORT_FLOWS != 0 && frag_off == 0 && !more_frags {
-        if let Some(verdict) = by_flow(ctx, &t, port, vrf, proto, ihl, ttl, src, dst, total_len)? {
+        if let Some(verdict) = by_flow(ctx, &t, port, proto, ihl, ttl, src, dst, total_len)? {
             return Ok(verdict);
         }
     }
     // The config asks for something the program does not implement on this port.
     if port.flags & PORT_SLOW != 0 {
-        return Ok(slow_path(ctx, port.slot));
+        return Ok(slow_path(ctx, port));
     }
 
     // --- classify: the port VRF's rules in order; none denies everything ------------------------
@@ -282,7 +304,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     // It classifies the packet again, so the hits counted here are taken back.
     if total_len > out_port.mtu as usize {
         let _ = classify(&t, port, src, dst, proto, ports, true);
-        return Ok(slow_path(ctx, port.slot));
+        return Ok(slow_path(ctx, port));
     }
     let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
     let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
@@ -321,9 +343,7 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         }
     }
     rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
-    count(&STATS, Stat::Forwarded as u32);
-    count_port(ctx, out_port.slot, true);
-    Ok(transmit(out_port.slot, out_ifindex))
+    Ok(transmit(ctx, port, out_port))
 }
 
 /// Forwards a packet by its flow in `FLOWS`, if it has one of the current epoch: the addresses,
@@ -337,7 +357,6 @@ fn by_flow(
     ctx: &XdpContext,
     t: &Tables,
     port: &Port,
-    vrf: u32,
     proto: u8,
     ihl: usize,
     ttl: u8,
@@ -369,8 +388,15 @@ fn by_flow(
         }
         _ => return Ok(None),
     };
-    let key =
-        FlowKey { vrf, src: src.to_ne_bytes(), dst: dst.to_ne_bytes(), sport, dport, proto, _pad: [0; 3] };
+    let key = FlowKey {
+        vrf: port.vrf,
+        src: src.to_ne_bytes(),
+        dst: dst.to_ne_bytes(),
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    };
     let Some(flow) = FLOWS.get_ptr_mut(&key) else { return Ok(None) };
     // The map value stays valid while we hold it (RCU); copy it once.
     let f = unsafe { *flow };
@@ -380,7 +406,7 @@ fn by_flow(
     let Some(out_port) = (unsafe { t.ports.get(f.ifindex) }) else { return Ok(None) };
     let src_mac = out_port.mac;
     if total_len > out_port.mtu as usize {
-        return Ok(Some(slow_path(ctx, port.slot)));
+        return Ok(Some(slow_path(ctx, port)));
     }
     let nkey = NeighKey { ifindex: f.ifindex, addr: f.nexthop };
     let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
@@ -438,9 +464,7 @@ fn by_flow(
         count_rule(f.rule - 1, 1);
     }
     count(&STATS, Stat::FlowHit as u32);
-    count(&STATS, Stat::Forwarded as u32);
-    count_port(ctx, out_port.slot, true);
-    Ok(Some(transmit(out_port.slot, f.ifindex)))
+    Ok(Some(transmit(ctx, port, out_port)))
 }
 
 /// No rule decided (`scan`'s answer).
@@ -565,14 +589,69 @@ fn rewrite_ip(
     Ok(())
 }
 
-/// Redirects the frame to the port in slot `slot` through `TX_PORTS`; if that slot is empty (a
-/// loader that did not fill it), straight to `ifindex`.
+/// The tag a frame that arrived on `port` had (TPID << 16 | TCI), or 0: untagged.
 #[inline(always)]
-fn transmit(slot: u16, ifindex: u32) -> u32 {
-    match TX_PORTS.redirect(slot as u32, 0) {
-        Ok(action) => action,
-        Err(_) => unsafe { bpf_redirect(ifindex, 0) as u32 },
+fn arrival_tag(port: &Port) -> u32 {
+    if port.vlan == 0 { 0 } else { TAG.get(0).copied().unwrap_or(0) }
+}
+
+/// Sends the frame that arrived on `port` out of `out`: tagged with its VLAN if it has one
+/// (keeping the TPID and priority bits of the tag it arrived with, as the userspace engine
+/// does), then redirected through `TX_PORTS` to its interface's slot; if that slot is empty (a
+/// loader that did not fill it), straight to the interface.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, port: &Port, out: &Port) -> u32 {
+    if out.vlan != 0 {
+        let tag = arrival_tag(port);
+        let vid = out.vlan as u32;
+        let new = if tag != 0 { (tag & 0xffff_f000) | vid } else { ((ETH_P_8021Q as u32) << 16) | vid };
+        if push_tag(ctx, new).is_err() {
+            count(&DROPS, Drop::Malformed as u32);
+            return xdp_action::XDP_DROP;
+        }
     }
+    count(&STATS, Stat::Forwarded as u32);
+    count_port(ctx, out.slot, true);
+    match TX_PORTS.redirect(out.slot as u32, 0) {
+        Ok(action) => action,
+        Err(_) => unsafe { bpf_redirect(out.parent, 0) as u32 },
+    }
+}
+
+/// Removes the frame's 802.1Q tag (the MACs move up four bytes).
+#[inline(always)]
+fn pop_tag(ctx: &XdpContext) -> Result<(), Drop> {
+    let macs = unsafe { *ptr_at::<[u8; 12]>(ctx, 0)? };
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, 4) } != 0 {
+        return Err(Drop::Malformed);
+    }
+    unsafe { ptr_at::<[u8; 12]>(ctx, 0)?.write_unaligned(macs) };
+    Ok(())
+}
+
+/// Inserts an 802.1Q tag, `tag` = TPID << 16 | TCI, after the MACs.
+#[inline(always)]
+fn push_tag(ctx: &XdpContext, tag: u32) -> Result<(), Drop> {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -4) } != 0 {
+        return Err(Drop::Malformed);
+    }
+    let macs = unsafe { *ptr_at::<[u8; 12]>(ctx, 4)? };
+    unsafe {
+        ptr_at::<[u8; 12]>(ctx, 0)?.write_unaligned(macs);
+        ptr_at::<[u8; 4]>(ctx, 12)?.write_unaligned(tag.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Hands the frame that arrived on `port` to the host stack as it arrived (its tag put back).
+#[inline(always)]
+fn to_host(ctx: &XdpContext, port: &Port) -> u32 {
+    if port.vlan != 0 && push_tag(ctx, arrival_tag(port)).is_err() {
+        count(&DROPS, Drop::Malformed as u32);
+        return xdp_action::XDP_DROP;
+    }
+    count(&STATS, Stat::ToHost as u32);
+    xdp_action::XDP_PASS
 }
 
 /// Counts the frame as received on (or sent out of) the port in slot `slot`.
@@ -599,13 +678,6 @@ fn count_rule(index: u32, n: u64) {
         // Per-CPU slot: no other CPU writes it.
         unsafe { *c = (*c).wrapping_add(n) };
     }
-}
-
-/// A VLAN-tagged frame: VLAN ports are the slow path's (their interface is marked so); on any
-/// other interface a tagged frame has no port.
-#[inline(always)]
-fn tagged_frame(ctx: &XdpContext, port: &Port) -> Result<u32, Drop> {
-    if port.flags & PORT_SLOW != 0 { Ok(slow_path(ctx, port.slot)) } else { Err(Drop::UnknownPort) }
 }
 
 /// Learns the sender of an ARP packet addressed to one of our addresses, if the sender is on a
@@ -637,14 +709,18 @@ fn glean_arp(ctx: &XdpContext, t: &Tables, ifindex: u32, vrf: u32) {
     }
 }
 
-/// Hands the frame, unmodified, to the userspace engine through the AF_XDP socket of its port
-/// and receive queue. Without one (no slow path running) the frame goes to the host stack
-/// instead, which does not forward.
+/// Hands the frame, unmodified (its tag put back), to the userspace engine through the AF_XDP
+/// socket of its interface and receive queue. Without one (no slow path running) the frame goes
+/// to the host stack instead, which does not forward.
 #[inline(always)]
-fn slow_path(ctx: &XdpContext, slot: u16) -> u32 {
+fn slow_path(ctx: &XdpContext, port: &Port) -> u32 {
+    if port.vlan != 0 && push_tag(ctx, arrival_tag(port)).is_err() {
+        count(&DROPS, Drop::Malformed as u32);
+        return xdp_action::XDP_DROP;
+    }
     count(&STATS, Stat::SlowPath as u32);
     let queue = unsafe { (*ctx.ctx).rx_queue_index } % QUEUES_PER_PORT;
-    let key = (slot as u32).wrapping_mul(QUEUES_PER_PORT).wrapping_add(queue);
+    let key = (port.slot as u32).wrapping_mul(QUEUES_PER_PORT).wrapping_add(queue);
     match SLOW_PATH.redirect(key, xdp_action::XDP_PASS as u64) {
         Ok(action) | Err(action) => action,
     }
