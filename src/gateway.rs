@@ -187,7 +187,11 @@ async fn serve(
     // The kernel resolves the interfaces' next hops; VLAN ports' are the slow path's.
     let ports: BTreeSet<u32> =
         t.ports.iter().map(|(i, _)| *i).filter(|i| hutong_common::vlan_port_of(*i).is_none()).collect();
-    let sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, t.next_hops());
+    let (kernel_hops, vlan_nexthops): (Vec<_>, Vec<_>) =
+        t.next_hops().into_iter().partition(|(k, _)| hutong_common::vlan_port_of(*k).is_none());
+    let mut sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, kernel_hops);
+    let (vlan_misses_tx, vlan_misses) = std::sync::mpsc::channel();
+    sync.forward_foreign(vlan_misses_tx);
     for (name, h) in &ifaces {
         if engine.attach(h.ifindex, name)? {
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
@@ -196,10 +200,11 @@ async fn serve(
     // VLAN ports as the slow path's engine knows them: an interface (by slot) and a VLAN id.
     let vlan_devs: Vec<(u32, usize, u16)> =
         t.ports.iter().filter(|(_, p)| p.vlan != 0).map(|(dev, p)| (*dev, p.slot as usize, p.vlan)).collect();
-    let on = crate::slow_path::Interfaces { ports: ifaces.clone(), vlans: vlan_devs };
+    let on =
+        crate::slow_path::Interfaces { ports: ifaces.clone(), vlans: vlan_devs, vlan_nexthops, vlan_misses };
     let mut slow = crate::slow_path::SlowPath::start(
         &config,
-        &on,
+        on,
         &mut engine,
         crate::slow_path::Handover { epoch, kept, offload: kind == EngineKind::Xdp },
         &pin_dir,

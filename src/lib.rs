@@ -10,3 +10,4 @@ pub mod lab;
 pub mod pidfile;
 pub mod rule_hits;
 pub mod slow_path;
+pub mod vlan_host;

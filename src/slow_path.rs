@@ -21,6 +21,8 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, Map, MapData};
 use dataplane::neighbor::NextHop;
+
+use crate::vlan_host::VlanHosts;
 use dataplane::{
     Config, ConfigError, Counters,
     buffer::{Packet, Verdict},
@@ -98,7 +100,7 @@ impl SlowPath {
     /// what it shares with the program.
     pub fn start(
         config: &Config,
-        Interfaces { ports, vlans: vlan_devs }: &Interfaces,
+        Interfaces { ports, vlans: vlan_devs, vlan_nexthops, vlan_misses }: Interfaces,
         xdp: &mut XdpEngine,
         Handover { epoch, kept, offload }: Handover,
         pin_dir: &Path,
@@ -137,8 +139,10 @@ impl SlowPath {
         let published = counters.clone();
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
-        let links = Links { ifindexes, vlan_devs: vlan_devs.to_vec() };
-        let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries };
+        let macs: Vec<(String, [u8; 6])> = ports.iter().map(|(n, h)| (n.clone(), h.mac)).collect();
+        let vlan = VlanHosts::new(config, &vlan_devs, &macs, &vlan_nexthops, neighbors.clone());
+        let links = Links { ifindexes, vlan_devs };
+        let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries, vlan, vlan_misses };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
             .spawn(move || run(socks, state, links, &neighbors, &flag, &misses, &published))?;
@@ -177,6 +181,10 @@ pub struct Interfaces {
     /// The VLAN ports: their key in the program's tables (under which the program's neighbor
     /// tables hold their neighbors), interface slot, VLAN id.
     pub vlans: Vec<(u32, usize, u16)>,
+    /// The configured next hops on VLAN ports, and the program's misses on them: the slow
+    /// path resolves those itself (see `crate::vlan_host`).
+    pub vlan_nexthops: Vec<NextHop>,
+    pub vlan_misses: Receiver<NextHop>,
 }
 
 /// The kernel's interfaces as the engine knows them.
@@ -194,14 +202,6 @@ impl Links {
             return Some((i, None));
         }
         self.vlan_devs.iter().find(|(d, _, _)| *d == ifindex).map(|(_, i, v)| (*i, Some(*v)))
-    }
-
-    /// The kernel interface holding the neighbors of an engine interface and VLAN.
-    fn kernel_ifindex(&self, iface: usize, vlan: Option<u16>) -> Option<u32> {
-        match vlan {
-            None => self.ifindexes.get(iface).copied(),
-            Some(v) => self.vlan_devs.iter().find(|(_, i, x)| *i == iface && *x == v).map(|(d, _, _)| *d),
-        }
     }
 }
 
@@ -256,6 +256,8 @@ struct State {
     table: FlowTable,
     epoch: Arc<AtomicU32>,
     queries: Receiver<SessionQuery>,
+    vlan: VlanHosts,
+    vlan_misses: Receiver<NextHop>,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the program's `bpf_ktime_get_ns` stamps, so the
@@ -275,7 +277,7 @@ fn run(
     misses: &UnboundedSender<NextHop>,
     counters: &Mutex<Published>,
 ) {
-    let State { mut engine, mut flows, mut table, epoch, queries } = state;
+    let State { mut engine, mut flows, mut table, epoch, queries, mut vlan, vlan_misses } = state;
     let publish = |engine: &Engine, flows: &FlowCache| {
         if let Ok(mut c) = counters.lock() {
             *c = Published::of(engine, flows);
@@ -284,7 +286,12 @@ fn run(
     let mut synced = Instant::now() - NEIGHBOR_SYNC;
     let mut batch: Vec<Packet> = Vec::with_capacity(BATCH as usize * socks.len());
     while !stop.load(Ordering::Relaxed) {
+        let mut asks = Vec::new();
+        while let Ok((key, addr)) = vlan_misses.try_recv() {
+            asks.extend(vlan.ask(key, addr));
+        }
         if synced.elapsed() >= NEIGHBOR_SYNC {
+            asks.extend(vlan.tick());
             sync_neighbors(&mut engine, &links, neighbors);
             flows.tick(&mut table, engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
             publish(&engine, &flows);
@@ -297,6 +304,11 @@ fn run(
                 s.kernel_flows = flows.flows_of(s.key);
             }
             let _ = q.reply.send(page);
+        }
+        for (iface, frame) in asks {
+            if let Some(s) = socks.get_mut(iface) {
+                let _ = s.send(&frame);
+            }
         }
         for (i, s) in socks.iter_mut().enumerate() {
             s.recv(BATCH, |f| batch.push(Packet::new(i, f)));
@@ -313,9 +325,20 @@ fn run(
         let epoch = epoch.load(Ordering::SeqCst);
         flows.follow(&mut table, engine.generation(), epoch, &events, &offloads, ifindex);
         let missed = engine.take_misses();
-        for (iface, vlan, addr) in &missed {
-            if let Some(ifindex) = links.kernel_ifindex(*iface, *vlan) {
-                let _ = misses.send((ifindex, *addr));
+        for (iface, vid, addr) in &missed {
+            match vid {
+                None => {
+                    if let Some(&ifindex) = links.ifindexes.get(*iface) {
+                        let _ = misses.send((ifindex, *addr));
+                    }
+                }
+                Some(vid) => {
+                    if let Some((i, frame)) = vlan.ask_engine(*iface, *vid, *addr) {
+                        if let Some(s) = socks.get_mut(i) {
+                            let _ = s.send(&frame);
+                        }
+                    }
+                }
             }
         }
         if !missed.is_empty() {
@@ -324,6 +347,15 @@ fn run(
             synced = Instant::now() - NEIGHBOR_SYNC + MISS_RESYNC;
         }
         for p in batch.drain(..) {
+            if p.verdict == Verdict::ToHost {
+                // The host stack of a VLAN port is this one (ARP, NDP).
+                if let Some(reply) = vlan.heard(&mut engine, p.iface, p.frame()) {
+                    if let Some(s) = socks.get_mut(p.iface) {
+                        let _ = s.send(&reply);
+                    }
+                }
+                continue;
+            }
             if let Verdict::Forward { iface } | Verdict::Reply { iface, .. } = p.verdict {
                 if let Some(s) = socks.get_mut(iface) {
                     if !s.send(p.frame()) {

@@ -16,6 +16,7 @@ pub mod counters;
 pub mod engine;
 pub mod fib;
 pub mod flows;
+pub mod host;
 pub mod nat;
 pub mod neighbor;
 pub mod netlink;

@@ -55,6 +55,8 @@ pub struct NeighborSync {
     /// Misses reported by the slow path's userspace engine.
     requests: tokio::sync::mpsc::UnboundedReceiver<NextHop>,
     requests_tx: tokio::sync::mpsc::UnboundedSender<NextHop>,
+    /// Where the program's misses on ports the kernel does not know (VLAN ports) go.
+    foreign: Option<std::sync::mpsc::Sender<NextHop>>,
 }
 
 /// A kernel neighbor entry usable for forwarding, or `None` for incomplete/failed ones.
@@ -91,7 +93,14 @@ impl NeighborSync {
             requested: StdHashMap::new(),
             requests,
             requests_tx,
+            foreign: None,
         }
+    }
+
+    /// Sends the program's misses on ports other than `ports` (VLAN ports, by their keys) to
+    /// `to` instead of asking the kernel, which does not know them.
+    pub fn forward_foreign(&mut self, to: std::sync::mpsc::Sender<NextHop>) {
+        self.foreign = Some(to);
     }
 
     /// Where other parts of the gateway (the slow path) report next hops they found unresolved.
@@ -186,6 +195,8 @@ impl NeighborSync {
         for key in keys {
             if self.ports.contains(&key.0) {
                 self.request(key, MISS_HOLDOFF).await;
+            } else if let Some(to) = &self.foreign {
+                let _ = to.send(key);
             }
         }
     }

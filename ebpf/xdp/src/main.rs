@@ -643,12 +643,12 @@ fn push_tag(ctx: &XdpContext, tag: u32) -> Result<(), Drop> {
     Ok(())
 }
 
-/// Hands the frame that arrived on `port` to the host stack as it arrived (its tag put back).
+/// Hands the frame that arrived on `port` to the host stack as it arrived. A VLAN port's host
+/// stack is the slow path (the kernel has no VLAN devices to answer ARP or NDP for it).
 #[inline(always)]
 fn to_host(ctx: &XdpContext, port: &Port) -> u32 {
-    if port.vlan != 0 && push_tag(ctx, arrival_tag(port)).is_err() {
-        count(&DROPS, Drop::Malformed as u32);
-        return xdp_action::XDP_DROP;
+    if port.vlan != 0 {
+        return slow_path(ctx, port);
     }
     count(&STATS, Stat::ToHost as u32);
     xdp_action::XDP_PASS

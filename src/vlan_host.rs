@@ -1,0 +1,130 @@
+//! The slow path's ARP and NDP for VLAN ports (see `dataplane::host`): the kernel has no
+//! 802.1Q devices here, so nothing else answers for a VLAN port's addresses or resolves its
+//! neighbors. What it learns goes to both engines: the slow path's, and the program's neighbor
+//! tables under the VLAN port's key.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use dataplane::{Config, engine::Engine, host, neighbor::NextHop};
+use hutong_common::{Neigh, Neigh6Key, NeighKey};
+use ipnet::IpNet;
+
+/// A next hop is asked for at most this often.
+const ASK_HOLDOFF: Duration = Duration::from_millis(500);
+
+/// One VLAN port, as the slow path serves it.
+struct VlanHost {
+    /// Its key in the program's tables.
+    key: u32,
+    /// The engine's interface it is on, and its VLAN id.
+    iface: usize,
+    vid: u16,
+    mac: [u8; 6],
+    addrs: Vec<IpNet>,
+}
+
+pub struct VlanHosts {
+    ports: Vec<VlanHost>,
+    /// Configured next hops on VLAN ports, asked for until learned.
+    nexthops: Vec<NextHop>,
+    learned: HashMap<NextHop, [u8; 6]>,
+    asked: HashMap<NextHop, Instant>,
+    /// The program's neighbor tables (IPv4, IPv6), through their pins.
+    pins: [PathBuf; 2],
+}
+
+impl VlanHosts {
+    /// `vlans`: (key, engine interface, VLAN id) of each VLAN port; `macs`: each engine
+    /// interface's MAC; `nexthops`: the config's next hops, of which those on VLAN ports count.
+    pub fn new(
+        config: &Config,
+        vlans: &[(u32, usize, u16)],
+        ifaces: &[(String, [u8; 6])],
+        nexthops: &[NextHop],
+        pins: [PathBuf; 2],
+    ) -> VlanHosts {
+        let ports: Vec<VlanHost> = vlans
+            .iter()
+            .filter_map(|&(key, iface, vid)| {
+                let (name, mac) = ifaces.get(iface)?;
+                let p = config.ports.iter().find(|p| p.name == *name && p.vlan == Some(vid))?;
+                Some(VlanHost { key, iface, vid, mac: *mac, addrs: p.addresses.clone() })
+            })
+            .collect();
+        let nexthops = nexthops.iter().filter(|(k, _)| ports.iter().any(|p| p.key == *k)).copied().collect();
+        VlanHosts { ports, nexthops, learned: HashMap::new(), asked: HashMap::new(), pins }
+    }
+
+    /// A frame the engine handed to the host stack, from engine interface `iface`: if it came
+    /// tagged on a VLAN port and is ARP or NDP for it, learns what it tells and returns the
+    /// answer to send out of `iface`.
+    pub fn heard(&mut self, engine: &mut Engine, iface: usize, frame: &[u8]) -> Option<Vec<u8>> {
+        let vid = u16::from_be_bytes(frame.get(14..16)?.try_into().ok()?) & 0x0fff;
+        let i = self.ports.iter().position(|p| p.iface == iface && p.vid == vid)?;
+        let p = &self.ports[i];
+        let h = host::heard(frame, vid, p.mac, &p.addrs)?;
+        if let Some((addr, mac)) = h.learned {
+            let key = p.key;
+            self.learn(engine, key, addr, mac);
+        }
+        h.reply
+    }
+
+    /// Asks for `addr` on the VLAN port with key `key` (a miss of the program's), unless it was
+    /// asked for lately: the frame to send, and the engine interface to send it from.
+    pub fn ask(&mut self, key: u32, addr: IpAddr) -> Option<(usize, Vec<u8>)> {
+        let p = self.ports.iter().find(|p| p.key == key)?;
+        let now = Instant::now();
+        if self.asked.get(&(key, addr)).is_some_and(|t| now.duration_since(*t) < ASK_HOLDOFF) {
+            return None;
+        }
+        let frame = host::solicit(p.vid, p.mac, &p.addrs, addr)?;
+        self.asked.insert((key, addr), now);
+        Some((p.iface, frame))
+    }
+
+    /// The same for a miss of the slow path's engine (its interface and VLAN).
+    pub fn ask_engine(&mut self, iface: usize, vid: u16, addr: IpAddr) -> Option<(usize, Vec<u8>)> {
+        let key = self.ports.iter().find(|p| p.iface == iface && p.vid == vid)?.key;
+        self.ask(key, addr)
+    }
+
+    /// Requests for the configured next hops not learned yet.
+    pub fn tick(&mut self) -> Vec<(usize, Vec<u8>)> {
+        let missing: Vec<NextHop> =
+            self.nexthops.iter().filter(|n| !self.learned.contains_key(n)).copied().collect();
+        self.asked.retain(|_, t| t.elapsed() < ASK_HOLDOFF * 4);
+        missing.into_iter().filter_map(|(k, a)| self.ask(k, a)).collect()
+    }
+
+    fn learn(&mut self, engine: &mut Engine, key: u32, addr: IpAddr, mac: [u8; 6]) {
+        let Some(p) = self.ports.iter().find(|p| p.key == key) else { return };
+        engine.set_neighbor(p.iface, Some(p.vid), addr, mac);
+        if self.learned.insert((key, addr), mac) == Some(mac) {
+            return;
+        }
+        log::info!("neighbor {addr} is {mac:02x?} (VLAN {} of interface {})", p.vid, p.iface);
+        let value = Neigh { mac, _pad: [0; 2] };
+        let written = match addr {
+            IpAddr::V4(a) => open(&self.pins[0]).and_then(|mut m: BpfHashMap<MapData, NeighKey, Neigh>| {
+                m.insert(NeighKey { ifindex: key, addr: a.octets() }, value, 0).ok()
+            }),
+            IpAddr::V6(a) => open(&self.pins[1]).and_then(|mut m: BpfHashMap<MapData, Neigh6Key, Neigh>| {
+                m.insert(Neigh6Key { ifindex: key, addr: a.octets() }, value, 0).ok()
+            }),
+        };
+        if written.is_none() {
+            log::warn!("could not give the program neighbor {addr} of VLAN port {key:#x}");
+        }
+    }
+}
+
+fn open<K: aya::Pod, V: aya::Pod>(pin: &PathBuf) -> Option<BpfHashMap<MapData, K, V>> {
+    BpfHashMap::try_from(Map::HashMap(MapData::from_pin(pin).ok()?)).ok()
+}
