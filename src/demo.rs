@@ -190,10 +190,37 @@ pub fn checks(e: &Evidence) -> Vec<(String, bool)> {
     ]
 }
 
-/// `hutong demo`.
-pub fn run(plan: Option<&Path>, gateway: &str) -> Result<ExitCode> {
+/// A runtime whose Ctrl-C or SIGTERM sets [`INTERRUPTED`], so the demo stops at its next step
+/// and removes the lab.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    });
+    Ok(rt)
+}
+
+/// Numbered progress lines.
+fn progress() -> impl Fn(&str) {
+    let step = std::sync::atomic::AtomicU32::new(0);
+    move |msg: &str| {
+        let n = step.fetch_add(1, Ordering::Relaxed) + 1;
+        println!("[{n}] {msg}");
+    }
+}
+
+/// `hutong demo`: the showcase, or with `simple` (or a `plan`) the one-network demo.
+pub fn run(plan: Option<&Path>, gateway: &str, simple: bool) -> Result<ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo creates network namespaces and attaches XDP programs: run it as root");
+    }
+    if plan.is_none() && !simple {
+        return showcase();
     }
     let lp = match plan {
         Some(p) => control::check_file(p),
@@ -207,24 +234,9 @@ pub fn run(plan: Option<&Path>, gateway: &str) -> Result<ExitCode> {
         println!("  netmap {} (VRF {}) <-> {} (extranet)", n.inside, n.inside_vrf, n.outside);
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = runtime()?;
     let exe = std::env::current_exe()?;
-    let evidence = rt.block_on(async {
-        tokio::spawn(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            INTERRUPTED.store(true, Ordering::Relaxed);
-        });
-        let step = std::sync::atomic::AtomicU32::new(0);
-        collect(&config, &exe, &|msg| {
-            let n = step.fetch_add(1, Ordering::Relaxed) + 1;
-            println!("[{n}] {msg}");
-        })
-        .await
-    })?;
+    let evidence = rt.block_on(collect(&config, &exe, &progress()))?;
 
     println!();
     println!("What the extranet server saw:");
@@ -255,6 +267,32 @@ pub fn run(plan: Option<&Path>, gateway: &str) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         println!("demo FAILED: {failed} check(s) did not hold");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The showcase (see `crate::showcase`).
+fn showcase() -> Result<ExitCode> {
+    let config = crate::showcase::config()?;
+    println!("hutong demo: the showcase plan (configs/demo/showcase.yaml), gateway {}", config.gateway);
+    println!("  city-hall   10.0.0.0/16: 10.0.0.0/24 netmapped onto 198.18.20.0/24, 10.0.200.0/24 isolated");
+    println!("  county-hall 10.0.0.0/16 (the same addresses, another VRF): NAPT onto 198.18.21.0/28,");
+    println!("              its archive 10.0.0.10:8080 published at 198.18.21.80:80");
+    let rt = runtime()?;
+    let exe = std::env::current_exe()?;
+    let rows = rt.block_on(crate::showcase::collect(&config, &exe, &progress(), &check_interrupted))?;
+    println!();
+    print!("{}", crate::showcase::table(&rows));
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    println!();
+    if failed == 0 {
+        println!(
+            "demo passed: both networks reached the extranet as their plan addresses, the archive was reached at \
+             its published address, and what the plan does not publish was refused and counted."
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("demo FAILED: {failed} row(s) are not what the plan says");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -168,6 +168,19 @@ async fn serve(
     for (vrf, why) in &t.slow.vrfs {
         eprintln!("hutong gateway {}: VRF {vrf} takes the slow path ({why})", config.gateway);
     }
+    let outsides: BTreeSet<u32> = config
+        .nat_pools
+        .iter()
+        .map(|p| p.outside_vrf)
+        .chain(config.services.iter().map(|s| s.outside_vrf))
+        .filter(|v| !t.slow.vrfs.contains_key(v))
+        .collect();
+    for vrf in outsides {
+        eprintln!(
+            "hutong gateway {}: VRF {vrf}: packets to NAT addresses, and new sessions, take the slow path",
+            config.gateway
+        );
+    }
 
     let (mut engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
     if adopted {

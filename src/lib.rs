@@ -9,5 +9,6 @@ pub mod history;
 pub mod lab;
 pub mod pidfile;
 pub mod rule_hits;
+pub mod showcase;
 pub mod slow_path;
 pub mod vlan_host;

@@ -111,9 +111,14 @@ enum Command {
         json: bool,
     },
     /// Build a demo site in network namespaces, run a gateway on it, send real traffic, show the
-    /// evidence, and remove everything again.
+    /// evidence, and remove everything again. By default the showcase (configs/demo/showcase.yaml):
+    /// two overlapping legacy networks, an isolated subnet, a published service, ping, HTTP and
+    /// iperf3 both ways, and a summary table.
     Demo {
-        /// Plan to use instead of the embedded demo plan (configs/demo/plan.yaml).
+        /// The one-network demo (configs/demo/plan.yaml) instead of the showcase.
+        #[arg(long)]
+        simple: bool,
+        /// Plan to run the one-network demo on instead of the embedded one.
         #[arg(long)]
         plan: Option<PathBuf>,
         /// Gateway of that plan to run.
@@ -444,7 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway),
+        Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
         Command::Trace { config: None, api, packet, iface, json } => {
             let body = serde_json::json!({ "packet": packet, "iface": iface }).to_string();
             let (status, answer) = hutong::api::client::post(api, "/v1/trace", Some(body))?;

@@ -94,6 +94,17 @@ fn config() -> dataplane::Config {
         dst_ports: None,
         action: Action::Dnat,
     });
+    // The outside VRF scans its rules in the program (only NAT addresses and DNAT hits go slow).
+    c.policies.push(Rule {
+        name: "no-telnet-in".into(),
+        vrf: 0,
+        src: None,
+        dst: None,
+        proto: Some(6),
+        src_ports: None,
+        dst_ports: Some(dataplane::PortRange { first: 23, last: 23 }),
+        action: Action::Deny,
+    });
     c.validate().unwrap();
     c
 }
@@ -261,7 +272,10 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
         _ => None,
     })
     .unwrap();
-    assert!(t.slow.vrfs.contains_key(&0) && t.slow.vrfs.contains_key(&1), "NAPT VRFs start on the slow path");
+    // The pool's inside is the slow path's; its outside scans its rules, and sends packets to
+    // NAT addresses and the service's DNAT rule to the slow path.
+    assert!(t.slow.vrfs.contains_key(&1) && !t.slow.vrfs.contains_key(&0), "{:?}", t.slow);
+    assert!(!t.nat_out.is_empty());
     let mut xdp = XdpEngine::load().unwrap();
     let epoch = xdp.install(&t).unwrap();
     let mut flows_map = xdp.take_flows().unwrap();
@@ -299,7 +313,7 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
     let mut rng = SmallRng::seed_from_u64(20_261_128);
     let mut clock_ns: u64 = 1_000_000_000;
     let mut tally = Tally::default();
-    let mut expected_hits = vec![0u64; 3];
+    let mut expected_hits = vec![0u64; 4];
 
     // Runs one frame through both engines and compares; returns the userspace engine's output.
     let mut run = |f: &Frame, tally: &mut Tally| -> Packet {
@@ -449,6 +463,23 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
         assert_eq!(tally.slow, before + 2, "FIN and RST go to the slow path");
     }
 
+    // The outside VRF's other traffic is the program's: to addresses no pool or service owns it
+    // scans the rules (a deny, then the default deny); to a pool address without a flow, the
+    // slow path.
+    let (dropped, slow) = (tally.dropped, tally.slow);
+    for i in 0..40u8 {
+        let to = if i % 4 == 3 { [198, 18, 30, 1] } else { [198, 18, 99, i] };
+        let dport = if i % 2 == 0 { 23 } else { 9 };
+        let mut bytes = Vec::new();
+        PacketBuilder::ethernet2(remote_mac(REMOTES[0]), gw[1])
+            .ipv4(REMOTES[0], to, 64)
+            .tcp(40000 + i as u16, dport, 1, 1000)
+            .ack(1)
+            .write(&mut bytes, b"x")
+            .unwrap();
+        run(&Frame { what: format!("outside to {to:?}:{dport}"), iface: 1, bytes }, &mut tally);
+    }
+    assert_eq!((tally.dropped - dropped, tally.slow - slow), (30, 10), "decided by the program, and not");
     eprintln!(
         "differential_napt: {} frames identical: {} forwarded by flows in the program, {} dropped, {} to the slow path; \
          {} flows in the map",
@@ -461,7 +492,7 @@ fn established_sessions_in_the_program_match_the_userspace_engine() {
     assert!(tally.total >= 1000, "{} frames", tally.total);
     assert!(tally.flow_hits > 400, "most established traffic must stay in the program: {}", tally.flow_hits);
     // Rule hits: the program counted the service's rule for the packets it forwarded by flows.
-    let program_hits = xdp.rule_hits(3).unwrap();
+    let program_hits = xdp.rule_hits(4).unwrap();
     eprintln!(
         "differential_napt: rule hits {program_hits:?} (program), {expected_hits:?} (userspace, same frames)"
     );

@@ -10,9 +10,10 @@ use std::{
 
 use hutong_common::{
     MAX_RULES, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6, PORT_BARE, PORT_FLOWS,
-    PORT_SLOW, PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS,
-    RULE_NETMAP, RULE_NO_TRANSLATION, RULE_NPT6, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS,
-    RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum, vlan_port_key,
+    PORT_NAT_OUT, PORT_SLOW, PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT,
+    RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_NO_TRANSLATION, RULE_NPT6, RULE_PERMIT, RULE_PROTO,
+    RULE_ROUTE_VIA, RULE_SLOW, RULE_SPORTS, RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum,
+    vlan_port_key,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -36,6 +37,8 @@ pub struct Tables {
     pub nat_src: Vec<Lpm<V4Key, NetmapEntry>>,
     pub nat_dst: Vec<Lpm<V4Key, NetmapEntry>>,
     pub fib: Vec<Lpm<V4Key, Route>>,
+    /// `NAT_OUT_V4`: pool and service addresses on their outside VRFs.
+    pub nat_out: Vec<Lpm<V4Key, u8>>,
     /// The IPv6 counterparts: own addresses, NPTv6 both ways, routes, rules.
     pub local6: Vec<V6Key>,
     pub npt_src: Vec<Lpm<V6Key, Npt6>>,
@@ -145,8 +148,9 @@ fn policy_rule6(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<u32>) -> 
     };
     match &r.action {
         Action::Nptv6 => p.action = RULE_NPT6,
-        // Netmap translates only IPv4: for IPv6 it decides "no translation", as in userspace.
-        Action::Netmap => p.action = RULE_NO_TRANSLATION,
+        // Netmap and the NATs translate only IPv4: for IPv6 they decide "no translation", as
+        // in userspace.
+        Action::Netmap | Action::Napt { .. } | Action::Dnat => p.action = RULE_NO_TRANSLATION,
         Action::RouteVia { via: Some(IpAddr::V6(a)), .. } => p.via_nexthop = a.octets(),
         Action::RouteVia { via: Some(IpAddr::V4(a)), .. } => {
             p.via_nexthop[..4].copy_from_slice(&a.octets());
@@ -194,7 +198,10 @@ fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<u32>) -> P
             RULE_ROUTE_VIA
         }
         // NPTv6 translates only IPv6: for IPv4 it decides "no translation", as in userspace.
-        Action::Nptv6 | Action::Napt { .. } | Action::Dnat => RULE_NO_TRANSLATION,
+        Action::Nptv6 => RULE_NO_TRANSLATION,
+        // A new session: the slow path's (outside VRFs scan their rules; inside VRFs of pools
+        // are on the slow path whole).
+        Action::Napt { .. } | Action::Dnat => RULE_SLOW,
     };
     p
 }
@@ -253,8 +260,10 @@ impl SlowScope {
             let why = format!("rule {:?} ({:?})", r.name, r.action);
             *per_vrf.entry(r.vrf).or_default() += 1;
             match &r.action {
-                // New sessions are the userspace engine's.
-                Action::Napt { .. } | Action::Dnat => vrf(&mut s, r.vrf, why),
+                // New sessions are the userspace engine's: a NAPT rule's VRF is a pool's inside,
+                // all of it slow. (A DNAT rule's VRF is an outside: the program sends its hits,
+                // and packets to NAT addresses, to the slow path and forwards the rest.)
+                Action::Napt { .. } => vrf(&mut s, r.vrf, why),
                 Action::RouteVia { port, via } => {
                     let plain = config.ports.iter().any(|p| p.key() == *port && p.tunnel.is_none());
                     // An IPv6 next hop for IPv4 packets is beyond the program's IPv4 rules.
@@ -276,13 +285,13 @@ impl SlowScope {
                 config.policies.len()
             ));
         }
+        // Inside a pool or service, sessions decide before the rules do: the whole VRF is the
+        // slow path's (but for the flows of established sessions).
         for p in &config.nat_pools {
             vrf(&mut s, p.inside_vrf, format!("NAPT pool {:?}", p.name));
-            vrf(&mut s, p.outside_vrf, format!("NAPT pool {:?}", p.name));
         }
         for sv in &config.services {
             vrf(&mut s, sv.inside_vrf, format!("service {:?}", sv.name));
-            vrf(&mut s, sv.outside_vrf, format!("service {:?}", sv.name));
         }
         s
     }
@@ -302,7 +311,11 @@ fn port_entry(config: &Config, slow: &SlowScope, p: &PortConfig, base: Port) -> 
     let is_slow = slow.all.is_some() || slow.vrfs.contains_key(&p.vrf);
     let nat_vrf = config.nat_pools.iter().any(|n| n.inside_vrf == p.vrf || n.outside_vrf == p.vrf)
         || config.services.iter().any(|s| s.inside_vrf == p.vrf || s.outside_vrf == p.vrf);
-    let flags = if is_slow { PORT_SLOW } else { 0 } | if nat_vrf { PORT_FLOWS } else { 0 };
+    let nat_out = config.nat_pools.iter().any(|n| n.outside_vrf == p.vrf)
+        || config.services.iter().any(|s| s.outside_vrf == p.vrf);
+    let flags = if is_slow { PORT_SLOW } else { 0 }
+        | if nat_vrf { PORT_FLOWS } else { 0 }
+        | if nat_out { PORT_NAT_OUT } else { 0 };
     Port { vrf: p.vrf, role, flags, mtu: p.mtu, ..base }
 }
 
@@ -372,6 +385,19 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
         t.nat_src.push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
         let (bits, key) = lpm_key(n.outside_vrf, n.outside);
         t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
+    }
+    // The outside addresses of pools and services.
+    for p in &config.nat_pools {
+        for a in &p.addresses {
+            let (bits, key) = lpm_key(p.outside_vrf, a.trunc());
+            t.nat_out.push((bits, key, 1));
+        }
+    }
+    for sv in &config.services {
+        let (bits, key) = lpm_key(sv.outside_vrf, Ipv4Net::from(sv.outside));
+        if !t.nat_out.iter().any(|(b, k, _)| (*b, *k) == (bits, key)) {
+            t.nat_out.push((bits, key, 1));
+        }
     }
     // NPTv6 likewise. Of two translations of the same prefix the first is the one that acts,
     // as in the userspace engine.

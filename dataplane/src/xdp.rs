@@ -25,12 +25,12 @@ use aya::{
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FIB_V6, MAP_FLOWS, MAP_LOCAL_V4,
-    MAP_LOCAL_V6, MAP_NAT_DST_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_NEIGH_V6, MAP_NPT_DST_V6,
-    MAP_NPT_SRC_V6, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_RULES_V6, MAP_SLOW_PATH,
-    MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_NPT_PREFIXES,
-    MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6, MAX_VLAN_PORTS,
-    NEIGH_MISS_BYTES, Neigh, Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule, PolicyRule6, Port,
-    PortCounters, Route, Route6, Stat, V4Key, V6Key,
+    MAP_LOCAL_V6, MAP_NAT_DST_V4, MAP_NAT_OUT_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_NEIGH_V6,
+    MAP_NPT_DST_V6, MAP_NPT_SRC_V6, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_RULES_V6,
+    MAP_SLOW_PATH, MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS,
+    MAX_NPT_PREFIXES, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6,
+    MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule,
+    PolicyRule6, Port, PortCounters, Route, Route6, Stat, V4Key, V6Key,
 };
 
 use crate::{counters::Counters, flows::FlowMap, tables::Tables};
@@ -55,7 +55,7 @@ pub struct NeighborMaps {
 }
 
 /// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 33] = [
+const MAPS: [&str; 35] = [
     MAP_PORTS[0],
     MAP_PORTS[1],
     MAP_LOCAL_V4[0],
@@ -89,6 +89,8 @@ const MAPS: [&str; 33] = [
     MAP_RULES_V6[0],
     MAP_RULES_V6[1],
     MAP_NEIGH_V6,
+    MAP_NAT_OUT_V4[0],
+    MAP_NAT_OUT_V4[1],
 ];
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
@@ -113,7 +115,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn layout() -> String {
     use std::mem::size_of;
     format!(
-        "hutong-xdp maps v8 (two generations, epochs and digest, flows, rules, devmap, IPv6, VLANs): drops={} stats={} port={} vlans={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} v6key={} npt6={} route6={} neigh6={} rule6={} caps={},{},{},{},{},{},{},{},{},{},{},{}",
+        "hutong-xdp maps v9 (two generations, epochs and digest, flows, rules, devmap, IPv6, VLANs, NAT outsides): drops={} stats={} port={} vlans={} v4key={} netmap={} route={} neigh={}/{} flow={}/{} rule={} portcount={} v6key={} npt6={} route6={} neigh6={} rule6={} caps={},{},{},{},{},{},{},{},{},{},{},{}",
         Drop::COUNT,
         Stat::COUNT,
         size_of::<Port>(),
@@ -243,6 +245,8 @@ impl XdpEngine {
             let mut trie: LpmTrie<_, V6Key, Npt6> = LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
             sync_trie(&mut trie, entries).context(name)?;
         }
+        let mut out: LpmTrie<_, V4Key, u8> = LpmTrie::try_from(map(&mut self.ebpf, MAP_NAT_OUT_V4[next])?)?;
+        sync_trie(&mut out, &t.nat_out).context(MAP_NAT_OUT_V4[next])?;
         let mut fib: LpmTrie<_, V4Key, Route> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V4[next])?)?;
         sync_trie(&mut fib, &t.fib).context(MAP_FIB_V4[next])?;
         let mut fib6: LpmTrie<_, V6Key, Route6> = LpmTrie::try_from(map(&mut self.ebpf, MAP_FIB_V6[next])?)?;

@@ -25,8 +25,14 @@ pub struct HttpServer {
 const MAX_REQUEST: usize = 8192;
 
 impl HttpServer {
-    /// Listens on `addr` inside `ns`.
+    /// Listens on `addr` inside `ns`, as the extranet server.
     pub fn start(ns: &Netns, addr: SocketAddr) -> std::io::Result<HttpServer> {
+        Self::start_as(ns, addr, "the extranet server")
+    }
+
+    /// The same, greeting as `who` ("hello from {who}; you are {client}").
+    pub fn start_as(ns: &Netns, addr: SocketAddr, who: &str) -> std::io::Result<HttpServer> {
+        let who = who.to_string();
         let listener = ns.run(|| TcpListener::bind(addr))??;
         listener.set_nonblocking(true)?;
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -50,7 +56,7 @@ impl HttpServer {
                                 break;
                             }
                         }
-                        let body = format!("hello from the extranet server; you are {}\n", peer.ip());
+                        let body = format!("hello from {who}; you are {}\n", peer.ip());
                         let _ = write!(
                             conn,
                             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

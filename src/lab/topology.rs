@@ -30,6 +30,8 @@ pub struct DemoAddresses {
     pub legacy_host_translated: Ipv4Addr,
     /// A second address on the legacy host that no translation covers.
     pub unmapped: Ipv4Addr,
+    /// A third, in the first subnet the config isolates (denies as a source) in its VRF.
+    pub isolated: Option<Ipv4Addr>,
     /// The extranet server (and the gateway's next hop).
     pub server: Ipv4Net,
     pub legacy_gateway: Ipv4Addr,
@@ -137,6 +139,12 @@ impl DemoAddresses {
             legacy_host: Ipv4Net::new(host, lnet.prefix_len())?,
             legacy_host_translated: translated,
             unmapped: next,
+            isolated: c.policies.iter().find_map(|r| match (r.vrf == legacy.vrf, &r.action, r.src) {
+                (true, dataplane::Action::Deny, Some(IpNet::V4(n))) if r.proto.is_none() => {
+                    Some(Ipv4Addr::from(u32::from(n.network()) + 10))
+                }
+                _ => None,
+            }),
             server: Ipv4Net::new(via, unet.prefix_len())?,
             legacy_gateway: lnet.addr(),
             uplink_gateway: unet.addr(),
@@ -277,6 +285,9 @@ impl DemoLab {
         veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0").await?;
 
         let mut legacy_addrs = vec![IpNet::V4(a.legacy_host), IpNet::V4(Ipv4Net::new(a.unmapped, 32)?)];
+        if let Some(i) = a.isolated {
+            legacy_addrs.push(IpNet::V4(Ipv4Net::new(i, 32)?));
+        }
         let mut server_addrs = vec![IpNet::V4(a.server)];
         if let Some(six) = &a.ipv6 {
             legacy_addrs.push(IpNet::V6(six.legacy_host));

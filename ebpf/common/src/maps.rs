@@ -19,6 +19,9 @@ pub const MAP_NPT_SRC_V6: [&str; 2] = ["NPT_SRC_V6_0", "NPT_SRC_V6_1"];
 pub const MAP_NPT_DST_V6: [&str; 2] = ["NPT_DST_V6_0", "NPT_DST_V6_1"];
 pub const MAP_FIB_V6: [&str; 2] = ["FIB_V6_0", "FIB_V6_1"];
 pub const MAP_RULES_V6: [&str; 2] = ["RULES_V6_0", "RULES_V6_1"];
+/// NAT addresses on the outside (pools, published services), by VRF: a packet to one may
+/// belong to a session, which is the slow path's to find.
+pub const MAP_NAT_OUT_V4: [&str; 2] = ["NAT_OUT_V4_0", "NAT_OUT_V4_1"];
 pub const MAP_RULE_HITS: &str = "RULE_HITS";
 pub const MAP_PORT_COUNTERS: &str = "PORT_COUNTERS";
 /// `TX_PORTS[slot]`: the devmap the program redirects through, port slot → ifindex.
@@ -73,6 +76,9 @@ pub const ROLE_EXTRANET: u8 = 2;
 /// slow path (the config uses, for this port's VRF or interface, something the program does
 /// not implement).
 pub const PORT_SLOW: u8 = 1;
+/// Port flag: its VRF is the outside of NAT pools or services: a packet to one of their
+/// addresses (`NAT_OUT_V4`) goes to the slow path.
+pub const PORT_NAT_OUT: u8 = 8;
 /// Port flag: an interface carrying only VLAN ports: it has a devmap slot and slow-path
 /// sockets, but untagged frames on it belong to no port.
 pub const PORT_BARE: u8 = 4;
@@ -302,6 +308,8 @@ pub const RULE_ROUTE_VIA: u8 = 5;
 pub const RULE_NO_TRANSLATION: u8 = 6;
 /// Translate by the NPTv6 tables (`NPT_SRC_V6`, else `NPT_DST_V6`, in the packet's VRF).
 pub const RULE_NPT6: u8 = 7;
+/// A NAPT or DNAT rule: a new session, the slow path's to create (it counts the hit).
+pub const RULE_SLOW: u8 = 8;
 
 /// `PolicyRule::flags`.
 pub const RULE_PROTO: u8 = 1;

@@ -27,9 +27,9 @@ use aya_ebpf::{
 use hutong_common::{
     Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
     MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap,
-    PORT_BARE, PORT_FLOWS, PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY,
-    RULE_DPORTS, RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, Route, Stat, V4Key,
-    checksum, vlan_port_key,
+    PORT_BARE, PORT_FLOWS, PORT_NAT_OUT, PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT,
+    RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SLOW,
+    RULE_SPORTS, Route, Stat, V4Key, checksum, vlan_port_key,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -53,6 +53,10 @@ static NAT_DST_V4_1: LpmTrie<V4Key, Netmap> = LpmTrie::with_max_entries(MAX_NAT_
 static FIB_V4_0: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
 #[map]
 static FIB_V4_1: LpmTrie<V4Key, Route> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map]
+static NAT_OUT_V4_0: LpmTrie<V4Key, u8> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
+#[map]
+static NAT_OUT_V4_1: LpmTrie<V4Key, u8> = LpmTrie::with_max_entries(MAX_NAT_PREFIXES, 0);
 #[map]
 static RULES_0: Array<PolicyRule> = Array::with_max_entries(MAX_RULES, 0);
 #[map]
@@ -84,6 +88,7 @@ struct Tables {
     nat_dst: &'static LpmTrie<V4Key, Netmap>,
     fib: &'static LpmTrie<V4Key, Route>,
     rules: &'static Array<PolicyRule>,
+    nat_out: &'static LpmTrie<V4Key, u8>,
 }
 
 /// The generation in use, read once per packet so all of a packet's lookups agree.
@@ -99,6 +104,7 @@ fn tables() -> Tables {
             nat_dst: &NAT_DST_V4_0,
             fib: &FIB_V4_0,
             rules: &RULES_0,
+            nat_out: &NAT_OUT_V4_0,
         }
     } else {
         Tables {
@@ -109,6 +115,7 @@ fn tables() -> Tables {
             nat_dst: &NAT_DST_V4_1,
             fib: &FIB_V4_1,
             rules: &RULES_1,
+            nat_out: &NAT_OUT_V4_1,
         }
     }
 }
@@ -261,6 +268,11 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
             return Ok(verdict);
         }
     }
+    // To a pool's or a service's outside address, and no flow: a session's packet the program
+    // was not handed (its first answer, SYN/FIN/RST, a later fragment), or a new session.
+    if port.flags & PORT_NAT_OUT != 0 && lookup_out(t.nat_out, vrf, dst) {
+        return Ok(slow_path(ctx, port));
+    }
     // The config asks for something the program does not implement on this port.
     if port.flags & PORT_SLOW != 0 {
         return Ok(slow_path(ctx, port));
@@ -274,6 +286,11 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
         None
     };
     let (decided, via) = classify(&t, port, src, dst, proto, ports, false)?;
+    // A new session: the slow path creates it, and classifies (and counts) the packet again.
+    if decided == RULE_SLOW {
+        let _ = classify(&t, port, src, dst, proto, ports, true);
+        return Ok(slow_path(ctx, port));
+    }
     // --- translate: netmap the source (legacy -> extranet) or the destination (the reverse) -----
     let (new_src, new_dst, out_vrf) = match decided {
         RULE_NETMAP => {
@@ -767,6 +784,11 @@ fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, bool, u8), 
         }
     }
     Ok((total_len, frag_off, more_frags, proto))
+}
+
+#[inline(always)]
+fn lookup_out(map: &LpmTrie<V4Key, u8>, vrf: u32, addr: u32) -> bool {
+    map.get(Key::new(V4Key::VRF_BITS + 32, V4Key::new(vrf, addr.to_ne_bytes()))).is_some()
 }
 
 #[inline(always)]
