@@ -55,6 +55,16 @@ fn closed_udp_port(engine: &[&str]) {
 
 #[test]
 fn path_mtu_discovery_works_across_the_gateway() {
+    path_mtu_discovery_works_across_the_gateway_on(&[]);
+}
+
+/// The same with the userspace engine forwarding (and generating the ICMP) itself.
+#[test]
+fn path_mtu_discovery_on_the_userspace_engine() {
+    path_mtu_discovery_works_across_the_gateway_on(&["--engine", "userspace"]);
+}
+
+fn path_mtu_discovery_works_across_the_gateway_on(engine: &[&str]) {
     common::require_root("icmp_e2e");
     let mut config = common::demo_config();
     // The legacy side takes at most 1400 bytes: the server's full-size segments must be
@@ -64,9 +74,9 @@ fn path_mtu_discovery_works_across_the_gateway() {
     config.validate().unwrap();
     let site = common::Site::build(&config);
     let lab = &site.lab;
-    let mut gw = site.start_gateway("gw");
+    let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
-    let mut iperf_server = common::iperf3_server(lab);
+    let iperf_server = common::iperf3_server(lab);
     // -R: the server sends, in full-size segments, towards the legacy host.
     let out = common::iperf3_client(lab, &["-R"]).wait_with_output().unwrap();
     let _ = iperf_server.wait();

@@ -141,6 +141,16 @@ fn flow_counters(path: &std::path::Path) -> FlowCounters {
 
 #[test]
 fn a_published_legacy_service_is_reachable_from_the_extranet() {
+    a_published_legacy_service_is_reachable_from_the_extranet_on(&[]);
+}
+
+/// The same on the userspace engine.
+#[test]
+fn a_published_service_on_the_userspace_engine() {
+    a_published_legacy_service_is_reachable_from_the_extranet_on(&["--engine", "userspace"]);
+}
+
+fn a_published_legacy_service_is_reachable_from_the_extranet_on(engine: &[&str]) {
     common::require_root("napt_e2e");
     let mut config = common::demo_config();
     config.services = vec![dataplane::config::Service {
@@ -170,7 +180,7 @@ fn a_published_legacy_service_is_reachable_from_the_extranet() {
     let a = lab.addrs.clone();
     // The legacy service, listening on its legacy address; it never sent anything before.
     let portal = HttpServer::start(&lab.legacy, SocketAddr::new(a.legacy_host.addr().into(), 8080)).unwrap();
-    let mut gw = site.start_gateway("gw");
+    let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
 
     let fetch = |url: &str| {
@@ -243,6 +253,16 @@ fn napt_on_the_userspace_engine() {
 /// block the formula gives it, and its session says so.
 #[test]
 fn deterministic_nat_follows_its_formula_end_to_end() {
+    deterministic_nat_follows_its_formula_end_to_end_on(&[]);
+}
+
+/// The same on the userspace engine.
+#[test]
+fn deterministic_nat_on_the_userspace_engine() {
+    deterministic_nat_follows_its_formula_end_to_end_on(&["--engine", "userspace"]);
+}
+
+fn deterministic_nat_follows_its_formula_end_to_end_on(engine: &[&str]) {
     common::require_root("napt_e2e");
     let mut config = common::napt_config("198.18.30.0/31");
     config.nat_pools[0].mode =
@@ -252,7 +272,7 @@ fn deterministic_nat_follows_its_formula_end_to_end() {
     let lab = &site.lab;
     let a = lab.addrs.clone();
     let server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
-    let mut gw = site.start_gateway("gw-det");
+    let mut gw = site.start_gateway_with("gw-det", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     // Host 10 of 10.20.0.0/24, 252 blocks of 256 ports per address: 198.18.30.0, block 10.
     assert_eq!(

@@ -10,13 +10,23 @@ use hutong::lab::http::HttpServer;
 
 #[test]
 fn an_expiring_ttl_is_answered_through_the_slow_path() {
+    an_expiring_ttl_is_answered_through_the_slow_path_on(&[]);
+}
+
+/// The same on the userspace engine.
+#[test]
+fn an_expiring_ttl_on_the_userspace_engine() {
+    an_expiring_ttl_is_answered_through_the_slow_path_on(&["--engine", "userspace"]);
+}
+
+fn an_expiring_ttl_is_answered_through_the_slow_path_on(engine: &[&str]) {
     common::require_root("slow_path");
     let config = common::demo_config();
     let site = common::Site::build(&config);
     let lab = &site.lab;
     let a = lab.addrs.clone();
     let _server = HttpServer::start(&lab.extranet, SocketAddr::new(a.server.addr().into(), 80)).unwrap();
-    let mut gw = site.start_gateway("gw");
+    let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
 
     let out = lab
@@ -82,7 +92,8 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     };
     let said = hutong(&["status"]);
     assert!(
-        said.starts_with(&format!("gateway {} (hutong ", config.gateway)) && said.contains("engine xdp"),
+        said.starts_with(&format!("gateway {} (hutong ", config.gateway))
+            && said.contains(if engine.is_empty() { "engine xdp" } else { "engine userspace" }),
         "{said}"
     );
     let said: serde_json::Value = serde_json::from_str(&hutong(&["status", "--json"])).unwrap();
@@ -92,7 +103,7 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     let running = dataplane::Config::from_json(&running["config"].to_string()).unwrap();
     assert_eq!(running, config, "GET /v1/config is the config the gateway was started with");
     assert_eq!(status["gateway"], config.gateway.as_str(), "{status}");
-    assert_eq!(status["engine"], "xdp", "{status}");
+    assert_eq!(status["engine"], if engine.is_empty() { "xdp" } else { "userspace" }, "{status}");
     // Every JSON route answers with what docs/api/openapi.yaml promises: the required fields,
     // of the documented types.
     let doc: serde_json::Value =
@@ -135,10 +146,11 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
     };
     assert!(sample("xdp", "slow_path").is_some_and(|v| v >= 3.0), "{metrics}");
     assert!(sample("slow_path", "icmp_errors").is_some_and(|v| v >= answered as f64), "{metrics}");
-    // The normal ping left by the uplink, counted per port by the program.
+    // The normal ping left by the uplink, counted per port by the engine that forwarded it.
+    let forwarder = if engine.is_empty() { "xdp" } else { "slow_path" };
     let tx = scrape.samples.iter().find(|s| {
         s.metric == "hutong_port_packets_total"
-            && s.labels.get("engine") == Some("xdp")
+            && s.labels.get("engine") == Some(forwarder)
             && s.labels.get("port") == Some("uplink0")
             && s.labels.get("direction") == Some("tx")
     });
@@ -146,7 +158,7 @@ fn an_expiring_ttl_is_answered_through_the_slow_path() {
         tx.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 2.0)),
         "{metrics}"
     );
-    // The normal ping was classified by the program: its rule counted the echo requests.
+    // The normal ping was classified: its rule counted the echo requests.
     let rule = scrape.samples.iter().find(|s| {
         s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("city-hall-netmap0-out")
     });

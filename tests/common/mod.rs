@@ -111,8 +111,32 @@ pub fn fetch(ns: &hutong::lab::Netns, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A child process killed (and reaped) when dropped: a test that fails half-way must not leave
+/// an iperf3 behind (an iperf3 client whose namespace is gone spins on a CPU).
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    /// Waits for it to end on its own, with its piped output.
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        self.0.take().expect("not waited yet").wait_with_output()
+    }
+
+    pub fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.take().expect("not waited yet").wait()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A one-shot iperf3 server on the demo's extranet server address.
-pub fn iperf3_server(lab: &hutong::lab::DemoLab) -> std::process::Child {
+pub fn iperf3_server(lab: &hutong::lab::DemoLab) -> Reaped {
     let child = lab
         .extranet
         .command("iperf3")
@@ -122,19 +146,21 @@ pub fn iperf3_server(lab: &hutong::lab::DemoLab) -> std::process::Child {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300)); // listening
-    child
+    Reaped(Some(child))
 }
 
 /// An iperf3 client from the legacy host to that server for 2 s (`extra`: `-R` for the server
 /// to send), JSON on its piped stdout.
-pub fn iperf3_client(lab: &hutong::lab::DemoLab, extra: &[&str]) -> std::process::Child {
-    lab.legacy
+pub fn iperf3_client(lab: &hutong::lab::DemoLab, extra: &[&str]) -> Reaped {
+    let child = lab
+        .legacy
         .command("iperf3")
         .args(["-c", &lab.addrs.server.addr().to_string(), "-t", "2", "-J"])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Reaped(Some(child))
 }
 
 /// Bytes the receiving side counted in an iperf3 JSON report (0 if there is none), and the report.
