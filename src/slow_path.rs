@@ -122,6 +122,8 @@ impl SlowPath {
         if offload {
             engine.track_offloads();
         }
+        // A new session's first packet, towards a host nobody asked for yet, waits for it.
+        engine.hold_unresolved();
         let mut table = xdp.take_flows()?;
         let generation = engine.generation();
         let flows = if kept {
@@ -308,6 +310,13 @@ fn run(
         for (iface, frame) in asks {
             if let Some(s) = socks.get_mut(iface) {
                 let _ = s.send(&frame);
+            }
+        }
+        for p in engine.take_released(monotonic_ns()) {
+            if let Verdict::Forward { iface } = p.verdict {
+                if let Some(s) = socks.get_mut(iface) {
+                    let _ = s.send(p.frame());
+                }
             }
         }
         for (i, s) in socks.iter_mut().enumerate() {

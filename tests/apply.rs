@@ -86,11 +86,6 @@ fn apply(engine: &[&str]) {
     let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     let userspace = !engine.is_empty();
-    if userspace {
-        // The userspace engine drops the first packet towards a next hop it has not copied
-        // from the neighbor table yet (the program resolves it ahead).
-        pings(&site, 1);
-    }
     assert_eq!(pings(&site, 3), 3, "{}", gw.log_text());
     assert_eq!(version(&site), 1);
 
@@ -121,10 +116,11 @@ fn apply(engine: &[&str]) {
 
     // A new policy, applied while a ping flow and an iperf3 TCP stream cross: both go on, and
     // the new rules count them from then on.
-    // The userspace engine is one thread in AF_XDP copy mode: a stream at full speed would
-    // overload it and drop pings; the apply is what is tested here, not that engine's ceiling.
+    // The userspace engine is one thread in AF_XDP copy mode: a stream at full speed overloads
+    // it and drops pings (at 200 Mbit/s, 3 of 60 once); the apply is what is tested here, not
+    // that engine's ceiling.
     let iperf_server = common::iperf3_server(&site.lab);
-    let stream = common::iperf3_client(&site.lab, if userspace { &["-b", "200M"] } else { &[] });
+    let stream = common::iperf3_client(&site.lab, if userspace { &["-b", "50M"] } else { &[] });
     let flow = site
         .lab
         .legacy

@@ -14,6 +14,7 @@
 pub mod classify;
 pub mod compiled;
 pub mod counters;
+pub mod held;
 pub mod icmp;
 pub mod steer;
 pub mod trace;
@@ -212,6 +213,8 @@ pub struct Engine {
     offloads: Option<Vec<Offload>>,
     /// Grows whenever a new config is adopted: earlier offloads no longer hold.
     generation: u64,
+    /// Packets waiting for their next hop, when turned on.
+    held: Option<held::Held>,
 }
 
 /// At most this many unresolved next hops are remembered between resolver runs.
@@ -311,6 +314,7 @@ impl Engine {
             assume_neighbors: false,
             offloads: None,
             generation: 0,
+            held: None,
         };
         e.adopt(compiled);
         Ok(e)
@@ -405,6 +409,35 @@ impl Engine {
     /// Records the MAC of a next hop (from the daemon's resolver, or a test).
     pub fn set_neighbor(&mut self, iface: usize, vlan: Option<u16>, addr: IpAddr, mac: [u8; 6]) {
         self.neighbors.insert((iface, vlan, addr), mac);
+    }
+
+    /// Makes packets towards an unresolved next hop wait for it (see [`held`]) instead of
+    /// being dropped; [`Engine::take_released`] hands them out.
+    pub fn hold_unresolved(&mut self) {
+        self.held.get_or_insert_with(held::Held::default);
+    }
+
+    /// Held packets whose next hop is known now, completed and counted as forwarded (their
+    /// verdict says where to); those that waited too long are counted as `no_neighbor` drops.
+    pub fn take_released(&mut self, now_ns: u64) -> Vec<Packet> {
+        let Some(h) = self.held.as_mut().filter(|h| !h.is_empty()) else { return Vec::new() };
+        let neighbors = &mut self.neighbors;
+        let done = h.take(now_ns, |k| neighbors.get(*k));
+        let mut out = Vec::new();
+        for (mut e, mac) in done {
+            match mac {
+                Some(mac) => {
+                    e.pkt.frame_mut()[..6].copy_from_slice(&mac);
+                    e.pkt.verdict = Verdict::Forward { iface: e.out_iface };
+                    self.counters.stats[Stat::Forwarded as usize] += 1;
+                    self.counters.port_tx_packets.add(e.phys, 1);
+                    self.counters.port_tx_bytes.add(e.phys, e.pkt.frame().len() as u64);
+                    out.push(e.pkt);
+                }
+                None => self.counters.drops[Drop::NoNeighbor as usize] += 1,
+            }
+        }
+        out
     }
 
     /// Unresolved next hops seen since the last call, for the resolver to ask about.
@@ -699,6 +732,7 @@ impl Engine {
             return Verdict::Drop(Drop::NoRoute);
         };
         let nkey = (out_iface, egress.vlan, next);
+        let mut hold = None;
         let dst_mac = match self.neighbors.get(nkey) {
             Some(mac) => mac,
             None if self.assume_neighbors => {
@@ -712,8 +746,14 @@ impl Engine {
                 if self.misses.len() < MAX_MISSES && !self.misses.contains(&nkey) {
                     self.misses.push(nkey);
                 }
-                step!("neighbor", "{next} is not resolved yet");
-                return Verdict::Drop(Drop::NoNeighbor);
+                if self.held.as_ref().is_some_and(|h| h.has_room(&nkey)) {
+                    step!("neighbor", "{next} is not resolved yet: the packet waits for it");
+                    hold = Some(nkey);
+                    [0; 6]
+                } else {
+                    step!("neighbor", "{next} is not resolved yet");
+                    return Verdict::Drop(Drop::NoNeighbor);
+                }
             }
         };
 
@@ -816,6 +856,12 @@ impl Engine {
                 f[14..16].copy_from_slice(&((tci & 0xf000) | b).to_be_bytes());
             }
             _ => {}
+        }
+        if let (Some(key), Some(h)) = (hold, self.held.as_mut()) {
+            // Counted when it leaves (or is given up); its flow is offloaded by a later packet.
+            let deadline_ns = now_ns + held::WAIT_NS;
+            h.push(held::Entry { key, pkt: pkt.clone(), out_iface, phys, deadline_ns });
+            return Verdict::Pending;
         }
         self.counters.port_tx_packets.add(phys, 1);
         self.counters.port_tx_bytes.add(phys, pkt.frame().len() as u64);

@@ -67,6 +67,40 @@ fn netmap_out_and_back_in() {
 }
 
 #[test]
+fn held_packets_leave_once_their_next_hop_is_known_or_are_dropped_after_a_second() {
+    let mut e = engine(demo());
+    e.hold_unresolved();
+    let host2 = [10, 20, 0, 11];
+    let mac2 = [2, 0, 0, 0, 0x20, 0x0b];
+    let from_server = |n: u8| udp((SERVER_MAC, U_MAC), SERVER, [198, 18, 20, 11], 64, n as usize);
+    // Four packets towards an unresolved host: three wait, the fourth is dropped.
+    let mut verdicts = Vec::new();
+    for n in 0..4 {
+        verdicts.push(run(&mut e, 1, &from_server(n)).verdict);
+    }
+    assert_eq!(verdicts[..3], [Verdict::Pending; 3]);
+    assert_eq!(verdicts[3], Verdict::Drop(Drop::NoNeighbor));
+    assert_eq!(e.take_misses(), vec![(0, None, ip(host2))], "the resolver is asked once");
+    assert!(e.take_released(1).is_empty(), "still unresolved");
+    e.set_neighbor(0, None, ip(host2), mac2);
+    let out = e.take_released(2);
+    assert_eq!(out.len(), 3);
+    for (n, p) in out.iter().enumerate() {
+        assert_eq!(p.verdict, Verdict::Forward { iface: 0 });
+        // Exactly what it would have been with the neighbor known from the start.
+        assert_eq!(p.frame(), udp((L_MAC, mac2), SERVER, host2, 63, n));
+    }
+    assert_eq!((e.counters.stat(Stat::Forwarded), e.counters.drop(Drop::NoNeighbor)), (3, 1));
+    assert_eq!(e.counters.port_tx_packets.get("legacy0"), 3);
+    // Unresolved for a second: given up, and counted.
+    let host3 = [198, 18, 20, 12];
+    assert_eq!(run(&mut e, 1, &udp((SERVER_MAC, U_MAC), SERVER, host3, 64, 5)).verdict, Verdict::Pending);
+    assert!(e.take_released(held::WAIT_NS - 1).is_empty());
+    assert!(e.take_released(held::WAIT_NS).is_empty());
+    assert_eq!(e.counters.drop(Drop::NoNeighbor), 2);
+}
+
+#[test]
 fn unpublished_traffic_is_dropped_unmodified_and_counted() {
     let mut e = engine(demo());
     let f = udp((HOST_MAC, L_MAC), [10, 20, 1, 10], SERVER, 64, 10);
