@@ -58,7 +58,7 @@ pub struct Evidence {
 }
 
 /// Runs `ping` in `ns` and counts replies.
-fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
+pub(crate) fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
     let mut cmd = ns.command("ping");
     cmd.args(["-n", "-q", "-c", &PINGS.to_string(), "-i", "0.2", "-W", "1"]);
     if let Some(s) = source {
@@ -80,7 +80,7 @@ fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
 }
 
 /// Runs `curl` in `ns`; the body on success.
-fn curl(ns: &Netns, url: &str, source: Option<IpAddr>, timeout_s: u32) -> Result<Option<String>> {
+pub(crate) fn curl(ns: &Netns, url: &str, source: Option<IpAddr>, timeout_s: u32) -> Result<Option<String>> {
     let mut cmd = ns.command("curl");
     cmd.args(["-sS", "--max-time", &timeout_s.to_string()]);
     if let Some(s) = source {

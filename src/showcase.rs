@@ -17,13 +17,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Counters, Drop as DropReason};
 
-use crate::lab::{DemoLab, Netns, gateway::GatewayProcess, http::HttpServer};
+use crate::{
+    demo::PINGS,
+    lab::{DemoLab, Netns, gateway::GatewayProcess, http::HttpServer},
+};
 
 /// The embedded showcase plan, so `hutong demo` needs no files.
 pub const SHOWCASE_PLAN: &str = include_str!("../configs/demo/showcase.yaml");
 pub const SHOWCASE_GATEWAY: &str = "gw-changsha";
 const ARCHIVE_PORT: u16 = 8080;
-const PINGS: u32 = 5;
 /// Seconds of each iperf3 run.
 const IPERF_SECONDS: u32 = 2;
 
@@ -43,26 +45,12 @@ pub struct Row {
 
 /// Replies to `PINGS` pings from `ns` (from `source`, if given).
 fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<u32> {
-    let mut cmd = ns.command("ping");
-    cmd.args(["-n", "-q", "-c", &PINGS.to_string(), "-i", "0.2", "-W", "1"]);
-    if let Some(s) = source {
-        cmd.args(["-I", &s.to_string()]);
-    }
-    let out = cmd.arg(dst.to_string()).stdin(Stdio::null()).output().context("running ping")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or("");
-    Ok(line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).nth(1).unwrap_or(0))
+    Ok(crate::demo::ping(ns, dst, source)?.received)
 }
 
 /// `curl` from `ns`: the body, if the request succeeded.
 fn curl(ns: &Netns, url: &str) -> Result<Option<String>> {
-    let out = ns
-        .command("curl")
-        .args(["-sS", "--max-time", "5", url])
-        .stdin(Stdio::null())
-        .output()
-        .context("running curl")?;
-    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    crate::demo::curl(ns, url, None, 5)
 }
 
 /// The client address in one of the lab servers' greetings ("...; you are X").
