@@ -1,6 +1,7 @@
 //! The XDP engine's slow path: one AF_XDP socket per port (queue 0), a userspace engine with the
 //! same config behind them, and a thread moving frames between the two. What the XDP program
-//! hands over (IPv6, TTL expiry, ICMP errors, packets over the MTU, new NAT sessions) is decided
+//! hands over (TTL expiry, ICMP errors, packets over the MTU, new NAT sessions, IPv6 extension
+//! headers, ARP/NDP of VLAN ports) is decided
 //! here, with the userspace engine's complete semantics, and sent out through the egress port's
 //! socket. The established NAT sessions it decides are handed back to the program as flows
 //! (see `dataplane::flows`), so their next packets stay in the kernel.

@@ -88,7 +88,7 @@ pub enum Stat {
     IcmpErrors = 3,
     /// ICMP errors not sent because of the rate limit.
     IcmpSuppressed = 4,
-    /// Handed by the XDP program to the userspace slow path (AF_XDP): IPv6, TTL expiry, ICMP
+    /// Handed by the XDP program to the userspace slow path (AF_XDP): TTL expiry, ICMP
     /// errors, packets over the egress MTU.
     SlowPath = 5,
     /// Forwarded by the program through a flow the slow path handed it (an established NAT
