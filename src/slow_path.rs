@@ -208,24 +208,45 @@ impl Links {
     }
 }
 
-/// Copies the program's neighbor tables (through their pins, IPv4 then IPv6) into the engine.
+/// Makes the engine's neighbors those of the program's tables (through their pins, IPv4 then
+/// IPv6): copies what is there, and forgets what is gone (the kernel dropped it, or a VLAN
+/// neighbor aged out). If a table cannot be read, nothing is forgotten.
 fn sync_neighbors(engine: &mut Engine, links: &Links, [pin4, pin6]: &[std::path::PathBuf; 2]) {
-    let mut set = |ifindex: u32, addr: IpAddr, mac: [u8; 6]| {
-        if let Some((i, vlan)) = links.engine_port(ifindex) {
-            engine.set_neighbor(i, vlan, addr, mac);
-        }
-    };
-    if let Ok(data) = MapData::from_pin(pin4) {
-        if let Ok(table) = HashMap::<_, NeighKey, Neigh>::try_from(Map::HashMap(data)) {
+    let mut present = std::collections::HashSet::new();
+    let mut complete = true;
+    match MapData::from_pin(pin4)
+        .ok()
+        .and_then(|d| HashMap::<_, NeighKey, Neigh>::try_from(Map::HashMap(d)).ok())
+    {
+        Some(table) => {
             for (k, v) in table.iter().flatten() {
-                set(k.ifindex, IpAddr::from(k.addr), v.mac);
+                present.insert((k.ifindex, IpAddr::from(k.addr), v.mac));
             }
         }
+        None => complete = false,
     }
-    if let Ok(data) = MapData::from_pin(pin6) {
-        if let Ok(table) = HashMap::<_, Neigh6Key, Neigh>::try_from(Map::HashMap(data)) {
+    match MapData::from_pin(pin6)
+        .ok()
+        .and_then(|d| HashMap::<_, Neigh6Key, Neigh>::try_from(Map::HashMap(d)).ok())
+    {
+        Some(table) => {
             for (k, v) in table.iter().flatten() {
-                set(k.ifindex, IpAddr::from(k.addr), v.mac);
+                present.insert((k.ifindex, IpAddr::from(k.addr), v.mac));
+            }
+        }
+        None => complete = false,
+    }
+    let mut known = std::collections::HashSet::new();
+    for (ifindex, addr, mac) in present {
+        if let Some((i, vlan)) = links.engine_port(ifindex) {
+            engine.set_neighbor(i, vlan, addr, mac);
+            known.insert((i, vlan, addr));
+        }
+    }
+    if complete {
+        for key in engine.neighbor_keys() {
+            if !known.contains(&key) {
+                engine.forget_neighbor(key.0, key.1, key.2);
             }
         }
     }

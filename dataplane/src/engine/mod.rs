@@ -189,6 +189,30 @@ impl Neighbors {
             }
         }
     }
+
+    fn remove(&mut self, k: NeighborKey) {
+        match k.2 {
+            IpAddr::V4(a) => {
+                let key = Self::pack(k, u32::from(a));
+                self.v4.remove(&key);
+                let slot = &mut self.cache[Self::slot(key)];
+                if slot.0 == key {
+                    *slot = (0, [0; 6]);
+                }
+            }
+            IpAddr::V6(a) => {
+                self.v6.remove(&(k.0, k.1, u128::from(a)));
+            }
+        }
+    }
+
+    fn keys(&self) -> Vec<NeighborKey> {
+        let v4 = self.v4.keys().map(|k| {
+            let vlan = ((k >> 32) & 0x1fff) as u16;
+            ((k >> 45) as usize, vlan.checked_sub(1), IpAddr::V4(Ipv4Addr::from(*k as u32)))
+        });
+        v4.chain(self.v6.keys().map(|(i, v, a)| (*i, *v, IpAddr::V6((*a).into())))).collect()
+    }
 }
 
 pub struct Engine {
@@ -438,6 +462,16 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Forgets the MAC of a next hop (its entry went from the neighbor table).
+    pub fn forget_neighbor(&mut self, iface: usize, vlan: Option<u16>, addr: IpAddr) {
+        self.neighbors.remove((iface, vlan, addr));
+    }
+
+    /// Every next hop the engine knows a MAC for.
+    pub fn neighbor_keys(&self) -> Vec<(usize, Option<u16>, IpAddr)> {
+        self.neighbors.keys()
     }
 
     /// Unresolved next hops seen since the last call, for the resolver to ask about.

@@ -101,6 +101,29 @@ fn held_packets_leave_once_their_next_hop_is_known_or_are_dropped_after_a_second
 }
 
 #[test]
+fn neighbors_are_listed_and_forgotten() {
+    let mut e = engine(demo());
+    e.set_neighbor(0, Some(4094), "10.20.0.77".parse().unwrap(), HOST_MAC);
+    e.set_neighbor(1, None, "2001:db8::2".parse().unwrap(), SERVER_MAC);
+    let mut keys = e.neighbor_keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            (0, None, ip(HOST)),
+            (0, Some(4094), "10.20.0.77".parse().unwrap()),
+            (1, None, ip(SERVER)),
+            (1, None, "2001:db8::2".parse().unwrap()),
+        ]
+    );
+    let f = udp((HOST_MAC, L_MAC), HOST, SERVER, 64, 10);
+    assert_eq!(run(&mut e, 0, &f).verdict, Verdict::Forward { iface: 1 }, "and now in the cache");
+    e.forget_neighbor(1, None, ip(SERVER));
+    assert_eq!(run(&mut e, 0, &f).verdict, Verdict::Drop(Drop::NoNeighbor), "gone from the cache too");
+    assert_eq!(e.neighbor_keys().len(), 3);
+}
+
+#[test]
 fn unpublished_traffic_is_dropped_unmodified_and_counted() {
     let mut e = engine(demo());
     let f = udp((HOST_MAC, L_MAC), [10, 20, 1, 10], SERVER, 64, 10);
