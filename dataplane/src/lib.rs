@@ -10,6 +10,7 @@
 //!   the userspace engine decided, and [`neighbor`] keeps next-hop MACs resolved
 //!   through the kernel's neighbor table.
 
+pub mod bench;
 pub mod buffer;
 pub mod config;
 pub mod counters;

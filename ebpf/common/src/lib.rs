@@ -11,6 +11,7 @@
 //! from the first byte on.
 #![no_std]
 
+pub mod bench;
 pub mod checksum;
 pub mod counters;
 pub mod maps;

@@ -1,0 +1,90 @@
+//! The acceptance bench's instruments (`dataplane::bench`), for real in a namespace: the
+//! live-frames generator sends frames over 1,000 flows into a counting sink, directly and through
+//! the raw XDP ceiling (a redirect from one veth to another), and the sink tells frames with the
+//! expected addresses from the rest. The harness around them (`hutong bench`) is not built yet.
+
+mod common;
+
+use dataplane::bench::{Ceiling, Generator, Sink};
+use etherparse::PacketBuilder;
+use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
+
+const FRAMES: u32 = 200_000;
+
+/// A 60-byte UDP frame's header (10.20.0.1:1024 → 198.19.0.2:9), as the generator's template.
+fn template() -> [u8; GEN_HEADER] {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 20, 0, 1], [198, 19, 0, 2], 64)
+        .udp(1024, 9)
+        .write(&mut v, &[0; 18])
+        .unwrap();
+    assert_eq!(v.len(), 60);
+    v[40] = 0; // no UDP checksum: the generator varies the ports without fixing it
+    v[41] = 0;
+    v[..GEN_HEADER].try_into().unwrap()
+}
+
+fn mask(bits: u32) -> u32 {
+    (u32::MAX.checked_shl(32 - bits).unwrap_or(0)).to_be()
+}
+
+#[test]
+fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
+    common::require_root("bench_xdp");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ns = hutong::lab::Netns::create(&format!("{}-bench", hutong::lab::netns::lab_tag())).unwrap();
+    let links = rt.block_on(async {
+        let h = ns.netlink().unwrap();
+        let mut out = Vec::new();
+        for (a, b) in [("gen0", "sink0"), ("gen1", "dutin1"), ("dutout1", "sink1")] {
+            h.link().add(rtnetlink::LinkVeth::new(a, b).build()).execute().await.unwrap();
+        }
+        for name in ["gen0", "sink0", "gen1", "dutin1", "dutout1", "sink1"] {
+            let l = dataplane::netlink::link(&h, name).await.unwrap();
+            dataplane::netlink::set_up(&h, l.ifindex).await.unwrap();
+            out.push(l.ifindex);
+        }
+        out
+    });
+    let [gen0, sink0, gen1, dutin1, dutout1, sink1] = links[..] else { panic!("six links") };
+    // From 10.20.0.0/24 (250 hosts) and 4 source ports: 1,000 flows, all to the server.
+    let expect = SinkExpect {
+        src: u32::from_ne_bytes([10, 20, 0, 0]),
+        src_mask: mask(24),
+        dst: u32::from_ne_bytes([198, 19, 0, 2]),
+        dst_mask: mask(32),
+    };
+    let config = GenConfig { header: template(), sport: 1024, flows: 1000, hosts: 250 };
+    let results = ns
+        .run(|| {
+            let direct = Sink::attach(sink0, expect).unwrap();
+            let mut generator = Generator::load(config).unwrap();
+            let took = generator.run(gen0, 60, FRAMES, 64).unwrap();
+            let direct = direct.counters().unwrap();
+            // Through the ceiling, into a sink that expects other addresses: all counted as wrong.
+            let _ceiling = Ceiling::attach(dutin1, dutout1).unwrap();
+            let wrong =
+                Sink::attach(sink1, SinkExpect { src: u32::from_ne_bytes([198, 18, 20, 0]), ..expect })
+                    .unwrap();
+            generator.run(gen1, 60, FRAMES, 64).unwrap();
+            (took, direct, wrong.counters().unwrap())
+        })
+        .unwrap();
+    let (took, direct, wrong) = results;
+    eprintln!(
+        "bench_xdp: {FRAMES} frames generated in {took:?} ({:.2} Mpps); sink: {} good, {} wrong; \
+         through the ceiling into a sink expecting other sources: {} good, {} wrong",
+        FRAMES as f64 / took.as_secs_f64() / 1e6,
+        direct.good,
+        direct.bad,
+        wrong.good,
+        wrong.bad
+    );
+    assert_eq!(direct.bad, 0, "every frame the generator makes has the expected addresses");
+    assert!(direct.good >= FRAMES as u64 * 9 / 10, "the sink saw {} of {FRAMES}", direct.good);
+    assert_eq!(direct.good_bytes, direct.good * 60);
+    assert_eq!(wrong.good, 0, "the sink tells wrong addresses apart");
+    assert!(wrong.bad >= FRAMES as u64 * 9 / 10, "the ceiling forwarded {} of {FRAMES}", wrong.bad);
+    assert!(wrong.bad <= FRAMES as u64, "only the generator's frames are IPv4 here");
+}
