@@ -7,8 +7,8 @@
 //!  XDP generator    under test      translated as expected
 //! ```
 //! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with an
-//! nftables netmap, and hutong's XDP engine (`hutong gateway run`). Not built yet (issue 7): the
-//! userspace engine as a device, the NAPT and deny scenarios, frame sizes, the RFC 2544 search
+//! nftables netmap, and hutong's XDP and userspace engines (`hutong gateway run`). Not built yet
+//! (issue 7): the NAPT and deny scenarios, frame sizes, the RFC 2544 search
 //! for the highest rate under a loss threshold, latency, session capacity, the report, real NIC
 //! ports and several cores.
 
@@ -170,7 +170,7 @@ pub const NFT_NETMAP: &str = "table ip hutong_bench {
 }
 ";
 
-/// Runs the three devices on the netmap scenario; `hutong` is the binary the gateway runs from.
+/// Runs the four devices on the netmap scenario; `hutong` is the binary the gateway runs from.
 pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>> {
     progress("building the bench namespaces (generator, device under test, sink)");
     let lab = BenchLab::build().await?;
@@ -213,6 +213,14 @@ pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) 
     gw.wait_ready(&|| Ok(()))?;
     std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
     out.push(lab.offer("hutong XDP engine", frames, [198, 18, 20, 0])?);
+    gw.stop();
+
+    progress("hutong's userspace engine (`--engine userspace`: one thread, AF_XDP in copy mode)");
+    let user = ["--engine", "userspace"];
+    let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench-user", &user)?;
+    gw.wait_ready(&|| Ok(()))?;
+    std::thread::sleep(Duration::from_millis(300));
+    out.push(lab.offer("hutong userspace engine", frames, [198, 18, 20, 0])?);
     gw.stop();
     Ok(out)
 }

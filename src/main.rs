@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong trace --packet HEX                the same, by the running gateway (--api)
   hutong demo                              run the demo site in network namespaces
-  hutong bench [--quick]                   the netmap series: XDP ceiling, Linux + nftables, hutong"
+  hutong bench [--quick]                   the netmap series: XDP ceiling, Linux + nftables, hutong's engines"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -127,7 +127,7 @@ enum Command {
         gateway: String,
     },
     /// The acceptance bench, first part: the raw XDP ceiling, Linux forwarding with an nftables
-    /// netmap and hutong's XDP engine, side by side in namespaces it builds, each offered the
+    /// netmap and hutong's XDP and userspace engines, side by side in namespaces it builds, each offered the
     /// live-frames generator's full rate of 60-byte frames over 1,000 flows.
     Bench {
         /// 200,000 frames per device instead of 2,000,000 (a smoke test).
