@@ -8,7 +8,7 @@
 //! ```
 //! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with an
 //! nftables netmap, and hutong's XDP and userspace engines (`hutong gateway run`). Not built yet
-//! (issue 7): the NAPT and deny scenarios, frame sizes, the RFC 2544 search
+//! (issue 7): the NAPT and deny scenarios, the RFC 2544 search
 //! for the highest rate under a loss threshold, latency, session capacity, the report, real NIC
 //! ports and several cores.
 
@@ -48,6 +48,8 @@ pub struct BenchLab {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub dut: String,
+    /// Frame length, without the FCS (60 is a 64-byte frame on the wire).
+    pub len: usize,
     pub sent: u32,
     /// Frames that reached the sink translated as expected, and the rest that reached it.
     pub good: u64,
@@ -119,12 +121,12 @@ impl BenchLab {
     }
 
     /// Offers `frames` frames to whatever device is set up, and counts what the sink gets.
-    fn offer(&self, dut: &str, frames: u32, expect_src: [u8; 4]) -> Result<Outcome> {
+    fn offer(&self, dut: &str, frames: u32, len: usize, expect_src: [u8; 4]) -> Result<Outcome> {
         let mut header = Vec::new();
         PacketBuilder::ethernet2(self.gen0.mac, self.in0.mac)
             .ipv4([10, 20, 0, 1], SERVER, 64)
             .udp(1024, 9)
-            .write(&mut header, &[0; 18])?;
+            .write(&mut header, &vec![0; len.saturating_sub(GEN_HEADER)])?;
         header[40..42].fill(0); // no UDP checksum: the generator varies the ports
         let config =
             GenConfig { header: header[..GEN_HEADER].try_into()?, sport: 1024, flows: FLOWS, hosts: HOSTS };
@@ -138,10 +140,10 @@ impl BenchLab {
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
         let took = self
             .generator
-            .run(|| -> Result<Duration> { Generator::load(config)?.run(gen0, 60, frames, 64) })??;
+            .run(|| -> Result<Duration> { Generator::load(config)?.run(gen0, len, frames, 64) })??;
         std::thread::sleep(Duration::from_millis(300)); // what is queued drains
         let c = sink.counters()?;
-        Ok(Outcome { dut: dut.into(), sent: frames, good: c.good, bad: c.bad, took })
+        Ok(Outcome { dut: dut.into(), len, sent: frames, good: c.good, bad: c.bad, took })
     }
 }
 
@@ -171,7 +173,15 @@ pub const NFT_NETMAP: &str = "table ip hutong_bench {
 ";
 
 /// Runs the four devices on the netmap scenario; `hutong` is the binary the gateway runs from.
-pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>> {
+/// Frame lengths of the full series: 64, 512 and 1518 bytes on the wire.
+pub const SIZES: [usize; 3] = [60, 508, 1514];
+
+pub async fn netmap_series(
+    hutong: &Path,
+    frames: u32,
+    sizes: &[usize],
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Outcome>> {
     progress("building the bench namespaces (generator, device under test, sink)");
     let lab = BenchLab::build().await?;
     let mut out = Vec::new();
@@ -179,7 +189,9 @@ pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) 
     progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
     {
         let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
-        out.push(lab.offer("raw XDP ceiling (redirect only)", frames, [10, 20, 0, 0])?);
+        for &len in sizes {
+            out.push(lab.offer("raw XDP ceiling (redirect only)", frames, len, [10, 20, 0, 0])?);
+        }
     }
 
     progress("Linux forwarding with an nftables netmap");
@@ -201,7 +213,9 @@ pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) 
     if !nft.wait()?.success() {
         bail!("nft refused the netmap rules");
     }
-    out.push(lab.offer("Linux forwarding + nftables netmap", frames, [198, 18, 20, 0])?);
+    for &len in sizes {
+        out.push(lab.offer("Linux forwarding + nftables netmap", frames, len, [198, 18, 20, 0])?);
+    }
     lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
     lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
 
@@ -212,7 +226,9 @@ pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) 
     let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &[])?;
     gw.wait_ready(&|| Ok(()))?;
     std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
-    out.push(lab.offer("hutong XDP engine", frames, [198, 18, 20, 0])?);
+    for &len in sizes {
+        out.push(lab.offer("hutong XDP engine", frames, len, [198, 18, 20, 0])?);
+    }
     gw.stop();
 
     progress("hutong's userspace engine (`--engine userspace`: one thread, AF_XDP in copy mode)");
@@ -220,24 +236,29 @@ pub async fn netmap_series(hutong: &Path, frames: u32, progress: &dyn Fn(&str)) 
     let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench-user", &user)?;
     gw.wait_ready(&|| Ok(()))?;
     std::thread::sleep(Duration::from_millis(300));
-    out.push(lab.offer("hutong userspace engine", frames, [198, 18, 20, 0])?);
+    for &len in sizes {
+        out.push(lab.offer("hutong userspace engine", frames, len, [198, 18, 20, 0])?);
+    }
     gw.stop();
     Ok(out)
 }
 
 /// The results as a table, with ratios to Linux and to the ceiling.
 pub fn table(rows: &[Outcome]) -> String {
-    let by = |name: &str| rows.iter().find(|r| r.dut.starts_with(name)).map(|r| r.mpps());
-    let (ceiling, linux) = (by("raw XDP"), by("Linux"));
+    let by = |name: &str, len: usize| {
+        rows.iter().find(|r| r.dut.starts_with(name) && r.len == len).map(|r| r.mpps())
+    };
     let mut s = format!(
-        "{:<36} {:>9} {:>11} {:>7} {:>9} {:>10}\n",
-        "device under test (netmap, 60 B)", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
+        "{:<36} {:>6} {:>9} {:>11} {:>7} {:>9} {:>10}\n",
+        "device under test (netmap)", "frame", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
     );
     for r in rows {
+        let (ceiling, linux) = (by("raw XDP", r.len), by("Linux", r.len));
         let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.mpps() / b.max(1e-9)));
         s.push_str(&format!(
-            "{:<36} {:>9.3} {:>10.1}% {:>7} {:>9} {:>10}\n",
+            "{:<36} {:>5}B {:>9.3} {:>10.1}% {:>7} {:>9} {:>10}\n",
             r.dut,
+            r.len + 4,
             r.mpps(),
             r.good as f64 * 100.0 / r.sent.max(1) as f64,
             r.bad,
@@ -249,13 +270,13 @@ pub fn table(rows: &[Outcome]) -> String {
 }
 
 /// `hutong bench`: the series, the rules each device ran, and the table.
-pub fn run(frames: u32) -> Result<std::process::ExitCode> {
+pub fn run(frames: u32, sizes: &[usize]) -> Result<std::process::ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates network namespaces and attaches XDP programs: run it as root");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let exe = std::env::current_exe()?;
-    let rows = rt.block_on(netmap_series(&exe, frames, &|m| println!("[bench] {m}")))?;
+    let rows = rt.block_on(netmap_series(&exe, frames, sizes, &|m| println!("[bench] {m}")))?;
     println!();
     println!("Rules of each device (the same translation: 10.20.0.0/24 -> 198.18.20.0/24):");
     println!("  raw XDP ceiling: redirect in0 -> out0, nothing else");
@@ -269,7 +290,7 @@ pub fn run(frames: u32) -> Result<std::process::ExitCode> {
     }
     println!();
     println!(
-        "{frames} frames of 60 bytes per device, over {FLOWS} flows, offered at the generator's full rate:"
+        "{frames} frames per device and size, over {FLOWS} flows, offered at the generator's full rate:"
     );
     print!("{}", table(&rows));
     let wrong = rows.iter().any(|r| r.good == 0 || r.bad > 0);
