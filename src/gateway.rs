@@ -210,11 +210,7 @@ async fn serve(
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
         }
     }
-    // VLAN ports as the slow path's engine knows them: an interface (by slot) and a VLAN id.
-    let vlan_devs: Vec<(u32, usize, u16)> =
-        t.ports.iter().filter(|(_, p)| p.vlan != 0).map(|(dev, p)| (*dev, p.slot as usize, p.vlan)).collect();
-    let on =
-        crate::slow_path::Interfaces { ports: ifaces.clone(), vlans: vlan_devs, vlan_nexthops, vlan_misses };
+    let on = crate::slow_path::Interfaces { ports: ifaces.clone(), vlan_nexthops, vlan_misses };
     let mut slow = crate::slow_path::SlowPath::start(
         &config,
         on,

@@ -20,10 +20,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, Map, MapData};
 use dataplane::neighbor::NextHop;
 
-use crate::vlan_host::VlanHosts;
+use crate::vlan_host::{VlanHosts, open};
 use dataplane::{
     Config, ConfigError, Counters,
     buffer::{Packet, Verdict},
@@ -101,7 +100,7 @@ impl SlowPath {
     /// what it shares with the program.
     pub fn start(
         config: &Config,
-        Interfaces { ports, vlans: vlan_devs, vlan_nexthops, vlan_misses }: Interfaces,
+        Interfaces { ports, vlan_nexthops, vlan_misses }: Interfaces,
         xdp: &mut XdpEngine,
         Handover { epoch, kept, offload }: Handover,
         pin_dir: &Path,
@@ -117,7 +116,6 @@ impl SlowPath {
         let ifaces: Vec<Iface> =
             ports.iter().map(|(name, h)| Iface { name: name.clone(), mac: h.mac }).collect();
         let ifindexes: Vec<u32> = ports.iter().map(|(_, h)| h.ifindex).collect();
-        debug_assert!(vlan_devs.iter().all(|(_, i, _)| *i < ifindexes.len()));
         let mut engine =
             Engine::new(config.clone(), ifaces).map_err(|e| anyhow::anyhow!("slow-path engine: {e:?}"))?;
         if offload {
@@ -143,8 +141,8 @@ impl SlowPath {
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
         let macs: Vec<(String, [u8; 6])> = ports.iter().map(|(n, h)| (n.clone(), h.mac)).collect();
-        let vlan = VlanHosts::new(config, &vlan_devs, &macs, &vlan_nexthops, neighbors.clone());
-        let links = Links { ifindexes, vlan_devs };
+        let vlan = VlanHosts::new(config, &macs, &vlan_nexthops, neighbors.clone());
+        let links = Links { ifindexes };
         let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries, vlan, vlan_misses };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
@@ -181,9 +179,6 @@ impl SlowPath {
 pub struct Interfaces {
     /// The interfaces, in slot order.
     pub ports: Vec<(String, PortHandle)>,
-    /// The VLAN ports: their key in the program's tables (under which the program's neighbor
-    /// tables hold their neighbors), interface slot, VLAN id.
-    pub vlans: Vec<(u32, usize, u16)>,
     /// The configured next hops on VLAN ports, and the program's misses on them: the slow
     /// path resolves those itself (see `crate::vlan_host`).
     pub vlan_nexthops: Vec<NextHop>,
@@ -194,17 +189,18 @@ pub struct Interfaces {
 struct Links {
     /// The engine's interfaces' ifindexes, by engine index (= slot).
     ifindexes: Vec<u32>,
-    /// VLAN ports: (key in the program's tables, engine interface, VLAN id).
-    vlan_devs: Vec<(u32, usize, u16)>,
 }
 
 impl Links {
-    /// Where a kernel neighbor entry's interface is in the engine: interface and VLAN.
-    fn engine_port(&self, ifindex: u32) -> Option<(usize, Option<u16>)> {
-        if let Some(i) = self.ifindexes.iter().position(|x| *x == ifindex) {
-            return Some((i, None));
+    /// Where a neighbor entry's port is in the engine: an interface's ifindex, or a VLAN port's
+    /// key (which names its interface's slot and its VLAN).
+    fn engine_port(&self, key: u32) -> Option<(usize, Option<u16>)> {
+        match hutong_common::vlan_port_of(key) {
+            Some((slot, vid)) => {
+                (usize::from(slot) < self.ifindexes.len()).then_some((slot.into(), Some(vid)))
+            }
+            None => self.ifindexes.iter().position(|x| *x == key).map(|i| (i, None)),
         }
-        self.vlan_devs.iter().find(|(d, _, _)| *d == ifindex).map(|(_, i, v)| (*i, Some(*v)))
     }
 }
 
@@ -213,29 +209,13 @@ impl Links {
 /// neighbor aged out). If a table cannot be read, nothing is forgotten.
 fn sync_neighbors(engine: &mut Engine, links: &Links, [pin4, pin6]: &[std::path::PathBuf; 2]) {
     let mut present = std::collections::HashSet::new();
-    let mut complete = true;
-    match MapData::from_pin(pin4)
-        .ok()
-        .and_then(|d| HashMap::<_, NeighKey, Neigh>::try_from(Map::HashMap(d)).ok())
-    {
-        Some(table) => {
-            for (k, v) in table.iter().flatten() {
-                present.insert((k.ifindex, IpAddr::from(k.addr), v.mac));
-            }
-        }
-        None => complete = false,
-    }
-    match MapData::from_pin(pin6)
-        .ok()
-        .and_then(|d| HashMap::<_, Neigh6Key, Neigh>::try_from(Map::HashMap(d)).ok())
-    {
-        Some(table) => {
-            for (k, v) in table.iter().flatten() {
-                present.insert((k.ifindex, IpAddr::from(k.addr), v.mac));
-            }
-        }
-        None => complete = false,
-    }
+    let v4 = open::<NeighKey, Neigh>(pin4).map(|t| {
+        present.extend(t.iter().flatten().map(|(k, v)| (k.ifindex, IpAddr::from(k.addr), v.mac)));
+    });
+    let v6 = open::<Neigh6Key, Neigh>(pin6).map(|t| {
+        present.extend(t.iter().flatten().map(|(k, v)| (k.ifindex, IpAddr::from(k.addr), v.mac)));
+    });
+    let complete = v4.is_some() && v6.is_some();
     let mut known = std::collections::HashSet::new();
     for (ifindex, addr, mac) in present {
         if let Some((i, vlan)) = links.engine_port(ifindex) {

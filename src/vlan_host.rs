@@ -46,21 +46,23 @@ pub struct VlanHosts {
 }
 
 impl VlanHosts {
-    /// `vlans`: (key, engine interface, VLAN id) of each VLAN port; `macs`: each engine
-    /// interface's MAC; `nexthops`: the config's next hops, of which those on VLAN ports count.
+    /// `ifaces`: the engine's interfaces (names and MACs) in slot order, so a VLAN port's key
+    /// is `vlan_port_key(its interface's index, vid)`; `nexthops`: the config's next hops, of
+    /// which those on VLAN ports count.
     pub fn new(
         config: &Config,
-        vlans: &[(u32, usize, u16)],
         ifaces: &[(String, [u8; 6])],
         nexthops: &[NextHop],
         pins: [PathBuf; 2],
     ) -> VlanHosts {
-        let ports: Vec<VlanHost> = vlans
+        let ports: Vec<VlanHost> = config
+            .ports
             .iter()
-            .filter_map(|&(key, iface, vid)| {
-                let (name, mac) = ifaces.get(iface)?;
-                let p = config.ports.iter().find(|p| p.name == *name && p.vlan == Some(vid))?;
-                Some(VlanHost { key, iface, vid, mac: *mac, addrs: p.addresses.clone() })
+            .filter_map(|p| {
+                let vid = p.vlan?;
+                let iface = ifaces.iter().position(|(name, _)| *name == p.name)?;
+                let key = hutong_common::vlan_port_key(iface as u16, vid);
+                Some(VlanHost { key, iface, vid, mac: ifaces[iface].1, addrs: p.addresses.clone() })
             })
             .collect();
         let nexthops = nexthops.iter().filter(|(k, _)| ports.iter().any(|p| p.key == *k)).copied().collect();
@@ -172,7 +174,8 @@ impl VlanHosts {
     }
 }
 
-fn open<K: aya::Pod, V: aya::Pod>(pin: &PathBuf) -> Option<BpfHashMap<MapData, K, V>> {
+/// A hash map of the program's, through its pin; `None` if it cannot be opened.
+pub(crate) fn open<K: aya::Pod, V: aya::Pod>(pin: &PathBuf) -> Option<BpfHashMap<MapData, K, V>> {
     BpfHashMap::try_from(Map::HashMap(MapData::from_pin(pin).ok()?)).ok()
 }
 
@@ -197,7 +200,7 @@ mod tests {
         let names = [("legacy0".to_string(), MAC), ("uplink0".to_string(), [2; 6])];
         // No pins here: the program's tables are not written (a warning says so).
         let none = PathBuf::from("/nonexistent");
-        let mut hosts = VlanHosts::new(&config, &[(key, 0, 30)], &names, &[], [none.clone(), none]);
+        let mut hosts = VlanHosts::new(&config, &names, &[], [none.clone(), none]);
         let host: IpAddr = "10.20.0.9".parse().unwrap();
         let ask = host::solicit(30, HOST, &["10.20.0.9/24".parse().unwrap()], "10.20.0.1".parse().unwrap())
             .unwrap();
