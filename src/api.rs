@@ -133,6 +133,8 @@ pub struct Snapshot {
     pub ports: Vec<(String, &'static str, PortCounters)>,
     /// NAT pools: sessions and port blocks in use.
     pub pools: Vec<PoolUsage>,
+    /// What the slow path's host stack answered.
+    pub host: dataplane::host::HostCounters,
 }
 
 impl ApiState {
@@ -403,6 +405,11 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChangeLabels {
     change: &'static str,
 }
@@ -411,7 +418,7 @@ struct ChangeLabels {
 /// `hutong_drops_total{engine,reason}` for the XDP program and the slow path, and the flows of
 /// established sessions in the program: `hutong_xdp_flows` now, and
 /// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full),
-/// and `hutong_rule_hits_total{rule}` per policy rule.
+/// `hutong_rule_hits_total{rule}` per policy rule, and `hutong_host_answers_total{kind}`.
 pub fn encode(gateway: &str, s: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
     let packets = Family::<StatLabels, Counter>::default();
@@ -486,6 +493,21 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         "nat_port_blocks",
         format!("Port blocks of each NAT pool of gateway {gateway}: used and total"),
         blocks,
+    );
+    let host = Family::<AnswerLabels, Counter>::default();
+    let h = &s.host;
+    for (kind, v) in [
+        ("arp_reply", h.arp_replies),
+        ("neighbor_advert", h.neighbor_adverts),
+        ("echo_reply", h.echo_replies),
+        ("ignored", h.ignored),
+    ] {
+        host.get_or_create(&AnswerLabels { kind }).inc_by(v);
+    }
+    registry.register(
+        "host_answers",
+        format!("What gateway {gateway}'s own host stack answered (VLAN ports, NAT addresses), and what it ignored"),
+        host,
     );
     let mut text = String::new();
     // Writing into a String cannot fail.
@@ -703,7 +725,10 @@ mod tests {
             PortCounters { rx_packets: 3, rx_bytes: 300, tx_packets: 2, tx_bytes: 200 },
         )];
         let pools = vec![PoolUsage { pool: "city".into(), sessions: 4, blocks_used: 1, blocks_total: 252 }];
-        let text = encode("gw-t", &Snapshot { xdp, slow: Counters::default(), flows, rules, ports, pools });
+        let text = encode(
+            "gw-t",
+            &Snapshot { xdp, slow: Counters::default(), flows, rules, ports, pools, ..Default::default() },
+        );
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         let value = |name: &str, label: &str, want: &str| {

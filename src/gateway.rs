@@ -394,6 +394,7 @@ fn snapshot(
         rules: rules.into_iter().collect(),
         ports,
         pools: published.pools,
+        host: published.host,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The XDP engine's slow path: one AF_XDP socket per port (queue 0), a userspace engine with the
 //! same config behind them, and a thread moving frames between the two. What the XDP program
 //! hands over (TTL expiry, ICMP errors, packets over the MTU, new NAT sessions, IPv6 extension
-//! headers, ARP/NDP of VLAN ports) is decided
+//! headers, ARP/NDP of VLAN ports, echo and ARP for NAT addresses) is decided
 //! here, with the userspace engine's complete semantics, and sent out through the egress port's
 //! socket. The established NAT sessions it decides are handed back to the program as flows
 //! (see `dataplane::flows`), so their next packets stay in the kernel.
@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use dataplane::neighbor::NextHop;
 
 use crate::vlan_host::{VlanHosts, open};
+use dataplane::host::{HostCounters, HostStack, PortSpec};
 use dataplane::{
     Config, ConfigError, Counters,
     buffer::{Packet, Verdict},
@@ -69,10 +70,12 @@ pub struct Published {
     pub ports: BTreeMap<String, PortCounters>,
     /// NAT pools: sessions and port blocks in use.
     pub pools: Vec<PoolUsage>,
+    /// What its host stack answered.
+    pub host: HostCounters,
 }
 
 impl Published {
-    fn of(engine: &Engine, flows: &FlowCache) -> Published {
+    fn of(engine: &Engine, flows: &FlowCache, host: &HostStack) -> Published {
         let c = &engine.counters;
         let mut ports: BTreeMap<String, PortCounters> = BTreeMap::new();
         for (keyed, field) in
@@ -89,6 +92,7 @@ impl Published {
             flows: flows.stats(),
             ports,
             pools: engine.nat().pool_usage(),
+            host: host.counters(),
         }
     }
 }
@@ -136,14 +140,29 @@ impl SlowPath {
         let neighbors = [pin_dir.join(MAP_NEIGH_V4), pin_dir.join(MAP_NEIGH_V6)];
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let counters = Arc::new(Mutex::new(Published::of(&engine, &flows)));
+        // Every port: VLAN ports' addresses, and NAT addresses on any port of their VRF, are
+        // the host stack's (see `dataplane::host`).
+        let host = HostStack::new(
+            &config
+                .ports
+                .iter()
+                .filter(|p| p.tunnel.is_none())
+                .filter_map(|p| {
+                    let iface = ports.iter().position(|(name, _)| *name == p.name)?;
+                    let mac = ports[iface].1.mac;
+                    Some(PortSpec { iface, vlan: p.vlan, mac, addresses: p.addresses.clone() })
+                })
+                .collect::<Vec<_>>(),
+        );
+        let counters = Arc::new(Mutex::new(Published::of(&engine, &flows, &host)));
         let published = counters.clone();
         let config_handle = engine.config_handle();
         let shared_epoch = Arc::new(AtomicU32::new(epoch));
         let macs: Vec<(String, [u8; 6])> = ports.iter().map(|(n, h)| (n.clone(), h.mac)).collect();
         let vlan = VlanHosts::new(config, &macs, &vlan_nexthops, neighbors.clone());
         let links = Links { ifindexes };
-        let state = State { engine, flows, table, epoch: shared_epoch.clone(), queries, vlan, vlan_misses };
+        let state =
+            State { engine, flows, table, epoch: shared_epoch.clone(), queries, vlan, vlan_misses, host };
         let thread = std::thread::Builder::new()
             .name("slow-path".into())
             .spawn(move || run(socks, state, links, &neighbors, &flag, &misses, &published))?;
@@ -262,6 +281,7 @@ struct State {
     queries: Receiver<SessionQuery>,
     vlan: VlanHosts,
     vlan_misses: Receiver<NextHop>,
+    host: HostStack,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the program's `bpf_ktime_get_ns` stamps, so the
@@ -281,10 +301,10 @@ fn run(
     misses: &UnboundedSender<NextHop>,
     counters: &Mutex<Published>,
 ) {
-    let State { mut engine, mut flows, mut table, epoch, queries, mut vlan, vlan_misses } = state;
-    let publish = |engine: &Engine, flows: &FlowCache| {
+    let State { mut engine, mut flows, mut table, epoch, queries, mut vlan, vlan_misses, mut host } = state;
+    let publish = |engine: &Engine, flows: &FlowCache, host: &HostStack| {
         if let Ok(mut c) = counters.lock() {
-            *c = Published::of(engine, flows);
+            *c = Published::of(engine, flows, host);
         }
     };
     let mut synced = Instant::now() - NEIGHBOR_SYNC;
@@ -298,7 +318,7 @@ fn run(
             asks.extend(vlan.tick());
             sync_neighbors(&mut engine, &links, neighbors);
             flows.tick(&mut table, engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
-            publish(&engine, &flows);
+            publish(&engine, &flows, &host);
             synced = Instant::now();
         }
         while let Ok(q) = queries.try_recv() {
@@ -359,8 +379,9 @@ fn run(
         }
         for p in batch.drain(..) {
             if p.verdict == Verdict::ToHost {
-                // The host stack of a VLAN port is this one (ARP, NDP).
-                if let Some(reply) = vlan.heard(&mut engine, p.iface, p.frame()) {
+                // What the kernel cannot answer for: VLAN ports, NAT addresses.
+                vlan.heard(&mut engine, p.iface, p.frame());
+                for reply in host.answer(p.iface, p.frame(), &engine) {
                     if let Some(s) = socks.get_mut(p.iface) {
                         let _ = s.send(&reply);
                     }
@@ -376,5 +397,5 @@ fn run(
             }
         }
     }
-    publish(&engine, &flows);
+    publish(&engine, &flows, &host);
 }

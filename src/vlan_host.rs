@@ -1,6 +1,6 @@
-//! The slow path's ARP and NDP for VLAN ports (see `dataplane::host`): the kernel has no
-//! 802.1Q devices here, so nothing else answers for a VLAN port's addresses or resolves its
-//! neighbors. What it learns goes to both engines: the slow path's, and the program's neighbor
+//! The slow path's neighbor resolution for VLAN ports (see `dataplane::host::neighbors`): the
+//! kernel has no 802.1Q devices here, so nothing else resolves a VLAN port's neighbors (the
+//! host stack answers for its addresses). What it learns goes to both engines: the slow path's, and the program's neighbor
 //! tables under the VLAN port's key.
 
 use std::{
@@ -70,18 +70,15 @@ impl VlanHosts {
     }
 
     /// A frame the engine handed to the host stack, from engine interface `iface`: if it came
-    /// tagged on a VLAN port and is ARP or NDP for it, learns what it tells and returns the
-    /// answer to send out of `iface`.
-    pub fn heard(&mut self, engine: &mut Engine, iface: usize, frame: &[u8]) -> Option<Vec<u8>> {
-        let vid = u16::from_be_bytes(frame.get(14..16)?.try_into().ok()?) & 0x0fff;
-        let i = self.ports.iter().position(|p| p.iface == iface && p.vid == vid)?;
-        let p = &self.ports[i];
-        let h = host::heard(frame, vid, p.mac, &p.addrs)?;
-        if let Some((addr, mac)) = h.learned {
+    /// tagged on a VLAN port and is ARP or NDP meant for it, learns the neighbor it tells of.
+    /// (The host stack answers it: `dataplane::host::HostStack`.)
+    pub fn heard(&mut self, engine: &mut Engine, iface: usize, frame: &[u8]) {
+        let Some(vid) = frame.get(14..16).map(|t| u16::from_be_bytes([t[0], t[1]]) & 0x0fff) else { return };
+        let Some(p) = self.ports.iter().find(|p| p.iface == iface && p.vid == vid) else { return };
+        if let Some((addr, mac)) = host::learned(frame, &p.addrs) {
             let key = p.key;
             self.learn(engine, key, addr, mac);
         }
-        h.reply
     }
 
     /// Asks for `addr` on the VLAN port with key `key` (a miss of the program's), unless it was
@@ -204,8 +201,7 @@ mod tests {
         let host: IpAddr = "10.20.0.9".parse().unwrap();
         let ask = host::solicit(30, HOST, &["10.20.0.9/24".parse().unwrap()], "10.20.0.1".parse().unwrap())
             .unwrap();
-        let reply = hosts.heard(&mut engine, 0, &ask).expect("answered");
-        assert_eq!(&reply[..6], &HOST);
+        hosts.heard(&mut engine, 0, &ask);
         assert!(hosts.knows(key, host));
         let t0 = Instant::now();
         assert!(hosts.tick_at(t0 + Duration::from_secs(30)).is_empty(), "recently heard");

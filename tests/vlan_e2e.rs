@@ -78,6 +78,28 @@ fn vlan(engine: &[&str]) {
         .unwrap_or_else(|| panic!("no tagged ARP reply\n{}", gw.log_text()));
     assert_eq!(&reply[22..28], &gw_mac.mac, "the gateway's MAC");
 
+    // Ping that address: the host stack answers, tagged, from it.
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(host_mac.mac, gw_mac.mac)
+        .ipv4(me, gw_ip, 64)
+        .icmpv4_echo_request(0x4242, 1)
+        .write(&mut ping, b"are you there")
+        .unwrap();
+    raw.send(&tag(&ping));
+    let pong = raw
+        .recv_until(Duration::from_secs(3), |vid, f| {
+            // Untagged here: the kernel moved the tag into the auxiliary data. ICMP echo reply.
+            vid == Some(VID)
+                && f.get(12..14) == Some(&[8, 0])
+                && f.get(23) == Some(&1)
+                && f.get(34) == Some(&0)
+        })
+        .unwrap_or_else(|| panic!("no tagged echo reply\n{}", gw.log_text()));
+    assert_eq!((&pong[26..30], &pong[30..34]), (&gw_ip[..], &me[..]), "from the gateway's address to us");
+    assert_eq!(&pong[38..40], &[0x42, 0x42], "our identifier");
+    assert_eq!(&pong[42..], b"are you there");
+    eprintln!("vlan e2e {engine:?}: the gateway's VLAN address answered ping, tagged {VID}");
+
     // Tagged UDP out through the netmap; the server's answer comes back tagged. The first host
     // announced itself by its ARP; the second never did, so the gateway must ask for it.
     for host in [me, [me[0], me[1], me[2], me[3] + 1]] {

@@ -30,9 +30,13 @@ impl Rig {
     /// A namespace with the gateway's two ports (a veth pair), the demo tables loaded, and the
     /// legacy host and the server as known neighbors.
     fn new() -> Rig {
+        Rig::with(common::demo_config())
+    }
+
+    /// The same with another config of the demo's two ports.
+    fn with(config: dataplane::Config) -> Rig {
         common::require_root("xdp_program");
         let (ns, legacy, uplink) = common::veth_pair("xdp");
-        let config = common::demo_config();
         let t = tables::build(&config, |n| match n {
             "legacy0" => Some(legacy),
             "uplink0" => Some(uplink),
@@ -302,20 +306,44 @@ fn traffic_for_the_gateway_itself_and_arp_go_to_the_host_stack() {
     assert_eq!(r.counters().stat(Stat::ToHost), before + 1);
 }
 
+/// An ARP request from `mac`/`spa` for `tpa`.
+fn arp_request(mac: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut arp = Vec::new();
+    Ethernet2Header { source: mac, destination: [0xff; 6], ether_type: EtherType::ARP }
+        .write(&mut arp)
+        .unwrap();
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&spa);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&tpa);
+    arp
+}
+
+#[test]
+fn arp_for_a_nat_address_goes_to_the_slow_paths_host_stack() {
+    // A pool address on the uplink's subnet: the kernel does not hold it.
+    let mut r = Rig::with(common::napt_config("198.19.0.100/32"));
+    r.expect_slow_path(&arp_request(SERVER_MAC, SERVER, [198, 19, 0, 100]), r.uplink.ifindex);
+    // The gateway's own address stays the kernel's, and so does the pool address asked for
+    // on the legacy side, where it is no address of the gateway's.
+    for (ingress, mac, spa, tpa) in [
+        (r.uplink.ifindex, SERVER_MAC, SERVER, [198, 19, 0, 1]),
+        (r.legacy.ifindex, HOST_MAC, HOST, [198, 19, 0, 100]),
+    ] {
+        let before = r.counters().stat(Stat::ToHost);
+        let out = r.run(&arp_request(mac, spa, tpa), ingress);
+        assert_eq!(out.action, action::PASS, "{tpa:?}");
+        assert_eq!(r.counters().stat(Stat::ToHost), before + 1);
+    }
+}
+
 #[test]
 fn arp_for_the_gateway_teaches_the_program_the_senders_mac() {
     let mut r = Rig::new();
     let new_host = [10, 20, 0, 77];
     let new_mac = [0x02, 0, 0, 0, 0x20, 0x4d];
-    let mut arp = Vec::new();
-    Ethernet2Header { source: new_mac, destination: [0xff; 6], ether_type: EtherType::ARP }
-        .write(&mut arp)
-        .unwrap();
-    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&new_mac);
-    arp.extend_from_slice(&new_host);
-    arp.extend_from_slice(&[0; 6]);
-    arp.extend_from_slice(&[10, 20, 0, 1]);
+    let arp = arp_request(new_mac, new_host, [10, 20, 0, 1]);
     let out = r.run(&arp, r.legacy.ifindex);
     assert_eq!(out.action, action::PASS, "ARP goes to the host stack, which answers it");
     // The reply towards the new host now finds its MAC.

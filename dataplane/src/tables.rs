@@ -82,7 +82,9 @@ impl Tables {
     pub fn all_to_userspace(&mut self, why: &str) {
         self.slow.all.get_or_insert_with(|| why.to_string());
         for (_, p) in &mut self.ports {
-            p.flags = PORT_SLOW;
+            // No flows; what is the host's (a bare interface's untagged frames, ARP for NAT
+            // addresses) stays as it was.
+            p.flags = PORT_SLOW | (p.flags & (PORT_NAT_OUT | PORT_BARE));
         }
     }
 }

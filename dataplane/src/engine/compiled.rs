@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rustc_hash::FxHashMap;
 
 use super::classify::Classifier;
@@ -60,6 +60,9 @@ pub struct Compiled {
     pub nat_inside: Vec<NatIndex>,
     /// ... and whose outside is (destination side).
     pub nat_outside: Vec<NatIndex>,
+    /// Per VRF: the outside addresses of the NAT pools and published services there. The
+    /// host stack answers echo for them (and ARP, on a port's own subnets).
+    nat_addresses: Vec<Vec<Ipv4Net>>,
 }
 
 impl Compiled {
@@ -142,6 +145,17 @@ impl Compiled {
         for x in nat_inside.iter_mut().chain(nat_outside.iter_mut()) {
             x.v6.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         }
+        let mut nat_addresses: Vec<Vec<Ipv4Net>> = vec![Vec::new(); vrfs];
+        for p in &config.nat_pools {
+            if let Some(a) = nat_addresses.get_mut(p.outside_vrf as usize) {
+                a.extend(&p.addresses);
+            }
+        }
+        for s in &config.services {
+            if let Some(a) = nat_addresses.get_mut(s.outside_vrf as usize) {
+                a.push(Ipv4Net::from(s.outside));
+            }
+        }
         Compiled {
             fib: Fib::build(&config),
             rules: Classifier::new(&config.policies),
@@ -152,6 +166,7 @@ impl Compiled {
             tunnels,
             nat_inside,
             nat_outside,
+            nat_addresses,
             config,
         }
     }
@@ -170,6 +185,13 @@ impl Compiled {
     #[inline]
     pub fn is_local(&self, vrf: u32, addr: IpAddr) -> bool {
         self.local.get(vrf as usize).is_some_and(|l| l.contains(&addr))
+    }
+
+    /// Whether `addr` is the outside address of a NAT pool or published service in `vrf`.
+    #[inline]
+    pub fn is_nat_address(&self, vrf: u32, addr: IpAddr) -> bool {
+        let IpAddr::V4(a) = addr else { return false };
+        self.nat_addresses.get(vrf as usize).is_some_and(|n| n.iter().any(|n| n.contains(&a)))
     }
 
     /// The tunnel port whose GRE packets arrive in `vrf` from `remote` to `local`.

@@ -520,6 +520,11 @@ impl Engine {
         pkt.verdict = verdict;
     }
 
+    /// The port (index into the compiled config's ports) of engine interface `iface` and `vlan`.
+    fn port_of(&self, iface: usize, vlan: Option<u16>) -> Option<usize> {
+        self.to_compiled.get(iface).copied().flatten().and_then(|ci| self.tables.port(ci, vlan))
+    }
+
     /// Learns the sender of an ARP packet addressed to one of our addresses, if the sender is
     /// on a connected subnet of the port it came in on (as the XDP program does).
     fn glean_arp(&mut self, t: &Compiled, pkt: &Packet, m: &Meta, port: usize) {
@@ -650,6 +655,17 @@ impl Engine {
             Ok(Some(plan)) => {
                 step!("nat", "existing session");
                 plan
+            }
+            // An echo request to a pool's or a service's address, no session's: the gateway
+            // answers for its NAT addresses as for its own.
+            Ok(None)
+                if m.proto == packet::IPPROTO_ICMP
+                    && matches!(m.l4, L4::Icmp { kind: 8, .. })
+                    && m.frag == Frag::Whole
+                    && t.is_nat_address(vrf, dst) =>
+            {
+                step!("host", "echo request to {dst}, a NAT address: the host stack answers");
+                return Verdict::ToHost;
             }
             Ok(None) => {
                 let hits = &mut self.counters.rule_hits;
@@ -1162,4 +1178,23 @@ fn nat_tuple(m: &Meta, vrf: u32) -> Option<nat::Tuple> {
 
 fn fmt_mac(m: &[u8; 6]) -> String {
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+/// What the host stack answers for, by the config the engine runs: on a port, echo for the
+/// gateway's addresses in the port's VRF and the NAT addresses there; ARP and NDP for the
+/// port's own addresses and the NAT addresses on its subnets.
+impl crate::host::Owns for Engine {
+    fn owns(&self, iface: usize, vlan: Option<u16>, addr: IpAddr, ask: crate::host::Ask) -> bool {
+        let t = &self.tables;
+        let Some(port) = self.port_of(iface, vlan) else { return false };
+        let vrf = t.ports[port].vrf;
+        let subnets = &t.config.ports[port].addresses;
+        match ask {
+            crate::host::Ask::Echo => t.is_local(vrf, addr) || t.is_nat_address(vrf, addr),
+            crate::host::Ask::Resolve => {
+                subnets.iter().any(|n| n.addr() == addr)
+                    || (t.is_nat_address(vrf, addr) && subnets.iter().any(|n| n.contains(&addr)))
+            }
+        }
+    }
 }

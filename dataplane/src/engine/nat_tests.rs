@@ -787,3 +787,44 @@ fn sessions_are_found_by_address_port_vrf_and_protocol_a_page_at_a_time() {
     // Expired sessions are not shown.
     assert_eq!(e.nat().query(&SessionFilter::default(), 0, 10, 400).total, 0);
 }
+
+#[test]
+fn echo_requests_to_pool_and_service_addresses_go_to_the_host_stack_and_replies_do_not() {
+    use crate::host::{Ask, Owns};
+    let mut e = engine(published());
+    // Pool 198.18.30.0/30 and service 198.18.40.80, both outside in VRF 0 (the uplink).
+    for dst in [[198, 18, 30, 2], [198, 18, 40, 80]] {
+        let p = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, dst, 9, true, 64), 0);
+        assert_eq!(p.verdict, Verdict::ToHost, "{dst:?}");
+        // An echo reply with no session is not the host's: nobody here asked.
+        let p = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, dst, 9, false, 64), 0);
+        assert_eq!(p.verdict, Verdict::Drop(Drop::NoTranslation), "{dst:?}");
+    }
+    // Off the pool, and from the inside VRF (the pool is not an address there).
+    let p = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, [198, 18, 30, 9], 9, true, 64), 0);
+    assert_eq!(p.verdict, Verdict::Drop(Drop::NoTranslation));
+    let p = run_at(&mut e, 0, &echo((HOST_MAC, L_MAC), [10, 20, 0, 5], [198, 18, 30, 2], 9, true, 64), 0);
+    assert_ne!(p.verdict, Verdict::ToHost);
+    // A session's echo still goes to its inside host: a query out, its answer back.
+    let (out_addr, id) = {
+        let q = run_at(&mut e, 0, &echo((HOST_MAC, L_MAC), [10, 20, 0, 5], SERVER, 7, true, 64), 1);
+        let f = q.frame();
+        (<[u8; 4]>::try_from(&f[26..30]).unwrap(), u16::from_be_bytes([f[38], f[39]]))
+    };
+    let r = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, out_addr, id, false, 64), 1);
+    assert_eq!(r.verdict, Verdict::Forward { iface: 0 });
+
+    // What the host stack answers for, by port: echo for the VRF's own and NAT addresses; ARP
+    // for the port's own addresses and NAT addresses on its subnets only.
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(e.owns(1, None, ip("198.18.30.2"), Ask::Echo));
+    assert!(e.owns(1, None, ip("198.19.0.1"), Ask::Echo));
+    assert!(!e.owns(0, None, ip("198.18.30.2"), Ask::Echo), "not in the legacy VRF");
+    assert!(e.owns(1, None, ip("198.19.0.1"), Ask::Resolve));
+    assert!(!e.owns(1, None, ip("198.18.30.2"), Ask::Resolve), "198.18.30.0/30 is not on 198.19.0.0/24");
+    assert!(!e.owns(1, Some(5), ip("198.19.0.1"), Ask::Resolve), "no such port");
+    let mut c = published();
+    c.nat_pools[0].addresses = vec!["198.19.0.100/32".parse().unwrap()];
+    let e = engine(c);
+    assert!(e.owns(1, None, ip("198.19.0.100"), Ask::Resolve), "a pool address on the uplink's subnet");
+}

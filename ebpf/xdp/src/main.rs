@@ -237,6 +237,14 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     let Some((total_len, frag_off, more_frags, proto)) = ipv4 else {
         glean_arp(ctx, &t, key, port.vrf);
+        // ARP for a pool's or a service's address: the kernel holds no such address, the slow
+        // path's host stack answers (where it is on the port's subnet).
+        if port.flags & PORT_NAT_OUT != 0 {
+            let tpa = unsafe { ptr_at::<u32>(ctx, ETH_LEN + 24)?.read_unaligned() };
+            if lookup_out(t.nat_out, port.vrf, tpa) {
+                return Ok(slow_path(ctx, port));
+            }
+        }
         return Ok(to_host(ctx, port));
     };
     let ip = ptr_at::<[u8; 20]>(ctx, ETH_LEN)?;
