@@ -135,6 +135,8 @@ pub struct Snapshot {
     pub pools: Vec<PoolUsage>,
     /// What the slow path's host stack answered.
     pub host: dataplane::host::HostCounters,
+    /// Each slow-path worker's packets, and those it handed to another worker.
+    pub workers: Vec<crate::slow_path::WorkerCounters>,
 }
 
 impl ApiState {
@@ -405,6 +407,11 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AnswerLabels {
     kind: &'static str,
 }
@@ -418,7 +425,8 @@ struct ChangeLabels {
 /// `hutong_drops_total{engine,reason}` for the XDP program and the slow path, and the flows of
 /// established sessions in the program: `hutong_xdp_flows` now, and
 /// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full),
-/// `hutong_rule_hits_total{rule}` per policy rule, and `hutong_host_answers_total{kind}`.
+/// `hutong_rule_hits_total{rule}` per policy rule, `hutong_host_answers_total{kind}`, and
+/// `hutong_worker_packets_total{worker}` and `hutong_worker_handoffs_total{worker}`.
 pub fn encode(gateway: &str, s: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
     let packets = Family::<StatLabels, Counter>::default();
@@ -508,6 +516,22 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         "host_answers",
         format!("What gateway {gateway}'s own host stack answered (VLAN ports, NAT addresses), and what it ignored"),
         host,
+    );
+    let worked = Family::<WorkerLabels, Counter>::default();
+    let handed = Family::<WorkerLabels, Counter>::default();
+    for (i, w) in s.workers.iter().enumerate() {
+        worked.get_or_create(&WorkerLabels { worker: i as u32 }).inc_by(w.packets);
+        handed.get_or_create(&WorkerLabels { worker: i as u32 }).inc_by(w.handed_off);
+    }
+    registry.register(
+        "worker_packets",
+        format!("Packets each slow-path worker of gateway {gateway} processed"),
+        worked,
+    );
+    registry.register(
+        "worker_handoffs",
+        format!("Packets each slow-path worker of gateway {gateway} received for another worker's sessions"),
+        handed,
     );
     let mut text = String::new();
     // Writing into a String cannot fail.

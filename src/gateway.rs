@@ -37,6 +37,8 @@ pub struct RunOptions {
     /// Where applied configs are kept; default `/var/lib/hutong/<gateway id>`.
     pub state_dir: Option<PathBuf>,
     pub engine: EngineKind,
+    /// Slow-path worker threads (the userspace engine's forwarding cores); see `slow_path`.
+    pub workers: u32,
 }
 
 /// Which engine forwards.
@@ -107,7 +109,12 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
     let state_dir = opts.state_dir.unwrap_or_else(|| crate::history::default_dir(&config.gateway));
     let places = Places { stats_file: opts.stats_file, pin_dir, pid_file, state_dir };
-    rt.block_on(serve(config, places, opts.api, opts.engine))
+    if opts.engine == EngineKind::Xdp && opts.workers > 1 {
+        bail!(
+            "--workers is for --engine userspace: the XDP program forwards on every core, its slow path runs one worker"
+        );
+    }
+    rt.block_on(serve(config, places, opts.api, (opts.engine, opts.workers)))
 }
 
 /// Where the gateway keeps things.
@@ -122,7 +129,7 @@ async fn serve(
     config: Config,
     places: Places,
     api_addr: std::net::SocketAddr,
-    kind: EngineKind,
+    (kind, workers): (EngineKind, u32),
 ) -> Result<()> {
     let Places { stats_file, pin_dir, pid_file, state_dir } = places;
     let nl = netlink::connect()?;
@@ -204,13 +211,24 @@ async fn serve(
         t.next_hops().into_iter().partition(|(k, _)| hutong_common::vlan_port_of(*k).is_none());
     let mut sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, kernel_hops);
     let (vlan_misses_tx, vlan_misses) = std::sync::mpsc::channel();
-    sync.forward_foreign(vlan_misses_tx);
+    sync.forward_foreign(vlan_misses_tx.clone());
     for (name, h) in &ifaces {
         if engine.attach(h.ifindex, name)? {
             eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
         }
     }
-    let on = crate::slow_path::Interfaces { ports: ifaces.clone(), vlan_nexthops, vlan_misses };
+    let mut slow_ports = Vec::new();
+    for (name, handle) in &ifaces {
+        let queues = netlink::rx_queues(&nl, name).await?;
+        slow_ports.push(crate::slow_path::Port { name: name.clone(), handle: *handle, queues });
+    }
+    let on = crate::slow_path::Interfaces {
+        ports: slow_ports,
+        vlan_nexthops,
+        vlan_misses,
+        vlan_asks: vlan_misses_tx.clone(),
+        workers,
+    };
     let mut slow = crate::slow_path::SlowPath::start(
         &config,
         on,
@@ -222,7 +240,7 @@ async fn serve(
     )?;
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
-        "hutong gateway {}: forwarding on {} ({} engine), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
+        "hutong gateway {}: forwarding on {} ({} engine, {workers} slow-path worker(s)), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
         config.gateway,
         slot_names.join(", "),
         kind.name(),
@@ -395,6 +413,7 @@ fn snapshot(
         ports,
         pools: published.pools,
         host: published.host,
+        workers: published.workers,
     })
 }
 

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
   hutong plan generate --scale national    a synthetic plan (province example, benchmark)
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
+  hutong gateway run ... --engine userspace --workers N   the userspace engine on N cores
   hutong status [--api ADDR] [--json]      what a running gateway says about itself
   hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
   hutong rollback                          the running gateway's previous config version
@@ -215,6 +216,10 @@ enum GatewayCommand {
         /// userspace: the userspace engine forwards everything through AF_XDP sockets.
         #[arg(long, default_value = "xdp")]
         engine: hutong::gateway::EngineKind,
+        /// Userspace engine: worker threads, one per core to use; each port needs as many
+        /// receive queues. The XDP engine's slow path runs one.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        workers: u32,
     },
 }
 
@@ -361,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api,
             state_dir,
             engine,
+            workers,
         }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
@@ -375,8 +381,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("give --config FILE, or --plan PATH with --gateway ID"),
             };
-            let options =
-                hutong::gateway::RunOptions { config, stats_file, pin_dir, pid_file, api, state_dir, engine };
+            let options = hutong::gateway::RunOptions {
+                config,
+                stats_file,
+                pin_dir,
+                pid_file,
+                api,
+                state_dir,
+                engine,
+                workers,
+            };
             hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)
         }

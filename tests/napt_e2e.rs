@@ -221,7 +221,7 @@ fn napt_on_the_userspace_engine() {
     let log = gw.log_text();
     assert!(
         log.contains("all traffic takes the slow path (--engine userspace)")
-            && log.contains("(userspace engine)"),
+            && log.contains("(userspace engine,"),
         "{log}"
     );
     assert_eq!(

@@ -33,13 +33,7 @@ pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
 
 /// Index and MAC of the interface called `name`.
 pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    let msg = match links.try_next().await {
-        Ok(Some(msg)) => msg,
-        Ok(None) => anyhow::bail!("no interface named {name:?}"),
-        Err(e) if errno(&e) == Some(libc::ENODEV) => anyhow::bail!("no interface named {name:?}"),
-        Err(e) => return Err(anyhow::anyhow!("looking up interface {name:?}: {e}")),
-    };
+    let msg = get(handle, name).await?;
     let mut mac = [0u8; 6];
     for attr in &msg.attributes {
         if let LinkAttribute::Address(a) = attr {
@@ -49,6 +43,29 @@ pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
         }
     }
     Ok(PortHandle { ifindex: msg.header.index, mac })
+}
+
+/// How many receive queues the interface has (1 if the kernel does not say).
+pub async fn rx_queues(handle: &Handle, name: &str) -> anyhow::Result<u32> {
+    let msg = get(handle, name).await?;
+    Ok(msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::NumRxQueues(n) => Some((*n).max(1)),
+            _ => None,
+        })
+        .unwrap_or(1))
+}
+
+async fn get(handle: &Handle, name: &str) -> anyhow::Result<netlink_packet_route::link::LinkMessage> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(msg),
+        Ok(None) => anyhow::bail!("no interface named {name:?}"),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => anyhow::bail!("no interface named {name:?}"),
+        Err(e) => Err(anyhow::anyhow!("looking up interface {name:?}: {e}")),
+    }
 }
 
 pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {

@@ -187,6 +187,8 @@ pub struct DemoLab {
     pub gateway: Netns,
     pub extranet: Netns,
     pub addrs: DemoAddresses,
+    /// Receive and transmit queues of every veth (the gateway's ports and the hosts' ends).
+    pub queues: u32,
 }
 
 /// The veth end's name while it is still in the gateway namespace, before the move and rename.
@@ -198,13 +200,23 @@ async fn link_index(h: &Handle, name: &str) -> Result<u32> {
 
 /// A veth from `a_name` in `a` to `b_name` in `b`, created inside `a` so nothing touches the
 /// root namespace.
-async fn veth(a: &Handle, a_name: &str, b_ns: &Netns, b: &Handle, b_name: &str) -> Result<()> {
+async fn veth(a: &Handle, a_name: &str, b_ns: &Netns, b: &Handle, b_name: &str, queues: u32) -> Result<()> {
+    use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
     use std::os::fd::AsRawFd;
-    a.link()
-        .add(LinkVeth::new(a_name, PEER_TMP).build())
-        .execute()
-        .await
-        .with_context(|| format!("creating veth {a_name}"))?;
+    let mut msg = LinkVeth::new(a_name, PEER_TMP).build();
+    let counts = [LinkAttribute::NumTxQueues(queues), LinkAttribute::NumRxQueues(queues)];
+    // Both ends alike: the peer's attributes sit inside the link info.
+    for attr in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = info {
+                    peer.attributes.extend(counts.iter().cloned());
+                }
+            }
+        }
+    }
+    msg.attributes.extend(counts);
+    a.link().add(msg).execute().await.with_context(|| format!("creating veth {a_name}"))?;
     let peer = link_index(a, PEER_TMP).await?;
     a.link()
         .set(LinkUnspec::new_with_index(peer).setns_by_fd(b_ns.file().as_raw_fd()).build())
@@ -257,6 +269,12 @@ async fn host_port(ns: &Netns, h: &Handle, addrs: &[IpNet]) -> Result<()> {
 impl DemoLab {
     /// Builds the topology for `config`. Must run inside a tokio runtime.
     pub async fn build(config: &Config) -> Result<DemoLab> {
+        DemoLab::build_with_queues(config, 1).await
+    }
+
+    /// The same, with `queues` receive and transmit queues on every veth (traffic of
+    /// different flows then spreads over them, as RSS spreads it on a NIC).
+    pub async fn build_with_queues(config: &Config, queues: u32) -> Result<DemoLab> {
         let addrs = DemoAddresses::from_config(config)?;
         netns::sweep_stale();
         let tag = netns::lab_tag();
@@ -269,6 +287,7 @@ impl DemoLab {
             gateway: Netns::create(&format!("{tag}-gw"))?,
             extranet: Netns::create(&format!("{tag}-ext"))?,
             addrs,
+            queues: queues.max(1),
         };
         // From here on an error drops `lab`, which removes whatever was built.
         lab.wire().await?;
@@ -281,8 +300,8 @@ impl DemoLab {
         for h in [&lh, &gh, &eh] {
             up(h, "lo").await?;
         }
-        veth(&gh, &a.legacy_port, &self.legacy, &lh, "eth0").await?;
-        veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0").await?;
+        veth(&gh, &a.legacy_port, &self.legacy, &lh, "eth0", self.queues).await?;
+        veth(&gh, &a.uplink_port, &self.extranet, &eh, "eth0", self.queues).await?;
 
         let mut legacy_addrs = vec![IpNet::V4(a.legacy_host), IpNet::V4(Ipv4Net::new(a.unmapped, 32)?)];
         if let Some(i) = a.isolated {
@@ -302,7 +321,7 @@ impl DemoLab {
         if let (Some(ns), Some((port, host, gw))) = (&self.legacy2, &a.second_legacy) {
             let h = ns.netlink()?;
             up(&h, "lo").await?;
-            veth(&gh, port, ns, &h, "eth0").await?;
+            veth(&gh, port, ns, &h, "eth0", self.queues).await?;
             host_port(ns, &h, &[IpNet::V4(*host)]).await?;
             route(&h, "0.0.0.0/0".parse()?, *gw).await?;
         }

@@ -32,8 +32,13 @@ pub struct Site {
 
 impl Site {
     pub fn build(config: &dataplane::Config) -> Site {
+        Site::build_with_queues(config, 1)
+    }
+
+    /// The same with `queues` queues on every veth.
+    pub fn build_with_queues(config: &dataplane::Config, queues: u32) -> Site {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let lab = rt.block_on(hutong::lab::DemoLab::build(config)).unwrap();
+        let lab = rt.block_on(hutong::lab::DemoLab::build_with_queues(config, queues)).unwrap();
         let work = tempfile::tempdir().unwrap();
         let config_path = work.path().join("gateway.json");
         std::fs::write(&config_path, config.to_json()).unwrap();

@@ -9,9 +9,13 @@ use crate::buffer::Packet;
 
 use super::NeighborKey;
 
-/// Packets held per next hop (the kernel's `unres_qlen` is about this small), and in all.
-const PER_NEXT_HOP: usize = 3;
-const TOTAL: usize = 256;
+/// What one next hop may have waiting: the kernel's defaults (`unres_qlen`,
+/// `unres_qlen_bytes`), so a burst of new sessions towards a host not asked for yet fares as
+/// it would through Linux.
+pub const PER_NEXT_HOP: usize = 101;
+pub const PER_NEXT_HOP_BYTES: usize = 212_992;
+/// Packets held in all (per worker).
+const TOTAL: usize = 1024;
 /// How long a packet waits for its next hop.
 pub const WAIT_NS: u64 = 1_000_000_000;
 
@@ -31,9 +35,17 @@ pub struct Held {
 }
 
 impl Held {
-    /// Whether one more packet for `key` may wait.
-    pub fn has_room(&self, key: &NeighborKey) -> bool {
-        self.entries.len() < TOTAL && self.entries.iter().filter(|e| e.key == *key).count() < PER_NEXT_HOP
+    /// Whether one more packet of `len` bytes for `key` may wait.
+    pub fn has_room(&self, key: &NeighborKey, len: usize) -> bool {
+        if self.entries.len() >= TOTAL {
+            return false;
+        }
+        let (n, bytes) = self
+            .entries
+            .iter()
+            .filter(|e| e.key == *key)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.pkt.frame().len()));
+        n < PER_NEXT_HOP && bytes + len <= PER_NEXT_HOP_BYTES
     }
 
     pub fn push(&mut self, e: Entry) {

@@ -348,6 +348,27 @@ impl Engine {
         self.shared.clone()
     }
 
+    /// Runs whatever config `handle` publishes from the next batch on: several workers share
+    /// one handle, so one swap reaches them all.
+    pub fn follow(&mut self, handle: ConfigHandle) {
+        self.shared = handle;
+    }
+
+    /// Which of `workers` workers (see [`steer`]) holds the state `frame`, arriving on engine
+    /// interface `iface`, needs. ARP and ICMPv6 (NDP, the host stack's) are worker 0's, which
+    /// keeps the neighbors it learns in one place.
+    pub fn steer(&self, steering: &mut steer::Steering, iface: usize, frame: &[u8], workers: u32) -> u32 {
+        if workers <= 1 {
+            return 0;
+        }
+        let Some(ci) = self.to_compiled.get(iface).copied().flatten() else { return 0 };
+        match packet::parse(frame) {
+            Ok(m) if m.l3 == L3::Arp || m.proto == packet::IPPROTO_ICMPV6 => 0,
+            Ok(_) => steering.worker(&self.tables, ci, frame, workers),
+            Err(_) => 0,
+        }
+    }
+
     /// Validates and publishes a new config (see [`ConfigHandle::swap`]).
     pub fn swap(&self, config: Config) -> Result<(), Vec<ConfigError>> {
         self.shared.swap(config)
@@ -796,7 +817,7 @@ impl Engine {
                 if self.misses.len() < MAX_MISSES && !self.misses.contains(&nkey) {
                     self.misses.push(nkey);
                 }
-                if self.held.as_ref().is_some_and(|h| h.has_room(&nkey)) {
+                if self.held.as_ref().is_some_and(|h| h.has_room(&nkey, pkt.frame().len())) {
                     step!("neighbor", "{next} is not resolved yet: the packet waits for it");
                     hold = Some(nkey);
                     [0; 6]
