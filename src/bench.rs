@@ -25,7 +25,10 @@ use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
 use ipnet::IpNet;
 use netlink_packet_route::neighbour::NeighbourState;
 
-use crate::lab::{Netns, ethtool, gateway::GatewayProcess, netns};
+use crate::{
+    ethtool,
+    lab::{Netns, gateway::GatewayProcess, netns},
+};
 
 /// 60-byte frames (64 on the wire), over this many flows (250 hosts × 4 ports).
 const FLOWS: u32 = 1000;

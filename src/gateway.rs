@@ -39,6 +39,31 @@ pub struct RunOptions {
     pub engine: EngineKind,
     /// Slow-path worker threads (the userspace engine's forwarding cores); see `slow_path`.
     pub workers: u32,
+    pub io: IoChoice,
+}
+
+/// How the userspace engine reads and writes the interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoChoice {
+    /// AF_XDP where the XDP program attaches, AF_PACKET where it cannot.
+    #[default]
+    Auto,
+    AfXdp,
+    /// Packet sockets on every interface, no XDP program attached (see
+    /// `dataplane::port::packet`).
+    AfPacket,
+}
+
+impl std::str::FromStr for IoChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(IoChoice::Auto),
+            "af-xdp" => Ok(IoChoice::AfXdp),
+            "af-packet" => Ok(IoChoice::AfPacket),
+            other => Err(format!("unknown I/O {other:?}: auto, af-xdp or af-packet")),
+        }
+    }
 }
 
 /// Which engine forwards.
@@ -114,7 +139,10 @@ pub fn run(opts: RunOptions) -> Result<()> {
             "--workers is for --engine userspace: the XDP program forwards on every core, its slow path runs one worker"
         );
     }
-    rt.block_on(serve(config, places, opts.api, (opts.engine, opts.workers)))
+    if opts.engine == EngineKind::Xdp && opts.io == IoChoice::AfPacket {
+        bail!("--io af-packet is for --engine userspace: the XDP engine is the program on the interfaces");
+    }
+    rt.block_on(serve(config, places, opts.api, (opts.engine, opts.workers, opts.io)))
 }
 
 /// Where the gateway keeps things.
@@ -129,7 +157,7 @@ async fn serve(
     config: Config,
     places: Places,
     api_addr: std::net::SocketAddr,
-    (kind, workers): (EngineKind, u32),
+    (kind, workers, io): (EngineKind, u32, IoChoice),
 ) -> Result<()> {
     let Places { stats_file, pin_dir, pid_file, state_dir } = places;
     let nl = netlink::connect()?;
@@ -212,15 +240,46 @@ async fn serve(
     let mut sync = NeighborSync::new(nl.clone(), engine.take_neighbor_maps()?, ports, kernel_hops);
     let (vlan_misses_tx, vlan_misses) = std::sync::mpsc::channel();
     sync.forward_foreign(vlan_misses_tx.clone());
-    for (name, h) in &ifaces {
-        if engine.attach(h.ifindex, name)? {
-            eprintln!("hutong gateway {}: took over the running program on {name}", config.gateway);
-        }
-    }
     let mut slow_ports = Vec::new();
+    // Interfaces read through packet sockets, with their IPv4 forwarding setting to put back.
+    let mut packet_ports: Vec<(String, String)> = Vec::new();
     for (name, handle) in &ifaces {
-        let queues = netlink::rx_queues(&nl, name).await?;
-        slow_ports.push(crate::slow_path::Port { name: name.clone(), handle: *handle, queues });
+        let port_io = match io {
+            IoChoice::AfPacket => crate::slow_path::Io::AfPacket,
+            _ => match engine.attach(handle.ifindex, name) {
+                Ok(took_over) => {
+                    if took_over {
+                        eprintln!(
+                            "hutong gateway {}: took over the running program on {name}",
+                            config.gateway
+                        );
+                    }
+                    crate::slow_path::Io::AfXdp
+                }
+                Err(e) if kind == EngineKind::Userspace && io == IoChoice::Auto => {
+                    eprintln!(
+                        "hutong gateway {}: XDP cannot attach to {name} ({e:#}): its frames go through a packet socket (AF_PACKET) instead",
+                        config.gateway
+                    );
+                    crate::slow_path::Io::AfPacket
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if port_io == crate::slow_path::Io::AfPacket {
+            let before = dataplane::port::packet::keep_kernel_from_forwarding(name)?;
+            packet_ports.push((name.clone(), before));
+            // Frames as they were on the wire, not aggregated: the engine forwards frames.
+            if let Err(e) = crate::ethtool::set_gro(name, false) {
+                eprintln!("hutong gateway {}: could not turn GRO off on {name}: {e}", config.gateway);
+            }
+            eprintln!(
+                "hutong gateway {}: {name} is read through a packet socket (AF_PACKET)",
+                config.gateway
+            );
+        }
+        let queues = crate::ethtool::rx_queues(name);
+        slow_ports.push(crate::slow_path::Port { name: name.clone(), handle: *handle, queues, io: port_io });
     }
     let on = crate::slow_path::Interfaces {
         ports: slow_ports,
@@ -293,6 +352,9 @@ async fn serve(
     resolver.abort();
     api_server.abort();
     slow.stop();
+    for (name, before) in &packet_ports {
+        dataplane::port::packet::restore_forwarding(name, before);
+    }
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
         let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;

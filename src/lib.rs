@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bench;
 pub mod demo;
+pub mod ethtool;
 pub mod gateway;
 pub mod hex;
 pub mod history;

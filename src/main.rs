@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
   hutong gateway run --config FILE         attach the XDP engine and forward
   hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
   hutong gateway run ... --engine userspace --workers N   the userspace engine on N cores
+  hutong gateway run ... --engine userspace --io af-packet   through packet sockets, no XDP
   hutong status [--api ADDR] [--json]      what a running gateway says about itself
   hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
   hutong rollback                          the running gateway's previous config version
@@ -220,6 +221,11 @@ enum GatewayCommand {
         /// receive queues. The XDP engine's slow path runs one.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
         workers: u32,
+        /// Userspace engine: how it reads the interfaces. auto: AF_XDP where the XDP program
+        /// attaches, AF_PACKET where it cannot; af-xdp; af-packet: packet sockets everywhere,
+        /// no program attached.
+        #[arg(long, default_value = "auto")]
+        io: hutong::gateway::IoChoice,
     },
 }
 
@@ -367,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             engine,
             workers,
+            io,
         }) => {
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
@@ -390,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 engine,
                 workers,
+                io,
             };
             hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)

@@ -45,19 +45,6 @@ pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
     Ok(PortHandle { ifindex: msg.header.index, mac })
 }
 
-/// How many receive queues the interface has (1 if the kernel does not say).
-pub async fn rx_queues(handle: &Handle, name: &str) -> anyhow::Result<u32> {
-    let msg = get(handle, name).await?;
-    Ok(msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::NumRxQueues(n) => Some((*n).max(1)),
-            _ => None,
-        })
-        .unwrap_or(1))
-}
-
 async fn get(handle: &Handle, name: &str) -> anyhow::Result<netlink_packet_route::link::LinkMessage> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {

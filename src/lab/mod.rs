@@ -5,7 +5,6 @@
 //! labs never collide and a stale one can be recognised by its dead pid. Dropping the lab removes
 //! the namespaces, which removes their veths with them.
 
-pub mod ethtool;
 pub mod gateway;
 pub mod http;
 pub mod netns;

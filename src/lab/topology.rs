@@ -19,7 +19,8 @@ use dataplane::{Config, Role, netlink};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use super::{Netns, ethtool, netns};
+use super::{Netns, netns};
+use crate::ethtool;
 
 /// Addresses of the demo's hosts, all derived from the gateway's config.
 #[derive(Clone, Debug)]

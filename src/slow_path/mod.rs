@@ -34,7 +34,7 @@ use dataplane::{
     nat::PoolUsage,
     nat::query::{SessionFilter, SessionPage},
     neighbor::NextHop,
-    port::afxdp::AfXdpPort,
+    port::{PortIo, afxdp::AfXdpPort, packet::AfPacketPort},
     tables::PortHandle,
     xdp::XdpEngine,
 };
@@ -171,10 +171,20 @@ impl SlowPath {
         if offload && n > 1 {
             bail!("the XDP engine's slow path runs one worker; --workers is for --engine userspace");
         }
-        // Worker w serves queues w, w + n, ... of every port (the program redirects to the
-        // socket of the queue a frame arrived on).
-        let mut socks: Vec<Vec<Vec<AfXdpPort>>> = (0..n).map(|_| Vec::new()).collect();
+        // AF_XDP: worker w serves queues w, w + n, ... of every port (the program redirects to
+        // the socket of the queue a frame arrived on). AF_PACKET: one socket per worker, in a
+        // fanout group when there are several.
+        let mut socks: Vec<Vec<Vec<PortIo>>> = (0..n).map(|_| Vec::new()).collect();
         for (slot, p) in ports.iter().enumerate() {
+            if p.io == Io::AfPacket {
+                let group = (n > 1).then_some(p.handle.ifindex as u16);
+                for mine in socks.iter_mut() {
+                    let s = AfPacketPort::open(&p.name, p.handle.ifindex, group)
+                        .with_context(|| format!("packet socket on {}", p.name))?;
+                    mine.push(vec![PortIo::AfPacket(s)]);
+                }
+                continue;
+            }
             let queues = p.queues.min(QUEUES_PER_PORT);
             if queues < n {
                 bail!(
@@ -190,7 +200,7 @@ impl SlowPath {
                     let s = AfXdpPort::open(&p.name, q)
                         .with_context(|| format!("slow-path socket on {} queue {q}", p.name))?;
                     xdp.set_slow_path(slot as u16, q, s.fd())?;
-                    here.push(s);
+                    here.push(PortIo::AfXdp(Box::new(s)));
                 }
                 mine.push(here);
             }
@@ -356,6 +366,16 @@ pub struct Port {
     pub handle: PortHandle,
     /// Its receive queues.
     pub queues: u32,
+    pub io: Io,
+}
+
+/// How the slow path reads and writes an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// AF_XDP sockets the XDP program on the interface redirects to.
+    AfXdp,
+    /// Packet sockets, where no XDP program runs (see `dataplane::port::packet`).
+    AfPacket,
 }
 
 /// What the slow path runs on.

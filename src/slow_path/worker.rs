@@ -1,4 +1,4 @@
-//! One slow-path worker: its AF_XDP sockets (its share of every port's receive queues), its
+//! One slow-path worker: its sockets (AF_XDP: its share of every port's receive queues), its
 //! own userspace engine (its share of every NAT pool's port blocks), and the loop between them.
 //!
 //! Workers share no state. A frame that arrives on one worker's queue but needs another's
@@ -24,7 +24,7 @@ use dataplane::{
     flows::FlowCache,
     host::HostStack,
     neighbor::NextHop,
-    port::afxdp::AfXdpPort,
+    port::PortIo,
     xdp::FlowTable,
 };
 use hutong_common::{Neigh, Neigh6Key, NeighKey};
@@ -63,7 +63,7 @@ pub(super) struct Worker {
     pub id: u32,
     pub workers: u32,
     /// Its sockets, per engine interface (slot): the queues it owns there.
-    pub socks: Vec<Vec<AfXdpPort>>,
+    pub socks: Vec<Vec<PortIo>>,
     pub engine: Engine,
     pub host: HostStack,
     pub flows: Option<Flows>,

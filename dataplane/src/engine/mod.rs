@@ -1203,13 +1203,24 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 
 /// What the host stack answers for, by the config the engine runs: on a port, echo for the
 /// gateway's addresses in the port's VRF and the NAT addresses there; ARP and NDP for the
-/// port's own addresses and the NAT addresses on its subnets.
+/// port's own addresses and the NAT addresses on its subnets. Never for an address the kernel
+/// holds (an untagged port's, put on its interface): the kernel answers for those itself, and
+/// a packet socket sees their requests too.
 impl crate::host::Owns for Engine {
     fn owns(&self, iface: usize, vlan: Option<u16>, addr: IpAddr, ask: crate::host::Ask) -> bool {
         let t = &self.tables;
         let Some(port) = self.port_of(iface, vlan) else { return false };
         let vrf = t.ports[port].vrf;
         let subnets = &t.config.ports[port].addresses;
+        let kernels = t.config.ports.iter().any(|p| {
+            p.vrf == vrf
+                && p.vlan.is_none()
+                && p.tunnel.is_none()
+                && p.addresses.iter().any(|n| n.addr() == addr)
+        });
+        if kernels {
+            return false;
+        }
         match ask {
             crate::host::Ask::Echo => t.is_local(vrf, addr) || t.is_nat_address(vrf, addr),
             crate::host::Ask::Resolve => {

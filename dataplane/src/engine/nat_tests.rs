@@ -814,17 +814,26 @@ fn echo_requests_to_pool_and_service_addresses_go_to_the_host_stack_and_replies_
     let r = run_at(&mut e, 1, &echo((SERVER_MAC, U_MAC), SERVER, out_addr, id, false, 64), 1);
     assert_eq!(r.verdict, Verdict::Forward { iface: 0 });
 
-    // What the host stack answers for, by port: echo for the VRF's own and NAT addresses; ARP
-    // for the port's own addresses and NAT addresses on its subnets only.
+    // What the host stack answers for, by port: echo for the NAT addresses of the port's VRF;
+    // ARP for NAT addresses on its subnets only. The ports' own addresses are untagged ones
+    // here, on their interfaces: the kernel's.
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert!(e.owns(1, None, ip("198.18.30.2"), Ask::Echo));
-    assert!(e.owns(1, None, ip("198.19.0.1"), Ask::Echo));
     assert!(!e.owns(0, None, ip("198.18.30.2"), Ask::Echo), "not in the legacy VRF");
-    assert!(e.owns(1, None, ip("198.19.0.1"), Ask::Resolve));
     assert!(!e.owns(1, None, ip("198.18.30.2"), Ask::Resolve), "198.18.30.0/30 is not on 198.19.0.0/24");
-    assert!(!e.owns(1, Some(5), ip("198.19.0.1"), Ask::Resolve), "no such port");
+    assert!(!e.owns(1, None, ip("198.19.0.1"), Ask::Echo), "the kernel's");
+    assert!(!e.owns(1, None, ip("198.19.0.1"), Ask::Resolve), "the kernel's");
+    assert!(!e.owns(1, Some(5), ip("198.18.30.2"), Ask::Echo), "no such port");
     let mut c = published();
     c.nat_pools[0].addresses = vec!["198.19.0.100/32".parse().unwrap()];
-    let e = engine(c);
-    assert!(e.owns(1, None, ip("198.19.0.100"), Ask::Resolve), "a pool address on the uplink's subnet");
+    c.ports[1].vlan = Some(7); // the uplink as a VLAN port: no kernel address
+    for r in &mut c.routes {
+        r.port = c.ports[1].key();
+    }
+    let mut e = engine(c);
+    e.set_neighbor(1, Some(7), IpAddr::from(SERVER), SERVER_MAC);
+    assert!(e.owns(1, Some(7), ip("198.19.0.100"), Ask::Resolve), "a pool address on the uplink's subnet");
+    assert!(e.owns(1, Some(7), ip("198.19.0.1"), Ask::Resolve), "a VLAN port's own address");
+    assert!(e.owns(1, Some(7), ip("198.19.0.1"), Ask::Echo));
+    assert!(!e.owns(1, None, ip("198.19.0.1"), Ask::Echo), "no untagged port there");
 }

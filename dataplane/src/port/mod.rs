@@ -3,5 +3,33 @@
 
 pub mod afxdp;
 pub mod memory;
+pub mod packet;
 
 pub use memory::MemoryPorts;
+
+/// A socket a slow-path worker reads and writes an interface through.
+pub enum PortIo {
+    /// Frames the XDP program redirects to it, from one receive queue.
+    AfXdp(Box<afxdp::AfXdpPort>),
+    /// A copy of every frame the interface receives (or this worker's share of them, in a
+    /// fanout group), where no XDP program runs.
+    AfPacket(packet::AfPacketPort),
+}
+
+impl PortIo {
+    /// Receives up to `max` frames, calling `each` with every one.
+    pub fn recv(&mut self, max: u32, each: impl FnMut(&[u8])) -> usize {
+        match self {
+            PortIo::AfXdp(p) => p.recv(max, each),
+            PortIo::AfPacket(p) => p.recv(max, each),
+        }
+    }
+
+    /// Sends one frame; false if there was no room for it now.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        match self {
+            PortIo::AfXdp(p) => p.send(frame),
+            PortIo::AfPacket(p) => p.send(frame),
+        }
+    }
+}
