@@ -136,6 +136,9 @@ enum Command {
         /// (a smoke test).
         #[arg(long)]
         quick: bool,
+        /// Where the report goes: report.md, report.json and throughput.png.
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
     },
 }
 
@@ -482,11 +485,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
-        Command::Bench { quick } => {
+        Command::Bench { quick, out } => {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
             if quick {
-                hutong::bench::run(200_000, &hutong::bench::SIZES[..1])
+                hutong::bench::run(200_000, &hutong::bench::SIZES[..1], &out, &command)
             } else {
-                hutong::bench::run(2_000_000, &hutong::bench::SIZES)
+                hutong::bench::run(2_000_000, &hutong::bench::SIZES, &out, &command)
             }
         }
         Command::Trace { config: None, api, packet, iface, json } => {

@@ -10,8 +10,12 @@ mod common;
 #[test]
 fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     common::require_root("bench_smoke");
-    let out =
-        std::process::Command::new(env!("CARGO_BIN_EXE_hutong")).args(["bench", "--quick"]).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hutong"))
+        .args(["bench", "--quick", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -24,6 +28,17 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
         assert!(text.lines().any(|l| l.starts_with(device) && l.contains("64B")), "{device} in the table");
     }
     assert!(text.contains("snat ip prefix to ip saddr map"), "the Linux device's rules are printed");
+    // The report: the same rows as JSON, the page, the chart.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{report}");
+    assert!(results.iter().all(|r| r["good"].as_u64() > Some(0) && r["bad"] == 0), "{report}");
+    assert!(report["machine"]["kernel"].as_str().unwrap().starts_with("Linux"), "{report}");
+    let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(page.contains("| hutong XDP engine | 64 B |") && page.contains("nftables"), "{page}");
+    let png = std::fs::read(dir.path().join("throughput.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //!  XDP generator    under test      translated as expected
 //! ```
 //! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with an
-//! nftables netmap, and hutong's XDP and userspace engines (`hutong gateway run`). Not built yet
-//! (issue 7): the NAPT and deny scenarios, the RFC 2544 search
-//! for the highest rate under a loss threshold, latency, session capacity, the report, real NIC
-//! ports and several cores.
+//! nftables netmap, and hutong's XDP and userspace engines (`hutong gateway run`). The report
+//! (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet (issue 7): the NAPT and deny
+//! scenarios, the RFC 2544 search for the highest rate under a loss threshold, latency, session
+//! capacity, real NIC ports and several cores.
+
+pub mod report;
 
 use std::{path::Path, time::Duration};
 
@@ -272,30 +274,75 @@ pub fn table(rows: &[Outcome]) -> String {
     s
 }
 
-/// `hutong bench`: the series, the rules each device ran, and the table.
-pub fn run(frames: u32, sizes: &[usize]) -> Result<std::process::ExitCode> {
+/// Each device's rules, as the report prints them.
+fn rules() -> Vec<(String, String)> {
+    vec![
+        (
+            "raw XDP ceiling".into(),
+            "an XDP program on in0: redirect every frame to out0, nothing else".into(),
+        ),
+        (
+            "Linux forwarding + nftables".into(),
+            format!("net.ipv4.ip_forward=1, a static neighbor for 198.19.0.2, and nft -f:\n{NFT_NETMAP}"),
+        ),
+        (
+            "hutong (both engines)".into(),
+            format!("`hutong gateway run` with this config:\n{}", gateway_config().to_json()),
+        ),
+    ]
+}
+
+/// `hutong bench`: the series, the rules each device ran, the table, and the report (Markdown,
+/// JSON, chart) in `out`.
+pub fn run(frames: u32, sizes: &[usize], out: &Path, command: &str) -> Result<std::process::ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates network namespaces and attaches XDP programs: run it as root");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let exe = std::env::current_exe()?;
-    let rows = rt.block_on(netmap_series(&exe, frames, sizes, &|m| println!("[bench] {m}")))?;
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // A line per step where nobody watches (CI, a pipe); a spinner with the step on a terminal.
+    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let progress = |m: &str| match &spinner {
+        Some(bar) => {
+            bar.println(format!("[bench] {m}"));
+            bar.set_message(m.to_string());
+        }
+        None => println!("[bench] {m}"),
+    };
+    let rows = rt.block_on(netmap_series(&exe, frames, sizes, &progress))?;
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
     println!();
     println!("Rules of each device (the same translation: 10.20.0.0/24 -> 198.18.20.0/24):");
-    println!("  raw XDP ceiling: redirect in0 -> out0, nothing else");
-    println!("  Linux: net.ipv4.ip_forward=1, a static neighbor for 198.19.0.2, and nft -f:");
-    for l in NFT_NETMAP.lines() {
-        println!("    {l}");
-    }
-    println!("  hutong: `hutong gateway run` with this config:");
-    for l in gateway_config().to_json().lines() {
-        println!("    {l}");
+    for (dut, rules) in rules() {
+        println!("  {dut}:");
+        for l in rules.lines() {
+            println!("    {l}");
+        }
     }
     println!();
     println!(
         "{frames} frames per device and size, over {FLOWS} flows, offered at the generator's full rate:"
     );
     print!("{}", table(&rows));
+    let report = report::Report {
+        date,
+        machine: report::Machine::here(),
+        frames,
+        flows: FLOWS,
+        rows: rows.clone(),
+        rules: rules(),
+        command: command.to_string(),
+    };
+    for path in report.write(out)? {
+        println!("wrote {}", path.display());
+    }
     let wrong = rows.iter().any(|r| r.good == 0 || r.bad > 0);
     Ok(if wrong { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }

@@ -1,0 +1,285 @@
+//! The bench's report, for an acceptance tester to file: a Markdown page (when, on what machine
+//! and kernel, the table with ratios to Linux and to the raw XDP ceiling, and every device's
+//! rules), the same numbers as JSON, and a PNG chart of throughput by device and frame size.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde_json::json;
+
+use super::Outcome;
+
+/// The font the chart's text is drawn with (Debian's `fonts-dejavu-core`, which
+/// `scripts/setup.sh` installs).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Where the bench ran.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    /// This machine, from `/proc` and `uname`.
+    pub fn here() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim()))
+            .unwrap_or("unknown CPU")
+            .to_string();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| format!("{} {}", u.sysname().to_string_lossy(), u.release().to_string_lossy()))
+            .unwrap_or_else(|_| "unknown".into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: kib / 1024.0 / 1024.0,
+            kernel,
+        }
+    }
+}
+
+/// One bench run, ready to write out.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// When it ran (RFC 3339, UTC).
+    pub date: String,
+    pub machine: Machine,
+    /// Frames offered per device and frame size, and over how many flows.
+    pub frames: u32,
+    pub flows: u32,
+    pub rows: Vec<Outcome>,
+    /// Each device's rules, as it ran them: (device, rules).
+    pub rules: Vec<(String, String)>,
+    /// The command that produced it.
+    pub command: String,
+}
+
+/// Correctly translated frames a second, as a ratio to the row of device `base` at the same
+/// frame size.
+fn ratio(rows: &[Outcome], r: &Outcome, base: &str) -> Option<f64> {
+    let b = rows.iter().find(|x| x.dut.starts_with(base) && x.len == r.len)?.mpps();
+    (b > 0.0).then(|| r.mpps() / b)
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        s.push_str("# hutong bench report\n\n");
+        s.push_str(&format!("- **Date:** {}\n", self.date));
+        s.push_str(&format!(
+            "- **Machine:** {}, {} cores, {:.1} GiB memory\n- **Kernel:** {}\n",
+            m.cpu, m.cores, m.memory_gib, m.kernel
+        ));
+        s.push_str(&format!("- **Command:** `{}`\n", self.command));
+        s.push_str(&format!(
+            "- **Method:** {} UDP frames per device and frame size over {} flows, offered at the \
+             live-frames XDP generator's full rate through generator → device → sink namespaces; \
+             only frames that reach the sink translated as expected count.\n\n",
+            self.frames, self.flows
+        ));
+        s.push_str(
+            "| device under test (netmap) | frame | Mpps | delivered | wrong | × Linux | × ceiling |\n",
+        );
+        s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for r in &self.rows {
+            let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.2}"));
+            s.push_str(&format!(
+                "| {} | {} B | {:.3} | {:.1}% | {} | {} | {} |\n",
+                r.dut,
+                r.len + 4,
+                r.mpps(),
+                r.good as f64 * 100.0 / r.sent.max(1) as f64,
+                r.bad,
+                f(ratio(&self.rows, r, "Linux")),
+                f(ratio(&self.rows, r, "raw XDP")),
+            ));
+        }
+        s.push_str("\n![Throughput by device and frame size](throughput.png)\n\n## Rules of each device\n\n");
+        for (dut, rules) in &self.rules {
+            s.push_str(&format!("**{dut}**\n\n```text\n{}\n```\n\n", rules.trim_end()));
+        }
+        s
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let m = &self.machine;
+        json!({
+            "date": self.date,
+            "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "kernel": m.kernel},
+            "command": self.command,
+            "frames": self.frames,
+            "flows": self.flows,
+            "results": self.rows.iter().map(|r| json!({
+                "dut": r.dut,
+                "frame_bytes": r.len + 4,
+                "sent": r.sent,
+                "good": r.good,
+                "bad": r.bad,
+                "seconds": r.took.as_secs_f64(),
+                "mpps": r.mpps(),
+                "x_linux": ratio(&self.rows, r, "Linux"),
+                "x_ceiling": ratio(&self.rows, r, "raw XDP"),
+            })).collect::<Vec<_>>(),
+            "rules": self.rules.iter().map(|(d, r)| json!({"dut": d, "rules": r})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Throughput by device, a group of bars per frame size, as a PNG.
+    pub fn chart(&self, path: &Path) -> Result<()> {
+        let font = std::fs::read(FONT)
+            .with_context(|| format!("the chart's font {FONT} (apt install fonts-dejavu-core)"))?;
+        // Registered once per process; a second registration of the same family is harmless.
+        let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+        let mut sizes: Vec<usize> = self.rows.iter().map(|r| r.len).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let mut duts: Vec<&str> = Vec::new();
+        for r in &self.rows {
+            if !duts.contains(&r.dut.as_str()) {
+                duts.push(&r.dut);
+            }
+        }
+        // Headroom above the tallest bar for the legend.
+        let top = self.rows.iter().map(|r| r.mpps()).fold(0.0, f64::max).max(0.1) * 1.5;
+        let root = BitMapBackend::new(path, (960, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("hutong bench: netmap, {} ({} cores)", self.date, self.machine.cores),
+                ("sans-serif", 22),
+            )
+            .margin(16)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..sizes.len() as f64, 0f64..top)?;
+        let labels: Vec<String> = sizes.iter().map(|l| format!("{} B frames", l + 4)).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(sizes.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                // A group's label under its middle.
+                let i = (x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    labels.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("Mpps delivered, correctly translated")
+            .label_style(("sans-serif", 15))
+            .draw()?;
+        let palette =
+            [RGBColor(120, 120, 120), RGBColor(214, 96, 77), RGBColor(33, 102, 172), RGBColor(103, 169, 207)];
+        let width = 0.8 / duts.len().max(1) as f64;
+        for (d, dut) in duts.iter().enumerate() {
+            let color = palette[d % palette.len()];
+            let bars = self.rows.iter().filter(|r| r.dut == *dut).filter_map(|r| {
+                let g = sizes.iter().position(|l| *l == r.len)? as f64;
+                let x0 = g + 0.1 + d as f64 * width;
+                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, r.mpps())], color.filled()))
+            });
+            chart
+                .draw_series(bars)?
+                .label(*dut)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+        root.present().with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Writes `report.md`, `report.json` and `throughput.png` into `dir`: the paths written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let md = dir.join("report.md");
+        std::fs::write(&md, self.markdown())?;
+        let js = dir.join("report.json");
+        std::fs::write(&js, serde_json::to_string_pretty(&self.json())? + "\n")?;
+        let png = dir.join("throughput.png");
+        self.chart(&png)?;
+        Ok(vec![md, js, png])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn report() -> Report {
+        let row = |dut: &str, len, good, bad| Outcome {
+            dut: dut.into(),
+            len,
+            sent: 1000,
+            good,
+            bad,
+            took: Duration::from_millis(1),
+        };
+        Report {
+            date: "2026-11-27T23:00:00Z".into(),
+            machine: Machine {
+                cpu: "Test CPU".into(),
+                cores: 2,
+                memory_gib: 7.6,
+                kernel: "Linux 6.18".into(),
+            },
+            frames: 1000,
+            flows: 10,
+            rows: vec![
+                row("raw XDP ceiling (redirect only)", 60, 1000, 0),
+                row("Linux forwarding + nftables netmap", 60, 250, 0),
+                row("hutong XDP engine", 60, 500, 0),
+                row("raw XDP ceiling (redirect only)", 1514, 900, 0),
+                row("Linux forwarding + nftables netmap", 1514, 300, 0),
+                row("hutong XDP engine", 1514, 450, 0),
+            ],
+            rules: vec![("Linux".into(), "nft rules\n".into())],
+            command: "hutong bench".into(),
+        }
+    }
+
+    #[test]
+    fn the_markdown_and_json_carry_every_number_and_ratio() {
+        let r = report();
+        let md = r.markdown();
+        assert!(md.contains("| hutong XDP engine | 64 B | 0.500 | 50.0% | 0 | 2.00 | 0.50 |"), "{md}");
+        assert!(md.contains("Test CPU, 2 cores") && md.contains("Linux 6.18") && md.contains("2026-11-27"));
+        assert!(md.contains("```text\nnft rules\n```"));
+        let js = r.json();
+        assert_eq!(js["results"][2]["x_linux"], 2.0);
+        assert_eq!(js["results"][1]["mpps"], 0.25);
+        assert_eq!(js["results"][0]["x_ceiling"], 1.0);
+    }
+
+    #[test]
+    fn the_chart_is_a_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = report().write(dir.path()).unwrap();
+        let png = std::fs::read(&written[2]).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(png.len() > 5_000, "a chart, not an empty image: {} bytes", png.len());
+    }
+}
