@@ -1,16 +1,17 @@
-//! `hutong bench`, its first part: the default topology and three devices under test, each
-//! offered the generator's full rate on the netmap scenario. In namespaces it builds itself:
+//! `hutong bench`, its first part: the default topology, four devices under test and three
+//! scenarios, each device offered the generator's full rate. In namespaces it builds itself:
 //!
 //! ```text
 //!  [gen] gen0 ── in0 [dut] out0 ── sink0 [sink]
 //!  live-frames      the device      XDP sink: counts frames
 //!  XDP generator    under test      translated as expected
 //! ```
-//! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with an
-//! nftables netmap, and hutong's XDP and userspace engines (`hutong gateway run`). The report
-//! (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet (issue 7): the NAPT and deny
-//! scenarios, the RFC 2544 search for the highest rate under a loss threshold, latency, session
-//! capacity, real NIC ports and several cores.
+//! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with the
+//! scenario's nftables rules, and hutong's XDP and userspace engines (`hutong gateway run`).
+//! Scenarios ([`Scenario`]): netmap, the netmap behind 63 deny rules, NAPT with 1,000
+//! established flows. The report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet
+//! (issue 7): NAPT with 100k flows and the new-session rate, the RFC 2544 search for the highest
+//! rate under a loss threshold, latency, session capacity, real NIC ports and several cores.
 
 pub mod report;
 
@@ -52,6 +53,8 @@ pub struct BenchLab {
 /// What one device under test did with the frames offered.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// What the devices were asked to do ([`Scenario::name`]).
+    pub scenario: &'static str,
     pub dut: String,
     /// Frame length, without the FCS (60 is a 64-byte frame on the wire).
     pub len: usize,
@@ -125,8 +128,15 @@ impl BenchLab {
         Ok(())
     }
 
-    /// Offers `frames` frames to whatever device is set up, and counts what the sink gets.
-    fn offer(&self, dut: &str, frames: u32, len: usize, expect_src: [u8; 4]) -> Result<Outcome> {
+    /// Offers `frames` frames to whatever device is set up, and counts what the sink gets:
+    /// correct if their source is in `expect_src` (address, mask).
+    fn offer(
+        &self,
+        (scenario, dut): (Scenario, &str),
+        frames: u32,
+        len: usize,
+        expect_src: ([u8; 4], [u8; 4]),
+    ) -> Result<Outcome> {
         let mut header = Vec::new();
         PacketBuilder::ethernet2(self.gen0.mac, self.in0.mac)
             .ipv4([10, 20, 0, 1], SERVER, 64)
@@ -136,160 +146,298 @@ impl BenchLab {
         let config =
             GenConfig { header: header[..GEN_HEADER].try_into()?, sport: 1024, flows: FLOWS, hosts: HOSTS };
         let expect = SinkExpect {
-            src: u32::from_ne_bytes(expect_src),
-            src_mask: u32::from_ne_bytes([255, 255, 255, 0]),
+            src: u32::from_ne_bytes(expect_src.0),
+            src_mask: u32::from_ne_bytes(expect_src.1),
             dst: u32::from_ne_bytes(SERVER),
             dst_mask: u32::MAX,
         };
         let gen0 = self.gen0.ifindex;
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
+        if scenario == Scenario::Napt {
+            // Establish every flow's session first, at a pace the slow path keeps up with: the
+            // measurement is of established sessions (their first packets are the slow path's,
+            // as new connections are Linux's conntrack's).
+            self.generator.run(|| -> Result<()> {
+                let mut g = Generator::load(config)?;
+                for _ in 0..WARM_UP_PASSES {
+                    g.run(gen0, len, FLOWS, 64)?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(())
+            })??;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // What the warm-up delivered does not count.
+        let before = sink.counters()?;
         let took = self
             .generator
             .run(|| -> Result<Duration> { Generator::load(config)?.run(gen0, len, frames, 64) })??;
         std::thread::sleep(Duration::from_millis(300)); // what is queued drains
         let c = sink.counters()?;
-        Ok(Outcome { dut: dut.into(), len, sent: frames, good: c.good, bad: c.bad, took })
+        let (good, bad) = (c.good - before.good, c.bad - before.bad);
+        Ok(Outcome { scenario: scenario.name(), dut: dut.into(), len, sent: frames, good, bad, took })
     }
 }
 
-/// The gateway config for the device: the bench's netmap, as a plan would compile it.
-pub fn gateway_config() -> dataplane::Config {
-    let text = r#"{
-      "gateway": "gw-bench",
-      "vrfs": [{"id": 0, "name": "extranet"}, {"id": 1, "name": "legacy"}],
-      "ports": [
-        {"name": "in0", "role": "legacy", "vrf": 1, "addresses": ["10.20.0.1/24"]},
-        {"name": "out0", "role": "extranet", "vrf": 0, "addresses": ["198.19.0.1/24"]}
-      ],
-      "netmaps": [{"inside_vrf": 1, "inside": "10.20.0.0/24", "outside_vrf": 0, "outside": "198.18.20.0/24"}],
-      "routes": [{"vrf": 0, "prefix": "0.0.0.0/0", "port": "out0", "via": "198.19.0.2"}],
-      "policies": [{"name": "out", "vrf": 1, "src": "10.20.0.0/24", "action": "netmap"}]
-    }"#;
-    dataplane::Config::from_json(text).expect("the bench config is valid")
+/// Warm-up passes over every flow before an established-sessions measurement.
+const WARM_UP_PASSES: u32 = 10;
+/// Deny rules in front of the permit in the deny-heavy scenario (the program scans up to 64
+/// rules per VRF).
+const DENY_RULES: u8 = 63;
+
+/// What the devices under test are asked to do with the offered frames (10.20.0.0/24 → the
+/// server), each device with its own rules for it, printed with the results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Netmap 10.20.0.0/24 → 198.18.20.0/24, one rule.
+    Netmap,
+    /// The same netmap behind 63 deny rules the frames do not match: every frame is checked
+    /// against all of them first.
+    DenyHeavy,
+    /// NAPT onto a pool of four addresses, the 1,000 flows' sessions established beforehand.
+    Napt,
 }
 
-/// The nftables rules equivalent to the netmap scenario (printed with the results).
-pub const NFT_NETMAP: &str = "table ip hutong_bench {
-  chain post {
-    type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 10.20.0.0/24 snat ip prefix to ip saddr map { 10.20.0.0/24 : 198.18.20.0/24 }
-  }
-}
-";
+impl Scenario {
+    pub const ALL: [Scenario; 3] = [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt];
 
-/// Runs the four devices on the netmap scenario; `hutong` is the binary the gateway runs from.
-/// Frame lengths of the full series: 64, 512 and 1518 bytes on the wire.
-pub const SIZES: [usize; 3] = [60, 508, 1514];
-
-pub async fn netmap_series(
-    hutong: &Path,
-    frames: u32,
-    sizes: &[usize],
-    progress: &dyn Fn(&str),
-) -> Result<Vec<Outcome>> {
-    progress("building the bench namespaces (generator, device under test, sink)");
-    let lab = BenchLab::build().await?;
-    let mut out = Vec::new();
-
-    progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
-    {
-        let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
-        for &len in sizes {
-            out.push(lab.offer("raw XDP ceiling (redirect only)", frames, len, [10, 20, 0, 0])?);
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Netmap => "netmap",
+            Scenario::DenyHeavy => "deny-heavy policy",
+            Scenario::Napt => "NAPT, 1k established flows",
         }
     }
 
-    progress("Linux forwarding with an nftables netmap");
-    lab.address_dut().await?;
-    lab.dut.run(|| -> std::io::Result<()> {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-        // A veth takes frames transmitted into it by XDP only when it runs NAPI.
-        ethtool::set_gro("in0", true)
-    })??;
-    let mut nft = lab
-        .dut
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft (install nftables)")?;
-    std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, NFT_NETMAP.as_bytes())?;
-    drop(nft.stdin.take());
-    if !nft.wait()?.success() {
-        bail!("nft refused the netmap rules");
+    /// The source addresses (address, mask) a correctly translated frame has.
+    fn expect_src(self) -> ([u8; 4], [u8; 4]) {
+        match self {
+            Scenario::Netmap | Scenario::DenyHeavy => ([198, 18, 20, 0], [255, 255, 255, 0]),
+            Scenario::Napt => ([198, 18, 30, 0], [255, 255, 255, 252]),
+        }
     }
-    for &len in sizes {
-        out.push(lab.offer("Linux forwarding + nftables netmap", frames, len, [198, 18, 20, 0])?);
-    }
-    lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
-    lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
 
-    progress("hutong's XDP engine (`hutong gateway run`)");
-    let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
-    let config_path = work.path().join("gateway.json");
-    std::fs::write(&config_path, gateway_config().to_json())?;
-    let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &[])?;
-    gw.wait_ready(&|| Ok(()))?;
-    std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
-    for &len in sizes {
-        out.push(lab.offer("hutong XDP engine", frames, len, [198, 18, 20, 0])?);
+    /// The gateway config, as a plan would compile it.
+    pub fn gateway_config(self) -> dataplane::Config {
+        let mut c = dataplane::Config::from_json(GATEWAY_BASE).expect("the bench config is valid");
+        let rule = |name: String, src: &str, action| dataplane::Rule {
+            name,
+            vrf: 1,
+            src: Some(src.parse().expect("a prefix")),
+            dst: None,
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            action,
+        };
+        match self {
+            Scenario::Netmap => {}
+            Scenario::DenyHeavy => {
+                let mut rules: Vec<dataplane::Rule> = (0..DENY_RULES)
+                    .map(|i| rule(format!("deny-{i}"), &format!("172.16.{i}.0/24"), dataplane::Action::Deny))
+                    .collect();
+                rules.append(&mut c.policies);
+                c.policies = rules;
+            }
+            Scenario::Napt => {
+                c.netmaps.clear();
+                c.nat_pools = vec![dataplane::config::NatPool::defaults(
+                    "bench".into(),
+                    1,
+                    0,
+                    vec!["198.18.30.0/30".parse().expect("a prefix")],
+                )];
+                c.policies = vec![rule(
+                    "out".into(),
+                    "10.20.0.0/24",
+                    dataplane::Action::Napt { pool: "bench".into() },
+                )];
+            }
+        }
+        c.validate().expect("the bench config is valid");
+        c
     }
-    gw.stop();
 
-    progress("hutong's userspace engine (`--engine userspace`: one thread, AF_XDP in copy mode)");
-    let user = ["--engine", "userspace"];
-    let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench-user", &user)?;
-    gw.wait_ready(&|| Ok(()))?;
-    std::thread::sleep(Duration::from_millis(300));
-    for &len in sizes {
-        out.push(lab.offer("hutong userspace engine", frames, len, [198, 18, 20, 0])?);
+    /// The nftables rules that do the same on Linux.
+    pub fn nft(self) -> String {
+        let netmap =
+            "    ip saddr 10.20.0.0/24 snat ip prefix to ip saddr map { 10.20.0.0/24 : 198.18.20.0/24 }\n";
+        let post = |rule: &str| {
+            format!(
+                "  chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n{rule}  }}\n"
+            )
+        };
+        match self {
+            Scenario::Netmap => format!("table ip hutong_bench {{\n{}}}\n", post(netmap)),
+            Scenario::DenyHeavy => {
+                let denies: String =
+                    (0..DENY_RULES).map(|i| format!("    ip saddr 172.16.{i}.0/24 drop\n")).collect();
+                format!(
+                    "table ip hutong_bench {{\n  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n{denies}  }}\n{}}}\n",
+                    post(netmap)
+                )
+            }
+            Scenario::Napt => format!(
+                "table ip hutong_bench {{\n{}}}\n",
+                post("    ip saddr 10.20.0.0/24 snat to 198.18.30.0-198.18.30.3\n")
+            ),
+        }
     }
-    gw.stop();
+}
+
+/// The bench's gateway: legacy in0 (VRF 1), extranet out0 (VRF 0), the server through the sink,
+/// and the netmap the scenarios start from.
+const GATEWAY_BASE: &str = r#"{
+  "gateway": "gw-bench",
+  "vrfs": [{"id": 0, "name": "extranet"}, {"id": 1, "name": "legacy"}],
+  "ports": [
+    {"name": "in0", "role": "legacy", "vrf": 1, "addresses": ["10.20.0.1/24"]},
+    {"name": "out0", "role": "extranet", "vrf": 0, "addresses": ["198.19.0.1/24"]}
+  ],
+  "netmaps": [{"inside_vrf": 1, "inside": "10.20.0.0/24", "outside_vrf": 0, "outside": "198.18.20.0/24"}],
+  "routes": [{"vrf": 0, "prefix": "0.0.0.0/0", "port": "out0", "via": "198.19.0.2"}],
+  "policies": [{"name": "out", "vrf": 1, "src": "10.20.0.0/24", "action": "netmap"}]
+}"#;
+
+/// The netmap scenario's gateway config (the bench's tests use it).
+pub fn gateway_config() -> dataplane::Config {
+    Scenario::Netmap.gateway_config()
+}
+
+/// Frame lengths of the full series: 64, 512 and 1518 bytes on the wire.
+pub const SIZES: [usize; 3] = [60, 508, 1514];
+
+/// Runs the devices on each scenario, each scenario on a fresh lab (no connection-tracking or
+/// session state carried over); `hutong` is the binary the gateway runs from. The raw XDP
+/// ceiling, which translates nothing, runs once, in the first scenario's lab.
+pub async fn series(
+    hutong: &Path,
+    frames: u32,
+    sizes: &[usize],
+    scenarios: &[Scenario],
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Outcome>> {
+    let mut out = Vec::new();
+    for (i, &scenario) in scenarios.iter().enumerate() {
+        let name = scenario.name();
+        progress(&format!("{name}: building the bench namespaces (generator, device under test, sink)"));
+        let lab = BenchLab::build().await?;
+        if i == 0 {
+            progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
+            let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
+            for &len in sizes {
+                let untranslated = ([10, 20, 0, 0], [255, 255, 255, 0]);
+                out.push(lab.offer(
+                    (scenario, "raw XDP ceiling (redirect only)"),
+                    frames,
+                    len,
+                    untranslated,
+                )?);
+            }
+        }
+        let expect = scenario.expect_src();
+
+        progress(&format!("{name}: Linux forwarding with nftables"));
+        lab.address_dut().await?;
+        lab.dut.run(|| -> std::io::Result<()> {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+            // A veth takes frames transmitted into it by XDP only when it runs NAPI.
+            ethtool::set_gro("in0", true)
+        })??;
+        let mut nft = lab
+            .dut
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("running nft (install nftables)")?;
+        std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, scenario.nft().as_bytes())?;
+        drop(nft.stdin.take());
+        if !nft.wait()?.success() {
+            bail!("nft refused the {name} rules");
+        }
+        for &len in sizes {
+            out.push(lab.offer((scenario, "Linux forwarding + nftables"), frames, len, expect)?);
+        }
+        lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
+        lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
+
+        let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
+        let config_path = work.path().join("gateway.json");
+        std::fs::write(&config_path, scenario.gateway_config().to_json())?;
+        for (dut, args, what) in [
+            ("hutong XDP engine", &[][..], "hutong's XDP engine (`hutong gateway run`)"),
+            (
+                "hutong userspace engine",
+                &["--engine", "userspace"][..],
+                "hutong's userspace engine (`--engine userspace`: one worker, AF_XDP in copy mode)",
+            ),
+        ] {
+            progress(&format!("{name}: {what}"));
+            let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", args)?;
+            gw.wait_ready(&|| Ok(()))?;
+            std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
+            for &len in sizes {
+                out.push(lab.offer((scenario, dut), frames, len, expect)?);
+            }
+            gw.stop();
+        }
+    }
     Ok(out)
+}
+
+/// `r`'s rate as a ratio to device `base`'s at the same frame size: Linux's in the same
+/// scenario, the raw XDP ceiling's (which translates nothing) in any.
+pub fn ratio_to(rows: &[Outcome], r: &Outcome, base: &str) -> Option<f64> {
+    let b = rows
+        .iter()
+        .find(|x| {
+            x.dut.starts_with(base) && x.len == r.len && (base == "raw XDP" || x.scenario == r.scenario)
+        })?
+        .mpps();
+    (b > 0.0).then(|| r.mpps() / b)
 }
 
 /// The results as a table, with ratios to Linux and to the ceiling.
 pub fn table(rows: &[Outcome]) -> String {
-    let by = |name: &str, len: usize| {
-        rows.iter().find(|r| r.dut.starts_with(name) && r.len == len).map(|r| r.mpps())
-    };
     let mut s = format!(
-        "{:<36} {:>6} {:>9} {:>11} {:>7} {:>9} {:>10}\n",
-        "device under test (netmap)", "frame", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
+        "{:<28} {:<32} {:>6} {:>9} {:>10} {:>7} {:>8} {:>9}\n",
+        "scenario", "device under test", "frame", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
     );
     for r in rows {
-        let (ceiling, linux) = (by("raw XDP", r.len), by("Linux", r.len));
-        let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.mpps() / b.max(1e-9)));
+        let ratio = |base| ratio_to(rows, r, base).map_or("-".into(), |v| format!("{v:.2}"));
         s.push_str(&format!(
-            "{:<36} {:>5}B {:>9.3} {:>10.1}% {:>7} {:>9} {:>10}\n",
+            "{:<28} {:<32} {:>5}B {:>9.3} {:>9.1}% {:>7} {:>8} {:>9}\n",
+            r.scenario,
             r.dut,
             r.len + 4,
             r.mpps(),
             r.good as f64 * 100.0 / r.sent.max(1) as f64,
             r.bad,
-            ratio(linux),
-            ratio(ceiling)
+            ratio("Linux"),
+            ratio("raw XDP")
         ));
     }
     s
 }
 
-/// Each device's rules, as the report prints them.
-fn rules() -> Vec<(String, String)> {
-    vec![
-        (
-            "raw XDP ceiling".into(),
-            "an XDP program on in0: redirect every frame to out0, nothing else".into(),
-        ),
-        (
-            "Linux forwarding + nftables".into(),
-            format!("net.ipv4.ip_forward=1, a static neighbor for 198.19.0.2, and nft -f:\n{NFT_NETMAP}"),
-        ),
-        (
-            "hutong (both engines)".into(),
-            format!("`hutong gateway run` with this config:\n{}", gateway_config().to_json()),
-        ),
-    ]
+/// Each device's rules in each scenario, as the report prints them.
+fn rules(scenarios: &[Scenario]) -> Vec<(String, String)> {
+    let mut all = vec![(
+        "raw XDP ceiling".to_string(),
+        "an XDP program on in0: redirect every frame to out0, nothing else".to_string(),
+    )];
+    for s in scenarios {
+        all.push((
+            format!("{}: Linux forwarding + nftables", s.name()),
+            format!("net.ipv4.ip_forward=1, a static neighbor for 198.19.0.2, and nft -f:\n{}", s.nft()),
+        ));
+        all.push((
+            format!("{}: hutong (both engines)", s.name()),
+            format!("`hutong gateway run` with this config:\n{}", s.gateway_config().to_json()),
+        ));
+    }
+    all
 }
 
 /// `hutong bench`: the series, the rules each device ran, the table, and the report (Markdown,
@@ -314,13 +462,13 @@ pub fn run(frames: u32, sizes: &[usize], out: &Path, command: &str) -> Result<st
         }
         None => println!("[bench] {m}"),
     };
-    let rows = rt.block_on(netmap_series(&exe, frames, sizes, &progress))?;
+    let rows = rt.block_on(series(&exe, frames, sizes, &Scenario::ALL, &progress))?;
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
     println!();
-    println!("Rules of each device (the same translation: 10.20.0.0/24 -> 198.18.20.0/24):");
-    for (dut, rules) in rules() {
+    println!("Rules of each device in each scenario:");
+    for (dut, rules) in rules(&Scenario::ALL) {
         println!("  {dut}:");
         for l in rules.lines() {
             println!("    {l}");
@@ -337,7 +485,7 @@ pub fn run(frames: u32, sizes: &[usize], out: &Path, command: &str) -> Result<st
         frames,
         flows: FLOWS,
         rows: rows.clone(),
-        rules: rules(),
+        rules: rules(&Scenario::ALL),
         command: command.to_string(),
     };
     for path in report.write(out)? {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::json;
 
-use super::Outcome;
+use super::{Outcome, ratio_to as ratio};
 
 /// The font the chart's text is drawn with (Debian's `fonts-dejavu-core`, which
 /// `scripts/setup.sh` installs).
@@ -67,13 +67,6 @@ pub struct Report {
     pub command: String,
 }
 
-/// Correctly translated frames a second, as a ratio to the row of device `base` at the same
-/// frame size.
-fn ratio(rows: &[Outcome], r: &Outcome, base: &str) -> Option<f64> {
-    let b = rows.iter().find(|x| x.dut.starts_with(base) && x.len == r.len)?.mpps();
-    (b > 0.0).then(|| r.mpps() / b)
-}
-
 impl Report {
     pub fn markdown(&self) -> String {
         let m = &self.machine;
@@ -92,13 +85,14 @@ impl Report {
             self.frames, self.flows
         ));
         s.push_str(
-            "| device under test (netmap) | frame | Mpps | delivered | wrong | × Linux | × ceiling |\n",
+            "| scenario | device under test | frame | Mpps | delivered | wrong | × Linux | × ceiling |\n",
         );
-        s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for r in &self.rows {
             let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.2}"));
             s.push_str(&format!(
-                "| {} | {} B | {:.3} | {:.1}% | {} | {} | {} |\n",
+                "| {} | {} | {} B | {:.3} | {:.1}% | {} | {} | {} |\n",
+                r.scenario,
                 r.dut,
                 r.len + 4,
                 r.mpps(),
@@ -108,7 +102,7 @@ impl Report {
                 f(ratio(&self.rows, r, "raw XDP")),
             ));
         }
-        s.push_str("\n![Throughput by device and frame size](throughput.png)\n\n## Rules of each device\n\n");
+        s.push_str("\n![Throughput by scenario and device, smallest frames](throughput.png)\n\n## Rules of each device\n\n");
         for (dut, rules) in &self.rules {
             s.push_str(&format!("**{dut}**\n\n```text\n{}\n```\n\n", rules.trim_end()));
         }
@@ -124,6 +118,7 @@ impl Report {
             "frames": self.frames,
             "flows": self.flows,
             "results": self.rows.iter().map(|r| json!({
+                "scenario": r.scenario,
                 "dut": r.dut,
                 "frame_bytes": r.len + 4,
                 "sent": r.sent,
@@ -145,38 +140,49 @@ impl Report {
         // Registered once per process; a second registration of the same family is harmless.
         let font: &'static [u8] = Box::leak(font.into_boxed_slice());
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
-        let mut sizes: Vec<usize> = self.rows.iter().map(|r| r.len).collect();
-        sizes.sort_unstable();
-        sizes.dedup();
+        // One group of bars per scenario, at the smallest frame size (the hardest case); the
+        // ceiling, which translates nothing, stands beside every group.
+        let len = self.rows.iter().map(|r| r.len).min().unwrap_or(60);
+        let mut scenarios: Vec<&str> = Vec::new();
         let mut duts: Vec<&str> = Vec::new();
-        for r in &self.rows {
+        for r in self.rows.iter().filter(|r| r.len == len) {
+            if !r.dut.starts_with("raw XDP") && !scenarios.contains(&r.scenario) {
+                scenarios.push(r.scenario);
+            }
             if !duts.contains(&r.dut.as_str()) {
                 duts.push(&r.dut);
             }
         }
+        let rate = |scenario: &str, dut: &str| {
+            self.rows
+                .iter()
+                .find(|r| {
+                    r.len == len && r.dut == dut && (r.scenario == scenario || r.dut.starts_with("raw XDP"))
+                })
+                .map(|r| r.mpps())
+        };
         // Headroom above the tallest bar for the legend.
         let top = self.rows.iter().map(|r| r.mpps()).fold(0.0, f64::max).max(0.1) * 1.5;
         let root = BitMapBackend::new(path, (960, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("hutong bench: netmap, {} ({} cores)", self.date, self.machine.cores),
+                format!("hutong bench, {} B frames: {} ({} cores)", len + 4, self.date, self.machine.cores),
                 ("sans-serif", 22),
             )
             .margin(16)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(0f64..sizes.len() as f64, 0f64..top)?;
-        let labels: Vec<String> = sizes.iter().map(|l| format!("{} B frames", l + 4)).collect();
+            .build_cartesian_2d(0f64..scenarios.len().max(1) as f64, 0f64..top)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(sizes.len() * 2 + 1)
+            .x_labels(scenarios.len() * 2 + 1)
             .x_label_formatter(&|x| {
                 // A group's label under its middle.
                 let i = (x - 0.5).round();
                 if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    labels.get(i as usize).cloned().unwrap_or_default()
+                    scenarios.get(i as usize).map(|s| s.to_string()).unwrap_or_default()
                 } else {
                     String::new()
                 }
@@ -189,10 +195,9 @@ impl Report {
         let width = 0.8 / duts.len().max(1) as f64;
         for (d, dut) in duts.iter().enumerate() {
             let color = palette[d % palette.len()];
-            let bars = self.rows.iter().filter(|r| r.dut == *dut).filter_map(|r| {
-                let g = sizes.iter().position(|l| *l == r.len)? as f64;
-                let x0 = g + 0.1 + d as f64 * width;
-                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, r.mpps())], color.filled()))
+            let bars = scenarios.iter().enumerate().filter_map(|(g, scenario)| {
+                let x0 = g as f64 + 0.1 + d as f64 * width;
+                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, rate(scenario, dut)?)], color.filled()))
             });
             chart
                 .draw_series(bars)?
@@ -231,6 +236,7 @@ mod tests {
 
     fn report() -> Report {
         let row = |dut: &str, len, good, bad| Outcome {
+            scenario: "netmap",
             dut: dut.into(),
             len,
             sent: 1000,
@@ -250,10 +256,10 @@ mod tests {
             flows: 10,
             rows: vec![
                 row("raw XDP ceiling (redirect only)", 60, 1000, 0),
-                row("Linux forwarding + nftables netmap", 60, 250, 0),
+                row("Linux forwarding + nftables", 60, 250, 0),
                 row("hutong XDP engine", 60, 500, 0),
                 row("raw XDP ceiling (redirect only)", 1514, 900, 0),
-                row("Linux forwarding + nftables netmap", 1514, 300, 0),
+                row("Linux forwarding + nftables", 1514, 300, 0),
                 row("hutong XDP engine", 1514, 450, 0),
             ],
             rules: vec![("Linux".into(), "nft rules\n".into())],
@@ -265,7 +271,10 @@ mod tests {
     fn the_markdown_and_json_carry_every_number_and_ratio() {
         let r = report();
         let md = r.markdown();
-        assert!(md.contains("| hutong XDP engine | 64 B | 0.500 | 50.0% | 0 | 2.00 | 0.50 |"), "{md}");
+        assert!(
+            md.contains("| netmap | hutong XDP engine | 64 B | 0.500 | 50.0% | 0 | 2.00 | 0.50 |"),
+            "{md}"
+        );
         assert!(md.contains("Test CPU, 2 cores") && md.contains("Linux 6.18") && md.contains("2026-11-27"));
         assert!(md.contains("```text\nnft rules\n```"));
         let js = r.json();
