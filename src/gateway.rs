@@ -241,8 +241,9 @@ async fn serve(
     let (vlan_misses_tx, vlan_misses) = std::sync::mpsc::channel();
     sync.forward_foreign(vlan_misses_tx.clone());
     let mut slow_ports = Vec::new();
-    // Interfaces read through packet sockets, with their IPv4 forwarding setting to put back.
-    let mut packet_ports: Vec<(String, String)> = Vec::new();
+    // The kernel kept from forwarding on interfaces read through packet sockets, until the
+    // gateway stops (or fails to start).
+    let mut packet_ports = Vec::new();
     for (name, handle) in &ifaces {
         let port_io = match io {
             IoChoice::AfPacket => crate::slow_path::Io::AfPacket,
@@ -267,8 +268,7 @@ async fn serve(
             },
         };
         if port_io == crate::slow_path::Io::AfPacket {
-            let before = dataplane::port::packet::keep_kernel_from_forwarding(name)?;
-            packet_ports.push((name.clone(), before));
+            packet_ports.push(dataplane::port::packet::KernelForwardingOff::on(name)?);
             // Frames as they were on the wire, not aggregated: the engine forwards frames.
             if let Err(e) = crate::ethtool::set_gro(name, false) {
                 eprintln!("hutong gateway {}: could not turn GRO off on {name}: {e}", config.gateway);
@@ -352,9 +352,7 @@ async fn serve(
     resolver.abort();
     api_server.abort();
     slow.stop();
-    for (name, before) in &packet_ports {
-        dataplane::port::packet::restore_forwarding(name, before);
-    }
+    drop(packet_ports);
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
         let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;

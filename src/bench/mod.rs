@@ -71,6 +71,11 @@ impl Outcome {
     pub fn mpps(&self) -> f64 {
         self.good as f64 / self.took.as_secs_f64().max(1e-9) / 1e6
     }
+
+    /// The share of the frames sent that reached the sink translated as expected, in percent.
+    pub fn delivered(&self) -> f64 {
+        self.good as f64 * 100.0 / self.sent.max(1) as f64
+    }
 }
 
 async fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str) -> Result<(PortHandle, PortHandle)> {
@@ -412,7 +417,7 @@ pub fn table(rows: &[Outcome]) -> String {
             r.dut,
             r.len + 4,
             r.mpps(),
-            r.good as f64 * 100.0 / r.sent.max(1) as f64,
+            r.delivered(),
             r.bad,
             ratio("Linux"),
             ratio("raw XDP")

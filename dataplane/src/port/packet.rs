@@ -155,25 +155,37 @@ impl AfPacketPort {
     }
 }
 
-/// Makes sure the kernel will not forward what arrives on `ifname` while hutong reads it from a
-/// packet socket: IPv4 forwarding off on the interface (returned: what it was, to put back),
-/// and IPv6 forwarding must be off in the namespace (`ip6_forward` asks only that).
-pub fn keep_kernel_from_forwarding(ifname: &str) -> Result<String> {
-    let v4 = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
-    let before = std::fs::read_to_string(&v4).with_context(|| format!("reading {v4}"))?;
-    std::fs::write(&v4, "0").with_context(|| format!("turning IPv4 forwarding off on {ifname}"))?;
-    let v6 = "/proc/sys/net/ipv6/conf/all/forwarding";
-    if std::fs::read_to_string(v6).is_ok_and(|s| s.trim() != "0") {
-        let _ = std::fs::write(&v4, before.trim());
-        bail!(
-            "{v6} is on: the kernel would forward the frames hutong reads from {ifname}'s packet socket as well; \
-             turn it off (sysctl -w net.ipv6.conf.all.forwarding=0) or use AF_XDP"
-        );
-    }
-    Ok(before.trim().to_string())
+/// The kernel kept from forwarding what arrives on one interface while hutong reads it from a
+/// packet socket: IPv4 forwarding off on the interface until this is dropped, when the setting
+/// goes back to what it was (however the gateway stops). IPv6 forwarding must already be off in
+/// the namespace (`ip6_forward` asks only that), or this refuses.
+pub struct KernelForwardingOff {
+    ifname: String,
+    before: String,
 }
 
-/// Puts back what [`keep_kernel_from_forwarding`] changed.
-pub fn restore_forwarding(ifname: &str, before: &str) {
-    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding"), before);
+impl KernelForwardingOff {
+    pub fn on(ifname: &str) -> Result<KernelForwardingOff> {
+        let v4 = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
+        let v6 = "/proc/sys/net/ipv6/conf/all/forwarding";
+        if std::fs::read_to_string(v6).is_ok_and(|s| s.trim() != "0") {
+            bail!(
+                "{v6} is on: the kernel would forward the frames hutong reads from {ifname}'s packet socket as well; \
+                 turn it off (sysctl -w net.ipv6.conf.all.forwarding=0) or use AF_XDP"
+            );
+        }
+        let before =
+            std::fs::read_to_string(&v4).with_context(|| format!("reading {v4}"))?.trim().to_string();
+        std::fs::write(&v4, "0").with_context(|| format!("turning IPv4 forwarding off on {ifname}"))?;
+        Ok(KernelForwardingOff { ifname: ifname.to_string(), before })
+    }
+}
+
+impl Drop for KernelForwardingOff {
+    fn drop(&mut self) {
+        let v4 = format!("/proc/sys/net/ipv4/conf/{}/forwarding", self.ifname);
+        if let Err(e) = std::fs::write(&v4, &self.before) {
+            log::warn!("could not put {v4} back to {}: {e}", self.before);
+        }
+    }
 }
