@@ -220,8 +220,8 @@ enum GatewayCommand {
         /// userspace: the userspace engine forwards everything through AF_XDP sockets.
         #[arg(long, default_value = "xdp")]
         engine: hutong::gateway::EngineKind,
-        /// Userspace engine: worker threads, one per core to use; each port needs as many
-        /// receive queues. The XDP engine's slow path runs one.
+        /// Userspace engine: worker threads, one per core to use (on AF_XDP each port needs as
+        /// many receive queues in use). The XDP engine's slow path runs one.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
         workers: u32,
         /// Userspace engine: how it reads the interfaces. auto: AF_XDP where the XDP program
