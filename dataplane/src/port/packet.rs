@@ -4,7 +4,7 @@
 //!
 //! The kernel still receives the frames too; it must not forward them as well. The gateway
 //! turns IPv4 forwarding off on such an interface and refuses to run while IPv6 forwarding is
-//! on (see `hutong gateway run --io`); the kernel then drops transit packets without a word
+//! on (see `hutong gateway run --io`); the kernel then does not forward them
 //! (`ip_error`, `ip6_forward`) and stays the host stack for the interface's own addresses, as
 //! it is with XDP.
 //!
