@@ -1,5 +1,5 @@
 //! `hutong bench --quick` as CI's smoke test: in every scenario (netmap, deny-heavy, NAPT with
-//! established flows) every device under test (the raw XDP ceiling, Linux forwarding with
+//! established flows, NAPT new sessions) every device under test (the raw XDP ceiling, Linux forwarding with
 //! nftables, hutong's XDP and userspace engines) forwards frames from the live-frames generator
 //! to the sink, translated as expected, and nothing wrongly translated arrives (the command exits
 //! non-zero otherwise); its report is written. The netmap series with 1518-byte frames through
@@ -19,7 +19,7 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for scenario in ["netmap", "deny-heavy policy", "NAPT, 1k established flows"] {
+    for scenario in ["netmap", "deny-heavy policy", "NAPT, 1k established flows", "NAPT, 100k new sessions"] {
         for device in ["Linux forwarding + nftables", "hutong XDP engine", "hutong userspace engine"] {
             assert!(
                 text.lines().any(|l| l.starts_with(scenario) && l.contains(device) && l.contains("64B")),
@@ -40,7 +40,7 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 10, "the ceiling, and three devices in three scenarios: {report}");
+    assert_eq!(results.len(), 13, "the ceiling, and three devices in four scenarios: {report}");
     assert!(results.iter().all(|r| r["good"].as_u64() > Some(0) && r["bad"] == 0), "{report}");
     assert!(report["machine"]["kernel"].as_str().unwrap().starts_with("Linux"), "{report}");
     let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();

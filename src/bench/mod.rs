@@ -9,8 +9,8 @@
 //! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with the
 //! scenario's nftables rules, and hutong's XDP and userspace engines (`hutong gateway run`).
 //! Scenarios ([`Scenario`]): netmap, the netmap behind 63 deny rules, NAPT with 1,000
-//! established flows. The report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet
-//! (issue 7): NAPT with 100k flows and the new-session rate, the RFC 2544 search for the highest
+//! established flows, and NAPT offered 100,000 new sessions at full rate. The report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet
+//! (issue 7): NAPT with 100k established flows, the RFC 2544 search for the highest
 //! rate under a loss threshold, latency, session capacity, real NIC ports and several cores.
 
 pub mod report;
@@ -36,6 +36,9 @@ use crate::{
 /// 60-byte frames (64 on the wire), over this many flows (250 hosts × 4 ports).
 const FLOWS: u32 = 1000;
 const HOSTS: u32 = 250;
+/// New sessions offered in the new-session scenario: every frame a flow of its own (250 hosts ×
+/// 400 ports, inside each host's 1,024 pool ports and the pool's 1,008 blocks).
+const NEW_FLOWS: u32 = 100_000;
 /// The server behind the sink, and the gateway's addresses.
 const SERVER: [u8; 4] = [198, 19, 0, 2];
 
@@ -148,8 +151,12 @@ impl BenchLab {
             .udp(1024, 9)
             .write(&mut header, &vec![0; len.saturating_sub(GEN_HEADER)])?;
         header[40..42].fill(0); // no UDP checksum: the generator varies the ports
-        let config =
-            GenConfig { header: header[..GEN_HEADER].try_into()?, sport: 1024, flows: FLOWS, hosts: HOSTS };
+        // New sessions: each flow once, however many frames the other scenarios send.
+        // New sessions: each flow once, however many frames the others send, from source ports
+        // no established flow of the same lab uses.
+        let (flows, frames, sport) =
+            if scenario == Scenario::NaptNew { (NEW_FLOWS, NEW_FLOWS, 2048) } else { (FLOWS, frames, 1024) };
+        let config = GenConfig { header: header[..GEN_HEADER].try_into()?, sport, flows, hosts: HOSTS };
         let expect = SinkExpect {
             src: u32::from_ne_bytes(expect_src.0),
             src_mask: u32::from_ne_bytes(expect_src.1),
@@ -201,16 +208,20 @@ pub enum Scenario {
     DenyHeavy,
     /// NAPT onto a pool of four addresses, the 1,000 flows' sessions established beforehand.
     Napt,
+    /// The same NAPT, offered 100,000 flows of one frame each at full rate: every frame a new
+    /// session (the rate is of sessions set up and their first packet delivered).
+    NaptNew,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt];
+    pub const ALL: [Scenario; 4] = [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt, Scenario::NaptNew];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Netmap => "netmap",
             Scenario::DenyHeavy => "deny-heavy policy",
             Scenario::Napt => "NAPT, 1k established flows",
+            Scenario::NaptNew => "NAPT, 100k new sessions",
         }
     }
 
@@ -218,7 +229,7 @@ impl Scenario {
     fn expect_src(self) -> ([u8; 4], [u8; 4]) {
         match self {
             Scenario::Netmap | Scenario::DenyHeavy => ([198, 18, 20, 0], [255, 255, 255, 0]),
-            Scenario::Napt => ([198, 18, 30, 0], [255, 255, 255, 252]),
+            Scenario::Napt | Scenario::NaptNew => ([198, 18, 30, 0], [255, 255, 255, 252]),
         }
     }
 
@@ -244,7 +255,7 @@ impl Scenario {
                 rules.append(&mut c.policies);
                 c.policies = rules;
             }
-            Scenario::Napt => {
+            Scenario::Napt | Scenario::NaptNew => {
                 c.netmaps.clear();
                 c.nat_pools = vec![dataplane::config::NatPool::defaults(
                     "bench".into(),
@@ -282,7 +293,7 @@ impl Scenario {
                     post(netmap)
                 )
             }
-            Scenario::Napt => format!(
+            Scenario::Napt | Scenario::NaptNew => format!(
                 "table ip hutong_bench {{\n{}}}\n",
                 post("    ip saddr 10.20.0.0/24 snat to 198.18.30.0-198.18.30.3\n")
             ),
@@ -312,9 +323,11 @@ pub fn gateway_config() -> dataplane::Config {
 /// Frame lengths of the full series: 64, 512 and 1518 bytes on the wire.
 pub const SIZES: [usize; 3] = [60, 508, 1514];
 
-/// Runs the devices on each scenario, each scenario on a fresh lab (no connection-tracking or
-/// session state carried over); `hutong` is the binary the gateway runs from. The raw XDP
-/// ceiling, which translates nothing, runs once, in the first scenario's lab.
+/// Runs the devices on each scenario; `hutong` is the binary the gateway runs from. Scenarios
+/// with different rules run on fresh labs (no connection-tracking or session state carried
+/// over); the two NAPT ones share a lab and each device's setup, the new sessions from source
+/// ports the established flows do not use. The raw XDP ceiling, which translates nothing, runs
+/// once, in the first lab.
 pub async fn series(
     hutong: &Path,
     frames: u32,
@@ -323,8 +336,19 @@ pub async fn series(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
-    for (i, &scenario) in scenarios.iter().enumerate() {
-        let name = scenario.name();
+    // Scenarios with the same rules share a lab and each device's setup (NAPT's two).
+    let mut groups: Vec<Vec<Scenario>> = Vec::new();
+    for &s in scenarios {
+        match groups.iter_mut().find(|g| g[0].gateway_config() == s.gateway_config()) {
+            Some(g) => g.push(s),
+            None => groups.push(vec![s]),
+        }
+    }
+    // New sessions are new once: that scenario runs at the smallest frame size only.
+    let smallest = [sizes.iter().copied().min().unwrap_or(60)];
+    let sizes_of = |s: Scenario| if s == Scenario::NaptNew { &smallest[..] } else { sizes };
+    for (i, group) in groups.iter().enumerate() {
+        let name = group.iter().map(|s| s.name()).collect::<Vec<_>>().join(" / ");
         progress(&format!("{name}: building the bench namespaces (generator, device under test, sink)"));
         let lab = BenchLab::build().await?;
         if i == 0 {
@@ -333,14 +357,21 @@ pub async fn series(
             for &len in sizes {
                 let untranslated = ([10, 20, 0, 0], [255, 255, 255, 0]);
                 out.push(lab.offer(
-                    (scenario, "raw XDP ceiling (redirect only)"),
+                    (group[0], "raw XDP ceiling (redirect only)"),
                     frames,
                     len,
                     untranslated,
                 )?);
             }
         }
-        let expect = scenario.expect_src();
+        let offer_all = |dut: &str, out: &mut Vec<Outcome>| -> Result<()> {
+            for &scenario in group {
+                for &len in sizes_of(scenario) {
+                    out.push(lab.offer((scenario, dut), frames, len, scenario.expect_src())?);
+                }
+            }
+            Ok(())
+        };
 
         progress(&format!("{name}: Linux forwarding with nftables"));
         lab.address_dut().await?;
@@ -356,20 +387,18 @@ pub async fn series(
             .stdin(std::process::Stdio::piped())
             .spawn()
             .context("running nft (install nftables)")?;
-        std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, scenario.nft().as_bytes())?;
+        std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, group[0].nft().as_bytes())?;
         drop(nft.stdin.take());
         if !nft.wait()?.success() {
             bail!("nft refused the {name} rules");
         }
-        for &len in sizes {
-            out.push(lab.offer((scenario, "Linux forwarding + nftables"), frames, len, expect)?);
-        }
+        offer_all("Linux forwarding + nftables", &mut out)?;
         lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
         lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
 
         let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
         let config_path = work.path().join("gateway.json");
-        std::fs::write(&config_path, scenario.gateway_config().to_json())?;
+        std::fs::write(&config_path, group[0].gateway_config().to_json())?;
         for (dut, args, what) in [
             ("hutong XDP engine", &[][..], "hutong's XDP engine (`hutong gateway run`)"),
             (
@@ -382,12 +411,12 @@ pub async fn series(
             let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", args)?;
             gw.wait_ready(&|| Ok(()))?;
             std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
-            for &len in sizes {
-                out.push(lab.offer((scenario, dut), frames, len, expect)?);
-            }
+            offer_all(dut, &mut out)?;
             gw.stop();
         }
     }
+    // Back in scenario order (the NAPT pair ran device by device).
+    out.sort_by_key(|r| scenarios.iter().position(|s| s.name() == r.scenario));
     Ok(out)
 }
 
