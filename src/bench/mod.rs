@@ -75,6 +75,19 @@ impl Outcome {
         self.good as f64 / self.took.as_secs_f64().max(1e-9) / 1e6
     }
 
+    /// Its figures as the table and the report print them: Mpps, delivered, wrong, × Linux and
+    /// × ceiling (see [`ratio_to`]; "–" where there is nothing to compare with).
+    pub fn figures(&self, rows: &[Outcome]) -> [String; 5] {
+        let ratio = |base| ratio_to(rows, self, base).map_or("–".into(), |v| format!("{v:.2}"));
+        [
+            format!("{:.3}", self.mpps()),
+            format!("{:.1}%", self.delivered()),
+            self.bad.to_string(),
+            ratio("Linux"),
+            ratio("raw XDP"),
+        ]
+    }
+
     /// The share of the frames sent that reached the sink translated as expected, in percent.
     pub fn delivered(&self) -> f64 {
         self.good as f64 * 100.0 / self.sent.max(1) as f64
@@ -439,17 +452,12 @@ pub fn table(rows: &[Outcome]) -> String {
         "scenario", "device under test", "frame", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
     );
     for r in rows {
-        let ratio = |base| ratio_to(rows, r, base).map_or("-".into(), |v| format!("{v:.2}"));
+        let [mpps, delivered, wrong, linux, ceiling] = r.figures(rows);
         s.push_str(&format!(
-            "{:<28} {:<32} {:>5}B {:>9.3} {:>9.1}% {:>7} {:>8} {:>9}\n",
+            "{:<28} {:<32} {:>5}B {mpps:>9} {delivered:>10} {wrong:>7} {linux:>8} {ceiling:>9}\n",
             r.scenario,
             r.dut,
             r.len + 4,
-            r.mpps(),
-            r.delivered(),
-            r.bad,
-            ratio("Linux"),
-            ratio("raw XDP")
         ));
     }
     s

@@ -89,18 +89,8 @@ impl Report {
         );
         s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for r in &self.rows {
-            let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.2}"));
-            s.push_str(&format!(
-                "| {} | {} | {} B | {:.3} | {:.1}% | {} | {} | {} |\n",
-                r.scenario,
-                r.dut,
-                r.len + 4,
-                r.mpps(),
-                r.delivered(),
-                r.bad,
-                f(ratio(&self.rows, r, "Linux")),
-                f(ratio(&self.rows, r, "raw XDP")),
-            ));
+            let figures = r.figures(&self.rows).join(" | ");
+            s.push_str(&format!("| {} | {} | {} B | {figures} |\n", r.scenario, r.dut, r.len + 4));
         }
         s.push_str("\n![Throughput by scenario and device, smallest frames](throughput.png)\n\n## Rules of each device\n\n");
         for (dut, rules) in &self.rules {

@@ -355,17 +355,11 @@ impl Engine {
     }
 
     /// Which of `workers` workers (see [`steer`]) holds the state `frame`, arriving on engine
-    /// interface `iface`, needs. ARP and ICMPv6 (NDP, the host stack's) are worker 0's, which
-    /// keeps the neighbors it learns in one place.
+    /// interface `iface`, needs.
     pub fn steer(&self, steering: &mut steer::Steering, iface: usize, frame: &[u8], workers: u32) -> u32 {
-        if workers <= 1 {
-            return 0;
-        }
-        let Some(ci) = self.to_compiled.get(iface).copied().flatten() else { return 0 };
-        match packet::parse(frame) {
-            Ok(m) if m.l3 == L3::Arp || m.proto == packet::IPPROTO_ICMPV6 => 0,
-            Ok(_) => steering.worker(&self.tables, ci, frame, workers),
-            Err(_) => 0,
+        match self.to_compiled.get(iface).copied().flatten() {
+            Some(ci) => steering.worker(&self.tables, ci, frame, workers),
+            None => 0,
         }
     }
 
@@ -587,8 +581,7 @@ impl Engine {
             }
         };
         step!("parse", "{m}");
-        let Some(port) = self.to_compiled.get(pkt.iface).copied().flatten().and_then(|ci| t.port(ci, m.vlan))
-        else {
+        let Some(port) = self.port_of(pkt.iface, m.vlan) else {
             step!("port", "no port for interface {} VLAN {:?}", pkt.iface, m.vlan);
             return Verdict::Drop(Drop::UnknownPort);
         };

@@ -7,6 +7,7 @@
 //! - To a pool's outside address: by the block of the destination port (worker `b % n` owns
 //!   block `b`); an ICMP error by the block of the quoted source port.
 //! - Later fragments carry no port: they follow their first fragment, remembered here briefly.
+//! - ARP and ICMPv6 (the host stack's, NDP among it): worker 0.
 //! - Anything else (netmap, NPTv6, routing) is stateless: by flow hash, to spread load.
 
 use std::collections::VecDeque;
@@ -41,6 +42,10 @@ impl Steering {
             return 0;
         }
         let Ok(m) = packet::parse(frame) else { return 0 };
+        // ARP and ICMPv6 (NDP) are the host stack's: worker 0 keeps the neighbors it learns.
+        if m.l3 == L3::Arp || m.proto == packet::IPPROTO_ICMPV6 {
+            return 0;
+        }
         let Some(vrf) = c.port(iface, m.vlan).map(|p| c.ports[p].vrf) else { return 0 };
         let L3::V4 { src, dst } = m.l3 else {
             return mix(flow_hash(&m)) % workers;
