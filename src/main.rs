@@ -132,14 +132,30 @@ enum Command {
     /// netmap and hutong's XDP and userspace engines, side by side in namespaces it builds, each offered the
     /// live-frames generator's full rate of 60-byte frames over 1,000 flows.
     Bench {
-        /// 200,000 64-byte frames per device, instead of 2,000,000 of 64, 512 and 1518 bytes
-        /// (a smoke test).
+        /// 64-byte frames only, short trials and a coarse search (a smoke test), instead of 64,
+        /// 512 and 1518 bytes, trials of 0.2 s and the rate within 2%.
         #[arg(long)]
         quick: bool,
         /// Where the report goes: report.md, report.json and throughput.png.
         #[arg(long, default_value = "bench-report")]
         out: PathBuf,
+        /// Only these scenarios (repeatable); all of them by default.
+        #[arg(long, value_enum)]
+        scenario: Vec<hutong::bench::Scenario>,
+        /// The loss allowed at the throughput rate, in percent of the frames offered.
+        #[arg(long, default_value_t = 0.1, value_parser = loss_percent)]
+        loss: f64,
     },
+}
+
+/// A loss threshold in percent: 0 to 100.
+fn loss_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if (0.0..100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: a loss threshold is a percentage from 0 to under 100"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -485,13 +501,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
-        Command::Bench { quick, out } => {
+        Command::Bench { quick, out, scenario, loss } => {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            if quick {
-                hutong::bench::run(200_000, &hutong::bench::SIZES[..1], &out, &command)
-            } else {
-                hutong::bench::run(2_000_000, &hutong::bench::SIZES, &out, &command)
+            let mut opts =
+                if quick { hutong::bench::Options::quick() } else { hutong::bench::Options::full() };
+            if !scenario.is_empty() {
+                opts.scenarios =
+                    hutong::bench::Scenario::ALL.into_iter().filter(|s| scenario.contains(s)).collect();
             }
+            opts.search.threshold = loss / 100.0;
+            hutong::bench::run(&opts, &out, &command)
         }
         Command::Trace { config: None, api, packet, iface, json } => {
             let body = serde_json::json!({ "packet": packet, "iface": iface }).to_string();

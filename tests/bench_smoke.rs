@@ -1,10 +1,11 @@
 //! `hutong bench --quick` as CI's smoke test: in every scenario (netmap, deny-heavy, NAPT with
-//! established flows, NAPT new sessions) every device under test (the raw XDP ceiling, Linux forwarding with
-//! nftables, hutong's XDP and userspace engines) forwards frames from the live-frames generator
-//! to the sink, translated as expected, and nothing wrongly translated arrives (the command exits
-//! non-zero otherwise); its report is written. The netmap series with 1518-byte frames through
-//! the library. Rates are reported, never asserted (this machine is small and noisy).
-
+//! 1k and 100k established flows, NAPT's new-session rate) every device under test (the raw XDP
+//! ceiling, Linux forwarding with nftables, hutong's XDP and userspace engines) forwards frames
+//! from the live-frames generator to the sink, translated as expected, and nothing wrongly
+//! translated arrives (the command exits non-zero otherwise); its report is written, every row
+//! a throughput search. The netmap series with 1518-byte frames through the library, each row
+//! with a rate found and latency measured. Rates are reported, never asserted (this machine is
+//! small and noisy).
 mod common;
 
 #[test]
@@ -19,7 +20,13 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for scenario in ["netmap", "deny-heavy policy", "NAPT, 1k established flows", "NAPT, 100k new sessions"] {
+    for scenario in [
+        "netmap",
+        "deny-heavy policy",
+        "NAPT, 1k established flows",
+        "NAPT, 100k established flows",
+        "NAPT, new-session rate",
+    ] {
         for device in ["Linux forwarding + nftables", "hutong XDP engine", "hutong userspace engine"] {
             assert!(
                 text.lines().any(|l| l.starts_with(scenario) && l.contains(device) && l.contains("64B")),
@@ -40,8 +47,14 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 13, "the ceiling, and three devices in four scenarios: {report}");
+    assert_eq!(results.len(), 16, "the ceiling, and three devices in five scenarios: {report}");
     assert!(results.iter().all(|r| r["good"].as_u64() > Some(0) && r["bad"] == 0), "{report}");
+    // Every row is a search: a full-rate trial first, every trial's frames accounted for.
+    for r in results {
+        let trials = r["trials"].as_array().unwrap();
+        assert!(trials[0]["asked_pps"].is_null(), "{r}");
+        assert!(trials.iter().all(|t| t["good"].as_u64() <= t["sent"].as_u64()), "{r}");
+    }
     assert!(report["machine"]["kernel"].as_str().unwrap().starts_with("Linux"), "{report}");
     let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(page.contains("| NAPT, 1k established flows | hutong XDP engine | 64 B |"), "{page}");
@@ -54,15 +67,18 @@ fn full_size_frames_are_forwarded_correctly_too() {
     common::require_root("bench_smoke");
     let hutong = std::path::Path::new(env!("CARGO_BIN_EXE_hutong"));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let rows = rt
-        .block_on(hutong::bench::series(hutong, 50_000, &[1514], &[hutong::bench::Scenario::Netmap], &|m| {
-            eprintln!("bench_smoke: {m}")
-        }))
-        .unwrap();
+    let opts = hutong::bench::Options {
+        sizes: vec![1514],
+        scenarios: vec![hutong::bench::Scenario::Netmap],
+        ..hutong::bench::Options::quick()
+    };
+    let rows = rt.block_on(hutong::bench::series(hutong, &opts, &|m| eprintln!("bench_smoke: {m}"))).unwrap();
     eprintln!("{}", hutong::bench::table(&rows));
     assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert!(r.good > 0, "{}: nothing arrived translated as expected: {r:?}", r.dut);
-        assert_eq!(r.bad, 0, "{}: wrongly translated frames arrived: {r:?}", r.dut);
+        assert!(r.found.full.good > 0, "{}: nothing arrived translated as expected: {r:?}", r.dut);
+        assert_eq!(r.found.bad(), 0, "{}: wrongly translated frames arrived: {r:?}", r.dut);
+        assert!(r.mpps() > 0.0, "{}: no rate passed the search: {r:?}", r.dut);
+        assert!(r.latency.is_some_and(|l| l.samples > 0), "{}: no latency measured: {r:?}", r.dut);
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use dataplane::bench::{Ceiling, Generator, Sink};
+use dataplane::bench::{Ceiling, Generator, Pace, Sink};
 use etherparse::PacketBuilder;
 use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
 
@@ -54,13 +54,22 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
         src_mask: mask(24),
         dst: u32::from_ne_bytes([198, 19, 0, 2]),
         dst_mask: mask(32),
+        stamped: 0,
     };
-    let config = GenConfig { header: template(), sport: 1024, flows: 1000, hosts: 250 };
+    let config = GenConfig {
+        header: template(),
+        sport: 1024,
+        flows: 1000,
+        hosts: 250,
+        stamp: 0,
+        interval_ns: 0,
+        limit: 0,
+    };
     let results = ns
         .run(|| {
             let direct = Sink::attach(sink0, expect).unwrap();
             let mut generator = Generator::load(config).unwrap();
-            let took = generator.run(gen0, 60, FRAMES, 64).unwrap();
+            let took = generator.run(gen0, 60, FRAMES, 64).unwrap().took;
             let direct = direct.counters().unwrap();
             // Through the ceiling, into a sink that expects other addresses: all counted as wrong.
             let _ceiling = Ceiling::attach(dutin1, dutout1).unwrap();
@@ -87,4 +96,62 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
     assert_eq!(wrong.good, 0, "the sink tells wrong addresses apart");
     assert!(wrong.bad >= FRAMES as u64 * 9 / 10, "the ceiling forwarded {} of {FRAMES}", wrong.bad);
     assert!(wrong.bad <= FRAMES as u64, "only the generator's frames are IPv4 here");
+}
+
+#[test]
+fn a_paced_run_never_exceeds_its_rate_and_every_stamped_frame_is_timed() {
+    common::require_root("bench_xdp");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ns = hutong::lab::Netns::create(&format!("{}-pace", hutong::lab::netns::lab_tag())).unwrap();
+    let (gen0, sink0) = rt.block_on(async {
+        let h = ns.netlink().unwrap();
+        h.link().add(rtnetlink::LinkVeth::new("gen0", "sink0").build()).execute().await.unwrap();
+        let mut out = Vec::new();
+        for name in ["gen0", "sink0"] {
+            let l = dataplane::netlink::link(&h, name).await.unwrap();
+            dataplane::netlink::set_up(&h, l.ifindex).await.unwrap();
+            out.push(l.ifindex);
+        }
+        (out[0], out[1])
+    });
+    let any = SinkExpect { stamped: 1, ..SinkExpect::default() };
+    let config = GenConfig {
+        header: template(),
+        sport: 1024,
+        flows: 1000,
+        hosts: 250,
+        stamp: 0,
+        interval_ns: 0,
+        limit: 0,
+    };
+    let (offered, full, counters, histogram) = ns
+        .run(|| {
+            let sink = Sink::attach(sink0, any).unwrap();
+            let mut g = Generator::load(config).unwrap();
+            let pace = Pace { frames: 20_000, rate: Some(100_000.0), batch: 16, stamp: true, first_flow: 0 };
+            let offered = g.send(gen0, 60, pace).unwrap();
+            // Unstamped at full rate: counted, not timed.
+            let full = g.send(gen0, 60, Pace::full(10_000)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            (offered, full, sink.counters().unwrap(), sink.latency().unwrap())
+        })
+        .unwrap();
+    let timed: u64 = histogram.iter().sum();
+    eprintln!(
+        "bench_xdp: paced at 100k/s: {} frames offered at {:.0}/s; full rate: {} at {:.0}/s; sink: {} good, \
+         {timed} timed",
+        offered.sent,
+        offered.rate(),
+        full.sent,
+        full.rate(),
+        counters.good
+    );
+    assert_eq!(offered.sent, 20_000);
+    assert_eq!(full.sent, 10_000);
+    // Frame n leaves no earlier than n intervals after the first: never faster than asked.
+    assert!(offered.rate() <= 100_000.0 * 1.0001, "{offered:?}");
+    assert!(offered.rate() >= 20_000.0, "pacing far slower than asked: {offered:?}");
+    assert_eq!(counters.good, 30_000, "a veth straight into the sink loses nothing");
+    assert_eq!(timed, 20_000, "every stamped frame, and only those, is in the histogram");
+    assert!(histogram[..8].iter().all(|&n| n == 0), "a veth takes more than 8 ns: {histogram:?}");
 }

@@ -1,19 +1,20 @@
 //! The acceptance bench's XDP programs (`ebpf/bench`) from userspace: the live-frames
-//! generator, the counting sink and the raw redirect ceiling. The harness around them (`hutong
-//! bench`: topologies, devices under test, the search for the highest rate, the report) is issue
-//! 7's and not built yet; these are its measuring instruments, tested in `tests/bench_xdp.rs`.
+//! generator (full rate or paced, optionally time-stamping frames), the counting sink with its
+//! latency histogram, and the raw redirect ceiling. The harness around them is `hutong bench`;
+//! these are its measuring instruments, tested in `tests/bench_xdp.rs`.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    maps::{Array, DevMap, PerCpuArray},
+    maps::{Array, DevMap, PerCpuArray, PerCpuValues},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use hutong_common::bench::{
-    GEN_HEADER, GenConfig, MAP_CEILING_TX, MAP_GEN_CONFIG, MAP_SINK_COUNTERS, MAP_SINK_EXPECT,
-    PROGRAM_CEILING, PROGRAM_GEN, PROGRAM_SINK, SinkCounters, SinkExpect,
+    GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, MAP_CEILING_TX, MAP_GEN_CONFIG, MAP_GEN_STATE,
+    MAP_SINK_COUNTERS, MAP_SINK_EXPECT, MAP_SINK_LATENCY, PROGRAM_CEILING, PROGRAM_GEN, PROGRAM_SINK,
+    SinkCounters, SinkExpect,
 };
 
 /// The bench programs' object, built for bpfel-unknown-none by build.rs.
@@ -35,35 +36,139 @@ fn attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> Result<()> {
 /// The generator: BPF_PROG_TEST_RUN with live frames, transmitting out of one interface.
 pub struct Generator {
     ebpf: Ebpf,
-    header: [u8; GEN_HEADER],
+    config: GenConfig,
+}
+
+/// How a run sends: how many frames, at what rate, from which flow.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub frames: u64,
+    /// Frames a second; `None` is the generator's full rate.
+    pub rate: Option<f64>,
+    /// Frames the kernel makes before it transmits them (`xdp_live_frames` batch size).
+    pub batch: u32,
+    /// Stamp each frame with the time it was made, for the sink's latency histogram.
+    pub stamp: bool,
+    /// The first frame's flow (each run starts its count here).
+    pub first_flow: u64,
+}
+
+impl Pace {
+    /// `frames` at full rate, in batches of 64, unstamped, from flow 0.
+    pub fn full(frames: u64) -> Pace {
+        Pace { frames, rate: None, batch: 64, stamp: false, first_flow: 0 }
+    }
+}
+
+/// What a run offered: frames sent, over how long.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Offered {
+    pub sent: u64,
+    pub took: Duration,
+}
+
+impl Offered {
+    /// Frames a second.
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped: the generator's state is per
+/// CPU, and a paced run is a series of runs that must continue one count and one clock.
+struct Pinned(nix::sched::CpuSet);
+
+impl Pinned {
+    fn here() -> Result<(Pinned, usize)> {
+        use nix::{sched, unistd::Pid};
+        let old = sched::sched_getaffinity(Pid::from_raw(0))?;
+        // SAFETY: no arguments, no memory; -1 is its error.
+        let cpu = unsafe { libc::sched_getcpu() };
+        let cpu = usize::try_from(cpu).context("sched_getcpu")?;
+        let mut one = sched::CpuSet::new();
+        one.set(cpu)?;
+        sched::sched_setaffinity(Pid::from_raw(0), &one)?;
+        Ok((Pinned(old), cpu))
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
 }
 
 impl Generator {
     pub fn load(config: GenConfig) -> Result<Generator> {
-        let mut ebpf = load(PROGRAM_GEN)?;
-        let mut c: Array<_, GenConfig> =
-            Array::try_from(ebpf.map_mut(MAP_GEN_CONFIG).context(MAP_GEN_CONFIG)?)?;
-        c.set(0, config, 0)?;
-        Ok(Generator { ebpf, header: config.header })
+        let ebpf = load(PROGRAM_GEN)?;
+        Ok(Generator { ebpf, config })
     }
 
     /// Sends `frames` frames of `len` bytes (at least the header) out of `ifindex` (which must
-    /// be in the caller's namespace), `batch` at a time; returns how long the kernel took.
-    pub fn run(&mut self, ifindex: u32, len: usize, frames: u32, batch: u32) -> Result<Duration> {
-        let mut frame = vec![0u8; len.max(GEN_HEADER)];
-        frame[..GEN_HEADER].copy_from_slice(&self.header);
+    /// be in the caller's namespace) at full rate, `batch` at a time.
+    pub fn run(&mut self, ifindex: u32, len: usize, frames: u32, batch: u32) -> Result<Offered> {
+        self.send(ifindex, len, Pace { batch, ..Pace::full(frames.into()) })
+    }
+
+    /// Sends as `pace` says. A paced run spaces frames in the program itself, and its time is
+    /// from the first frame's to the last's; a full-rate run's is the kernel's.
+    pub fn send(&mut self, ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
+        let (_pinned, cpu) = Pinned::here()?;
+        let interval_ns = pace.rate.map_or(0, |r| (1e9 / r.max(1.0)).round().max(1.0) as u64);
+        let config = GenConfig { stamp: pace.stamp.into(), interval_ns, limit: pace.frames, ..self.config };
+        let mut c: Array<_, GenConfig> =
+            Array::try_from(self.ebpf.map_mut(MAP_GEN_CONFIG).context(MAP_GEN_CONFIG)?)?;
+        c.set(0, config, 0)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let start = GenState { next: pace.first_flow, ..GenState::default() };
+        let mut state: PerCpuArray<_, GenState> =
+            PerCpuArray::try_from(self.ebpf.map_mut(MAP_GEN_STATE).context(MAP_GEN_STATE)?)?;
+        state.set(0, PerCpuValues::try_from(vec![start; cpus])?, 0)?;
+
+        let mut frame = vec![0u8; len.max(GEN_HEADER + 8)];
+        frame[..GEN_HEADER].copy_from_slice(&config.header);
         // struct xdp_md: data, data_end (the frame's length), data_meta, ingress_ifindex, ...
         let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let p: &mut Xdp = self.ebpf.program_mut(PROGRAM_GEN).context("no generator")?.try_into()?;
-        let opts = TestRunOptions {
-            data_in: Some(&frame),
-            ctx_in: Some(&ctx),
-            repeat: frames,
-            attrs: TestRunAttrs::new().xdp_live_frames(batch),
-            ..TestRunOptions::new()
+        // Each run costs tens of milliseconds to set up (measured here: 24 ms), so a run asks
+        // for all the frames left at once.
+        let expected = Duration::from_nanos(interval_ns.saturating_mul(pace.frames));
+        let give_up = std::time::Instant::now() + expected * 2 + Duration::from_secs(2);
+        let mut kernel = Duration::ZERO;
+        let st = loop {
+            let st = self.state(cpu)?;
+            if st.sent >= pace.frames || std::time::Instant::now() > give_up {
+                break st;
+            }
+            // A paced invocation that waited its bound out sends nothing: ask for several per
+            // frame left (past the limit they return at once), so that slow rates do not pay
+            // a run's setup every few frames.
+            let left = pace.frames - st.sent;
+            let repeat = u32::try_from(if pace.rate.is_some() { left.saturating_mul(8) } else { left })
+                .unwrap_or(u32::MAX);
+            let p: &mut Xdp = self.ebpf.program_mut(PROGRAM_GEN).context("no generator")?.try_into()?;
+            let opts = TestRunOptions {
+                data_in: Some(&frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(pace.batch.clamp(1, 256)),
+                ..TestRunOptions::new()
+            };
+            kernel += p.test_run(opts).context("BPF_PROG_TEST_RUN with live frames")?.duration * repeat;
         };
-        Ok(p.test_run(opts).context("BPF_PROG_TEST_RUN with live frames")?.duration * frames)
+        let took = match pace.rate {
+            None if !pace.stamp => kernel,
+            _ if st.sent > 1 => Duration::from_nanos((st.last - st.first) * st.sent / (st.sent - 1)),
+            _ => kernel,
+        };
+        Ok(Offered { sent: st.sent, took })
+    }
+
+    fn state(&self, cpu: usize) -> Result<GenState> {
+        let m: PerCpuArray<_, GenState> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_GEN_STATE).context(MAP_GEN_STATE)?)?;
+        let all = m.get(&0, 0)?;
+        all.get(cpu).copied().context("the generator's CPU has no state")
     }
 }
 
@@ -80,6 +185,14 @@ impl Sink {
         e.set(0, expect, 0)?;
         attach(&mut ebpf, PROGRAM_SINK, ifindex)?;
         Ok(Sink { ebpf })
+    }
+
+    /// Good frames by latency bucket (see `hutong_common::bench::latency_bucket`), summed
+    /// over CPUs; empty unless the generator stamps frames and the sink expects them stamped.
+    pub fn latency(&self) -> Result<Vec<u64>> {
+        let m: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_SINK_LATENCY).context(MAP_SINK_LATENCY)?)?;
+        (0..LATENCY_BUCKETS).map(|b| Ok(m.get(&b, 0)?.iter().sum())).collect()
     }
 
     /// Its counters, summed over CPUs.

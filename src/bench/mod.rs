@@ -1,5 +1,4 @@
-//! `hutong bench`, its first part: the default topology, four devices under test and three
-//! scenarios, each device offered the generator's full rate. In namespaces it builds itself:
+//! `hutong bench`: the acceptance benchmark. In namespaces it builds itself:
 //!
 //! ```text
 //!  [gen] gen0 ── in0 [dut] out0 ── sink0 [sink]
@@ -8,18 +7,22 @@
 //! ```
 //! Devices: the raw XDP ceiling (a redirect, no translation), Linux forwarding with the
 //! scenario's nftables rules, and hutong's XDP and userspace engines (`hutong gateway run`).
-//! Scenarios ([`Scenario`]): netmap, the netmap behind 63 deny rules, NAPT with 1,000
-//! established flows, and NAPT offered 100,000 new sessions at full rate. The report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet
-//! (issue 7): NAPT with 100k established flows, the RFC 2544 search for the highest
-//! rate under a loss threshold, latency, session capacity, real NIC ports and several cores.
+//! Scenarios ([`Scenario`]): netmap, the netmap behind 63 deny rules, NAPT with 1,000 and with
+//! 100,000 established flows, and NAPT's new-session rate. Each row is an RFC 2544 throughput
+//! ([`search`]: the highest rate with loss under a threshold, by binary search over paced
+//! trials) with latency percentiles at half that rate; the new-session row is RFC 9693's
+//! connection establishment rate (every frame of every trial a session never seen before). The
+//! report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet (issue 7): session
+//! capacity, real NIC ports and several cores.
 
 pub mod report;
+pub mod search;
 
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use dataplane::{
-    bench::{Ceiling, Generator, Sink},
+    bench::{Ceiling, Generator, Pace, Sink},
     netlink,
     tables::PortHandle,
 };
@@ -33,14 +36,72 @@ use crate::{
     lab::{Netns, gateway::GatewayProcess, netns},
 };
 
-/// 60-byte frames (64 on the wire), over this many flows (250 hosts × 4 ports).
+/// Flows of the established scenarios (250 hosts × 4 ports, and × 400).
 const FLOWS: u32 = 1000;
+const FLOWS_100K: u32 = 100_000;
 const HOSTS: u32 = 250;
-/// New sessions offered in the new-session scenario: every frame a flow of its own (250 hosts ×
-/// 400 ports, inside each host's 1,024 pool ports and the pool's 1,008 blocks).
-const NEW_FLOWS: u32 = 100_000;
+/// The new-session scenario's flows: source ports from 2048 up (the established flows use 1024
+/// to 1423), so a session is new however many flows the same lab has established. Each trial
+/// takes the next unused flows; 150,000 in all keeps every host within its 1,024 pool ports.
+const NEW_SPORT: u16 = 2048;
+const NEW_SPACE: u32 = 150_000;
 /// The server behind the sink, and the gateway's addresses.
 const SERVER: [u8; 4] = [198, 19, 0, 2];
+/// The rate at which established scenarios set up their sessions before they are measured, a
+/// rate every device's new-session path keeps up with (their first packets are the slow
+/// path's, as new connections are Linux's conntrack's).
+const WARM_UP_RATE: f64 = 100_000.0;
+/// Frames the generator makes before it transmits them (`xdp_live_frames`): the search's
+/// trials send in the kernel's usual batch; latency trials one frame at a time, so a frame
+/// never waits for the rest of its batch to be made.
+const BATCH: u32 = 64;
+const LATENCY_BATCH: u32 = 1;
+
+/// How much the bench measures: `--quick` for CI's smoke test, the default for a report.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Frames in each full-rate trial (at least every flow once).
+    pub frames: u64,
+    /// New sessions in the new-session scenario's full-rate trial, and in each paced one.
+    pub new_sessions: (u64, u64),
+    /// How long each paced trial offers frames.
+    pub trial: Duration,
+    /// Passes over an established scenario's flows before it is measured.
+    pub warm_up_passes: u32,
+    pub search: search::Search,
+    /// Frame lengths, without the FCS (60 is 64 bytes on the wire).
+    pub sizes: Vec<usize>,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Options {
+    /// Every scenario and size, 500,000 frames at full rate and paced trials of 0.2 s, the
+    /// rate within 2%, 0.1% loss allowed.
+    pub fn full() -> Options {
+        Options {
+            frames: 500_000,
+            new_sessions: (50_000, 10_000),
+            trial: Duration::from_millis(200),
+            warm_up_passes: 2,
+            search: search::Search { threshold: 0.001, resolution: 0.02, max_trials: 8 },
+            sizes: SIZES.to_vec(),
+            scenarios: Scenario::ALL.to_vec(),
+        }
+    }
+
+    /// Every scenario at 64 bytes, short trials, a coarse search: a smoke test.
+    pub fn quick() -> Options {
+        Options {
+            frames: 100_000,
+            new_sessions: (20_000, 5_000),
+            trial: Duration::from_millis(40),
+            warm_up_passes: 1,
+            search: search::Search { threshold: 0.001, resolution: 0.1, max_trials: 3 },
+            sizes: SIZES[..1].to_vec(),
+            ..Options::full()
+        }
+    }
+}
 
 /// The namespaces and the four veth ends that matter; dropping it removes everything.
 pub struct BenchLab {
@@ -53,7 +114,7 @@ pub struct BenchLab {
     pub sink0: PortHandle,
 }
 
-/// What one device under test did with the frames offered.
+/// What one device under test did in one scenario at one frame size.
 #[derive(Clone, Debug)]
 pub struct Outcome {
     /// What the devices were asked to do ([`Scenario::name`]).
@@ -61,36 +122,35 @@ pub struct Outcome {
     pub dut: String,
     /// Frame length, without the FCS (60 is a 64-byte frame on the wire).
     pub len: usize,
-    pub sent: u32,
-    /// Frames that reached the sink translated as expected, and the rest that reached it.
-    pub good: u64,
-    pub bad: u64,
-    /// How long the generator took to send them all.
-    pub took: Duration,
+    /// The throughput search: its full-rate trial, every trial, the best passing one.
+    pub found: search::Found,
+    /// Latency percentiles at half the throughput (none for new sessions, or no throughput).
+    pub latency: Option<search::Latency>,
 }
 
 impl Outcome {
-    /// Millions of correctly translated frames a second, over the generator's sending time.
+    /// The throughput in millions of frames a second: the highest rate offered with loss
+    /// within the threshold (for new sessions: sessions set up, their first frame delivered).
     pub fn mpps(&self) -> f64 {
-        self.good as f64 / self.took.as_secs_f64().max(1e-9) / 1e6
+        self.found.rate() / 1e6
     }
 
-    /// Its figures as the table and the report print them: Mpps, delivered, wrong, × Linux and
-    /// × ceiling (see [`ratio_to`]; "–" where there is nothing to compare with).
-    pub fn figures(&self, rows: &[Outcome]) -> [String; 5] {
+    /// Its figures as the table and the report print them: throughput (with "≥" where the
+    /// generator was the limit), the full-rate trial's delivered rate and share, latency p50 /
+    /// p99 in µs, wrongly translated frames, × Linux and × ceiling (see [`ratio_to`]; "–" where
+    /// there is nothing to compare with).
+    pub fn figures(&self, rows: &[Outcome]) -> [String; 6] {
         let ratio = |base| ratio_to(rows, self, base).map_or("–".into(), |v| format!("{v:.2}"));
+        let full = self.found.full;
         [
-            format!("{:.3}", self.mpps()),
-            format!("{:.1}%", self.delivered()),
-            self.bad.to_string(),
+            format!("{}{:.3}", if self.found.generator_bound() { "≥" } else { "" }, self.mpps()),
+            format!("{:.3} ({:.1}%)", full.delivered() / 1e6, 100.0 - full.loss() * 100.0),
+            self.latency
+                .map_or("–".into(), |l| format!("{:.1} / {:.1}", l.p50 as f64 / 1e3, l.p99 as f64 / 1e3)),
+            self.found.bad().to_string(),
             ratio("Linux"),
             ratio("raw XDP"),
         ]
-    }
-
-    /// The share of the frames sent that reached the sink translated as expected, in percent.
-    pub fn delivered(&self) -> f64 {
-        self.good as f64 * 100.0 / self.sent.max(1) as f64
     }
 }
 
@@ -149,70 +209,173 @@ impl BenchLab {
         Ok(())
     }
 
-    /// Offers `frames` frames to whatever device is set up, and counts what the sink gets:
-    /// correct if their source is in `expect_src` (address, mask).
-    fn offer(
-        &self,
-        (scenario, dut): (Scenario, &str),
-        frames: u32,
-        len: usize,
-        expect_src: ([u8; 4], [u8; 4]),
-    ) -> Result<Outcome> {
+    /// The generator's template for `len`-byte frames of `scenario`, from 10.20.0.2 (hosts .2
+    /// to .251: never the device's own 10.20.0.1, which Linux drops as a martian source) to the
+    /// server.
+    fn template(&self, scenario: Scenario, len: usize) -> Result<GenConfig> {
         let mut header = Vec::new();
         PacketBuilder::ethernet2(self.gen0.mac, self.in0.mac)
-            .ipv4([10, 20, 0, 1], SERVER, 64)
+            .ipv4([10, 20, 0, 2], SERVER, 64)
             .udp(1024, 9)
             .write(&mut header, &vec![0; len.saturating_sub(GEN_HEADER)])?;
         header[40..42].fill(0); // no UDP checksum: the generator varies the ports
-        // New sessions: each flow once, however many frames the other scenarios send.
-        // New sessions: each flow once, however many frames the others send, from source ports
-        // no established flow of the same lab uses.
-        let (flows, frames, sport) =
-            if scenario == Scenario::NaptNew { (NEW_FLOWS, NEW_FLOWS, 2048) } else { (FLOWS, frames, 1024) };
-        let config = GenConfig { header: header[..GEN_HEADER].try_into()?, sport, flows, hosts: HOSTS };
+        let (flows, sport) = match scenario {
+            Scenario::NaptNew => (NEW_SPACE, NEW_SPORT),
+            Scenario::Napt100k => (FLOWS_100K, 1024),
+            _ => (FLOWS, 1024),
+        };
+        Ok(GenConfig {
+            header: header[..GEN_HEADER].try_into()?,
+            sport,
+            flows,
+            hosts: HOSTS,
+            stamp: 0,
+            interval_ns: 0,
+            limit: 0,
+        })
+    }
+
+    /// Offers an established scenario's flows at [`WARM_UP_RATE`], `passes` times (what the
+    /// first pass lost, the second sets up), so that what is measured next is established
+    /// sessions.
+    fn warm_up(&self, scenario: Scenario, passes: u32) -> Result<()> {
+        let config = self.template(scenario, 60)?;
+        let gen0 = self.gen0.ifindex;
+        self.generator.run(|| -> Result<()> {
+            let mut g = Generator::load(config)?;
+            for _ in 0..passes {
+                let pace = Pace { rate: Some(WARM_UP_RATE), ..Pace::full(config.flows.into()) };
+                g.send(gen0, 60, pace)?;
+            }
+            Ok(())
+        })??;
+        std::thread::sleep(Duration::from_millis(100)); // the last sessions' flows installed
+        Ok(())
+    }
+
+    /// Runs `f` in the generator's namespace with a trial function for whatever device is set
+    /// up: offer a [`Pace`] of `scenario`'s `len`-byte frames, get the [`search::Trial`] and
+    /// the latency histogram of its stamped frames. Correct frames have their source in
+    /// `expect_src` (address, mask). New sessions: each trial from flows no earlier one used.
+    fn trials<R: Send>(
+        &self,
+        scenario: Scenario,
+        len: usize,
+        expect_src: ([u8; 4], [u8; 4]),
+        f: impl FnOnce(GenConfig, &mut dyn FnMut(Pace) -> Result<(search::Trial, Vec<u64>)>) -> Result<R> + Send,
+    ) -> Result<R> {
+        let config = self.template(scenario, len)?;
         let expect = SinkExpect {
             src: u32::from_ne_bytes(expect_src.0),
             src_mask: u32::from_ne_bytes(expect_src.1),
             dst: u32::from_ne_bytes(SERVER),
             dst_mask: u32::MAX,
+            stamped: 1,
         };
         let gen0 = self.gen0.ifindex;
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
-        if scenario == Scenario::Napt {
-            // Establish every flow's session first, at a pace the slow path keeps up with: the
-            // measurement is of established sessions (their first packets are the slow path's,
-            // as new connections are Linux's conntrack's).
-            self.generator.run(|| -> Result<()> {
-                let mut g = Generator::load(config)?;
-                for _ in 0..WARM_UP_PASSES {
-                    g.run(gen0, len, FLOWS, 64)?;
-                    std::thread::sleep(Duration::from_millis(100));
+        let new = scenario == Scenario::NaptNew;
+        self.generator.run(|| -> Result<R> {
+            let mut g = Generator::load(config)?;
+            let mut next_flow = 0u64;
+            let mut trial = |pace: Pace| -> Result<(search::Trial, Vec<u64>)> {
+                let (before, hist_before) = (sink.counters()?, sink.latency()?);
+                let pace = Pace { first_flow: next_flow, ..pace };
+                let offered = g.send(gen0, len, pace)?;
+                if new {
+                    next_flow += offered.sent;
                 }
-                Ok(())
-            })??;
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        // What the warm-up delivered does not count.
-        let before = sink.counters()?;
-        let took = self
-            .generator
-            .run(|| -> Result<Duration> { Generator::load(config)?.run(gen0, len, frames, 64) })??;
-        std::thread::sleep(Duration::from_millis(300)); // what is queued drains
-        let c = sink.counters()?;
-        let (good, bad) = (c.good - before.good, c.bad - before.bad);
-        Ok(Outcome { scenario: scenario.name(), dut: dut.into(), len, sent: frames, good, bad, took })
+                let after = drained(&sink)?;
+                let hist: Vec<u64> = sink.latency()?.iter().zip(hist_before).map(|(a, b)| a - b).collect();
+                let t = search::Trial {
+                    asked: pace.rate,
+                    sent: offered.sent,
+                    good: after.good - before.good,
+                    bad: after.bad - before.bad,
+                    took: offered.took,
+                };
+                Ok((t, hist))
+            };
+            f(config, &mut trial)
+        })?
+    }
+
+    /// Offers `paces` one after the other to whatever device is set up, as `scenario`'s
+    /// `len`-byte frames; what each delivered, translated as that scenario expects.
+    pub fn offer(&self, scenario: Scenario, len: usize, paces: &[Pace]) -> Result<Vec<search::Trial>> {
+        self.trials(scenario, len, scenario.expect_src(), |_, trial| {
+            paces.iter().map(|&p| Ok(trial(p)?.0)).collect()
+        })
+    }
+
+    /// Measures whatever device is set up: the throughput search, then latency at half the
+    /// rate found. Correct frames have their source in `expect_src` (address, mask).
+    fn measure(
+        &self,
+        (scenario, dut): (Scenario, &str),
+        len: usize,
+        expect_src: ([u8; 4], [u8; 4]),
+        opts: &Options,
+    ) -> Result<Outcome> {
+        let new = scenario == Scenario::NaptNew;
+        self.trials(scenario, len, expect_src, |config, trial| {
+            // Every flow at least once in a trial (established sessions all touched), unless
+            // that takes more than a second at this rate.
+            let least = if new { 0 } else { u64::from(config.flows) };
+            let paced = |rate: f64, new_sessions: u64| Pace {
+                frames: if new {
+                    new_sessions.min(rate as u64).max(1)
+                } else {
+                    ((rate * opts.trial.as_secs_f64()) as u64).max(least.min(rate as u64)).max(1)
+                },
+                rate: Some(rate),
+                batch: BATCH,
+                stamp: false,
+                first_flow: 0,
+            };
+            let found = opts.search.run(|rate| {
+                Ok(match rate {
+                    None => {
+                        let frames = if new { opts.new_sessions.0 } else { opts.frames.max(least) };
+                        trial(Pace { batch: BATCH, ..Pace::full(frames) })?.0
+                    }
+                    Some(r) => trial(paced(r, opts.new_sessions.1))?.0,
+                })
+            })?;
+            let latency = if new || found.rate() <= 0.0 {
+                None
+            } else {
+                let rate = found.rate() / 2.0;
+                let (t, hist) = trial(Pace { batch: LATENCY_BATCH, stamp: true, ..paced(rate, 0) })?;
+                search::Latency::from_histogram(t.offered(), &hist)
+            };
+            Ok(Outcome { scenario: scenario.name(), dut: dut.into(), len, found, latency })
+        })
     }
 }
 
-/// Warm-up passes over every flow before an established-sessions measurement.
-const WARM_UP_PASSES: u32 = 10;
+/// The sink's counters once what is still queued in the device has arrived: read until they
+/// stop changing (a second at most).
+fn drained(sink: &Sink) -> Result<hutong_common::bench::SinkCounters> {
+    let mut last = sink.counters()?;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = sink.counters()?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
 /// Deny rules in front of the permit in the deny-heavy scenario (the program scans up to 64
 /// rules per VRF).
 const DENY_RULES: u8 = 63;
 
 /// What the devices under test are asked to do with the offered frames (10.20.0.0/24 → the
 /// server), each device with its own rules for it, printed with the results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// Netmap 10.20.0.0/24 → 198.18.20.0/24, one rule.
     Netmap,
@@ -220,21 +383,28 @@ pub enum Scenario {
     /// against all of them first.
     DenyHeavy,
     /// NAPT onto a pool of four addresses, the 1,000 flows' sessions established beforehand.
+    #[value(name = "napt-1k")]
     Napt,
-    /// The same NAPT, offered 100,000 flows of one frame each at full rate: every frame a new
-    /// session (the rate is of sessions set up and their first packet delivered).
+    /// The same with 100,000 established flows: the session table's size, not its speed.
+    #[value(name = "napt-100k")]
+    Napt100k,
+    /// The same NAPT, every frame a flow never seen before: the rate of sessions set up, their
+    /// first frame delivered (RFC 9693's connection establishment rate).
+    #[value(name = "napt-new")]
     NaptNew,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt, Scenario::NaptNew];
+    pub const ALL: [Scenario; 5] =
+        [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt, Scenario::Napt100k, Scenario::NaptNew];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Netmap => "netmap",
             Scenario::DenyHeavy => "deny-heavy policy",
             Scenario::Napt => "NAPT, 1k established flows",
-            Scenario::NaptNew => "NAPT, 100k new sessions",
+            Scenario::Napt100k => "NAPT, 100k established flows",
+            Scenario::NaptNew => "NAPT, new-session rate",
         }
     }
 
@@ -242,7 +412,9 @@ impl Scenario {
     fn expect_src(self) -> ([u8; 4], [u8; 4]) {
         match self {
             Scenario::Netmap | Scenario::DenyHeavy => ([198, 18, 20, 0], [255, 255, 255, 0]),
-            Scenario::Napt | Scenario::NaptNew => ([198, 18, 30, 0], [255, 255, 255, 252]),
+            Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew => {
+                ([198, 18, 30, 0], [255, 255, 255, 252])
+            }
         }
     }
 
@@ -268,7 +440,7 @@ impl Scenario {
                 rules.append(&mut c.policies);
                 c.policies = rules;
             }
-            Scenario::Napt | Scenario::NaptNew => {
+            Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew => {
                 c.netmaps.clear();
                 c.nat_pools = vec![dataplane::config::NatPool::defaults(
                     "bench".into(),
@@ -306,7 +478,7 @@ impl Scenario {
                     post(netmap)
                 )
             }
-            Scenario::Napt | Scenario::NaptNew => format!(
+            Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew => format!(
                 "table ip hutong_bench {{\n{}}}\n",
                 post("    ip saddr 10.20.0.0/24 snat to 198.18.30.0-198.18.30.3\n")
             ),
@@ -338,25 +510,20 @@ pub const SIZES: [usize; 3] = [60, 508, 1514];
 
 /// Runs the devices on each scenario; `hutong` is the binary the gateway runs from. Scenarios
 /// with different rules run on fresh labs (no connection-tracking or session state carried
-/// over); the two NAPT ones share a lab and each device's setup, the new sessions from source
+/// over); the three NAPT ones share a lab and each device's setup, the new sessions from source
 /// ports the established flows do not use. The raw XDP ceiling, which translates nothing, runs
 /// once, in the first lab.
-pub async fn series(
-    hutong: &Path,
-    frames: u32,
-    sizes: &[usize],
-    scenarios: &[Scenario],
-    progress: &dyn Fn(&str),
-) -> Result<Vec<Outcome>> {
+pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
-    // Scenarios with the same rules share a lab and each device's setup (NAPT's two).
+    // Scenarios with the same rules share a lab and each device's setup (NAPT's three).
     let mut groups: Vec<Vec<Scenario>> = Vec::new();
-    for &s in scenarios {
+    for &s in &opts.scenarios {
         match groups.iter_mut().find(|g| g[0].gateway_config() == s.gateway_config()) {
             Some(g) => g.push(s),
             None => groups.push(vec![s]),
         }
     }
+    let sizes = &opts.sizes[..];
     // New sessions are new once: that scenario runs at the smallest frame size only.
     let smallest = [sizes.iter().copied().min().unwrap_or(60)];
     let sizes_of = |s: Scenario| if s == Scenario::NaptNew { &smallest[..] } else { sizes };
@@ -369,18 +536,23 @@ pub async fn series(
             let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
             for &len in sizes {
                 let untranslated = ([10, 20, 0, 0], [255, 255, 255, 0]);
-                out.push(lab.offer(
+                out.push(lab.measure(
                     (group[0], "raw XDP ceiling (redirect only)"),
-                    frames,
                     len,
                     untranslated,
+                    opts,
                 )?);
             }
         }
-        let offer_all = |dut: &str, out: &mut Vec<Outcome>| -> Result<()> {
+        let measure_all = |dut: &str, out: &mut Vec<Outcome>| -> Result<()> {
             for &scenario in group {
+                if matches!(scenario, Scenario::Napt | Scenario::Napt100k) {
+                    progress(&format!("{dut}: setting up the {} sessions", scenario.name()));
+                    lab.warm_up(scenario, opts.warm_up_passes)?;
+                }
                 for &len in sizes_of(scenario) {
-                    out.push(lab.offer((scenario, dut), frames, len, scenario.expect_src())?);
+                    progress(&format!("{dut}: {}, {} B frames", scenario.name(), len + 4));
+                    out.push(lab.measure((scenario, dut), len, scenario.expect_src(), opts)?);
                 }
             }
             Ok(())
@@ -405,7 +577,7 @@ pub async fn series(
         if !nft.wait()?.success() {
             bail!("nft refused the {name} rules");
         }
-        offer_all("Linux forwarding + nftables", &mut out)?;
+        measure_all("Linux forwarding + nftables", &mut out)?;
         lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
         lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
 
@@ -424,12 +596,12 @@ pub async fn series(
             let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", args)?;
             gw.wait_ready(&|| Ok(()))?;
             std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
-            offer_all(dut, &mut out)?;
+            measure_all(dut, &mut out)?;
             gw.stop();
         }
     }
-    // Back in scenario order (the NAPT pair ran device by device).
-    out.sort_by_key(|r| scenarios.iter().position(|s| s.name() == r.scenario));
+    // Back in scenario order (the NAPT group ran device by device).
+    out.sort_by_key(|r| opts.scenarios.iter().position(|s| s.name() == r.scenario));
     Ok(out)
 }
 
@@ -448,13 +620,21 @@ pub fn ratio_to(rows: &[Outcome], r: &Outcome, base: &str) -> Option<f64> {
 /// The results as a table, with ratios to Linux and to the ceiling.
 pub fn table(rows: &[Outcome]) -> String {
     let mut s = format!(
-        "{:<28} {:<32} {:>6} {:>9} {:>10} {:>7} {:>8} {:>9}\n",
-        "scenario", "device under test", "frame", "Mpps", "delivered", "wrong", "× Linux", "× ceiling"
+        "{:<30} {:<32} {:>6} {:>10} {:>16} {:>13} {:>6} {:>8} {:>9}\n",
+        "scenario",
+        "device under test",
+        "frame",
+        "Mpps",
+        "at full rate",
+        "p50/p99 µs",
+        "wrong",
+        "× Linux",
+        "× ceiling"
     );
     for r in rows {
-        let [mpps, delivered, wrong, linux, ceiling] = r.figures(rows);
+        let [mpps, full, latency, wrong, linux, ceiling] = r.figures(rows);
         s.push_str(&format!(
-            "{:<28} {:<32} {:>5}B {mpps:>9} {delivered:>10} {wrong:>7} {linux:>8} {ceiling:>9}\n",
+            "{:<30} {:<32} {:>5}B {mpps:>10} {full:>16} {latency:>13} {wrong:>6} {linux:>8} {ceiling:>9}\n",
             r.scenario,
             r.dut,
             r.len + 4,
@@ -482,9 +662,28 @@ fn rules(scenarios: &[Scenario]) -> Vec<(String, String)> {
     all
 }
 
+/// How the figures were measured, in a sentence for the table's heading and the report.
+pub fn method(opts: &Options) -> String {
+    format!(
+        "RFC 2544 throughput: the highest rate at which at most {}% of the frames are lost or \
+         wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
+         each offering every flow at least once) from a trial of {} frames at the generator's \
+         full rate; latency percentiles at half that rate, one frame per generator batch. The \
+         new-session rate offers {} new sessions at full rate, then {} per trial, each a flow \
+         never seen before. Only frames that reach the sink translated as expected count",
+        opts.search.threshold * 100.0,
+        opts.search.resolution * 100.0,
+        opts.search.max_trials,
+        opts.trial.as_millis(),
+        opts.frames,
+        opts.new_sessions.0,
+        opts.new_sessions.1,
+    )
+}
+
 /// `hutong bench`: the series, the rules each device ran, the table, and the report (Markdown,
 /// JSON, chart) in `out`.
-pub fn run(frames: u32, sizes: &[usize], out: &Path, command: &str) -> Result<std::process::ExitCode> {
+pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates network namespaces and attaches XDP programs: run it as root");
     }
@@ -504,35 +703,32 @@ pub fn run(frames: u32, sizes: &[usize], out: &Path, command: &str) -> Result<st
         }
         None => println!("[bench] {m}"),
     };
-    let rows = rt.block_on(series(&exe, frames, sizes, &Scenario::ALL, &progress))?;
+    let rows = rt.block_on(series(&exe, opts, &progress))?;
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
     println!();
     println!("Rules of each device in each scenario:");
-    for (dut, rules) in rules(&Scenario::ALL) {
+    for (dut, rules) in rules(&opts.scenarios) {
         println!("  {dut}:");
         for l in rules.lines() {
             println!("    {l}");
         }
     }
     println!();
-    println!(
-        "{frames} frames per device and size, over {FLOWS} flows, offered at the generator's full rate:"
-    );
+    println!("{}:", method(opts));
     print!("{}", table(&rows));
     let report = report::Report {
         date,
         machine: report::Machine::here(),
-        frames,
-        flows: FLOWS,
+        method: method(opts),
         rows: rows.clone(),
-        rules: rules(&Scenario::ALL),
+        rules: rules(&opts.scenarios),
         command: command.to_string(),
     };
     for path in report.write(out)? {
         println!("wrote {}", path.display());
     }
-    let wrong = rows.iter().any(|r| r.good == 0 || r.bad > 0);
+    let wrong = rows.iter().any(|r| r.found.full.good == 0 || r.found.bad() > 0);
     Ok(if wrong { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }

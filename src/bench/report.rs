@@ -57,9 +57,8 @@ pub struct Report {
     /// When it ran (RFC 3339, UTC).
     pub date: String,
     pub machine: Machine,
-    /// Frames offered per device and frame size, and over how many flows.
-    pub frames: u32,
-    pub flows: u32,
+    /// How it measured ([`super::method`]).
+    pub method: String,
     pub rows: Vec<Outcome>,
     /// Each device's rules, as it ran them: (device, rules).
     pub rules: Vec<(String, String)>,
@@ -79,15 +78,16 @@ impl Report {
         ));
         s.push_str(&format!("- **Command:** `{}`\n", self.command));
         s.push_str(&format!(
-            "- **Method:** {} UDP frames per device and frame size over {} flows, offered at the \
-             live-frames XDP generator's full rate through generator → device → sink namespaces; \
-             only frames that reach the sink translated as expected count.\n\n",
-            self.frames, self.flows
+            "- **Method:** UDP frames from the live-frames XDP generator through generator → \
+             device → sink namespaces. {}. \"≥\": the device kept up with the generator's full \
+             rate. \"At full rate\": what it delivered when offered everything the generator \
+             could send.\n\n",
+            self.method
         ));
         s.push_str(
-            "| scenario | device under test | frame | Mpps | delivered | wrong | × Linux | × ceiling |\n",
+            "| scenario | device under test | frame | Mpps | at full rate | p50 / p99 µs | wrong | × Linux | × ceiling |\n",
         );
-        s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for r in &self.rows {
             let figures = r.figures(&self.rows).join(" | ");
             s.push_str(&format!("| {} | {} | {} B | {figures} |\n", r.scenario, r.dut, r.len + 4));
@@ -105,20 +105,22 @@ impl Report {
             "date": self.date,
             "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "kernel": m.kernel},
             "command": self.command,
-            "frames": self.frames,
-            "flows": self.flows,
+            "method": self.method,
             "results": self.rows.iter().map(|r| json!({
                 "scenario": r.scenario,
                 "dut": r.dut,
                 "frame_bytes": r.len + 4,
-                "sent": r.sent,
-                "good": r.good,
-                "bad": r.bad,
-                "seconds": r.took.as_secs_f64(),
                 "mpps": r.mpps(),
-                "delivered_percent": r.delivered(),
+                "generator_bound": r.found.generator_bound(),
+                "good": r.found.full.good,
+                "bad": r.found.bad(),
                 "x_linux": ratio(&self.rows, r, "Linux"),
                 "x_ceiling": ratio(&self.rows, r, "raw XDP"),
+                "latency_ns": r.latency.map(|l| json!({
+                    "offered_pps": l.offered, "samples": l.samples,
+                    "p50": l.p50, "p99": l.p99, "p99_9": l.p999, "max": l.max,
+                })),
+                "trials": r.found.trials.iter().map(trial).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "rules": self.rules.iter().map(|(d, r)| json!({"dut": d, "rules": r})).collect::<Vec<_>>(),
         })
@@ -219,22 +221,43 @@ impl Report {
     }
 }
 
+/// One trial as JSON: asked and offered rates, frames sent, good and wrong arrivals.
+fn trial(t: &super::search::Trial) -> serde_json::Value {
+    json!({
+        "asked_pps": t.asked,
+        "offered_pps": t.offered(),
+        "sent": t.sent,
+        "good": t.good,
+        "bad": t.bad,
+        "seconds": t.took.as_secs_f64(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::bench::search::{Found, Latency, Trial};
 
     fn report() -> Report {
-        let row = |dut: &str, len, good, bad| Outcome {
-            scenario: "netmap",
-            dut: dut.into(),
-            len,
-            sent: 1000,
-            good,
-            bad,
-            took: Duration::from_millis(1),
+        // At full rate 1,000 frames in a millisecond, `good` of them delivered; the search's
+        // best trial offered `good` frames in a millisecond and lost none.
+        let row = |dut: &str, len, good: u64, latency: Option<Latency>| {
+            let ms = Duration::from_millis(1);
+            let full = Trial { asked: None, sent: 1000, good, bad: 0, took: ms };
+            let best = Trial { asked: Some(good as f64 * 1e3), sent: good, good, bad: 0, took: ms };
+            let best = if good == 1000 { full } else { best };
+            Outcome {
+                scenario: "netmap",
+                dut: dut.into(),
+                len,
+                found: Found { full, best: Some(best), trials: vec![full, best] },
+                latency,
+            }
         };
+        let latency =
+            Latency { offered: 250e3, samples: 1000, p50: 12_000, p99: 40_000, p999: 41_000, max: 90_000 };
         Report {
             date: "2026-11-27T23:00:00Z".into(),
             machine: Machine {
@@ -243,15 +266,14 @@ mod tests {
                 memory_gib: 7.6,
                 kernel: "Linux 6.18".into(),
             },
-            frames: 1000,
-            flows: 10,
+            method: "the method".into(),
             rows: vec![
-                row("raw XDP ceiling (redirect only)", 60, 1000, 0),
-                row("Linux forwarding + nftables", 60, 250, 0),
-                row("hutong XDP engine", 60, 500, 0),
-                row("raw XDP ceiling (redirect only)", 1514, 900, 0),
-                row("Linux forwarding + nftables", 1514, 300, 0),
-                row("hutong XDP engine", 1514, 450, 0),
+                row("raw XDP ceiling (redirect only)", 60, 1000, None),
+                row("Linux forwarding + nftables", 60, 250, None),
+                row("hutong XDP engine", 60, 500, Some(latency)),
+                row("raw XDP ceiling (redirect only)", 1514, 900, None),
+                row("Linux forwarding + nftables", 1514, 300, None),
+                row("hutong XDP engine", 1514, 450, None),
             ],
             rules: vec![("Linux".into(), "nft rules\n".into())],
             command: "hutong bench".into(),
@@ -263,7 +285,9 @@ mod tests {
         let r = report();
         let md = r.markdown();
         assert!(
-            md.contains("| netmap | hutong XDP engine | 64 B | 0.500 | 50.0% | 0 | 2.00 | 0.50 |"),
+            md.contains(
+                "| netmap | hutong XDP engine | 64 B | 0.500 | 0.500 (50.0%) | 12.0 / 40.0 | 0 | 2.00 | 0.50 |"
+            ),
             "{md}"
         );
         assert!(md.contains("Test CPU, 2 cores") && md.contains("Linux 6.18") && md.contains("2026-11-27"));
@@ -272,6 +296,11 @@ mod tests {
         assert_eq!(js["results"][2]["x_linux"], 2.0);
         assert_eq!(js["results"][1]["mpps"], 0.25);
         assert_eq!(js["results"][0]["x_ceiling"], 1.0);
+        assert_eq!(js["results"][0]["generator_bound"], true);
+        assert_eq!(js["results"][2]["generator_bound"], false);
+        assert_eq!(js["results"][2]["latency_ns"]["p99"], 40_000);
+        assert_eq!(js["results"][2]["trials"][1]["sent"], 500);
+        assert!(md.contains("| netmap | raw XDP ceiling (redirect only) | 64 B | ≥1.000 |"), "{md}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ use xdpilone::{
 const FRAMES: u32 = 1024;
 const FRAME_SIZE: u32 = 2048;
 const RING: u32 = 512;
+/// Frames a socket keeps for transmitting; the rest are lent to the kernel to receive into.
+const TX_RESERVE: usize = (FRAMES / 2) as usize;
 
 /// UMEM memory, page-aligned, freed after the UMEM is gone.
 struct Area {
@@ -130,14 +132,26 @@ impl AfXdpPort {
             rx.release();
         }
         let n = done.len();
-        if n > 0 {
-            let mut fill = self.device.fill(n as u32);
-            let put = fill.insert(done.iter().copied()) as usize;
-            fill.commit();
-            // Whatever the fill ring could not take stays ours.
-            self.free.extend_from_slice(&done[put..]);
-        }
+        self.free.extend_from_slice(&done);
+        self.refill();
         n
+    }
+
+    /// Lends the kernel every free frame beyond [`TX_RESERVE`] to receive into. The fill ring
+    /// may take fewer than offered (its view of what the kernel consumed lags), and a frame it
+    /// did not take must go back to it later: giving back only the frames just received let
+    /// the ring drain, a few frames per burst, until every frame sat unused here and the
+    /// kernel dropped all it received (`rx_fill_ring_empty_descs`).
+    fn refill(&mut self) {
+        let spare = self.free.len().saturating_sub(TX_RESERVE);
+        if spare == 0 {
+            return;
+        }
+        let start = self.free.len() - spare;
+        let mut fill = self.device.fill(spare as u32);
+        let put = fill.insert(self.free[start..].iter().copied()) as usize;
+        fill.commit();
+        self.free.drain(start..start + put);
     }
 
     /// Queues one frame for transmission; false if no frame or ring slot is free (counted by

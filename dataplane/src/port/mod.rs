@@ -25,6 +25,14 @@ impl PortIo {
         }
     }
 
+    /// The socket, to wait on for frames (`poll` with `POLLIN`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PortIo::AfXdp(p) => p.fd(),
+            PortIo::AfPacket(p) => std::os::fd::AsRawFd::as_raw_fd(p),
+        }
+    }
+
     /// Sends one frame; false if there was no room for it now.
     pub fn send(&mut self, frame: &[u8]) -> bool {
         match self {

@@ -27,6 +27,12 @@ pub struct AfPacketPort {
     buf: Vec<u8>,
 }
 
+impl AsRawFd for AfPacketPort {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl AfPacketPort {
     /// A packet socket on interface `ifindex` (named `ifname`, for messages). With `fanout`,
     /// it joins that fanout group: the kernel spreads the interface's frames over the group's

@@ -1,34 +1,45 @@
 //! The acceptance bench's XDP programs (see `hutong bench`, issue 7):
 //! - `bench_gen`, run by BPF_PROG_TEST_RUN with live frames: writes the header template into
 //!   every frame (live frames recycle their pages, with whatever a device under test rewrote
-//!   in them), varies the source address and port over the configured flows, and transmits;
-//! - `bench_sink`: counts what arrives, telling correctly translated frames from the rest;
+//!   in them), varies the source address and port over the configured flows, optionally
+//!   stamps the time and waits for each frame's turn at a set rate, and transmits;
+//! - `bench_sink`: counts what arrives, telling correctly translated frames from the rest, and
+//!   histograms stamped frames' latency;
 //! - `bench_ceiling`: the raw XDP ceiling, a redirect to the one port in `CEILING_TX`.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{Array, DevMap, PerCpuArray},
     programs::XdpContext,
 };
 use hutong_common::{
-    bench::{GEN_HEADER, GenConfig, SinkCounters, SinkExpect},
+    bench::{GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, SinkCounters, SinkExpect, latency_bucket},
     checksum,
 };
 
 #[map]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
-/// Frames generated on each CPU: the next frame's flow.
+/// Where the run stands on each CPU: the next frame's flow, frames sent, the next frame's time.
 #[map]
-static GEN_NEXT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static GEN_STATE: PerCpuArray<GenState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static SINK_EXPECT: Array<SinkExpect> = Array::with_max_entries(1, 0);
 #[map]
 static SINK_COUNTERS: PerCpuArray<SinkCounters> = PerCpuArray::with_max_entries(1, 0);
 #[map]
+static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS, 0);
+#[map]
 static CEILING_TX: DevMap = DevMap::with_max_entries(1, 0);
+
+/// Clock reads one invocation spends waiting for its frame's time (about 15 µs here) before it
+/// gives up and sends nothing: the verifier walks every iteration, so the bound stays small.
+const SPIN: u32 = 512;
+/// How far (in frames) a paced generator that fell behind may catch up in a burst.
+const CATCH_UP: u64 = 32;
 
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
@@ -40,19 +51,46 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 
 #[xdp]
 pub fn bench_gen(ctx: XdpContext) -> u32 {
-    let (Some(c), Some(next)) = (GEN_CONFIG.get(0), GEN_NEXT.get_ptr_mut(0)) else {
+    let (Some(c), Some(st)) = (GEN_CONFIG.get(0), GEN_STATE.get_ptr_mut(0)) else {
         return xdp_action::XDP_ABORTED;
     };
     let Some(hdr) = ptr_at::<[u8; GEN_HEADER]>(&ctx, 0) else { return xdp_action::XDP_ABORTED };
-    // Per CPU: no other CPU touches this counter.
-    let i = unsafe {
-        let i = *next;
-        *next = i.wrapping_add(1);
-        i
-    };
+    // Per CPU: no other CPU touches this state.
+    let st = unsafe { &mut *st };
+    if c.limit != 0 && st.sent >= c.limit {
+        return xdp_action::XDP_DROP; // done: the rest of the run's invocations send nothing
+    }
+    // At full rate and unstamped the clock is not read: the ceiling stays the generator's.
+    let timed = c.interval_ns != 0 || c.stamp != 0;
+    let mut now = if timed { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    if c.interval_ns != 0 {
+        if st.due == 0 {
+            st.due = now;
+        }
+        for _ in 0..SPIN {
+            if now >= st.due {
+                break;
+            }
+            now = unsafe { bpf_ktime_get_ns() };
+        }
+        if now < st.due {
+            return xdp_action::XDP_DROP; // not yet: this invocation sends nothing
+        }
+        // Behind by more than a short burst: start counting from now, the offered rate is then
+        // lower than asked, and the harness measures what was offered.
+        st.due = if now - st.due > CATCH_UP * c.interval_ns { now } else { st.due } + c.interval_ns;
+    }
     let flows = if c.flows == 0 { 1 } else { c.flows as u64 };
     let hosts = if c.hosts == 0 { 1 } else { c.hosts as u64 };
-    let f = i % flows;
+    let f = st.next % flows;
+    st.next = st.next.wrapping_add(1);
+    st.sent += 1;
+    if timed {
+        if st.first == 0 {
+            st.first = now;
+        }
+        st.last = now;
+    }
     let mut h = c.header;
     // Source address (bytes 26..30) and port (34..36), with the IPv4 header checksum (24..26)
     // kept right incrementally; the UDP checksum stays zero (none).
@@ -64,6 +102,11 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     [h[24], h[25]] = csum.to_ne_bytes();
     [h[34], h[35]] = c.sport.wrapping_add((f / hosts) as u16).to_be_bytes();
     unsafe { hdr.write_unaligned(h) };
+    if c.stamp != 0
+        && let Some(t) = ptr_at::<[u8; 8]>(&ctx, GEN_HEADER)
+    {
+        unsafe { t.write_unaligned(now.to_ne_bytes()) };
+    }
     xdp_action::XDP_TX
 }
 
@@ -87,12 +130,30 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
             Some(true) => {
                 (*c).good += 1;
                 (*c).good_bytes += len;
+                latency(&ctx);
             }
             Some(false) => (*c).bad += 1,
             None => (*c).other += 1,
         }
     }
     xdp_action::XDP_DROP
+}
+
+/// A good frame's latency into its histogram bucket, when the generator stamps frames.
+#[inline(always)]
+fn latency(ctx: &XdpContext) {
+    if SINK_EXPECT.get(0).is_none_or(|e| e.stamped == 0) {
+        return;
+    }
+    let Some(t) = ptr_at::<[u8; 8]>(ctx, GEN_HEADER) else { return };
+    let sent = u64::from_ne_bytes(unsafe { *t });
+    if sent == 0 {
+        return; // an unstamped run's frame (each run's pages start as its zeroed template)
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(b) = SINK_LATENCY.get_ptr_mut(latency_bucket(now.saturating_sub(sent))) {
+        unsafe { *b += 1 };
+    }
 }
 
 #[xdp]

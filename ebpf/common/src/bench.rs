@@ -18,6 +18,28 @@ pub struct GenConfig {
     /// and the source port + `f / hosts`.
     pub flows: u32,
     pub hosts: u32,
+    /// Non-zero: every frame carries the time it was made (`bpf_ktime_get_ns`, native order) in
+    /// the 8 bytes after the header, for the sink's latency histogram.
+    pub stamp: u32,
+    /// Nanoseconds between frames; 0 sends at full rate. The program waits for each frame's
+    /// time itself (a bounded spin, then a frame not sent), so frames leave evenly spaced
+    /// instead of in the bursts a paced series of runs would make.
+    pub interval_ns: u64,
+    /// Frames to send in all, counted in `GEN_STATE`; the invocations after that send nothing.
+    pub limit: u64,
+}
+
+/// `GEN_STATE[0]` (per CPU; the harness keeps a run on one CPU): where a run stands.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenState {
+    /// The flow of the next frame, frames sent, and the next frame's time (0: not started).
+    pub next: u64,
+    pub sent: u64,
+    pub due: u64,
+    /// When the first and the last frame were sent.
+    pub first: u64,
+    pub last: u64,
 }
 
 /// `SINK_EXPECT[0]`: what a correctly forwarded frame's addresses look like (network order;
@@ -29,6 +51,31 @@ pub struct SinkExpect {
     pub src_mask: u32,
     pub dst: u32,
     pub dst_mask: u32,
+    /// Non-zero: good frames carry the generator's time stamp; their latency is histogrammed.
+    pub stamped: u32,
+}
+
+/// `SINK_LATENCY` (per CPU): good frames by latency, [`LATENCY_BUCKETS`] log-linear buckets.
+pub const LATENCY_BUCKETS: u32 = 496;
+
+/// The latency bucket of `ns`: exact below 8 ns, then eight buckets per power of two (each
+/// within 12.5% of its values), so 496 buckets cover every u64.
+#[inline(always)]
+pub fn latency_bucket(ns: u64) -> u32 {
+    if ns < 8 {
+        return ns as u32;
+    }
+    let e = 63 - ns.leading_zeros(); // floor(log2 ns), at least 3
+    8 * (e - 2) + ((ns >> (e - 3)) & 7) as u32
+}
+
+/// The smallest latency in bucket `b` (the inverse of [`latency_bucket`]).
+pub fn latency_floor(b: u32) -> u64 {
+    if b < 8 {
+        return b as u64;
+    }
+    let (e, sub) = (b / 8 + 2, (b % 8) as u64);
+    (8 + sub) << (e - 3)
 }
 
 /// `SINK_COUNTERS[0]` (per CPU).
@@ -47,14 +94,17 @@ pub struct SinkCounters {
 pub const MAP_GEN_CONFIG: &str = "GEN_CONFIG";
 pub const MAP_SINK_EXPECT: &str = "SINK_EXPECT";
 pub const MAP_SINK_COUNTERS: &str = "SINK_COUNTERS";
+pub const MAP_SINK_LATENCY: &str = "SINK_LATENCY";
+pub const MAP_GEN_STATE: &str = "GEN_STATE";
 pub const MAP_CEILING_TX: &str = "CEILING_TX";
 pub const PROGRAM_GEN: &str = "bench_gen";
 pub const PROGRAM_SINK: &str = "bench_sink";
 pub const PROGRAM_CEILING: &str = "bench_ceiling";
 
 const _: () = {
-    assert!(size_of::<GenConfig>() == 52);
-    assert!(size_of::<SinkExpect>() == 16);
+    assert!(size_of::<GenConfig>() == 72);
+    assert!(size_of::<GenState>() == 40);
+    assert!(size_of::<SinkExpect>() == 20);
     assert!(size_of::<SinkCounters>() == 32);
 };
 
@@ -64,4 +114,26 @@ mod pod {
     unsafe impl aya::Pod for super::GenConfig {}
     unsafe impl aya::Pod for super::SinkExpect {}
     unsafe impl aya::Pod for super::SinkCounters {}
+    unsafe impl aya::Pod for super::GenState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_ordered_and_their_floors_invert_them() {
+        let mut last = 0;
+        for ns in (0..100_000u64).chain([1 << 40, u64::MAX / 3, u64::MAX]) {
+            let b = latency_bucket(ns);
+            assert!(b >= last && b < LATENCY_BUCKETS, "{ns} in bucket {b}");
+            last = b;
+            let floor = latency_floor(b);
+            assert!(floor <= ns, "{ns}: bucket {b} starts at {floor}");
+            // Within 12.5% of the bucket's floor.
+            assert!(ns - floor <= floor / 8 + 1, "{ns}: bucket {b} starts at {floor}");
+            assert_eq!(latency_bucket(floor), b);
+        }
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
+    }
 }

@@ -1,0 +1,255 @@
+//! RFC 2544 (§26.1) throughput: the highest offered rate at which a device loses no more than
+//! a set share of the frames, found by binary search; and latency percentiles from the sink's
+//! histogram (§26.2 asks for them at the throughput rate; the issue at half of it, where queues
+//! are not yet full).
+//!
+//! The search starts from a full-rate trial. If that one passes, the device kept up with
+//! everything the generator could offer, and the rate is the generator's (marked so). Otherwise
+//! it first tries the rate the device delivered under full load, which is usually close, then
+//! halves the interval between the highest passing and the lowest failing rate until they are
+//! within the resolution.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use hutong_common::bench::latency_floor;
+
+/// One trial: what the generator offered and what arrived.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Trial {
+    /// The rate asked for (`None`: the generator's full rate).
+    pub asked: Option<f64>,
+    pub sent: u64,
+    /// Frames that arrived translated as expected, and the rest that arrived.
+    pub good: u64,
+    pub bad: u64,
+    /// From the first frame sent to the last.
+    pub took: Duration,
+}
+
+impl Trial {
+    /// Frames a second the generator actually offered.
+    pub fn offered(&self) -> f64 {
+        self.sent as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+
+    /// Frames a second that arrived translated as expected.
+    pub fn delivered(&self) -> f64 {
+        self.good as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+
+    /// The share of the frames sent that did not arrive translated as expected.
+    pub fn loss(&self) -> f64 {
+        1.0 - self.good.min(self.sent) as f64 / self.sent.max(1) as f64
+    }
+
+    /// Within the loss threshold, and nothing wrongly translated (a wrong frame is never
+    /// throughput, however few).
+    pub fn passes(&self, threshold: f64) -> bool {
+        self.sent > 0 && self.bad == 0 && self.loss() <= threshold
+    }
+}
+
+/// How the search runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Search {
+    /// The loss allowed, as a share (0.001 is 0.1%).
+    pub threshold: f64,
+    /// Stop when the failing rate is within this share of the passing one.
+    pub resolution: f64,
+    /// Paced trials at most, after the full-rate one.
+    pub max_trials: u32,
+}
+
+/// What the search found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The full-rate trial the search started from.
+    pub full: Trial,
+    /// The passing trial with the highest offered rate; `None` if none passed.
+    pub best: Option<Trial>,
+    /// Every trial, in order (the full-rate one first).
+    pub trials: Vec<Trial>,
+}
+
+impl Found {
+    /// True when the device kept up with the generator's full rate: the throughput is the
+    /// generator's, and the device's own is higher.
+    pub fn generator_bound(&self) -> bool {
+        self.best.is_some_and(|b| b.asked.is_none())
+    }
+
+    /// The throughput in frames a second: the best passing trial's offered rate (0 if none).
+    pub fn rate(&self) -> f64 {
+        self.best.map_or(0.0, |b| b.offered())
+    }
+
+    /// Wrongly translated frames over all trials.
+    pub fn bad(&self) -> u64 {
+        self.trials.iter().map(|t| t.bad).sum()
+    }
+}
+
+impl Search {
+    /// Runs `trial` (given the rate to offer, `None` for full rate) until the throughput is
+    /// found.
+    pub fn run(&self, mut trial: impl FnMut(Option<f64>) -> Result<Trial>) -> Result<Found> {
+        let full = trial(None)?;
+        let mut found = Found { full, best: None, trials: vec![full] };
+        if full.passes(self.threshold) {
+            found.best = Some(full);
+            return Ok(found);
+        }
+        // The highest rate known to pass and the lowest known to fail.
+        let (mut lo, mut hi) = (0.0, full.offered());
+        let mut rate = full.delivered().min(hi * 0.99);
+        for _ in 0..self.max_trials {
+            if rate <= 0.0 {
+                break;
+            }
+            let t = trial(Some(rate))?;
+            found.trials.push(t);
+            if t.passes(self.threshold) {
+                lo = rate;
+                // The generator may fall short of a rate asked; what it offered is what counts.
+                if found.best.is_none_or(|b| t.offered() > b.offered()) {
+                    found.best = Some(t);
+                }
+            } else {
+                hi = rate;
+            }
+            if hi - lo <= self.resolution * hi {
+                break;
+            }
+            // Nothing passed yet: go down fast (a device failing at its own delivered rate is
+            // losing frames at any rate near it).
+            rate = if lo == 0.0 { rate / 2.0 } else { (lo + hi) / 2.0 };
+        }
+        Ok(found)
+    }
+}
+
+/// Latency percentiles, from the sink's histogram of a trial's stamped frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    /// The rate offered (frames a second), and the frames measured.
+    pub offered: f64,
+    pub samples: u64,
+    /// Nanoseconds: the floor of the bucket each percentile falls in (within 12.5% below).
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    /// From histogram buckets (see `hutong_common::bench::latency_bucket`); `None` if empty.
+    pub fn from_histogram(offered: f64, buckets: &[u64]) -> Option<Latency> {
+        let samples: u64 = buckets.iter().sum();
+        if samples == 0 {
+            return None;
+        }
+        let at = |q: f64| {
+            // The smallest bucket by which at least q of the samples have arrived.
+            let need = ((samples as f64 * q).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (b, n) in buckets.iter().enumerate() {
+                seen += n;
+                if seen >= need {
+                    return latency_floor(b as u32);
+                }
+            }
+            latency_floor(buckets.len() as u32 - 1)
+        };
+        let max = buckets.iter().rposition(|&n| n > 0).map_or(0, |b| latency_floor(b as u32));
+        Some(Latency { offered, samples, p50: at(0.5), p99: at(0.99), p999: at(0.999), max })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hutong_common::bench::{LATENCY_BUCKETS, latency_bucket};
+
+    use super::*;
+
+    /// A device that forwards everything up to `capacity` frames a second and drops the
+    /// excess, offered by a generator that reaches `ceiling` at most.
+    fn device(capacity: f64, ceiling: f64) -> impl FnMut(Option<f64>) -> Result<Trial> {
+        move |asked| {
+            let rate = asked.unwrap_or(ceiling).min(ceiling);
+            let sent = 100_000u64;
+            let good = if rate <= capacity { sent } else { (sent as f64 * capacity / rate) as u64 };
+            Ok(Trial { asked, sent, good, bad: 0, took: Duration::from_secs_f64(sent as f64 / rate) })
+        }
+    }
+
+    const SEARCH: Search = Search { threshold: 0.001, resolution: 0.02, max_trials: 12 };
+
+    #[test]
+    fn finds_the_rate_a_device_keeps_up_with_within_the_resolution() {
+        let found = SEARCH.run(device(1.2e6, 4e6)).unwrap();
+        assert!(!found.generator_bound());
+        let r = found.rate();
+        // Never above what it keeps up with (but for the float rounding of a trial's time).
+        assert!((1.2e6 * 0.97..=1.2e6 * 1.000_001).contains(&r), "found {r}");
+        assert!(found.trials.len() <= 1 + 12, "{}", found.trials.len());
+        assert!(found.best.unwrap().passes(SEARCH.threshold));
+    }
+
+    #[test]
+    fn a_device_that_keeps_up_with_the_generator_is_marked_generator_bound() {
+        let found = SEARCH.run(device(9e6, 4e6)).unwrap();
+        assert!(found.generator_bound());
+        assert_eq!(found.trials.len(), 1);
+        assert!((found.rate() - 4e6).abs() < 1.0);
+    }
+
+    #[test]
+    fn wrongly_translated_frames_never_pass_and_are_counted() {
+        let mut good = device(1e6, 4e6);
+        let found = SEARCH
+            .run(|asked| {
+                let t = good(asked)?;
+                Ok(Trial { bad: 1, ..t })
+            })
+            .unwrap();
+        assert!(found.best.is_none(), "{found:?}");
+        assert_eq!(found.rate(), 0.0);
+        assert_eq!(found.bad(), found.trials.len() as u64);
+        assert_eq!(found.trials.len(), 13, "every trial tried: {found:?}");
+    }
+
+    #[test]
+    fn a_device_that_loses_frames_at_any_rate_has_no_throughput() {
+        let found = SEARCH
+            .run(|asked| {
+                let rate = asked.unwrap_or(4e6);
+                Ok(Trial {
+                    asked,
+                    sent: 1000,
+                    good: 900,
+                    bad: 0,
+                    took: Duration::from_secs_f64(1000.0 / rate),
+                })
+            })
+            .unwrap();
+        assert!(found.best.is_none());
+    }
+
+    #[test]
+    fn percentiles_come_from_the_buckets() {
+        let mut buckets = vec![0u64; LATENCY_BUCKETS as usize];
+        // 990 frames at 10 µs, 9 at 100 µs, 1 at 1 ms.
+        buckets[latency_bucket(10_000) as usize] += 990;
+        buckets[latency_bucket(100_000) as usize] += 9;
+        buckets[latency_bucket(1_000_000) as usize] += 1;
+        let l = Latency::from_histogram(1e5, &buckets).unwrap();
+        assert_eq!(l.samples, 1000);
+        assert_eq!(l.p50, latency_floor(latency_bucket(10_000)));
+        assert!(l.p50 <= 10_000 && l.p50 > 8_700, "{l:?}");
+        assert_eq!(l.p99, l.p50, "the 990th frame is still at 10 µs");
+        assert_eq!(l.p999, latency_floor(latency_bucket(100_000)));
+        assert_eq!(l.max, latency_floor(latency_bucket(1_000_000)));
+        assert_eq!(Latency::from_histogram(1e5, &[0; 8]), None);
+    }
+}
