@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong trace --packet HEX                the same, by the running gateway (--api)
   hutong demo                              run the demo site in network namespaces
-  hutong bench [--quick]                   the netmap series: XDP ceiling, Linux + nftables, hutong's engines"
+  hutong bench [--quick]                   acceptance bench: XDP ceiling, Linux + nftables, hutong's engines"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -128,9 +128,10 @@ enum Command {
         #[arg(long, default_value = hutong::demo::DEMO_GATEWAY)]
         gateway: String,
     },
-    /// The acceptance bench, first part: the raw XDP ceiling, Linux forwarding with an nftables
-    /// netmap and hutong's XDP and userspace engines, side by side in namespaces it builds, each offered the
-    /// live-frames generator's full rate of 60-byte frames over 1,000 flows.
+    /// The acceptance bench: the raw XDP ceiling, Linux forwarding with nftables and hutong's XDP
+    /// and userspace engines, side by side in namespaces it builds, in five scenarios (netmap,
+    /// deny-heavy, NAPT with 1k and 100k established flows, NAPT's new-session rate): RFC 2544
+    /// throughput, latency at half of it, and a report (Markdown, JSON, PNG).
     Bench {
         /// 64-byte frames only, short trials and a coarse search (a smoke test), instead of 64,
         /// 512 and 1518 bytes, trials of 0.2 s and the rate within 2%.

@@ -667,15 +667,19 @@ pub fn method(opts: &Options) -> String {
     format!(
         "RFC 2544 throughput: the highest rate at which at most {}% of the frames are lost or \
          wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
-         each offering every flow at least once) from a trial of {} frames at the generator's \
-         full rate; latency percentiles at half that rate, one frame per generator batch. The \
-         new-session rate offers {} new sessions at full rate, then {} per trial, each a flow \
-         never seen before. Only frames that reach the sink translated as expected count",
+         each offering every flow at least once where that takes under a second) from a trial \
+         of {} frames at the generator's full rate; latency percentiles at half that rate, one \
+         frame per generator batch. Established flows' sessions are set up first, {} passes at \
+         {} a second. The new-session rate offers {} new sessions at full rate, then {} per \
+         trial, each a flow never seen before. Only frames that reach the sink translated as \
+         expected count",
         opts.search.threshold * 100.0,
         opts.search.resolution * 100.0,
         opts.search.max_trials,
         opts.trial.as_millis(),
         opts.frames,
+        opts.warm_up_passes,
+        WARM_UP_RATE,
         opts.new_sessions.0,
         opts.new_sessions.1,
     )

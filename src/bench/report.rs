@@ -156,7 +156,9 @@ impl Report {
         };
         // Headroom above the tallest bar for the legend.
         let top = self.rows.iter().map(|r| r.mpps()).fold(0.0, f64::max).max(0.1) * 1.5;
-        let root = BitMapBackend::new(path, (960, 540)).into_drawing_area();
+        // Room for every group's label side by side.
+        let width = (scenarios.len() as u32 * 240 + 120).max(960);
+        let root = BitMapBackend::new(path, (width, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -180,7 +182,7 @@ impl Report {
                     String::new()
                 }
             })
-            .y_desc("Mpps delivered, correctly translated")
+            .y_desc("Mpps: RFC 2544 throughput, correctly translated")
             .label_style(("sans-serif", 15))
             .draw()?;
         let palette =
