@@ -407,6 +407,12 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SocketDropLabels {
+    worker: u32,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
     worker: u32,
 }
@@ -426,7 +432,8 @@ struct ChangeLabels {
 /// established sessions in the program: `hutong_xdp_flows` now, and
 /// `hutong_xdp_flow_changes_total{change}` (installed, removed, refused because the map is full),
 /// `hutong_rule_hits_total{rule}` per policy rule, `hutong_host_answers_total{kind}`, and
-/// `hutong_worker_packets_total{worker}` and `hutong_worker_handoffs_total{worker}`.
+/// `hutong_worker_packets_total{worker}`, `hutong_worker_handoffs_total{worker}` and
+/// `hutong_socket_drops_total{worker,reason}`.
 pub fn encode(gateway: &str, s: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("hutong");
     let packets = Family::<StatLabels, Counter>::default();
@@ -527,6 +534,22 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         "worker_packets",
         format!("Packets each slow-path worker of gateway {gateway} processed"),
         worked,
+    );
+    let socket_drops = Family::<SocketDropLabels, Counter>::default();
+    for (i, w) in s.workers.iter().enumerate() {
+        let d = w.socket_drops;
+        for (reason, v) in
+            [("rx_ring_full", d.rx_ring_full), ("fill_ring_empty", d.fill_ring_empty), ("other", d.other)]
+        {
+            socket_drops.get_or_create(&SocketDropLabels { worker: i as u32, reason }).inc_by(v);
+        }
+    }
+    registry.register(
+        "socket_drops",
+        format!(
+            "Frames the kernel dropped on their way into the AF_XDP sockets of each slow-path worker of gateway {gateway}, by reason"
+        ),
+        socket_drops,
     );
     registry.register(
         "worker_handoffs",
@@ -749,9 +772,20 @@ mod tests {
             PortCounters { rx_packets: 3, rx_bytes: 300, tx_packets: 2, tx_bytes: 200 },
         )];
         let pools = vec![PoolUsage { pool: "city".into(), sessions: 4, blocks_used: 1, blocks_total: 252 }];
+        let socket_drops = dataplane::port::SocketDrops { rx_ring_full: 0, fill_ring_empty: 31, other: 1 };
+        let workers = vec![crate::slow_path::WorkerCounters { packets: 8, handed_off: 0, socket_drops }];
         let text = encode(
             "gw-t",
-            &Snapshot { xdp, slow: Counters::default(), flows, rules, ports, pools, ..Default::default() },
+            &Snapshot {
+                xdp,
+                slow: Counters::default(),
+                flows,
+                rules,
+                ports,
+                pools,
+                workers,
+                ..Default::default()
+            },
         );
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
@@ -798,6 +832,12 @@ mod tests {
             blocks.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 252.0)),
             "{text}"
         );
+        let fill = scrape.samples.iter().find(|s| {
+            s.metric == "hutong_socket_drops_total"
+                && s.labels.get("worker") == Some("0")
+                && s.labels.get("reason") == Some("fill_ring_empty")
+        });
+        assert!(fill.is_some_and(|s| matches!(s.value, Counter(v) | Untyped(v) if v == 31.0)), "{text}");
         let sessions = scrape.samples.iter().find(|s| s.metric == "hutong_nat_sessions");
         assert!(
             sessions.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 4.0)),

@@ -25,6 +25,28 @@ fn template() -> [u8; GEN_HEADER] {
     v[..GEN_HEADER].try_into().unwrap()
 }
 
+/// The generator over 1,000 flows (250 hosts × 4 ports), at full rate, unstamped.
+fn flows_1000() -> GenConfig {
+    GenConfig { header: template(), sport: 1024, flows: 1000, hosts: 250, stamp: 0, interval_ns: 0, limit: 0 }
+}
+
+/// Veth pairs in `ns`, up; their ifindexes, pair by pair.
+fn veths(rt: &tokio::runtime::Runtime, ns: &hutong::lab::Netns, pairs: &[(&str, &str)]) -> Vec<u32> {
+    rt.block_on(async {
+        let h = ns.netlink().unwrap();
+        let mut out = Vec::new();
+        for &(a, b) in pairs {
+            h.link().add(rtnetlink::LinkVeth::new(a, b).build()).execute().await.unwrap();
+            for name in [a, b] {
+                let l = dataplane::netlink::link(&h, name).await.unwrap();
+                dataplane::netlink::set_up(&h, l.ifindex).await.unwrap();
+                out.push(l.ifindex);
+            }
+        }
+        out
+    })
+}
+
 fn mask(bits: u32) -> u32 {
     (u32::MAX.checked_shl(32 - bits).unwrap_or(0)).to_be()
 }
@@ -34,19 +56,7 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
     common::require_root("bench_xdp");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ns = hutong::lab::Netns::create(&format!("{}-bench", hutong::lab::netns::lab_tag())).unwrap();
-    let links = rt.block_on(async {
-        let h = ns.netlink().unwrap();
-        let mut out = Vec::new();
-        for (a, b) in [("gen0", "sink0"), ("gen1", "dutin1"), ("dutout1", "sink1")] {
-            h.link().add(rtnetlink::LinkVeth::new(a, b).build()).execute().await.unwrap();
-        }
-        for name in ["gen0", "sink0", "gen1", "dutin1", "dutout1", "sink1"] {
-            let l = dataplane::netlink::link(&h, name).await.unwrap();
-            dataplane::netlink::set_up(&h, l.ifindex).await.unwrap();
-            out.push(l.ifindex);
-        }
-        out
-    });
+    let links = veths(&rt, &ns, &[("gen0", "sink0"), ("gen1", "dutin1"), ("dutout1", "sink1")]);
     let [gen0, sink0, gen1, dutin1, dutout1, sink1] = links[..] else { panic!("six links") };
     // From 10.20.0.0/24 (250 hosts) and 4 source ports: 1,000 flows, all to the server.
     let expect = SinkExpect {
@@ -56,15 +66,7 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
         dst_mask: mask(32),
         stamped: 0,
     };
-    let config = GenConfig {
-        header: template(),
-        sport: 1024,
-        flows: 1000,
-        hosts: 250,
-        stamp: 0,
-        interval_ns: 0,
-        limit: 0,
-    };
+    let config = flows_1000();
     let results = ns
         .run(|| {
             let direct = Sink::attach(sink0, expect).unwrap();
@@ -103,27 +105,9 @@ fn a_paced_run_never_exceeds_its_rate_and_every_stamped_frame_is_timed() {
     common::require_root("bench_xdp");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ns = hutong::lab::Netns::create(&format!("{}-pace", hutong::lab::netns::lab_tag())).unwrap();
-    let (gen0, sink0) = rt.block_on(async {
-        let h = ns.netlink().unwrap();
-        h.link().add(rtnetlink::LinkVeth::new("gen0", "sink0").build()).execute().await.unwrap();
-        let mut out = Vec::new();
-        for name in ["gen0", "sink0"] {
-            let l = dataplane::netlink::link(&h, name).await.unwrap();
-            dataplane::netlink::set_up(&h, l.ifindex).await.unwrap();
-            out.push(l.ifindex);
-        }
-        (out[0], out[1])
-    });
+    let [gen0, sink0] = veths(&rt, &ns, &[("gen0", "sink0")])[..] else { panic!("two links") };
     let any = SinkExpect { stamped: 1, ..SinkExpect::default() };
-    let config = GenConfig {
-        header: template(),
-        sport: 1024,
-        flows: 1000,
-        hosts: 250,
-        stamp: 0,
-        interval_ns: 0,
-        limit: 0,
-    };
+    let config = flows_1000();
     let (offered, full, counters, histogram) = ns
         .run(|| {
             let sink = Sink::attach(sink0, any).unwrap();

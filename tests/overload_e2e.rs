@@ -2,7 +2,8 @@
 //! full rate (several times what one worker takes), it drops the excess, and a modest paced
 //! load right afterwards arrives whole. Before the AF_XDP port gave every spare frame back to
 //! the fill ring, each overload left a few frames out of it for good, until the kernel had
-//! none to receive into and dropped nearly everything, at any rate.
+//! none to receive into and dropped nearly everything, at any rate. The frames lost are counted
+//! in `hutong_socket_drops_total`.
 
 mod common;
 
@@ -41,7 +42,20 @@ fn the_userspace_engine_forwards_a_modest_load_whole_after_overloads() {
     }
     paces.extend([modest, modest]);
     let trials = lab.offer(Scenario::Netmap, 60, &paces).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400)); // the counters published
+    let out = lab.dut.command("curl").args(["-s", "http://127.0.0.1:9180/metrics"]).output().unwrap();
     gw.stop();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let dropped: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hutong_socket_drops_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
     for t in &trials {
         eprintln!(
             "overload_e2e: offered {} at {:.0}/s, {} arrived translated, {} wrong",
@@ -56,6 +70,13 @@ fn the_userspace_engine_forwards_a_modest_load_whole_after_overloads() {
     assert!(
         overloads.iter().all(|t| t.good > 0 && t.good < t.sent * 9 / 10),
         "each full-rate run overloads the one worker and still gets some through: {overloads:?}"
+    );
+    // What the one worker could not take, the kernel dropped at its sockets, and says so.
+    let lost: u64 = trials.iter().map(|t| t.sent - t.good).sum();
+    eprintln!("overload_e2e: {lost} frames lost, hutong_socket_drops_total {dropped}");
+    assert!(
+        dropped >= lost as f64 * 0.9 && dropped <= lost as f64,
+        "{lost} lost, {dropped} counted:\n{text}"
     );
     for t in &trials[15..] {
         assert!(t.good * 1000 >= t.sent * 999, "a modest load after overloads arrives whole: {t:?}");

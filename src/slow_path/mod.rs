@@ -438,7 +438,7 @@ mod tests {
             rule_hits: [("r".to_string(), 2)].into(),
             pools: vec![pool(3, 1)],
             host: HostCounters { echo_replies: 1, ..Default::default() },
-            workers: vec![WorkerCounters { packets: 5, handed_off: 2 }],
+            workers: vec![WorkerCounters { packets: 5, handed_off: 2, ..Default::default() }],
             ..Default::default()
         };
         let b = Published {
@@ -446,7 +446,7 @@ mod tests {
             rule_hits: [("r".to_string(), 4)].into(),
             pools: vec![pool(4, 2)],
             host: HostCounters { echo_replies: 2, ..Default::default() },
-            workers: vec![WorkerCounters { packets: 9, handed_off: 0 }],
+            workers: vec![WorkerCounters { packets: 9, handed_off: 0, ..Default::default() }],
             ..Default::default()
         };
         let sum = Published::merge(&[a, b]);

@@ -24,7 +24,7 @@ use dataplane::{
     flows::FlowCache,
     host::HostStack,
     neighbor::NextHop,
-    port::PortIo,
+    port::{PortIo, SocketDrops},
     xdp::FlowTable,
 };
 use hutong_common::{Neigh, Neigh6Key, NeighKey};
@@ -89,6 +89,8 @@ pub struct WorkerCounters {
     pub packets: u64,
     /// Frames it received but handed to the worker owning their state.
     pub handed_off: u64,
+    /// Frames the kernel dropped on their way into its sockets.
+    pub socket_drops: SocketDrops,
 }
 
 impl Worker {
@@ -123,6 +125,7 @@ impl Worker {
                 if let Some(f) = &mut self.flows {
                     f.cache.tick(&mut f.table, self.engine.nat_mut(), monotonic_ns(), FLOWS_PER_ROUND);
                 }
+                counters.socket_drops = self.socket_drops();
                 publish(&self, counters);
                 synced = Instant::now();
             }
@@ -211,7 +214,17 @@ impl Worker {
                 }
             }
         }
+        counters.socket_drops = self.socket_drops();
         publish(&self, counters);
+    }
+
+    /// What the kernel dropped on the way into this worker's sockets, all ports together.
+    fn socket_drops(&self) -> SocketDrops {
+        let mut sum = SocketDrops::default();
+        for s in self.socks.iter().flatten() {
+            sum.add(s.drops());
+        }
+        sum
     }
 
     /// Waits until a socket has frames, or a millisecond at most (other workers' hand-offs and

@@ -138,10 +138,10 @@ impl AfXdpPort {
     }
 
     /// Lends the kernel every free frame beyond [`TX_RESERVE`] to receive into. The fill ring
-    /// may take fewer than offered (its view of what the kernel consumed lags), and a frame it
-    /// did not take must go back to it later: giving back only the frames just received let
-    /// the ring drain, a few frames per burst, until every frame sat unused here and the
-    /// kernel dropped all it received (`rx_fill_ring_empty_descs`).
+    /// may take fewer than offered, and a frame it did not take must go back to it later:
+    /// giving back only the frames just received let the ring drain under overloads, until
+    /// every frame sat unused here and the kernel dropped nearly all it received
+    /// (`rx_fill_ring_empty_descs`; `tests/overload_e2e.rs`).
     fn refill(&mut self) {
         let spare = self.free.len().saturating_sub(TX_RESERVE);
         if spare == 0 {
@@ -177,6 +177,18 @@ impl AfXdpPort {
         // Copy mode needs a kick to transmit.
         self.tx.wake();
         true
+    }
+
+    /// The kernel's drop counters for this socket (zero where it cannot say).
+    pub fn drops(&self) -> super::SocketDrops {
+        let Ok(s) = self.device.statistics_v2() else { return super::SocketDrops::default() };
+        // `rx_dropped` counts the frames with no fill-ring frame too.
+        let fill_ring_empty = s.rx_fill_ring_empty_descs.min(s.rx_dropped);
+        super::SocketDrops {
+            rx_ring_full: s.rx_ring_full,
+            fill_ring_empty,
+            other: s.rx_dropped - fill_ring_empty + s.rx_invalid_descs + s.tx_invalid_descs,
+        }
     }
 
     /// Takes transmitted frames back from the completion ring.
