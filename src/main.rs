@@ -143,6 +143,10 @@ enum Command {
         /// Only these scenarios (repeatable); all of them by default.
         #[arg(long, value_enum)]
         scenario: Vec<hutong::bench::Scenario>,
+        /// Cores to spread each device under test over: the generator sends from that many,
+        /// each into its own veth queue, and the userspace engine runs as many workers.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        cores: u32,
         /// The loss allowed at the throughput rate, in percent of the frames offered.
         #[arg(long, default_value_t = 0.1, value_parser = loss_percent)]
         loss: f64,
@@ -502,7 +506,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
-        Command::Bench { quick, out, scenario, loss } => {
+        Command::Bench { quick, out, scenario, cores, loss } => {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let mut opts =
                 if quick { hutong::bench::Options::quick() } else { hutong::bench::Options::full() };
@@ -511,6 +515,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     hutong::bench::Scenario::ALL.into_iter().filter(|s| scenario.contains(s)).collect();
             }
             opts.search.threshold = loss / 100.0;
+            opts.cores = cores;
             hutong::bench::run(&opts, &out, &command)
         }
         Command::Trace { config: None, api, packet, iface, json } => {

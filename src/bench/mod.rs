@@ -22,7 +22,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use dataplane::{
-    bench::{Ceiling, Generator, Pace, Sink},
+    bench::{Ceiling, Generator, Offered, Pace, Sink},
     netlink,
     tables::PortHandle,
 };
@@ -68,6 +68,9 @@ pub struct Options {
     pub trial: Duration,
     /// Passes over an established scenario's flows before it is measured.
     pub warm_up_passes: u32,
+    /// Cores the generator sends from, each into its own queue of the device's veth, so the
+    /// device's work spreads over as many (the userspace engine runs as many workers).
+    pub cores: u32,
     pub search: search::Search,
     /// Frame lengths, without the FCS (60 is 64 bytes on the wire).
     pub sizes: Vec<usize>,
@@ -83,6 +86,7 @@ impl Options {
             new_sessions: (50_000, 10_000),
             trial: Duration::from_millis(200),
             warm_up_passes: 2,
+            cores: 1,
             search: search::Search { threshold: 0.001, resolution: 0.02, max_trials: 8 },
             sizes: SIZES.to_vec(),
             scenarios: Scenario::ALL.to_vec(),
@@ -112,6 +116,8 @@ pub struct BenchLab {
     pub in0: PortHandle,
     pub out0: PortHandle,
     pub sink0: PortHandle,
+    /// Queues per veth, and cores the generator sends from.
+    pub cores: u32,
 }
 
 /// What one device under test did in one scenario at one frame size.
@@ -154,18 +160,10 @@ impl Outcome {
     }
 }
 
-async fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str) -> Result<(PortHandle, PortHandle)> {
-    use std::os::fd::AsRawFd;
-    let ha = a_ns.netlink()?;
-    let hb = b_ns.netlink()?;
-    ha.link().add(rtnetlink::LinkVeth::new(a, "btpeer").build()).execute().await?;
-    let peer = netlink::link(&ha, "btpeer").await?.ifindex;
-    ha.link()
-        .set(rtnetlink::LinkUnspec::new_with_index(peer).setns_by_fd(b_ns.file().as_raw_fd()).build())
-        .execute()
-        .await?;
-    let moved = netlink::link(&hb, "btpeer").await?.ifindex;
-    hb.link().set(rtnetlink::LinkUnspec::new_with_index(moved).name(b.to_string()).build()).execute().await?;
+/// A veth from `a` in `a_ns` to `b` in `b_ns` with `queues` queues each way, both ends up.
+async fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str, queues: u32) -> Result<(PortHandle, PortHandle)> {
+    let (ha, hb) = (a_ns.netlink()?, b_ns.netlink()?);
+    crate::lab::topology::veth(&ha, a, b_ns, &hb, b, queues).await?;
     let (pa, pb) = (netlink::link(&ha, a).await?, netlink::link(&hb, b).await?);
     netlink::set_up(&ha, pa.ifindex).await?;
     netlink::set_up(&hb, pb.ifindex).await?;
@@ -173,7 +171,9 @@ async fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str) -> Result<(PortHandl
 }
 
 impl BenchLab {
-    pub async fn build() -> Result<BenchLab> {
+    /// The namespaces and veths, with `cores` queues on every veth (the generator sends from
+    /// that many cores, a queue each).
+    pub async fn build(cores: u32) -> Result<BenchLab> {
         netns::sweep_stale();
         let tag = netns::lab_tag();
         let (generator, dut, sink) = (
@@ -187,8 +187,8 @@ impl BenchLab {
             let lo = netlink::link(&h, "lo").await?;
             netlink::set_up(&h, lo.ifindex).await?;
         }
-        let (gen0, in0) = veth(&generator, "gen0", &dut, "in0").await?;
-        let (out0, sink0) = veth(&dut, "out0", &sink, "sink0").await?;
+        let (gen0, in0) = veth(&generator, "gen0", &dut, "in0", cores).await?;
+        let (out0, sink0) = veth(&dut, "out0", &sink, "sink0", cores).await?;
         // The device reaches the server through the sink, whose XDP drops ARP: a static entry.
         let h = dut.netlink()?;
         h.neighbours()
@@ -198,7 +198,7 @@ impl BenchLab {
             .execute()
             .await
             .context("the server's neighbor entry")?;
-        Ok(BenchLab { generator, dut, sink, gen0, in0, out0, sink0 })
+        Ok(BenchLab { generator, dut, sink, gen0, in0, out0, sink0, cores: cores.max(1) })
     }
 
     /// The device's addresses, as the gateway config has them (Linux forwarding needs them too).
@@ -275,13 +275,14 @@ impl BenchLab {
         let gen0 = self.gen0.ifindex;
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
         let new = scenario == Scenario::NaptNew;
+        let cores = self.cores;
         self.generator.run(|| -> Result<R> {
-            let mut g = Generator::load(config)?;
+            let mut gens = (0..cores).map(|_| Generator::load(config)).collect::<Result<Vec<_>>>()?;
             let mut next_flow = 0u64;
             let mut trial = |pace: Pace| -> Result<(search::Trial, Vec<u64>)> {
                 let (before, hist_before) = (sink.counters()?, sink.latency()?);
                 let pace = Pace { first_flow: next_flow, ..pace };
-                let offered = g.send(gen0, len, pace)?;
+                let offered = send_from_cores(&mut gens, gen0, len, pace)?;
                 if new {
                     next_flow += offered.sent;
                 }
@@ -352,6 +353,57 @@ impl BenchLab {
             Ok(Outcome { scenario: scenario.name(), dut: dut.into(), len, found, latency })
         })
     }
+}
+
+/// Whether `nft` runs here.
+fn nft_installed() -> bool {
+    std::process::Command::new("nft")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Sends `pace` from as many cores as there are generators, generator `k` pinned to CPU `k`
+/// with its share of the frames and of the rate, from its own first flow; what they offered
+/// together (frames summed, over the longest run's time). Threads started here inherit the
+/// caller's namespace.
+fn send_from_cores(gens: &mut [Generator], ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
+    if let [g] = gens {
+        return g.send(ifindex, len, pace);
+    }
+    let n = gens.len() as u64;
+    let each = Pace { frames: pace.frames.div_ceil(n), rate: pace.rate.map(|r| r / n as f64), ..pace };
+    let runs: Vec<Result<Offered>> = std::thread::scope(|s| {
+        let handles: Vec<_> = gens
+            .iter_mut()
+            .enumerate()
+            .map(|(k, g)| {
+                s.spawn(move || {
+                    let mut cpu = nix::sched::CpuSet::new();
+                    cpu.set(k)?;
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu)?;
+                    g.send(
+                        ifindex,
+                        len,
+                        Pace { first_flow: pace.first_flow + k as u64 * each.frames, ..each },
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a generator thread panicked"))))
+            .collect()
+    });
+    let mut total = Offered { sent: 0, took: Duration::ZERO };
+    for r in runs {
+        let o = r?;
+        total.sent += o.sent;
+        total.took = total.took.max(o.took);
+    }
+    Ok(total)
 }
 
 /// The sink's counters once what is still queued in the device has arrived: read until they
@@ -530,7 +582,7 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
     for (i, group) in groups.iter().enumerate() {
         let name = group.iter().map(|s| s.name()).collect::<Vec<_>>().join(" / ");
         progress(&format!("{name}: building the bench namespaces (generator, device under test, sink)"));
-        let lab = BenchLab::build().await?;
+        let lab = BenchLab::build(opts.cores).await?;
         if i == 0 {
             progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
             let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
@@ -558,42 +610,49 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
             Ok(())
         };
 
-        progress(&format!("{name}: Linux forwarding with nftables"));
-        lab.address_dut().await?;
-        lab.dut.run(|| -> std::io::Result<()> {
-            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-            // A veth takes frames transmitted into it by XDP only when it runs NAPI.
-            ethtool::set_gro("in0", true)
-        })??;
-        let mut nft = lab
-            .dut
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .context("running nft (install nftables)")?;
-        std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, group[0].nft().as_bytes())?;
-        drop(nft.stdin.take());
-        if !nft.wait()?.success() {
-            bail!("nft refused the {name} rules");
+        // A machine without nftables (the device machine has none) runs the rest; the Linux
+        // rows are missing from the table and the skip is said out loud.
+        if nft_installed() {
+            progress(&format!("{name}: Linux forwarding with nftables"));
+            lab.address_dut().await?;
+            lab.dut.run(|| -> std::io::Result<()> {
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+                // A veth takes frames transmitted into it by XDP only when it runs NAPI.
+                ethtool::set_gro("in0", true)
+            })??;
+            let mut nft = lab
+                .dut
+                .command("nft")
+                .args(["-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .context("running nft (install nftables)")?;
+            std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, group[0].nft().as_bytes())?;
+            drop(nft.stdin.take());
+            if !nft.wait()?.success() {
+                bail!("nft refused the {name} rules");
+            }
+            measure_all("Linux forwarding + nftables", &mut out)?;
+            lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
+            lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
+        } else {
+            progress(&format!("{name}: Linux forwarding + nftables SKIPPED: `nft` is not installed here"));
         }
-        measure_all("Linux forwarding + nftables", &mut out)?;
-        lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
-        lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
 
         let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
         let config_path = work.path().join("gateway.json");
         std::fs::write(&config_path, group[0].gateway_config().to_json())?;
+        let workers = opts.cores.to_string();
         for (dut, args, what) in [
-            ("hutong XDP engine", &[][..], "hutong's XDP engine (`hutong gateway run`)"),
+            ("hutong XDP engine", vec![], "hutong's XDP engine (`hutong gateway run`)"),
             (
                 "hutong userspace engine",
-                &["--engine", "userspace"][..],
-                "hutong's userspace engine (`--engine userspace`: one worker, AF_XDP in copy mode)",
+                vec!["--engine", "userspace", "--workers", &workers],
+                "hutong's userspace engine (`--engine userspace`, a worker per core, AF_XDP in copy mode)",
             ),
         ] {
             progress(&format!("{name}: {what}"));
-            let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", args)?;
+            let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &args)?;
             gw.wait_ready(&|| Ok(()))?;
             std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
             measure_all(dut, &mut out)?;
@@ -665,7 +724,7 @@ fn rules(scenarios: &[Scenario]) -> Vec<(String, String)> {
 /// How the figures were measured, in a sentence for the table's heading and the report.
 pub fn method(opts: &Options) -> String {
     format!(
-        "RFC 2544 throughput: the highest rate at which at most {}% of the frames are lost or \
+        "{} core(s), the generator sending from each into its own queue. RFC 2544 throughput: the highest rate at which at most {}% of the frames are lost or \
          wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
          each offering every flow at least once where that takes under a second) from a trial \
          of {} frames at the generator's full rate; latency percentiles at half that rate, one \
@@ -673,6 +732,7 @@ pub fn method(opts: &Options) -> String {
          {} a second. The new-session rate offers {} new sessions at full rate, then {} per \
          trial, each a flow never seen before. Only frames that reach the sink translated as \
          expected count",
+        opts.cores,
         opts.search.threshold * 100.0,
         opts.search.resolution * 100.0,
         opts.search.max_trials,
@@ -690,6 +750,10 @@ pub fn method(opts: &Options) -> String {
 pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates network namespaces and attaches XDP programs: run it as root");
+    }
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if opts.cores as usize > online {
+        bail!("--cores {}: this machine has {online} CPUs to run on", opts.cores);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let exe = std::env::current_exe()?;

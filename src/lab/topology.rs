@@ -201,7 +201,14 @@ async fn link_index(h: &Handle, name: &str) -> Result<u32> {
 
 /// A veth from `a_name` in `a` to `b_name` in `b`, created inside `a` so nothing touches the
 /// root namespace.
-async fn veth(a: &Handle, a_name: &str, b_ns: &Netns, b: &Handle, b_name: &str, queues: u32) -> Result<()> {
+pub(crate) async fn veth(
+    a: &Handle,
+    a_name: &str,
+    b_ns: &Netns,
+    b: &Handle,
+    b_name: &str,
+    queues: u32,
+) -> Result<()> {
     use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
     use std::os::fd::AsRawFd;
     let mut msg = LinkVeth::new(a_name, PEER_TMP).build();
