@@ -12,8 +12,9 @@
 //! ([`search`]: the highest rate with loss under a threshold, by binary search over paced
 //! trials) with latency percentiles at half that rate; the new-session row is RFC 9693's
 //! connection establishment rate (every frame of every trial a session never seen before). The
-//! report (Markdown, JSON, a PNG chart) is [`report`]'s. Not built yet (issue 7): session
-//! capacity, real NIC ports and several cores.
+//! report (Markdown, JSON, a PNG chart) is [`report`]'s. With `cores` > 1 the generator sends
+//! from that many CPUs, each into its own veth queue ([`Options::cores`]). Not built yet
+//! (issue 7): session capacity and real NIC ports.
 
 pub mod report;
 pub mod search;
