@@ -791,10 +791,18 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
         date,
         machine: report::Machine::here(),
         method: method(opts),
+        notes: if nft_installed() {
+            vec![]
+        } else {
+            vec!["Linux forwarding + nftables was skipped: `nft` is not installed on this machine.".into()]
+        },
         rows: rows.clone(),
         rules: rules(&opts.scenarios),
         command: command.to_string(),
     };
+    for n in &report.notes {
+        println!("NOTE: {n}");
+    }
     for path in report.write(out)? {
         println!("wrote {}", path.display());
     }

@@ -59,6 +59,8 @@ pub struct Report {
     pub machine: Machine,
     /// How it measured ([`super::method`]).
     pub method: String,
+    /// What did not run, and why (a device skipped, say).
+    pub notes: Vec<String>,
     pub rows: Vec<Outcome>,
     /// Each device's rules, as it ran them: (device, rules).
     pub rules: Vec<(String, String)>,
@@ -84,6 +86,9 @@ impl Report {
              could send.\n\n",
             self.method
         ));
+        for n in &self.notes {
+            s.push_str(&format!("**Note:** {n}\n\n"));
+        }
         s.push_str(
             "| scenario | device under test | frame | Mpps | at full rate | p50 / p99 µs | wrong | × Linux | × ceiling |\n",
         );
@@ -106,6 +111,7 @@ impl Report {
             "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "kernel": m.kernel},
             "command": self.command,
             "method": self.method,
+            "notes": self.notes,
             "results": self.rows.iter().map(|r| json!({
                 "scenario": r.scenario,
                 "dut": r.dut,
@@ -269,6 +275,7 @@ mod tests {
                 kernel: "Linux 6.18".into(),
             },
             method: "the method".into(),
+            notes: vec!["a device was skipped".into()],
             rows: vec![
                 row("raw XDP ceiling (redirect only)", 60, 1000, None),
                 row("Linux forwarding + nftables", 60, 250, None),
@@ -294,6 +301,7 @@ mod tests {
         );
         assert!(md.contains("Test CPU, 2 cores") && md.contains("Linux 6.18") && md.contains("2026-11-27"));
         assert!(md.contains("```text\nnft rules\n```"));
+        assert!(md.contains("**Note:** a device was skipped"), "{md}");
         let js = r.json();
         assert_eq!(js["results"][2]["x_linux"], 2.0);
         assert_eq!(js["results"][1]["mpps"], 0.25);
