@@ -27,7 +27,7 @@ fn template() -> [u8; GEN_HEADER] {
 
 /// The generator over 1,000 flows (250 hosts × 4 ports), at full rate, unstamped.
 fn flows_1000() -> GenConfig {
-    GenConfig { header: template(), sport: 1024, flows: 1000, hosts: 250, stamp: 0, interval_ns: 0, limit: 0 }
+    GenConfig::new(template(), 1024, 1000, 250)
 }
 
 /// Veth pairs in `ns`, up; their ifindexes, pair by pair.
@@ -71,14 +71,14 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
         .run(|| {
             let direct = Sink::attach(sink0, expect).unwrap();
             let mut generator = Generator::load(config).unwrap();
-            let took = generator.run(gen0, 60, FRAMES, 64).unwrap().took;
+            let took = generator.send(gen0, 60, Pace::full(FRAMES.into())).unwrap().took;
             let direct = direct.counters().unwrap();
             // Through the ceiling, into a sink that expects other addresses: all counted as wrong.
             let _ceiling = Ceiling::attach(dutin1, dutout1).unwrap();
             let wrong =
                 Sink::attach(sink1, SinkExpect { src: u32::from_ne_bytes([198, 18, 20, 0]), ..expect })
                     .unwrap();
-            generator.run(gen1, 60, FRAMES, 64).unwrap();
+            generator.send(gen1, 60, Pace::full(FRAMES.into())).unwrap();
             (took, direct, wrong.counters().unwrap())
         })
         .unwrap();

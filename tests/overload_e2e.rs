@@ -43,19 +43,11 @@ fn the_userspace_engine_forwards_a_modest_load_whole_after_overloads() {
     paces.extend([modest, modest]);
     let trials = lab.offer(Scenario::Netmap, 60, &paces).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400)); // the counters published
-    let out = lab.dut.command("curl").args(["-s", "http://127.0.0.1:9180/metrics"]).output().unwrap();
+    let metrics = common::Metrics::scrape(&lab.dut);
     gw.stop();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let dropped: f64 = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "hutong_socket_drops_total")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum();
+    let text = &metrics.text;
+    let dropped =
+        metrics.get("hutong_socket_drops_total", &[]).unwrap_or_else(|| panic!("no socket drops:\n{text}"));
     for t in &trials {
         eprintln!(
             "overload_e2e: offered {} at {:.0}/s, {} arrived translated, {} wrong",

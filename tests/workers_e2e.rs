@@ -91,18 +91,8 @@ fn udp_exchanges(lab: &hutong::lab::DemoLab, hosts: &[String]) -> (usize, usize)
 }
 
 fn metric(lab: &hutong::lab::DemoLab, name: &str, worker: &str) -> f64 {
-    let out = lab.gateway.command("curl").args(["-s", "http://127.0.0.1:9180/metrics"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && s.labels.get("worker") == Some(worker))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => -1.0,
-        })
-        .unwrap_or_else(|| panic!("no {name}{{worker={worker}}}:\n{text}"))
+    let m = common::Metrics::scrape(&lab.gateway);
+    m.get(name, &[("worker", worker)]).unwrap_or_else(|| panic!("no {name}{{worker={worker}}}:\n{}", m.text))
 }
 
 #[test]

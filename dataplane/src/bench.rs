@@ -104,26 +104,26 @@ impl Generator {
         Ok(Generator { ebpf, config })
     }
 
-    /// Sends `frames` frames of `len` bytes (at least the header) out of `ifindex` (which must
-    /// be in the caller's namespace) at full rate, `batch` at a time.
-    pub fn run(&mut self, ifindex: u32, len: usize, frames: u32, batch: u32) -> Result<Offered> {
-        self.send(ifindex, len, Pace { batch, ..Pace::full(frames.into()) })
-    }
-
-    /// Sends as `pace` says. A paced run spaces frames in the program itself, and its time is
+    /// Sends `len`-byte frames (at least the header) out of `ifindex` (which must be in the
+    /// caller's namespace) as `pace` says. A paced run spaces frames in the program itself, and its time is
     /// from the first frame's to the last's; a full-rate run's is the kernel's.
     pub fn send(&mut self, ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
         let (_pinned, cpu) = Pinned::here()?;
         let interval_ns = pace.rate.map_or(0, |r| (1e9 / r.max(1.0)).round().max(1.0) as u64);
-        let config = GenConfig { stamp: pace.stamp.into(), interval_ns, limit: pace.frames, ..self.config };
+        let config = GenConfig {
+            stamp: pace.stamp.into(),
+            interval_ns,
+            limit: pace.frames,
+            first_flow: pace.first_flow,
+            ..self.config
+        };
         let mut c: Array<_, GenConfig> =
             Array::try_from(self.ebpf.map_mut(MAP_GEN_CONFIG).context(MAP_GEN_CONFIG)?)?;
         c.set(0, config, 0)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        let start = GenState { next: pace.first_flow, ..GenState::default() };
         let mut state: PerCpuArray<_, GenState> =
             PerCpuArray::try_from(self.ebpf.map_mut(MAP_GEN_STATE).context(MAP_GEN_STATE)?)?;
-        state.set(0, PerCpuValues::try_from(vec![start; cpus])?, 0)?;
+        state.set(0, PerCpuValues::try_from(vec![GenState::default(); cpus])?, 0)?;
 
         let mut frame = vec![0u8; len.max(GEN_HEADER + 8)];
         frame[..GEN_HEADER].copy_from_slice(&config.header);

@@ -52,10 +52,9 @@ const SERVER: [u8; 4] = [198, 19, 0, 2];
 /// rate every device's new-session path keeps up with (their first packets are the slow
 /// path's, as new connections are Linux's conntrack's).
 const WARM_UP_RATE: f64 = 100_000.0;
-/// Frames the generator makes before it transmits them (`xdp_live_frames`): the search's
-/// trials send in the kernel's usual batch; latency trials one frame at a time, so a frame
-/// never waits for the rest of its batch to be made.
-const BATCH: u32 = 64;
+/// Frames the generator makes before it transmits them (`xdp_live_frames`) in latency trials:
+/// one, so a frame never waits for the rest of its batch to be made (the search's trials use
+/// [`Pace::full`]'s batch).
 const LATENCY_BATCH: u32 = 1;
 
 /// How much the bench measures: `--quick` for CI's smoke test, the default for a report.
@@ -225,31 +224,15 @@ impl BenchLab {
             Scenario::Napt100k => (FLOWS_100K, 1024),
             _ => (FLOWS, 1024),
         };
-        Ok(GenConfig {
-            header: header[..GEN_HEADER].try_into()?,
-            sport,
-            flows,
-            hosts: HOSTS,
-            stamp: 0,
-            interval_ns: 0,
-            limit: 0,
-        })
+        Ok(GenConfig::new(header[..GEN_HEADER].try_into()?, sport, flows, HOSTS))
     }
 
     /// Offers an established scenario's flows at [`WARM_UP_RATE`], `passes` times (what the
     /// first pass lost, the second sets up), so that what is measured next is established
     /// sessions.
     fn warm_up(&self, scenario: Scenario, passes: u32) -> Result<()> {
-        let config = self.template(scenario, 60)?;
-        let gen0 = self.gen0.ifindex;
-        self.generator.run(|| -> Result<()> {
-            let mut g = Generator::load(config)?;
-            for _ in 0..passes {
-                let pace = Pace { rate: Some(WARM_UP_RATE), ..Pace::full(config.flows.into()) };
-                g.send(gen0, 60, pace)?;
-            }
-            Ok(())
-        })??;
+        let pace = Pace { rate: Some(WARM_UP_RATE), ..Pace::full(self.template(scenario, 60)?.flows.into()) };
+        self.offer(scenario, 60, &vec![pace; passes as usize])?;
         std::thread::sleep(Duration::from_millis(100)); // the last sessions' flows installed
         Ok(())
     }
@@ -324,22 +307,19 @@ impl BenchLab {
             // Every flow at least once in a trial (established sessions all touched), unless
             // that takes more than a second at this rate.
             let least = if new { 0 } else { u64::from(config.flows) };
-            let paced = |rate: f64, new_sessions: u64| Pace {
-                frames: if new {
-                    new_sessions.min(rate as u64).max(1)
+            let paced = |rate: f64, new_sessions: u64| {
+                let frames = if new {
+                    new_sessions.min(rate as u64)
                 } else {
-                    ((rate * opts.trial.as_secs_f64()) as u64).max(least.min(rate as u64)).max(1)
-                },
-                rate: Some(rate),
-                batch: BATCH,
-                stamp: false,
-                first_flow: 0,
+                    ((rate * opts.trial.as_secs_f64()) as u64).max(least.min(rate as u64))
+                };
+                Pace { rate: Some(rate), ..Pace::full(frames.max(1)) }
             };
             let found = opts.search.run(|rate| {
                 Ok(match rate {
                     None => {
                         let frames = if new { opts.new_sessions.0 } else { opts.frames.max(least) };
-                        trial(Pace { batch: BATCH, ..Pace::full(frames) })?.0
+                        trial(Pace::full(frames))?.0
                     }
                     Some(r) => trial(paced(r, opts.new_sessions.1))?.0,
                 })
@@ -355,6 +335,9 @@ impl BenchLab {
         })
     }
 }
+
+/// What the output and the report say where Linux's device could not run.
+const NFT_MISSING: &str = "Linux forwarding + nftables SKIPPED: `nft` is not installed on this machine";
 
 /// Whether `nft` runs here.
 fn nft_installed() -> bool {
@@ -637,7 +620,7 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
             lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
             lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
         } else {
-            progress(&format!("{name}: Linux forwarding + nftables SKIPPED: `nft` is not installed here"));
+            progress(&format!("{name}: {NFT_MISSING}"));
         }
 
         let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
@@ -725,8 +708,8 @@ fn rules(scenarios: &[Scenario]) -> Vec<(String, String)> {
 /// How the figures were measured, in a sentence for the table's heading and the report.
 pub fn method(opts: &Options) -> String {
     format!(
-        "{} core(s), the generator sending from each into its own queue. RFC 2544 throughput: the highest rate at which at most {}% of the frames are lost or \
-         wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
+        "{} core(s), the generator sending from each into its own queue. RFC 2544 throughput: \
+         the highest rate at which at most {}% of the frames are lost or wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
          each offering every flow at least once where that takes under a second) from a trial \
          of {} frames at the generator's full rate; latency percentiles at half that rate, one \
          frame per generator batch. Established flows' sessions are set up first, {} passes at \
@@ -791,12 +774,8 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
         date,
         machine: report::Machine::here(),
         method: method(opts),
-        notes: if nft_installed() {
-            vec![]
-        } else {
-            vec!["Linux forwarding + nftables was skipped: `nft` is not installed on this machine.".into()]
-        },
-        rows: rows.clone(),
+        notes: if nft_installed() { vec![] } else { vec![NFT_MISSING.into()] },
+        rows,
         rules: rules(&opts.scenarios),
         command: command.to_string(),
     };
@@ -806,6 +785,6 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
     for path in report.write(out)? {
         println!("wrote {}", path.display());
     }
-    let wrong = rows.iter().any(|r| r.found.full.good == 0 || r.found.bad() > 0);
+    let wrong = report.rows.iter().any(|r| r.found.full.good == 0 || r.found.bad() > 0);
     Ok(if wrong { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }

@@ -173,3 +173,34 @@ pub fn iperf3_received(out: &std::process::Output) -> (f64, serde_json::Value) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     (report["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0), report)
 }
+
+/// The gateway's metrics, scraped from inside `ns` (its agent API on 127.0.0.1:9180).
+pub struct Metrics {
+    pub text: String,
+    pub scrape: prometheus_parse::Scrape,
+}
+
+impl Metrics {
+    pub fn scrape(ns: &hutong::lab::Netns) -> Metrics {
+        let out = ns.command("curl").args(["-s", "http://127.0.0.1:9180/metrics"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        Metrics { text, scrape }
+    }
+
+    /// The sum of the `name` samples carrying all of `labels`; `None` if there is none.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use prometheus_parse::Value::{Counter, Gauge, Untyped};
+        let matching: Vec<f64> = self
+            .scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                Counter(v) | Gauge(v) | Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .collect();
+        (!matching.is_empty()).then(|| matching.iter().sum())
+    }
+}

@@ -80,7 +80,7 @@ impl AfXdpPort {
         info.set_queue(queue);
         let socket =
             Socket::with_shared(&info, &umem).map_err(|e| anyhow!("AF_XDP socket on {ifname}: {e}"))?;
-        let mut device = umem.fq_cq(&socket).map_err(|e| anyhow!("fill/completion rings: {e}"))?;
+        let device = umem.fq_cq(&socket).map_err(|e| anyhow!("fill/completion rings: {e}"))?;
         let rings =
             SocketConfig { rx_size: NonZeroU32::new(RING), tx_size: NonZeroU32::new(RING), bind_flags: 0 };
         let user = umem.rx_tx(&socket, &rings).map_err(|e| anyhow!("rx/tx rings: {e}"))?;
@@ -88,16 +88,11 @@ impl AfXdpPort {
         let tx = user.map_tx().map_err(|e| anyhow!("mapping the tx ring: {e}"))?;
         umem.bind(&user).map_err(|e| anyhow!("binding to {ifname} queue {queue}: {e}"))?;
         let fd = user.as_raw_fd();
-        let mut free: Vec<u64> =
-            (0..FRAMES).filter_map(|i| umem.frame(BufIdx(i)).map(|c| c.offset)).collect();
-        // Lend half of the frames to the kernel to receive into.
-        let lend: Vec<u64> = free.split_off(free.len() / 2);
-        {
-            let mut fill = device.fill(lend.len() as u32);
-            fill.insert(lend.into_iter());
-            fill.commit();
-        }
-        Ok(AfXdpPort { rx, tx, device, _socket: socket, umem, _area: area, fd, free })
+        let free: Vec<u64> = (0..FRAMES).filter_map(|i| umem.frame(BufIdx(i)).map(|c| c.offset)).collect();
+        let mut port = AfXdpPort { rx, tx, device, _socket: socket, umem, _area: area, fd, free };
+        // All but the transmit reserve lent to the kernel to receive into.
+        port.refill();
+        Ok(port)
     }
 
     /// The socket's fd, for the XSKMAP.

@@ -23,7 +23,7 @@ use hutong_common::{
 
 #[map]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
-/// Where the run stands on each CPU: the next frame's flow, frames sent, the next frame's time.
+/// Where the run stands on each CPU: frames sent, the next frame's time, the first and last.
 #[map]
 static GEN_STATE: PerCpuArray<GenState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -82,8 +82,7 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     }
     let flows = if c.flows == 0 { 1 } else { c.flows as u64 };
     let hosts = if c.hosts == 0 { 1 } else { c.hosts as u64 };
-    let f = st.next % flows;
-    st.next = st.next.wrapping_add(1);
+    let f = c.first_flow.wrapping_add(st.sent) % flows;
     st.sent += 1;
     if timed {
         if st.first == 0 {
@@ -114,37 +113,37 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
 pub fn bench_sink(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let Some(c) = SINK_COUNTERS.get_ptr_mut(0) else { return xdp_action::XDP_DROP };
-    // Some(true): IPv4 as expected; Some(false): IPv4 otherwise; None: not IPv4.
+    // Some((true, stamped)): IPv4 as expected; Some((false, _)): IPv4 otherwise; None: not IPv4.
     let verdict = match (ptr_at::<[u8; 34]>(&ctx, 0), SINK_EXPECT.get(0)) {
         (Some(f), Some(e)) => {
             let f = unsafe { *f };
             let src = u32::from_ne_bytes([f[26], f[27], f[28], f[29]]);
             let dst = u32::from_ne_bytes([f[30], f[31], f[32], f[33]]);
-            (f[12] == 0x08 && f[13] == 0x00).then_some(src & e.src_mask == e.src && dst & e.dst_mask == e.dst)
+            let expected = src & e.src_mask == e.src && dst & e.dst_mask == e.dst;
+            (f[12] == 0x08 && f[13] == 0x00).then_some((expected, e.stamped != 0))
         }
         _ => None,
     };
     // Per CPU: no other CPU touches these counters.
     unsafe {
         match verdict {
-            Some(true) => {
+            Some((true, stamped)) => {
                 (*c).good += 1;
                 (*c).good_bytes += len;
-                latency(&ctx);
+                if stamped {
+                    latency(&ctx);
+                }
             }
-            Some(false) => (*c).bad += 1,
+            Some((false, _)) => (*c).bad += 1,
             None => (*c).other += 1,
         }
     }
     xdp_action::XDP_DROP
 }
 
-/// A good frame's latency into its histogram bucket, when the generator stamps frames.
+/// A good, stamped frame's latency into its histogram bucket.
 #[inline(always)]
 fn latency(ctx: &XdpContext) {
-    if SINK_EXPECT.get(0).is_none_or(|e| e.stamped == 0) {
-        return;
-    }
     let Some(t) = ptr_at::<[u8; 8]>(ctx, GEN_HEADER) else { return };
     let sent = u64::from_ne_bytes(unsafe { *t });
     if sent == 0 {

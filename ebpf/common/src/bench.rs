@@ -27,14 +27,23 @@ pub struct GenConfig {
     pub interval_ns: u64,
     /// Frames to send in all, counted in `GEN_STATE`; the invocations after that send nothing.
     pub limit: u64,
+    /// The first frame's flow: frame `n` of a run is flow `first_flow + n`.
+    pub first_flow: u64,
+}
+
+impl GenConfig {
+    /// Frames from `header`, varied over `flows` flows of `hosts` hosts from source port
+    /// `sport`; how a run sends (rate, stamps, count, first flow) is set per run.
+    pub const fn new(header: [u8; GEN_HEADER], sport: u16, flows: u32, hosts: u32) -> GenConfig {
+        GenConfig { header, sport, flows, hosts, stamp: 0, interval_ns: 0, limit: 0, first_flow: 0 }
+    }
 }
 
 /// `GEN_STATE[0]` (per CPU; the harness keeps a run on one CPU): where a run stands.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GenState {
-    /// The flow of the next frame, frames sent, and the next frame's time (0: not started).
-    pub next: u64,
+    /// Frames sent, and the next frame's time (0: not started).
     pub sent: u64,
     pub due: u64,
     /// When the first and the last frame were sent.
@@ -102,8 +111,8 @@ pub const PROGRAM_SINK: &str = "bench_sink";
 pub const PROGRAM_CEILING: &str = "bench_ceiling";
 
 const _: () = {
-    assert!(size_of::<GenConfig>() == 72);
-    assert!(size_of::<GenState>() == 40);
+    assert!(size_of::<GenConfig>() == 80);
+    assert!(size_of::<GenState>() == 32);
     assert!(size_of::<SinkExpect>() == 20);
     assert!(size_of::<SinkCounters>() == 32);
 };
