@@ -78,7 +78,8 @@ fn full_size_frames_are_forwarded_correctly_too() {
         cores,
         ..hutong::bench::Options::quick()
     };
-    let rows = rt.block_on(hutong::bench::series(hutong, &opts, &|m| eprintln!("bench_smoke: {m}"))).unwrap();
+    let rows =
+        rt.block_on(hutong::bench::series(hutong, &opts, &|m| eprintln!("bench_smoke: {m}"))).unwrap().rows;
     eprintln!("{}", hutong::bench::table(&rows));
     assert_eq!(rows.len(), 4);
     for r in &rows {

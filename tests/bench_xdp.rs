@@ -1,11 +1,13 @@
 //! The acceptance bench's instruments (`dataplane::bench`), for real in a namespace: the
 //! live-frames generator sends frames over 1,000 flows into a counting sink, directly and through
 //! the raw XDP ceiling (a redirect from one veth to another), and the sink tells frames with the
-//! expected addresses from the rest. The harness around them (`hutong bench`) is not built yet.
+//! expected addresses from the rest; paced and stamped runs; the responder of session capacity
+//! learns each tagged flow's source and replies to exactly that. The harness around them is
+//! `hutong bench` (tests/bench_smoke.rs, tests/bench_capacity.rs).
 
 mod common;
 
-use dataplane::bench::{Ceiling, Generator, Pace, Sink};
+use dataplane::bench::{Ceiling, Generator, Pace, Responder, Sink};
 use etherparse::PacketBuilder;
 use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
 
@@ -13,10 +15,15 @@ const FRAMES: u32 = 200_000;
 
 /// A 60-byte UDP frame's header (10.20.0.1:1024 → 198.19.0.2:9), as the generator's template.
 fn template() -> [u8; GEN_HEADER] {
+    header(([10, 20, 0, 1], 1024), ([198, 19, 0, 2], 9))
+}
+
+/// A 60-byte UDP frame's header from `src` to `dst` (address, port).
+fn header(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> [u8; GEN_HEADER] {
     let mut v = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 20, 0, 1], [198, 19, 0, 2], 64)
-        .udp(1024, 9)
+        .ipv4(src.0, dst.0, 64)
+        .udp(src.1, dst.1)
         .write(&mut v, &[0; 18])
         .unwrap();
     assert_eq!(v.len(), 60);
@@ -64,7 +71,7 @@ fn the_generator_reaches_the_sink_directly_and_through_the_ceiling() {
         src_mask: mask(24),
         dst: u32::from_ne_bytes([198, 19, 0, 2]),
         dst_mask: mask(32),
-        stamped: 0,
+        ..SinkExpect::default()
     };
     let config = flows_1000();
     let results = ns
@@ -138,4 +145,62 @@ fn a_paced_run_never_exceeds_its_rate_and_every_stamped_frame_is_timed() {
     assert_eq!(counters.good, 30_000, "a veth straight into the sink loses nothing");
     assert_eq!(timed, 20_000, "every stamped frame, and only those, is in the histogram");
     assert!(histogram[..8].iter().all(|&n| n == 0), "a veth takes more than 8 ns: {histogram:?}");
+}
+
+#[test]
+fn the_responder_replies_to_exactly_the_flows_it_learned() {
+    common::require_root("bench_xdp");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ns = hutong::lab::Netns::create(&format!("{}-reply", hutong::lab::netns::lab_tag())).unwrap();
+    let [gen0, sink0] = veths(&rt, &ns, &[("gen0", "sink0")])[..] else { panic!("two links") };
+    // Flows 0..600 of 1,000 go out tagged; nothing translates them, so each flow's reply goes
+    // to the source it was sent from.
+    let config = GenConfig { tag: 1, ..flows_1000() };
+    let there = SinkExpect {
+        src: u32::from_ne_bytes([10, 20, 0, 0]),
+        src_mask: mask(24),
+        dst: u32::from_ne_bytes([198, 19, 0, 2]),
+        dst_mask: mask(32),
+        ..SinkExpect::default()
+    };
+    // The server's replies: from where the flows went, to wherever each was learned from.
+    let reply = header(([198, 19, 0, 2], 9), ([0; 4], 0));
+    let reply = GenConfig::new(reply, 9, 1000, 1);
+    let back = |port| SinkExpect {
+        src: u32::from_ne_bytes([198, 19, 0, 2]),
+        src_mask: mask(32),
+        dst: u32::from_ne_bytes([10, 20, 0, 1]),
+        reply_hosts: 250,
+        reply_port: port,
+        ..SinkExpect::default()
+    };
+    let (learned, sent, right, wrong) = ns
+        .run(|| {
+            let mut responder = Responder::attach(sink0, there, 1000, reply).unwrap();
+            Generator::load(config).unwrap().send(gen0, 60, Pace::full(600)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let learned = responder.counters().unwrap();
+            // Replies to all 1,000 flows: the 400 never learned are counted, not sent.
+            let right = Sink::attach(gen0, back(1024)).unwrap();
+            let sent = responder.reply(sink0, 60, Pace::full(1000)).unwrap().sent;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let right = {
+                let counted = right.counters().unwrap();
+                drop(right); // detached: one XDP program per interface
+                counted
+            };
+            // A sink expecting the flows one port higher finds every reply wrong.
+            let wrong = Sink::attach(gen0, back(1025)).unwrap();
+            responder.reply(sink0, 60, Pace::full(1000)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            (learned, sent, right, wrong.counters().unwrap())
+        })
+        .unwrap();
+    eprintln!(
+        "bench_xdp: learned {learned:?}; {sent} replies counted sent; right {right:?}; wrong {wrong:?}"
+    );
+    assert_eq!((learned.good, learned.learned, learned.bad), (600, 600, 0));
+    assert_eq!(sent, 1000);
+    assert_eq!((right.good, right.bad), (600, 0), "one reply per learned flow, each to its own source");
+    assert_eq!((wrong.good, wrong.bad), (0, 600));
 }

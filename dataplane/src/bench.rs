@@ -1,29 +1,37 @@
 //! The acceptance bench's XDP programs (`ebpf/bench`) from userspace: the live-frames
 //! generator (full rate or paced, optionally time-stamping frames), the counting sink with its
-//! latency histogram, and the raw redirect ceiling. The harness around them is `hutong bench`;
+//! latency histogram, the responder for session capacity (a sink that learns each flow's
+//! translation and a generator replying to those flows), and the raw redirect ceiling. The harness around them is `hutong bench`;
 //! these are its measuring instruments, tested in `tests/bench_xdp.rs`.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, DevMap, PerCpuArray, PerCpuValues},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use hutong_common::bench::{
     GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, MAP_CEILING_TX, MAP_GEN_CONFIG, MAP_GEN_STATE,
-    MAP_SINK_COUNTERS, MAP_SINK_EXPECT, MAP_SINK_LATENCY, PROGRAM_CEILING, PROGRAM_GEN, PROGRAM_SINK,
-    SinkCounters, SinkExpect,
+    MAP_LEARNED, MAP_SINK_COUNTERS, MAP_SINK_EXPECT, MAP_SINK_LATENCY, PROGRAM_CEILING, PROGRAM_GEN,
+    PROGRAM_SINK, SinkCounters, SinkExpect, TAG_AT,
 };
 
 /// The bench programs' object, built for bpfel-unknown-none by build.rs.
 pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hutong-bench-xdp"));
 
-fn load(program: &str) -> Result<Ebpf> {
-    let mut ebpf = Ebpf::load(BENCH_OBJECT).context("loading the bench object")?;
-    let p: &mut Xdp = ebpf.program_mut(program).context("no such bench program")?.try_into()?;
-    p.load().with_context(|| format!("the kernel rejected {program} (verifier)"))?;
+/// The bench object with `programs` loaded, room for `learned` flows in `LEARNED` (the map is
+/// preallocated: one entry unless a responder needs more).
+fn load(programs: &[&str], learned: u32) -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_LEARNED, learned.max(1))
+        .load(BENCH_OBJECT)
+        .context("loading the bench object")?;
+    for &program in programs {
+        let p: &mut Xdp = ebpf.program_mut(program).context("no such bench program")?.try_into()?;
+        p.load().with_context(|| format!("the kernel rejected {program} (verifier)"))?;
+    }
     Ok(ebpf)
 }
 
@@ -100,7 +108,7 @@ impl Drop for Pinned {
 
 impl Generator {
     pub fn load(config: GenConfig) -> Result<Generator> {
-        let ebpf = load(PROGRAM_GEN)?;
+        let ebpf = load(&[PROGRAM_GEN], 1)?;
         Ok(Generator { ebpf, config })
     }
 
@@ -125,7 +133,7 @@ impl Generator {
             PerCpuArray::try_from(self.ebpf.map_mut(MAP_GEN_STATE).context(MAP_GEN_STATE)?)?;
         state.set(0, PerCpuValues::try_from(vec![GenState::default(); cpus])?, 0)?;
 
-        let mut frame = vec![0u8; len.max(GEN_HEADER + 8)];
+        let mut frame = vec![0u8; len.max(TAG_AT + 4)];
         frame[..GEN_HEADER].copy_from_slice(&config.header);
         // struct xdp_md: data, data_end (the frame's length), data_meta, ingress_ifindex, ...
         let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
@@ -177,13 +185,33 @@ pub struct Sink {
     ebpf: Ebpf,
 }
 
+/// Attaches `ebpf`'s loaded sink to `ifindex`, expecting `expect`.
+fn attach_sink(ebpf: &mut Ebpf, ifindex: u32, expect: SinkExpect) -> Result<()> {
+    let mut e: Array<_, SinkExpect> =
+        Array::try_from(ebpf.map_mut(MAP_SINK_EXPECT).context(MAP_SINK_EXPECT)?)?;
+    e.set(0, expect, 0)?;
+    attach(ebpf, PROGRAM_SINK, ifindex)
+}
+
+/// A sink's counters, summed over CPUs.
+fn sink_counters(ebpf: &Ebpf) -> Result<SinkCounters> {
+    let m: PerCpuArray<_, SinkCounters> =
+        PerCpuArray::try_from(ebpf.map(MAP_SINK_COUNTERS).context(MAP_SINK_COUNTERS)?)?;
+    let mut sum = SinkCounters::default();
+    for c in m.get(&0, 0)?.iter() {
+        sum.good += c.good;
+        sum.good_bytes += c.good_bytes;
+        sum.bad += c.bad;
+        sum.other += c.other;
+        sum.learned += c.learned;
+    }
+    Ok(sum)
+}
+
 impl Sink {
     pub fn attach(ifindex: u32, expect: SinkExpect) -> Result<Sink> {
-        let mut ebpf = load(PROGRAM_SINK)?;
-        let mut e: Array<_, SinkExpect> =
-            Array::try_from(ebpf.map_mut(MAP_SINK_EXPECT).context(MAP_SINK_EXPECT)?)?;
-        e.set(0, expect, 0)?;
-        attach(&mut ebpf, PROGRAM_SINK, ifindex)?;
+        let mut ebpf = load(&[PROGRAM_SINK], 1)?;
+        attach_sink(&mut ebpf, ifindex, expect)?;
         Ok(Sink { ebpf })
     }
 
@@ -197,16 +225,35 @@ impl Sink {
 
     /// Its counters, summed over CPUs.
     pub fn counters(&self) -> Result<SinkCounters> {
-        let m: PerCpuArray<_, SinkCounters> =
-            PerCpuArray::try_from(self.ebpf.map(MAP_SINK_COUNTERS).context(MAP_SINK_COUNTERS)?)?;
-        let mut sum = SinkCounters::default();
-        for c in m.get(&0, 0)?.iter() {
-            sum.good += c.good;
-            sum.good_bytes += c.good_bytes;
-            sum.bad += c.bad;
-            sum.other += c.other;
-        }
-        Ok(sum)
+        sink_counters(&self.ebpf)
+    }
+}
+
+/// The far end of session capacity (RFC 9693): a sink on one interface that learns where the
+/// device translated each tagged flow to (`SinkExpect::learn`), and a generator over the same
+/// maps that replies to those flows out of the same interface.
+pub struct Responder {
+    generator: Generator,
+}
+
+impl Responder {
+    /// The sink on `ifindex` (learning set in `expect`), with room for flows `0..flows`;
+    /// replies are `reply`'s template (source the server, destination each learned flow's).
+    pub fn attach(ifindex: u32, expect: SinkExpect, flows: u32, reply: GenConfig) -> Result<Responder> {
+        let mut ebpf = load(&[PROGRAM_GEN, PROGRAM_SINK], flows)?;
+        attach_sink(&mut ebpf, ifindex, SinkExpect { learn: 1, ..expect })?;
+        Ok(Responder { generator: Generator { ebpf, config: GenConfig { reply: 1, tag: 1, ..reply } } })
+    }
+
+    /// What its sink counted (`learned`: flows whose translation it knows).
+    pub fn counters(&self) -> Result<SinkCounters> {
+        sink_counters(&self.generator.ebpf)
+    }
+
+    /// Replies to flows `pace.first_flow..` as `pace` says, out of `ifindex` (the sink's); a
+    /// flow never learned counts as sent but sends nothing.
+    pub fn reply(&mut self, ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
+        self.generator.send(ifindex, len, pace)
     }
 }
 
@@ -217,7 +264,7 @@ pub struct Ceiling {
 
 impl Ceiling {
     pub fn attach(from: u32, to: u32) -> Result<Ceiling> {
-        let mut ebpf = load(PROGRAM_CEILING)?;
+        let mut ebpf = load(&[PROGRAM_CEILING], 1)?;
         let mut tx: DevMap<_> = DevMap::try_from(ebpf.map_mut(MAP_CEILING_TX).context(MAP_CEILING_TX)?)?;
         tx.set(0, to, None, 0)?;
         attach(&mut ebpf, PROGRAM_CEILING, from)?;

@@ -11,11 +11,13 @@
 //! 100,000 established flows, and NAPT's new-session rate. Each row is an RFC 2544 throughput
 //! ([`search`]: the highest rate with loss under a threshold, by binary search over paced
 //! trials) with latency percentiles at half that rate; the new-session row is RFC 9693's
-//! connection establishment rate (every frame of every trial a session never seen before). The
+//! connection establishment rate (every frame of every trial a session never seen before), and
+//! NAPT's session capacity is RFC 9693's connection tracking table capacity ([`capacity`]). The
 //! report (Markdown, JSON, a PNG chart) is [`report`]'s. With `cores` > 1 the generator sends
 //! from that many CPUs, each into its own veth queue ([`Options::cores`]). Not built yet
-//! (issue 7): session capacity and real NIC ports.
+//! (issue 7): real NIC ports.
 
+pub mod capacity;
 pub mod report;
 pub mod search;
 
@@ -64,6 +66,8 @@ pub struct Options {
     pub frames: u64,
     /// New sessions in the new-session scenario's full-rate trial, and in each paced one.
     pub new_sessions: (u64, u64),
+    /// The most sessions the capacity search offers (its first trial).
+    pub sessions: u64,
     /// How long each paced trial offers frames.
     pub trial: Duration,
     /// Passes over an established scenario's flows before it is measured.
@@ -84,6 +88,7 @@ impl Options {
         Options {
             frames: 500_000,
             new_sessions: (50_000, 10_000),
+            sessions: 300_000,
             trial: Duration::from_millis(200),
             warm_up_passes: 2,
             cores: 1,
@@ -93,18 +98,29 @@ impl Options {
         }
     }
 
-    /// Every scenario at 64 bytes, short trials, a coarse search: a smoke test.
+    /// Every throughput scenario at 64 bytes, short trials, a coarse search: a smoke test
+    /// within CI's 30 s (session capacity adds some 9 s, mostly three gateway starts; it runs
+    /// when asked for, with 20,000 sessions).
     pub fn quick() -> Options {
         Options {
             frames: 100_000,
             new_sessions: (20_000, 5_000),
+            sessions: 20_000,
             trial: Duration::from_millis(40),
             warm_up_passes: 1,
             search: search::Search { threshold: 0.001, resolution: 0.1, max_trials: 3 },
             sizes: SIZES[..1].to_vec(),
+            scenarios: Scenario::ALL.into_iter().filter(|&s| s != Scenario::NaptCapacity).collect(),
             ..Options::full()
         }
     }
+}
+
+/// What a series measured: throughput rows, and session capacity per device.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub rows: Vec<Outcome>,
+    pub capacity: Vec<capacity::Sessions>,
 }
 
 /// The namespaces and the four veth ends that matter; dropping it removes everything.
@@ -189,15 +205,19 @@ impl BenchLab {
         }
         let (gen0, in0) = veth(&generator, "gen0", &dut, "in0", cores).await?;
         let (out0, sink0) = veth(&dut, "out0", &sink, "sink0", cores).await?;
-        // The device reaches the server through the sink, whose XDP drops ARP: a static entry.
+        // The device reaches the server through the sink, and the hosts (replies, in session
+        // capacity) through the generator, whose XDP programs drop ARP: static entries.
         let h = dut.netlink()?;
-        h.neighbours()
-            .add(out0.ifindex, std::net::IpAddr::from(SERVER))
-            .link_layer_address(&sink0.mac)
-            .state(NeighbourState::Permanent)
-            .execute()
-            .await
-            .context("the server's neighbor entry")?;
+        let hosts = (2..2 + HOSTS).map(|i| (in0.ifindex, [10, 20, 0, i as u8], gen0.mac));
+        for (port, addr, mac) in std::iter::once((out0.ifindex, SERVER, sink0.mac)).chain(hosts) {
+            h.neighbours()
+                .add(port, std::net::IpAddr::from(addr))
+                .link_layer_address(&mac)
+                .state(NeighbourState::Permanent)
+                .execute()
+                .await
+                .with_context(|| format!("a neighbor entry for {}", std::net::Ipv4Addr::from(addr)))?;
+        }
         Ok(BenchLab { generator, dut, sink, gen0, in0, out0, sink0, cores: cores.max(1) })
     }
 
@@ -221,6 +241,8 @@ impl BenchLab {
         header[40..42].fill(0); // no UDP checksum: the generator varies the ports
         let (flows, sport) = match scenario {
             Scenario::NaptNew => (NEW_SPACE, NEW_SPORT),
+            // The search sizes it (see `capacity`).
+            Scenario::NaptCapacity => (1, 1024),
             Scenario::Napt100k => (FLOWS_100K, 1024),
             _ => (FLOWS, 1024),
         };
@@ -255,6 +277,7 @@ impl BenchLab {
             dst: u32::from_ne_bytes(SERVER),
             dst_mask: u32::MAX,
             stamped: 1,
+            ..SinkExpect::default()
         };
         let gen0 = self.gen0.ifindex;
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
@@ -270,7 +293,7 @@ impl BenchLab {
                 if new {
                     next_flow += offered.sent;
                 }
-                let after = drained(&sink)?;
+                let after = drained(&|| sink.counters())?;
                 let hist: Vec<u64> = sink.latency()?.iter().zip(hist_before).map(|(a, b)| a - b).collect();
                 let t = search::Trial {
                     asked: pace.rate,
@@ -338,10 +361,12 @@ impl BenchLab {
 
 /// What the output and the report say where Linux's device could not run.
 const NFT_MISSING: &str = "Linux forwarding + nftables SKIPPED: `nft` is not installed on this machine";
+const CONNTRACK_MISSING: &str = "Linux forwarding + nftables SKIPPED in session capacity: `conntrack` (to empty \
+     its table between trials) is not installed on this machine (scripts/setup.sh installs it)";
 
-/// Whether `nft` runs here.
-fn nft_installed() -> bool {
-    std::process::Command::new("nft")
+/// Whether `program --version` runs here.
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
         .arg("--version")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -390,13 +415,15 @@ fn send_from_cores(gens: &mut [Generator], ifindex: u32, len: usize, pace: Pace)
     Ok(total)
 }
 
-/// The sink's counters once what is still queued in the device has arrived: read until they
+/// A sink's counters once what is still queued in the device has arrived: read until they
 /// stop changing (a second at most).
-fn drained(sink: &Sink) -> Result<hutong_common::bench::SinkCounters> {
-    let mut last = sink.counters()?;
+fn drained(
+    counters: &dyn Fn() -> Result<hutong_common::bench::SinkCounters>,
+) -> Result<hutong_common::bench::SinkCounters> {
+    let mut last = counters()?;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(20));
-        let now = sink.counters()?;
+        let now = counters()?;
         if now == last {
             break;
         }
@@ -428,11 +455,21 @@ pub enum Scenario {
     /// first frame delivered (RFC 9693's connection establishment rate).
     #[value(name = "napt-new")]
     NaptNew,
+    /// NAPT onto 64 addresses (room for 4 million sessions): the most sessions a device holds
+    /// at once, every one answered (RFC 9693's connection tracking table capacity).
+    #[value(name = "napt-capacity")]
+    NaptCapacity,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Netmap, Scenario::DenyHeavy, Scenario::Napt, Scenario::Napt100k, Scenario::NaptNew];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Netmap,
+        Scenario::DenyHeavy,
+        Scenario::Napt,
+        Scenario::Napt100k,
+        Scenario::NaptNew,
+        Scenario::NaptCapacity,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -441,6 +478,7 @@ impl Scenario {
             Scenario::Napt => "NAPT, 1k established flows",
             Scenario::Napt100k => "NAPT, 100k established flows",
             Scenario::NaptNew => "NAPT, new-session rate",
+            Scenario::NaptCapacity => "NAPT, session capacity",
         }
     }
 
@@ -451,6 +489,7 @@ impl Scenario {
             Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew => {
                 ([198, 18, 30, 0], [255, 255, 255, 252])
             }
+            Scenario::NaptCapacity => ([198, 18, 30, 0], [255, 255, 255, 192]),
         }
     }
 
@@ -476,14 +515,21 @@ impl Scenario {
                 rules.append(&mut c.policies);
                 c.policies = rules;
             }
-            Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew => {
+            Scenario::Napt | Scenario::Napt100k | Scenario::NaptNew | Scenario::NaptCapacity => {
                 c.netmaps.clear();
-                c.nat_pools = vec![dataplane::config::NatPool::defaults(
+                let mut pool = dataplane::config::NatPool::defaults(
                     "bench".into(),
                     1,
                     0,
                     vec!["198.18.30.0/30".parse().expect("a prefix")],
-                )];
+                );
+                if self == Scenario::NaptCapacity {
+                    // Ports are not the limit: 64 addresses, 16,384 ports for each of the 250
+                    // hosts (64 blocks of 256), 4 million sessions in all.
+                    pool.addresses = vec!["198.18.30.0/26".parse().expect("a prefix")];
+                    pool.max_blocks_per_host = 64;
+                }
+                c.nat_pools = vec![pool];
                 c.policies = vec![rule(
                     "out".into(),
                     "10.20.0.0/24",
@@ -518,6 +564,10 @@ impl Scenario {
                 "table ip hutong_bench {{\n{}}}\n",
                 post("    ip saddr 10.20.0.0/24 snat to 198.18.30.0-198.18.30.3\n")
             ),
+            Scenario::NaptCapacity => format!(
+                "table ip hutong_bench {{\n{}}}\n",
+                post("    ip saddr 10.20.0.0/24 snat to 198.18.30.0-198.18.30.63\n")
+            ),
         }
     }
 }
@@ -546,11 +596,13 @@ pub const SIZES: [usize; 3] = [60, 508, 1514];
 
 /// Runs the devices on each scenario; `hutong` is the binary the gateway runs from. Scenarios
 /// with different rules run on fresh labs (no connection-tracking or session state carried
-/// over); the three NAPT ones share a lab and each device's setup, the new sessions from source
-/// ports the established flows do not use. The raw XDP ceiling, which translates nothing, runs
-/// once, in the first lab.
-pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>> {
-    let mut out = Vec::new();
+/// over); the three NAPT throughput ones share a lab and each device's setup, the new sessions
+/// from source ports the established flows do not use. The raw XDP ceiling, which translates
+/// nothing, runs once, in the first lab with a throughput scenario. Session capacity empties
+/// each device before every trial after its first: `conntrack -F` for Linux, a restart for
+/// hutong.
+pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> Result<Series> {
+    let mut out = Series::default();
     // Scenarios with the same rules share a lab and each device's setup (NAPT's three).
     let mut groups: Vec<Vec<Scenario>> = Vec::new();
     for &s in &opts.scenarios {
@@ -563,16 +615,18 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
     // New sessions are new once: that scenario runs at the smallest frame size only.
     let smallest = [sizes.iter().copied().min().unwrap_or(60)];
     let sizes_of = |s: Scenario| if s == Scenario::NaptNew { &smallest[..] } else { sizes };
-    for (i, group) in groups.iter().enumerate() {
+    let mut ceiling_done = false;
+    for group in &groups {
         let name = group.iter().map(|s| s.name()).collect::<Vec<_>>().join(" / ");
         progress(&format!("{name}: building the bench namespaces (generator, device under test, sink)"));
         let lab = BenchLab::build(opts.cores).await?;
-        if i == 0 {
+        if !ceiling_done && group[0] != Scenario::NaptCapacity {
+            ceiling_done = true;
             progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
             let _ceiling = lab.dut.run(|| Ceiling::attach(lab.in0.ifindex, lab.out0.ifindex))??;
             for &len in sizes {
                 let untranslated = ([10, 20, 0, 0], [255, 255, 255, 0]);
-                out.push(lab.measure(
+                out.rows.push(lab.measure(
                     (group[0], "raw XDP ceiling (redirect only)"),
                     len,
                     untranslated,
@@ -580,47 +634,71 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
                 )?);
             }
         }
-        let measure_all = |dut: &str, out: &mut Vec<Outcome>| -> Result<()> {
-            for &scenario in group {
-                if matches!(scenario, Scenario::Napt | Scenario::Napt100k) {
-                    progress(&format!("{dut}: setting up the {} sessions", scenario.name()));
-                    lab.warm_up(scenario, opts.warm_up_passes)?;
+        // Every scenario of the group on the device set up; `empty` restarts it with no
+        // sessions (session capacity).
+        let measure_all =
+            |dut: &str, empty: &mut dyn FnMut() -> Result<()>, out: &mut Series| -> Result<()> {
+                for &scenario in group {
+                    if scenario == Scenario::NaptCapacity {
+                        progress(&format!("{dut}: {}, up to {} sessions", scenario.name(), opts.sessions));
+                        out.capacity.push(lab.capacity(dut, opts.sessions, &opts.search, empty)?);
+                        continue;
+                    }
+                    if matches!(scenario, Scenario::Napt | Scenario::Napt100k) {
+                        progress(&format!("{dut}: setting up the {} sessions", scenario.name()));
+                        lab.warm_up(scenario, opts.warm_up_passes)?;
+                    }
+                    for &len in sizes_of(scenario) {
+                        progress(&format!("{dut}: {}, {} B frames", scenario.name(), len + 4));
+                        out.rows.push(lab.measure((scenario, dut), len, scenario.expect_src(), opts)?);
+                    }
                 }
-                for &len in sizes_of(scenario) {
-                    progress(&format!("{dut}: {}, {} B frames", scenario.name(), len + 4));
-                    out.push(lab.measure((scenario, dut), len, scenario.expect_src(), opts)?);
-                }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
 
         // A machine without nftables (the device machine has none) runs the rest; the Linux
         // rows are missing from the table and the skip is said out loud.
-        if nft_installed() {
-            progress(&format!("{name}: Linux forwarding with nftables"));
-            lab.address_dut().await?;
-            lab.dut.run(|| -> std::io::Result<()> {
-                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-                // A veth takes frames transmitted into it by XDP only when it runs NAPI.
-                ethtool::set_gro("in0", true)
-            })??;
-            let mut nft = lab
-                .dut
-                .command("nft")
-                .args(["-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .context("running nft (install nftables)")?;
-            std::io::Write::write_all(nft.stdin.as_mut().context("nft stdin")?, group[0].nft().as_bytes())?;
-            drop(nft.stdin.take());
-            if !nft.wait()?.success() {
-                bail!("nft refused the {name} rules");
+        match linux_missing(group) {
+            Some(why) => progress(&format!("{name}: {why}")),
+            None => {
+                progress(&format!("{name}: Linux forwarding with nftables"));
+                lab.address_dut().await?;
+                lab.dut.run(|| -> std::io::Result<()> {
+                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+                    // A veth takes frames transmitted into it by XDP only when it runs NAPI
+                    // (the server's replies come in on out0).
+                    ethtool::set_gro("in0", true)?;
+                    ethtool::set_gro("out0", true)
+                })??;
+                let mut nft = lab
+                    .dut
+                    .command("nft")
+                    .args(["-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .context("running nft (install nftables)")?;
+                std::io::Write::write_all(
+                    nft.stdin.as_mut().context("nft stdin")?,
+                    group[0].nft().as_bytes(),
+                )?;
+                drop(nft.stdin.take());
+                if !nft.wait()?.success() {
+                    bail!("nft refused the {name} rules");
+                }
+                let mut flush = || -> Result<()> {
+                    let status = lab
+                        .dut
+                        .command("conntrack")
+                        .arg("-F")
+                        .stderr(std::process::Stdio::null())
+                        .status()?;
+                    anyhow::ensure!(status.success(), "conntrack -F failed ({status})");
+                    Ok(())
+                };
+                measure_all("Linux forwarding + nftables", &mut flush, &mut out)?;
+                lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
+                lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
             }
-            measure_all("Linux forwarding + nftables", &mut out)?;
-            lab.dut.command("nft").args(["delete", "table", "ip", "hutong_bench"]).status()?;
-            lab.dut.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))??;
-        } else {
-            progress(&format!("{name}: {NFT_MISSING}"));
         }
 
         let work = tempfile::Builder::new().prefix("hutong-bench-").tempdir()?;
@@ -636,16 +714,38 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
             ),
         ] {
             progress(&format!("{name}: {what}"));
-            let mut gw = GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &args)?;
-            gw.wait_ready(&|| Ok(()))?;
-            std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
-            measure_all(dut, &mut out)?;
+            let start = || -> Result<GatewayProcess> {
+                let mut gw =
+                    GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &args)?;
+                gw.wait_ready(&|| Ok(()))?;
+                std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
+                Ok(gw)
+            };
+            let mut gw = start()?;
+            let mut restart = || -> Result<()> {
+                gw.stop();
+                gw = start()?;
+                Ok(())
+            };
+            measure_all(dut, &mut restart, &mut out)?;
             gw.stop();
         }
     }
     // Back in scenario order (the NAPT group ran device by device).
-    out.sort_by_key(|r| opts.scenarios.iter().position(|s| s.name() == r.scenario));
+    out.rows.sort_by_key(|r| opts.scenarios.iter().position(|s| s.name() == r.scenario));
     Ok(out)
+}
+
+/// Why Linux cannot run `group` here, if it cannot: `nft` missing, or `conntrack` (to empty
+/// its table between session-capacity trials).
+fn linux_missing(group: &[Scenario]) -> Option<&'static str> {
+    if !installed("nft") {
+        Some(NFT_MISSING)
+    } else if group.contains(&Scenario::NaptCapacity) && !installed("conntrack") {
+        Some(CONNTRACK_MISSING)
+    } else {
+        None
+    }
 }
 
 /// `r`'s rate as a ratio to device `base`'s at the same frame size: Linux's in the same
@@ -729,6 +829,22 @@ pub fn method(opts: &Options) -> String {
     )
 }
 
+/// How session capacity was measured, in a sentence.
+pub fn capacity_method(opts: &Options) -> String {
+    format!(
+        "Session capacity (RFC 9693): the most NAPT sessions held at once, every one answered. A \
+         trial sets up n sessions (a frame of a new flow each, {} a second) on a device emptied \
+         first, then the server replies once to each at the same rate, to the address and port \
+         the sink saw the flow translated to; a session counts as held when its reply reaches \
+         exactly its host and port. Binary search over n (to within {}%, at most {} more trials) \
+         from a trial of {} sessions, starting at what that one held",
+        capacity::RATE,
+        opts.search.resolution * 100.0,
+        opts.search.max_trials,
+        opts.sessions,
+    )
+}
+
 /// `hutong bench`: the series, the rules each device ran, the table, and the report (Markdown,
 /// JSON, chart) in `out`.
 pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::ExitCode> {
@@ -755,7 +871,7 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
         }
         None => println!("[bench] {m}"),
     };
-    let rows = rt.block_on(series(&exe, opts, &progress))?;
+    let Series { rows, capacity } = rt.block_on(series(&exe, opts, &progress))?;
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }
@@ -768,14 +884,23 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
         }
     }
     println!();
-    println!("{}:", method(opts));
-    print!("{}", table(&rows));
+    if !rows.is_empty() {
+        println!("{}:", method(opts));
+        print!("{}", table(&rows));
+    }
+    if !capacity.is_empty() {
+        println!();
+        println!("{}:", capacity_method(opts));
+        print!("{}", capacity::table(&capacity));
+    }
     let report = report::Report {
         date,
         machine: report::Machine::here(),
         method: method(opts),
-        notes: if nft_installed() { vec![] } else { vec![NFT_MISSING.into()] },
+        notes: linux_missing(&opts.scenarios).into_iter().map(String::from).collect(),
         rows,
+        capacity,
+        capacity_method: capacity_method(opts),
         rules: rules(&opts.scenarios),
         command: command.to_string(),
     };
@@ -785,6 +910,9 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
     for path in report.write(out)? {
         println!("wrote {}", path.display());
     }
-    let wrong = report.rows.iter().any(|r| r.found.full.good == 0 || r.found.bad() > 0);
+    // Capacity's trials beyond a device's bound may be wrong (a device that evicts sessions
+    // hands their mappings to new ones): a finding, reported; holding nothing is a failure.
+    let wrong = report.rows.iter().any(|r| r.found.full.good == 0 || r.found.bad() > 0)
+        || report.capacity.iter().any(|c| c.found.sessions() == 0);
     Ok(if wrong { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }

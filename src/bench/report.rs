@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::json;
 
-use super::{Outcome, ratio_to as ratio};
+use super::{Outcome, capacity::Sessions, ratio_to as ratio};
 
 /// The font the chart's text is drawn with (Debian's `fonts-dejavu-core`, which
 /// `scripts/setup.sh` installs).
@@ -62,6 +62,9 @@ pub struct Report {
     /// What did not run, and why (a device skipped, say).
     pub notes: Vec<String>,
     pub rows: Vec<Outcome>,
+    /// Session capacity per device, and how it was measured ([`super::capacity_method`]).
+    pub capacity: Vec<Sessions>,
+    pub capacity_method: String,
     /// Each device's rules, as it ran them: (device, rules).
     pub rules: Vec<(String, String)>,
     /// The command that produced it.
@@ -89,15 +92,27 @@ impl Report {
         for n in &self.notes {
             s.push_str(&format!("**Note:** {n}\n\n"));
         }
-        s.push_str(
-            "| scenario | device under test | frame | Mpps | at full rate | p50 / p99 µs | wrong | × Linux | × ceiling |\n",
-        );
-        s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-        for r in &self.rows {
-            let figures = r.figures(&self.rows).join(" | ");
-            s.push_str(&format!("| {} | {} | {} B | {figures} |\n", r.scenario, r.dut, r.len + 4));
+        if !self.rows.is_empty() {
+            s.push_str(
+                "| scenario | device under test | frame | Mpps | at full rate | p50 / p99 µs | wrong | × Linux | × ceiling |\n",
+            );
+            s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for r in &self.rows {
+                let figures = r.figures(&self.rows).join(" | ");
+                s.push_str(&format!("| {} | {} | {} B | {figures} |\n", r.scenario, r.dut, r.len + 4));
+            }
+            s.push_str("\n![Throughput by scenario and device, smallest frames](throughput.png)\n\n");
         }
-        s.push_str("\n![Throughput by scenario and device, smallest frames](throughput.png)\n\n## Rules of each device\n\n");
+        if !self.capacity.is_empty() {
+            s.push_str(&format!("## Session capacity\n\n{}.\n\n", self.capacity_method));
+            s.push_str("| device under test | sessions held | fails at | first trial: set up / answered of offered | trials | wrong | × Linux |\n");
+            s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for c in &self.capacity {
+                s.push_str(&format!("| {} | {} |\n", c.dut, c.figures(&self.capacity).join(" | ")));
+            }
+            s.push('\n');
+        }
+        s.push_str("## Rules of each device\n\n");
         for (dut, rules) in &self.rules {
             s.push_str(&format!("**{dut}**\n\n```text\n{}\n```\n\n", rules.trim_end()));
         }
@@ -128,6 +143,20 @@ impl Report {
                 })),
                 "trials": r.found.trials.iter().map(trial).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "capacity": {
+                "method": self.capacity_method,
+                "results": self.capacity.iter().map(|c| json!({
+                    "dut": c.dut,
+                    "sessions": c.found.sessions(),
+                    "offer_bound": c.found.offer_bound(),
+                    "failed_at": c.found.failed_at(),
+                    "bad": c.found.bad(),
+                    "trials": c.found.trials.iter().map(|t| json!({
+                        "sessions": t.sessions, "set_up": t.set_up, "held": t.held, "bad": t.bad,
+                        "seconds": t.took.as_secs_f64(),
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            },
             "rules": self.rules.iter().map(|(d, r)| json!({"dut": d, "rules": r})).collect::<Vec<_>>(),
         })
     }
@@ -223,6 +252,9 @@ impl Report {
         std::fs::write(&md, self.markdown())?;
         let js = dir.join("report.json");
         std::fs::write(&js, serde_json::to_string_pretty(&self.json())? + "\n")?;
+        if self.rows.is_empty() {
+            return Ok(vec![md, js]); // session capacity only: no throughput to chart
+        }
         let png = dir.join("throughput.png");
         self.chart(&png)?;
         Ok(vec![md, js, png])
@@ -246,7 +278,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::search::{Found, Latency, Trial};
+    use crate::bench::{
+        capacity::Sessions,
+        search::{Capacity, Found, Held, Latency, Trial},
+    };
 
     fn report() -> Report {
         // At full rate 1,000 frames in a millisecond, `good` of them delivered; the search's
@@ -284,9 +319,33 @@ mod tests {
                 row("Linux forwarding + nftables", 1514, 300, None),
                 row("hutong XDP engine", 1514, 450, None),
             ],
+            capacity: vec![
+                capacity("Linux forwarding + nftables", 262_144, 4),
+                capacity("hutong XDP engine", 300_000, 0),
+            ],
+            capacity_method: "the capacity method".into(),
             rules: vec![("Linux".into(), "nft rules\n".into())],
             command: "hutong bench".into(),
         }
+    }
+
+    /// A device holding `held` sessions of 300,000 offered (all of them, or it fails 2% above
+    /// what it holds), `bad` frames wrong in its first trial.
+    fn capacity(dut: &str, held: u64, bad: u64) -> Sessions {
+        let t = |sessions: u64, bad| Held {
+            sessions,
+            set_up: sessions,
+            held: sessions.min(held),
+            bad,
+            took: Duration::from_secs(1),
+        };
+        let trials = if held >= 300_000 {
+            vec![t(300_000, 0)]
+        } else {
+            vec![t(300_000, bad), t(held, 0), t(held * 102 / 100, 0)]
+        };
+        let best = trials.iter().copied().filter(Held::passes).max_by_key(|t| t.sessions);
+        Sessions { dut: dut.into(), found: Capacity { most: 300_000, trials, best } }
     }
 
     #[test]
@@ -311,6 +370,33 @@ mod tests {
         assert_eq!(js["results"][2]["latency_ns"]["p99"], 40_000);
         assert_eq!(js["results"][2]["trials"][1]["sent"], 500);
         assert!(md.contains("| netmap | raw XDP ceiling (redirect only) | 64 B | ≥1.000 |"), "{md}");
+        // Session capacity: held, fails at, the first trial, trials, wrong, × Linux.
+        assert!(md.contains("## Session capacity\n\nthe capacity method."), "{md}");
+        assert!(
+            md.contains(
+                "| Linux forwarding + nftables | 262144 | 267386 | 300000 / 262144 of 300000 | 3 | 4 | 1.00 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| hutong XDP engine | ≥300000 | – | 300000 / 300000 of 300000 | 1 | 0 | 1.14 |"),
+            "{md}"
+        );
+        assert_eq!(js["capacity"]["results"][0]["sessions"], 262_144);
+        assert_eq!(js["capacity"]["results"][0]["failed_at"], 267_386);
+        assert_eq!(js["capacity"]["results"][1]["offer_bound"], true);
+        assert_eq!(js["capacity"]["results"][0]["trials"][0]["held"], 262_144);
+    }
+
+    #[test]
+    fn a_capacity_only_report_has_no_throughput_table_or_chart() {
+        let r = Report { rows: vec![], ..report() };
+        let md = r.markdown();
+        assert!(!md.contains("| scenario |") && !md.contains("throughput.png"), "{md}");
+        assert!(md.contains("## Session capacity"), "{md}");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(r.write(dir.path()).unwrap().len(), 2);
+        assert!(!dir.path().join("throughput.png").exists());
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! it first tries the rate the device delivered under full load, which is usually close, then
 //! halves the interval between the highest passing and the lowest failing rate until they are
 //! within the resolution.
+//!
+//! Session capacity (RFC 9693 §7.3, connection tracking table capacity) is the same kind of
+//! search over a count: the most sessions a device holds at once, every one of them answered
+//! ([`Search::capacity`]).
 
 use std::time::Duration;
 
@@ -129,6 +133,109 @@ impl Search {
     }
 }
 
+/// One session-capacity trial: sessions set up (new flows, one frame each), then one reply
+/// from the server to each.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Held {
+    /// Sessions offered.
+    pub sessions: u64,
+    /// Those whose first frame arrived translated (the sink learned where to).
+    pub set_up: u64,
+    /// Replies that came back through the device to exactly their flow's host and port.
+    pub held: u64,
+    /// Frames wrongly translated, either way.
+    pub bad: u64,
+    /// Setting up and replying together.
+    pub took: Duration,
+}
+
+impl Held {
+    /// Every session answered, nothing wrongly translated (RFC 9693 allows no loss here).
+    pub fn passes(&self) -> bool {
+        self.sessions > 0 && self.bad == 0 && self.held >= self.sessions
+    }
+}
+
+/// What the capacity search found.
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    /// The most sessions offered (the first trial's).
+    pub most: u64,
+    /// Every trial, in order.
+    pub trials: Vec<Held>,
+    /// The passing trial with the most sessions; `None` if none passed.
+    pub best: Option<Held>,
+}
+
+impl Capacity {
+    /// Sessions held at once (0 if no trial passed).
+    pub fn sessions(&self) -> u64 {
+        self.best.map_or(0, |b| b.sessions)
+    }
+
+    /// True when the device held all `most`: its capacity is at least that, maybe more.
+    pub fn offer_bound(&self) -> bool {
+        self.best.is_some_and(|b| b.sessions >= self.most)
+    }
+
+    /// The fewest sessions of a failing trial (`None` if none failed).
+    pub fn failed_at(&self) -> Option<u64> {
+        self.trials.iter().filter(|t| !t.passes()).map(|t| t.sessions).min()
+    }
+
+    /// Wrongly translated frames over all trials.
+    pub fn bad(&self) -> u64 {
+        self.trials.iter().map(|t| t.bad).sum()
+    }
+}
+
+impl Search {
+    /// RFC 9693 session capacity: `trial(n)` sets up `n` sessions on a device emptied first,
+    /// then replies to each. From a trial of `most`: if it held them all, that is the answer
+    /// (marked so); otherwise what it did hold is the first guess, then a guess just above the
+    /// first that passes (a device that drops new sessions when full, or evicts old ones,
+    /// holds its capacity exactly), then halving between the most that passed and the fewest
+    /// that failed, until those are within the resolution.
+    pub fn capacity(&self, most: u64, mut trial: impl FnMut(u64) -> Result<Held>) -> Result<Capacity> {
+        let first = trial(most)?;
+        let mut found = Capacity { most, trials: vec![first], best: None };
+        if first.passes() {
+            found.best = Some(first);
+            return Ok(found);
+        }
+        let step = |n: u64| ((n as f64 * self.resolution) as u64).max(1);
+        let (mut lo, mut hi) = (0, most);
+        let mut n = first.held.min(most.saturating_sub(1));
+        let mut probed_above = false;
+        for _ in 0..self.max_trials {
+            if n == 0 || n <= lo || n >= hi {
+                break;
+            }
+            let t = trial(n)?;
+            found.trials.push(t);
+            if t.passes() {
+                lo = n;
+                found.best = Some(t);
+            } else {
+                hi = n;
+            }
+            if hi - lo <= step(hi) {
+                break;
+            }
+            n = if lo == 0 {
+                // Nothing passed yet: what this one held, and at least a step down.
+                t.held.min(n - step(n))
+            } else if !probed_above {
+                probed_above = true;
+                (lo + step(lo)).min(lo + (hi - lo) / 2)
+            } else {
+                lo + (hi - lo) / 2
+            };
+        }
+        Ok(found)
+    }
+}
+
 /// Latency percentiles, from the sink's histogram of a trial's stamped frames.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Latency {
@@ -234,6 +341,61 @@ mod tests {
             })
             .unwrap();
         assert!(found.best.is_none());
+    }
+
+    /// A session table of `capacity` that drops new sessions when full or evicts old ones (as
+    /// Linux's conntrack does): either way it ends up holding `capacity` of them. It loses
+    /// `lost` replies in every trial.
+    fn table(capacity: u64, lost: u64) -> impl FnMut(u64) -> Result<Held> {
+        move |n| {
+            let held = n.min(capacity).saturating_sub(lost);
+            Ok(Held { sessions: n, set_up: n, held, bad: 0, took: Duration::from_secs(1) })
+        }
+    }
+
+    #[test]
+    fn a_full_table_is_found_exactly_in_three_trials() {
+        let found = SEARCH.capacity(300_000, table(131_072, 0)).unwrap();
+        assert_eq!(found.sessions(), 131_072, "{found:?}");
+        assert!(!found.offer_bound());
+        assert_eq!(found.trials.len(), 3, "{found:?}");
+        assert_eq!(found.failed_at(), Some(131_072 + 2_621), "{found:?}");
+    }
+
+    #[test]
+    fn a_device_holding_everything_offered_is_marked_so() {
+        let found = SEARCH.capacity(300_000, table(1 << 20, 0)).unwrap();
+        assert!(found.offer_bound());
+        assert_eq!(found.sessions(), 300_000);
+        assert_eq!(found.trials.len(), 1);
+    }
+
+    #[test]
+    fn a_device_holding_less_when_overloaded_is_found_within_the_resolution() {
+        // Overloaded, it holds only half its capacity (thrashing); offered no more than it
+        // holds, it holds them all.
+        let cap = 100_000;
+        let found = SEARCH
+            .capacity(300_000, |n| {
+                let held = if n > cap { cap / 2 } else { n };
+                Ok(Held { sessions: n, set_up: n, held, bad: 0, took: Duration::from_secs(1) })
+            })
+            .unwrap();
+        let c = found.sessions();
+        assert!((cap * 98 / 100..=cap).contains(&c), "{found:?}");
+        assert!(found.failed_at().is_some_and(|f| f > cap && f - c <= f / 50 + 1), "{found:?}");
+        assert!(found.trials.len() <= 13);
+    }
+
+    #[test]
+    fn a_lost_reply_or_a_wrong_one_never_passes() {
+        let found = SEARCH.capacity(300_000, table(131_072, 1)).unwrap();
+        assert_eq!(found.sessions(), 0, "{found:?}");
+        assert!(found.trials.len() <= 13);
+        let mut right = table(131_072, 0);
+        let found = SEARCH.capacity(300_000, |n| Ok(Held { bad: 1, ..right(n)? })).unwrap();
+        assert!(found.best.is_none(), "{found:?}");
+        assert_eq!(found.bad(), found.trials.len() as u64);
     }
 
     #[test]

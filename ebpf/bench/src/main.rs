@@ -3,8 +3,9 @@
 //!   every frame (live frames recycle their pages, with whatever a device under test rewrote
 //!   in them), varies the source address and port over the configured flows, optionally
 //!   stamps the time and waits for each frame's turn at a set rate, and transmits;
-//! - `bench_sink`: counts what arrives, telling correctly translated frames from the rest, and
-//!   histograms stamped frames' latency;
+//!   (replying to learned flows instead, for session capacity: `GenConfig::reply`);
+//! - `bench_sink`: counts what arrives, telling correctly translated frames from the rest,
+//!   histograms stamped frames' latency, and learns each tagged flow's translation;
 //! - `bench_ceiling`: the raw XDP ceiling, a redirect to the one port in `CEILING_TX`.
 #![no_std]
 #![no_main]
@@ -17,7 +18,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use hutong_common::{
-    bench::{GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, SinkCounters, SinkExpect, latency_bucket},
+    bench::{
+        GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, Learned, SinkCounters, SinkExpect, TAG_AT,
+        flow_source, latency_bucket,
+    },
     checksum,
 };
 
@@ -34,6 +38,10 @@ static SINK_COUNTERS: PerCpuArray<SinkCounters> = PerCpuArray::with_max_entries(
 static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS, 0);
 #[map]
 static CEILING_TX: DevMap = DevMap::with_max_entries(1, 0);
+/// Each flow's translation as the sink saw it; sized by the loader where it is used (session
+/// capacity), one entry otherwise.
+#[map]
+static LEARNED: Array<Learned> = Array::with_max_entries(1, 0);
 
 /// Clock reads one invocation spends waiting for its frame's time (about 15 µs here) before it
 /// gives up and sends nothing: the verifier walks every iteration, so the bound stays small.
@@ -81,7 +89,6 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
         st.due = if now - st.due > CATCH_UP * c.interval_ns { now } else { st.due } + c.interval_ns;
     }
     let flows = if c.flows == 0 { 1 } else { c.flows as u64 };
-    let hosts = if c.hosts == 0 { 1 } else { c.hosts as u64 };
     let f = c.first_flow.wrapping_add(st.sent) % flows;
     st.sent += 1;
     if timed {
@@ -91,20 +98,44 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
         st.last = now;
     }
     let mut h = c.header;
-    // Source address (bytes 26..30) and port (34..36), with the IPv4 header checksum (24..26)
-    // kept right incrementally; the UDP checksum stays zero (none).
-    let old = u32::from_ne_bytes([h[26], h[27], h[28], h[29]]);
-    let src = (u32::from_be(old).wrapping_add((f % hosts) as u32)).to_be();
-    let csum = checksum::replace4(u16::from_ne_bytes([h[24], h[25]]), old, src);
-    let [a, b, c2, d] = src.to_ne_bytes();
-    (h[26], h[27], h[28], h[29]) = (a, b, c2, d);
+    // The address (source 26..30, or a reply's destination 30..34) and port (34..36 or
+    // 36..38) that make the flow, with the IPv4 header checksum (24..26) kept right
+    // incrementally; the UDP checksum stays zero (none).
+    let old = if c.reply != 0 {
+        u32::from_ne_bytes([h[30], h[31], h[32], h[33]])
+    } else {
+        u32::from_ne_bytes([h[26], h[27], h[28], h[29]])
+    };
+    let (addr, port) = if c.reply != 0 {
+        match LEARNED.get(f as u32) {
+            Some(l) if l.addr != 0 => (l.addr, l.port),
+            _ => return xdp_action::XDP_DROP, // never learned: nothing to reply to
+        }
+    } else {
+        let (host, port) = flow_source(f, c.hosts);
+        ((u32::from_be(old).wrapping_add(host)).to_be(), c.sport.wrapping_add(port))
+    };
+    let csum = checksum::replace4(u16::from_ne_bytes([h[24], h[25]]), old, addr);
+    let [a, b, c2, d] = addr.to_ne_bytes();
     [h[24], h[25]] = csum.to_ne_bytes();
-    [h[34], h[35]] = c.sport.wrapping_add((f / hosts) as u16).to_be_bytes();
+    let [p0, p1] = port.to_be_bytes();
+    if c.reply != 0 {
+        (h[30], h[31], h[32], h[33]) = (a, b, c2, d);
+        (h[36], h[37]) = (p0, p1);
+    } else {
+        (h[26], h[27], h[28], h[29]) = (a, b, c2, d);
+        (h[34], h[35]) = (p0, p1);
+    }
     unsafe { hdr.write_unaligned(h) };
     if c.stamp != 0
         && let Some(t) = ptr_at::<[u8; 8]>(&ctx, GEN_HEADER)
     {
         unsafe { t.write_unaligned(now.to_ne_bytes()) };
+    }
+    if c.tag != 0
+        && let Some(t) = ptr_at::<[u8; 4]>(&ctx, TAG_AT)
+    {
+        unsafe { t.write_unaligned((f as u32).to_ne_bytes()) };
     }
     xdp_action::XDP_TX
 }
@@ -113,28 +144,57 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
 pub fn bench_sink(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let Some(c) = SINK_COUNTERS.get_ptr_mut(0) else { return xdp_action::XDP_DROP };
-    // Some((true, stamped)): IPv4 as expected; Some((false, _)): IPv4 otherwise; None: not IPv4.
-    let verdict = match (ptr_at::<[u8; 34]>(&ctx, 0), SINK_EXPECT.get(0)) {
-        (Some(f), Some(e)) => {
+    let Some(e) = SINK_EXPECT.get(0) else { return xdp_action::XDP_DROP };
+    // Some(true): IPv4 as expected; Some(false): IPv4 otherwise; None: not IPv4 (or too short
+    // for its UDP ports).
+    let mut tag = None;
+    let mut source = (0, 0);
+    let verdict = match ptr_at::<[u8; 38]>(&ctx, 0) {
+        Some(f) if unsafe { (*f)[12] == 0x08 && (*f)[13] == 0x00 } => {
             let f = unsafe { *f };
             let src = u32::from_ne_bytes([f[26], f[27], f[28], f[29]]);
             let dst = u32::from_ne_bytes([f[30], f[31], f[32], f[33]]);
-            let expected = src & e.src_mask == e.src && dst & e.dst_mask == e.dst;
-            (f[12] == 0x08 && f[13] == 0x00).then_some((expected, e.stamped != 0))
+            source = (src, u16::from_be_bytes([f[34], f[35]]));
+            if e.reply_hosts != 0 || e.learn != 0 {
+                tag = ptr_at::<[u8; 4]>(&ctx, TAG_AT).map(|t| u32::from_ne_bytes(unsafe { *t }));
+            }
+            let mut expected = src & e.src_mask == e.src;
+            if e.reply_hosts == 0 {
+                expected &= dst & e.dst_mask == e.dst;
+            } else {
+                // A reply goes back exactly to the flow it answers, or it is wrong.
+                let dport = u16::from_be_bytes([f[36], f[37]]);
+                expected &= tag.is_some_and(|t| {
+                    let (host, port) = flow_source(t as u64, e.reply_hosts);
+                    dst == u32::from_be(e.dst).wrapping_add(host).to_be()
+                        && dport == e.reply_port.wrapping_add(port)
+                });
+            }
+            Some(expected)
         }
         _ => None,
     };
     // Per CPU: no other CPU touches these counters.
     unsafe {
         match verdict {
-            Some((true, stamped)) => {
+            Some(true) => {
                 (*c).good += 1;
                 (*c).good_bytes += len;
-                if stamped {
+                if e.stamped != 0 {
                     latency(&ctx);
                 }
+                if e.learn != 0
+                    && let Some(t) = tag
+                    && let Some(l) = LEARNED.get_ptr_mut(t)
+                {
+                    if (*l).addr == 0 {
+                        (*c).learned += 1;
+                    }
+                    (*l).addr = source.0;
+                    (*l).port = source.1;
+                }
             }
-            Some((false, _)) => (*c).bad += 1,
+            Some(false) => (*c).bad += 1,
             None => (*c).other += 1,
         }
     }

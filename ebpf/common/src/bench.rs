@@ -20,7 +20,16 @@ pub struct GenConfig {
     pub hosts: u32,
     /// Non-zero: every frame carries the time it was made (`bpf_ktime_get_ns`, native order) in
     /// the 8 bytes after the header, for the sink's latency histogram.
-    pub stamp: u32,
+    pub stamp: u8,
+    /// Non-zero: every frame carries its flow's number at [`TAG_AT`] (u32, native order), which
+    /// translation leaves alone: the sink learns each flow's translation by it, and replies
+    /// are checked against the flow they answer.
+    pub tag: u8,
+    /// Non-zero: replies to learned flows (session capacity's validation, RFC 9693): flow `f`'s
+    /// destination address and port are `LEARNED[f]`'s (what the device translated the
+    /// flow's source to), not varied; a flow never learned is counted sent but not sent.
+    pub reply: u8,
+    pub pad: u8,
     /// Nanoseconds between frames; 0 sends at full rate. The program waits for each frame's
     /// time itself (a bounded spin, then a frame not sent), so frames leave evenly spaced
     /// instead of in the bursts a paced series of runs would make.
@@ -35,8 +44,41 @@ impl GenConfig {
     /// Frames from `header`, varied over `flows` flows of `hosts` hosts from source port
     /// `sport`; how a run sends (rate, stamps, count, first flow) is set per run.
     pub const fn new(header: [u8; GEN_HEADER], sport: u16, flows: u32, hosts: u32) -> GenConfig {
-        GenConfig { header, sport, flows, hosts, stamp: 0, interval_ns: 0, limit: 0, first_flow: 0 }
+        GenConfig {
+            header,
+            sport,
+            flows,
+            hosts,
+            stamp: 0,
+            tag: 0,
+            reply: 0,
+            pad: 0,
+            interval_ns: 0,
+            limit: 0,
+            first_flow: 0,
+        }
     }
+}
+
+/// Where a tagged frame carries its flow's number: after the header and the time stamp.
+pub const TAG_AT: usize = GEN_HEADER + 8;
+
+/// Flow `f`'s source as the generator varies it over `hosts` hosts: (added to the template's
+/// address, added to its port).
+#[inline(always)]
+pub fn flow_source(f: u64, hosts: u32) -> (u32, u16) {
+    let hosts = if hosts == 0 { 1 } else { hosts as u64 };
+    ((f % hosts) as u32, (f / hosts) as u16)
+}
+
+/// `LEARNED[f]`: where the device under test translated flow `f`'s source to (network order
+/// address, host order port), as the sink saw it; all zero until then.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    pub addr: u32,
+    pub port: u16,
+    pub pad: u16,
 }
 
 /// `GEN_STATE[0]` (per CPU; the harness keeps a run on one CPU): where a run stands.
@@ -62,6 +104,14 @@ pub struct SinkExpect {
     pub dst_mask: u32,
     /// Non-zero: good frames carry the generator's time stamp; their latency is histogrammed.
     pub stamped: u32,
+    /// Non-zero: the frames are replies to the generator's flows (tagged), and a good one goes
+    /// exactly to the flow it answers, whatever `dst_mask` says: to address `dst` and port
+    /// `reply_port`, each plus its part of the tag's [`flow_source`] over `reply_hosts` hosts.
+    pub reply_hosts: u32,
+    pub reply_port: u16,
+    /// Non-zero: a good tagged frame's source address and port are remembered as its flow's
+    /// translation (`LEARNED`), for the replies.
+    pub learn: u16,
 }
 
 /// `SINK_LATENCY` (per CPU): good frames by latency, [`LATENCY_BUCKETS`] log-linear buckets.
@@ -98,6 +148,8 @@ pub struct SinkCounters {
     pub bad: u64,
     /// Frames that are not IPv4 (the kernel's own IPv6 neighbor discovery, say).
     pub other: u64,
+    /// Good frames whose flow was learned for the first time (`SinkExpect::learn`).
+    pub learned: u64,
 }
 
 pub const MAP_GEN_CONFIG: &str = "GEN_CONFIG";
@@ -106,6 +158,7 @@ pub const MAP_SINK_COUNTERS: &str = "SINK_COUNTERS";
 pub const MAP_SINK_LATENCY: &str = "SINK_LATENCY";
 pub const MAP_GEN_STATE: &str = "GEN_STATE";
 pub const MAP_CEILING_TX: &str = "CEILING_TX";
+pub const MAP_LEARNED: &str = "LEARNED";
 pub const PROGRAM_GEN: &str = "bench_gen";
 pub const PROGRAM_SINK: &str = "bench_sink";
 pub const PROGRAM_CEILING: &str = "bench_ceiling";
@@ -113,8 +166,9 @@ pub const PROGRAM_CEILING: &str = "bench_ceiling";
 const _: () = {
     assert!(size_of::<GenConfig>() == 80);
     assert!(size_of::<GenState>() == 32);
-    assert!(size_of::<SinkExpect>() == 20);
-    assert!(size_of::<SinkCounters>() == 32);
+    assert!(size_of::<SinkExpect>() == 28);
+    assert!(size_of::<SinkCounters>() == 40);
+    assert!(size_of::<Learned>() == 8);
 };
 
 #[cfg(feature = "user")]
@@ -124,6 +178,7 @@ mod pod {
     unsafe impl aya::Pod for super::SinkExpect {}
     unsafe impl aya::Pod for super::SinkCounters {}
     unsafe impl aya::Pod for super::GenState {}
+    unsafe impl aya::Pod for super::Learned {}
 }
 
 #[cfg(test)]
