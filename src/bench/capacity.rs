@@ -122,6 +122,7 @@ impl BenchLab {
             set_up: set_up.learned,
             held: back.good,
             bad: set_up.bad + back.bad,
+            misdelivered: back.bad,
             took: start.elapsed(),
         })
     }

@@ -837,7 +837,9 @@ pub fn capacity_method(opts: &Options) -> String {
          first, then the server replies once to each at the same rate, to the address and port \
          the sink saw the flow translated to; a session counts as held when its reply reaches \
          exactly its host and port. Binary search over n (to within {}%, at most {} more trials) \
-         from a trial of {} sessions, starting at what that one held",
+         from a trial of {} sessions, starting at what that one held. Wrong: frames translated \
+         otherwise than their session says, either way (a reply reaching another flow's host: \
+         the device evicted a session and gave its address and port to a new one)",
         capacity::RATE,
         opts.search.resolution * 100.0,
         opts.search.max_trials,

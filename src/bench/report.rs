@@ -153,6 +153,7 @@ impl Report {
                     "bad": c.found.bad(),
                     "trials": c.found.trials.iter().map(|t| json!({
                         "sessions": t.sessions, "set_up": t.set_up, "held": t.held, "bad": t.bad,
+                        "misdelivered": t.misdelivered,
                         "seconds": t.took.as_secs_f64(),
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
@@ -337,6 +338,7 @@ mod tests {
             set_up: sessions,
             held: sessions.min(held),
             bad,
+            misdelivered: bad,
             took: Duration::from_secs(1),
         };
         let trials = if held >= 300_000 {

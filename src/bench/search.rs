@@ -143,8 +143,10 @@ pub struct Held {
     pub set_up: u64,
     /// Replies that came back through the device to exactly their flow's host and port.
     pub held: u64,
-    /// Frames wrongly translated, either way.
+    /// Frames wrongly translated, either way; of them, replies that reached another flow's
+    /// host (the device gave an evicted session's address and port to a new one).
     pub bad: u64,
+    pub misdelivered: u64,
     /// Setting up and replying together.
     pub took: Duration,
 }
@@ -349,7 +351,7 @@ mod tests {
     fn table(capacity: u64, lost: u64) -> impl FnMut(u64) -> Result<Held> {
         move |n| {
             let held = n.min(capacity).saturating_sub(lost);
-            Ok(Held { sessions: n, set_up: n, held, bad: 0, took: Duration::from_secs(1) })
+            Ok(Held { sessions: n, set_up: n, held, bad: 0, misdelivered: 0, took: Duration::from_secs(1) })
         }
     }
 
@@ -378,7 +380,14 @@ mod tests {
         let found = SEARCH
             .capacity(300_000, |n| {
                 let held = if n > cap { cap / 2 } else { n };
-                Ok(Held { sessions: n, set_up: n, held, bad: 0, took: Duration::from_secs(1) })
+                Ok(Held {
+                    sessions: n,
+                    set_up: n,
+                    held,
+                    bad: 0,
+                    misdelivered: 0,
+                    took: Duration::from_secs(1),
+                })
             })
             .unwrap();
         let c = found.sessions();
