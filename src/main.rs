@@ -155,6 +155,17 @@ enum Command {
         /// scenario's NAT pool has room for 4 million. Each takes 20 µs to set up and answer.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4_000_000))]
         sessions: Option<u64>,
+        /// Real ports instead of veths, all four together, cabled gen ↔ dut-in and dut-out ↔
+        /// sink: the bench borrows them (into its namespaces, renamed) and gives them back
+        /// afterwards. Ports with addresses are refused.
+        #[arg(long = "gen", value_name = "IF", requires_all = ["dut_in", "dut_out", "sink"])]
+        generator: Option<String>,
+        #[arg(long, value_name = "IF", requires_all = ["generator", "dut_out", "sink"])]
+        dut_in: Option<String>,
+        #[arg(long, value_name = "IF", requires_all = ["generator", "dut_in", "sink"])]
+        dut_out: Option<String>,
+        #[arg(long, value_name = "IF", requires_all = ["generator", "dut_in", "dut_out"])]
+        sink: Option<String>,
     },
 }
 
@@ -511,7 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
-        Command::Bench { quick, out, scenario, cores, loss, sessions } => {
+        Command::Bench { quick, out, scenario, cores, loss, sessions, generator, dut_in, dut_out, sink } => {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let mut opts =
                 if quick { hutong::bench::Options::quick() } else { hutong::bench::Options::full() };
@@ -522,6 +533,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.search.threshold = loss / 100.0;
             opts.cores = cores;
             opts.sessions = sessions.unwrap_or(opts.sessions);
+            if let (Some(generator), Some(dut_in), Some(dut_out), Some(sink)) =
+                (generator, dut_in, dut_out, sink)
+            {
+                opts.ports = Some(hutong::bench::ports::Ports { generator, dut_in, dut_out, sink });
+            }
             hutong::bench::run(&opts, &out, &command)
         }
         Command::Trace { config: None, api, packet, iface, json } => {

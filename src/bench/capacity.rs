@@ -81,6 +81,7 @@ impl BenchLab {
     /// `0..sessions`), both ways at [`RATE`]. The device must start empty. `room`: the most
     /// sessions any trial of the search offers.
     pub fn hold(&self, sessions: u64, room: u32) -> Result<search::Held> {
+        super::interrupted()?;
         let scenario = Scenario::NaptCapacity;
         let config = GenConfig { tag: 1, flows: room, ..self.template(scenario, 60)? };
         let (pool, pool_mask) = scenario.expect_src();

@@ -14,14 +14,15 @@
 //! connection establishment rate (every frame of every trial a session never seen before), and
 //! NAPT's session capacity is RFC 9693's connection tracking table capacity ([`capacity`]). The
 //! report (Markdown, JSON, a PNG chart) is [`report`]'s. With `cores` > 1 the generator sends
-//! from that many CPUs, each into its own veth queue ([`Options::cores`]). Not built yet
-//! (issue 7): real NIC ports.
+//! from that many CPUs, each into its own veth queue ([`Options::cores`]). On target hardware
+//! the four veth ends are real ports instead, borrowed for the run ([`ports`]).
 
 pub mod capacity;
+pub mod ports;
 pub mod report;
 pub mod search;
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use dataplane::{
@@ -75,6 +76,8 @@ pub struct Options {
     /// Cores the generator sends from, each into its own queue of the device's veth, so the
     /// device's work spreads over as many (the userspace engine runs as many workers).
     pub cores: u32,
+    /// Real ports to run on instead of veths (`--gen`, `--dut-in`, `--dut-out`, `--sink`).
+    pub ports: Option<ports::Ports>,
     pub search: search::Search,
     /// Frame lengths, without the FCS (60 is 64 bytes on the wire).
     pub sizes: Vec<usize>,
@@ -92,6 +95,7 @@ impl Options {
             trial: Duration::from_millis(200),
             warm_up_passes: 2,
             cores: 1,
+            ports: None,
             search: search::Search { threshold: 0.001, resolution: 0.02, max_trials: 8 },
             sizes: SIZES.to_vec(),
             scenarios: Scenario::ALL.to_vec(),
@@ -123,11 +127,14 @@ pub struct Series {
     pub capacity: Vec<capacity::Sessions>,
 }
 
-/// The namespaces and the four veth ends that matter; dropping it removes everything.
+/// The namespaces and the four ports that matter (veth ends, or real ports borrowed);
+/// dropping it gives borrowed ports back, then removes everything.
 pub struct BenchLab {
-    pub generator: Netns,
-    pub dut: Netns,
-    pub sink: Netns,
+    /// First, so that it drops first: the ports go home before their namespaces go.
+    _borrowed: Option<ports::Borrowed>,
+    pub generator: Arc<Netns>,
+    pub dut: Arc<Netns>,
+    pub sink: Arc<Netns>,
     pub gen0: PortHandle,
     pub in0: PortHandle,
     pub out0: PortHandle,
@@ -176,26 +183,29 @@ impl Outcome {
     }
 }
 
-/// A veth from `a` in `a_ns` to `b` in `b_ns` with `queues` queues each way, both ends up.
-async fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str, queues: u32) -> Result<(PortHandle, PortHandle)> {
-    let (ha, hb) = (a_ns.netlink()?, b_ns.netlink()?);
-    crate::lab::topology::veth(&ha, a, b_ns, &hb, b, queues).await?;
-    let (pa, pb) = (netlink::link(&ha, a).await?, netlink::link(&hb, b).await?);
-    netlink::set_up(&ha, pa.ifindex).await?;
-    netlink::set_up(&hb, pb.ifindex).await?;
-    Ok((pa, pb))
+/// The port `name` in `ns`, up.
+async fn port(ns: &Netns, name: &str) -> Result<PortHandle> {
+    let h = ns.netlink()?;
+    let p = netlink::link(&h, name).await?;
+    netlink::set_up(&h, p.ifindex).await?;
+    Ok(p)
 }
 
 impl BenchLab {
     /// The namespaces and veths, with `cores` queues on every veth (the generator sends from
     /// that many cores, a queue each).
     pub async fn build(cores: u32) -> Result<BenchLab> {
+        Self::build_on(cores, None).await
+    }
+
+    /// The same on real ports, borrowed ([`ports`]), or veths if `ports` is `None`.
+    pub async fn build_on(cores: u32, ports: Option<&ports::Ports>) -> Result<BenchLab> {
         netns::sweep_stale();
         let tag = netns::lab_tag();
         let (generator, dut, sink) = (
-            Netns::create(&format!("{tag}-bgen"))?,
-            Netns::create(&format!("{tag}-bdut"))?,
-            Netns::create(&format!("{tag}-bsink"))?,
+            Arc::new(Netns::create(&format!("{tag}-bgen"))?),
+            Arc::new(Netns::create(&format!("{tag}-bdut"))?),
+            Arc::new(Netns::create(&format!("{tag}-bsink"))?),
         );
         for ns in [&generator, &dut, &sink] {
             // Loopback up: the gateway's agent API listens there.
@@ -203,8 +213,18 @@ impl BenchLab {
             let lo = netlink::link(&h, "lo").await?;
             netlink::set_up(&h, lo.ifindex).await?;
         }
-        let (gen0, in0) = veth(&generator, "gen0", &dut, "in0", cores).await?;
-        let (out0, sink0) = veth(&dut, "out0", &sink, "sink0", cores).await?;
+        let borrowed = match ports {
+            Some(p) => Some(ports::Borrowed::take(p, [&generator, &dut, &dut, &sink]).await?),
+            None => {
+                for (a_ns, a, b_ns, b) in [(&generator, "gen0", &dut, "in0"), (&dut, "out0", &sink, "sink0")]
+                {
+                    crate::lab::topology::veth(&a_ns.netlink()?, a, b_ns, &b_ns.netlink()?, b, cores).await?;
+                }
+                None
+            }
+        };
+        let (gen0, in0) = (port(&generator, "gen0").await?, port(&dut, "in0").await?);
+        let (out0, sink0) = (port(&dut, "out0").await?, port(&sink, "sink0").await?);
         // The device reaches the server through the sink, and the hosts (replies, in session
         // capacity) through the generator, whose XDP programs drop ARP: static entries.
         let h = dut.netlink()?;
@@ -218,7 +238,17 @@ impl BenchLab {
                 .await
                 .with_context(|| format!("a neighbor entry for {}", std::net::Ipv4Addr::from(addr)))?;
         }
-        Ok(BenchLab { generator, dut, sink, gen0, in0, out0, sink0, cores: cores.max(1) })
+        Ok(BenchLab {
+            _borrowed: borrowed,
+            generator,
+            dut,
+            sink,
+            gen0,
+            in0,
+            out0,
+            sink0,
+            cores: cores.max(1),
+        })
     }
 
     /// The device's addresses, as the gateway config has them (Linux forwarding needs them too).
@@ -287,6 +317,7 @@ impl BenchLab {
             let mut gens = (0..cores).map(|_| Generator::load(config)).collect::<Result<Vec<_>>>()?;
             let mut next_flow = 0u64;
             let mut trial = |pace: Pace| -> Result<(search::Trial, Vec<u64>)> {
+                interrupted()?;
                 let (before, hist_before) = (sink.counters()?, sink.latency()?);
                 let pace = Pace { first_flow: next_flow, ..pace };
                 let offered = send_from_cores(&mut gens, gen0, len, pace)?;
@@ -357,6 +388,18 @@ impl BenchLab {
             Ok(Outcome { scenario: scenario.name(), dut: dut.into(), len, found, latency })
         })
     }
+}
+
+/// Set when SIGINT or SIGTERM arrives during `hutong bench` ([`run`]).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// An error once the bench was told to stop: its next step fails, and unwinding gives borrowed
+/// ports back and removes the namespaces (a signal's default action would leave them).
+pub fn interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted: stopped at the next step, borrowed ports given back");
+    }
+    Ok(())
 }
 
 /// What the output and the report say where Linux's device could not run.
@@ -617,9 +660,10 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
     let sizes_of = |s: Scenario| if s == Scenario::NaptNew { &smallest[..] } else { sizes };
     let mut ceiling_done = false;
     for group in &groups {
+        interrupted()?;
         let name = group.iter().map(|s| s.name()).collect::<Vec<_>>().join(" / ");
         progress(&format!("{name}: building the bench namespaces (generator, device under test, sink)"));
-        let lab = BenchLab::build(opts.cores).await?;
+        let lab = BenchLab::build_on(opts.cores, opts.ports.as_ref()).await?;
         if !ceiling_done && group[0] != Scenario::NaptCapacity {
             ceiling_done = true;
             progress("raw XDP ceiling: a redirect from in0 to out0, nothing translated");
@@ -717,7 +761,7 @@ pub async fn series(hutong: &Path, opts: &Options, progress: &dyn Fn(&str)) -> R
             let start = || -> Result<GatewayProcess> {
                 let mut gw =
                     GatewayProcess::start(&lab.dut, hutong, &config_path, work.path(), "bench", &args)?;
-                gw.wait_ready(&|| Ok(()))?;
+                gw.wait_ready(&interrupted)?;
                 std::thread::sleep(Duration::from_millis(300)); // the neighbor table copied into the program
                 Ok(gw)
             };
@@ -807,8 +851,9 @@ fn rules(scenarios: &[Scenario]) -> Vec<(String, String)> {
 
 /// How the figures were measured, in a sentence for the table's heading and the report.
 pub fn method(opts: &Options) -> String {
+    let topology = opts.ports.as_ref().map_or("veths".into(), ports::Ports::describe);
     format!(
-        "{} core(s), the generator sending from each into its own queue. RFC 2544 throughput: \
+        "On {topology}; {} core(s), the generator sending from each into its own queue. RFC 2544 throughput: \
          the highest rate at which at most {}% of the frames are lost or wrongly translated, by binary search (to within {}%, at most {} paced trials of {} ms, \
          each offering every flow at least once where that takes under a second) from a trial \
          of {} frames at the generator's full rate; latency percentiles at half that rate, one \
@@ -858,6 +903,19 @@ pub fn run(opts: &Options, out: &Path, command: &str) -> Result<std::process::Ex
         bail!("--cores {}: this machine has {online} CPUs to run on", opts.cores);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("hutong bench: interrupted; stopping at the next step");
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        std::io::Result::Ok(())
+    })?;
     let exe = std::env::current_exe()?;
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     // A line per step where nobody watches (CI, a pipe); a spinner with the step on a terminal.
