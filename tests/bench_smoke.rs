@@ -13,14 +13,7 @@ mod common;
 fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
     common::require_root("bench_smoke");
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hutong"))
-        .args(["bench", "--quick", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}");
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (text, report) = common::hutong_bench(&["--quick"], dir.path());
     for scenario in [
         "netmap",
         "deny-heavy policy",
@@ -45,8 +38,6 @@ fn hutong_bench_quick_finds_every_device_forwarding_correctly() {
         assert!(text.contains(rule), "the Linux device's rules are printed: {rule}");
     }
     // The report: the same rows as JSON, the page, the chart.
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), 16, "the ceiling, and three devices in five scenarios: {report}");
     assert!(results.iter().all(|r| r["good"].as_u64() > Some(0) && r["bad"] == 0), "{report}");

@@ -204,3 +204,20 @@ impl Metrics {
         (!matching.is_empty()).then(|| matching.iter().sum())
     }
 }
+
+/// Runs `hutong bench` with `args` and `--out dir`, and asserts that it succeeded: its output
+/// (printed, for the test's log) and its report.json.
+pub fn hutong_bench(args: &[&str], dir: &std::path::Path) -> (String, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hutong"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    (text, report)
+}
