@@ -157,13 +157,16 @@ enum Command {
         sessions: Option<u64>,
         /// Real ports instead of veths, all four together, cabled gen ↔ dut-in and dut-out ↔
         /// sink: the bench borrows them (into its namespaces, renamed) and gives them back
-        /// afterwards. Ports with addresses are refused.
+        /// afterwards. Ports with addresses are refused. This one: the generator's.
         #[arg(long = "gen", value_name = "IF", requires_all = ["dut_in", "dut_out", "sink"])]
         generator: Option<String>,
+        /// The device under test's port cabled to --gen (its legacy side).
         #[arg(long, value_name = "IF", requires_all = ["generator", "dut_out", "sink"])]
         dut_in: Option<String>,
+        /// The device under test's port cabled to --sink (its extranet side).
         #[arg(long, value_name = "IF", requires_all = ["generator", "dut_in", "sink"])]
         dut_out: Option<String>,
+        /// The sink's port.
         #[arg(long, value_name = "IF", requires_all = ["generator", "dut_in", "dut_out"])]
         sink: Option<String>,
     },
