@@ -1,8 +1,9 @@
 //! The acceptance bench's XDP programs (`ebpf/bench`) from userspace: the live-frames
 //! generator (full rate or paced, optionally time-stamping frames), the counting sink with its
 //! latency histogram, the responder for session capacity (a sink that learns each flow's
-//! translation and a generator replying to those flows), and the raw redirect ceiling. The harness around them is `hutong bench`;
-//! these are its measuring instruments, tested in `tests/bench_xdp.rs`.
+//! translation and a generator replying to those flows), and the raw redirect ceiling. The
+//! harness around them is `hutong bench`; these are its measuring instruments, tested in
+//! `tests/bench_xdp.rs`.
 
 use std::time::Duration;
 
