@@ -217,7 +217,8 @@ async fn serve(
         );
     }
 
-    let (mut engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
+    let (engine, adopted) = XdpEngine::load_pinned(&pin_dir)?;
+    let mut engine = Starting { engine: Some(engine), adopted };
     if adopted {
         eprintln!("hutong gateway {}: adopting the pinned maps in {}", config.gateway, pin_dir.display());
     }
@@ -297,6 +298,7 @@ async fn serve(
         sync.requester(),
         session_answers,
     )?;
+    let mut engine = engine.started();
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} ({} engine, {workers} slow-path worker(s)), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
@@ -370,6 +372,45 @@ async fn serve(
         engine.shutdown()?;
     }
     Ok(())
+}
+
+/// The engine while the gateway starts. A start that fails undoes what it did, a full stop
+/// (the program detached, the pins removed), unless it adopted a running program's pins: that
+/// one keeps forwarding, as before the failed start. Without this a refused start (say, more
+/// workers than queues) left its program attached and its pins behind.
+struct Starting {
+    engine: Option<XdpEngine>,
+    adopted: bool,
+}
+
+impl Starting {
+    /// Started: from here a stop is the signal handler's business.
+    fn started(mut self) -> XdpEngine {
+        self.engine.take().expect("an engine until started")
+    }
+}
+
+impl std::ops::Deref for Starting {
+    type Target = XdpEngine;
+    fn deref(&self) -> &XdpEngine {
+        self.engine.as_ref().expect("an engine until started")
+    }
+}
+
+impl std::ops::DerefMut for Starting {
+    fn deref_mut(&mut self) -> &mut XdpEngine {
+        self.engine.as_mut().expect("an engine until started")
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take()
+            && !self.adopted
+        {
+            let _ = engine.shutdown();
+        }
+    }
 }
 
 /// Applies a config, or rolls back to the version before the current one, atomically: the

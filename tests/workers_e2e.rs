@@ -195,6 +195,8 @@ fn workers_are_refused_where_they_cannot_run() {
     let mut gw = site.start_gateway_with("gw-1q", &["--engine", "userspace", "--workers", "2"]);
     let err = gw.wait_ready(&|| Ok(())).expect_err("two workers need two queues");
     assert!(format!("{err:#}").contains("has 1 receive queue(s); 2 workers need 2"), "{err:#}");
+    // A refused start undoes itself: nothing left attached or pinned.
+    assert!(!gw.pin_dir.exists(), "{} left behind by a refused start", gw.pin_dir.display());
     // The XDP engine's slow path is one worker.
     let mut gw = site.start_gateway_with("gw-xdp2", &["--workers", "2"]);
     let err = gw.wait_ready(&|| Ok(())).expect_err("--workers is for the userspace engine");
