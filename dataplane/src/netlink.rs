@@ -45,7 +45,8 @@ pub async fn link(handle: &Handle, name: &str) -> anyhow::Result<PortHandle> {
     Ok(PortHandle { ifindex: msg.header.index, mac })
 }
 
-async fn get(handle: &Handle, name: &str) -> anyhow::Result<netlink_packet_route::link::LinkMessage> {
+/// The link message of the interface called `name` (flags, attributes).
+pub async fn get(handle: &Handle, name: &str) -> anyhow::Result<netlink_packet_route::link::LinkMessage> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(msg)) => Ok(msg),

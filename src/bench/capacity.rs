@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use dataplane::bench::{Generator, Pace, Responder, Sink};
-use etherparse::PacketBuilder;
-use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
+use hutong_common::bench::{GenConfig, SinkExpect};
 
-use super::{BenchLab, HOSTS, SERVER, Scenario, drained, search};
+use super::{BenchLab, HOSTS, SERVER, Scenario, drained, header, search, to_server};
 
 /// Sessions set up a second, and replies a second: a rate every device here sets sessions up
 /// at without loss (RFC 9693 asks for one its connection establishment rate surely allows). At
@@ -84,22 +83,10 @@ impl BenchLab {
         super::interrupted()?;
         let scenario = Scenario::NaptCapacity;
         let config = GenConfig { tag: 1, flows: room, ..self.template(scenario, 60)? };
-        let (pool, pool_mask) = scenario.expect_src();
-        let there = SinkExpect {
-            src: u32::from_ne_bytes(pool),
-            src_mask: u32::from_ne_bytes(pool_mask),
-            dst: u32::from_ne_bytes(SERVER),
-            dst_mask: u32::MAX,
-            ..SinkExpect::default()
-        };
+        let there = to_server(scenario.expect_src());
         // The server's replies: to each learned flow's translation, from the port it was sent to.
-        let mut reply = Vec::new();
-        PacketBuilder::ethernet2(self.sink0.mac, self.out0.mac)
-            .ipv4(SERVER, [0; 4], 64)
-            .udp(9, 0)
-            .write(&mut reply, &[0; 60 - GEN_HEADER])?;
-        reply[40..42].fill(0);
-        let reply = GenConfig::new(reply[..GEN_HEADER].try_into()?, 9, room, 1);
+        let reply = header((self.sink0.mac, self.out0.mac), (SERVER, 9), ([0; 4], 0), 60)?;
+        let reply = GenConfig::new(reply, 9, room, 1);
         let back = SinkExpect {
             src: u32::from_ne_bytes(SERVER),
             src_mask: u32::MAX,

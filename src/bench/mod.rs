@@ -263,12 +263,7 @@ impl BenchLab {
     /// to .251: never the device's own 10.20.0.1, which Linux drops as a martian source) to the
     /// server.
     fn template(&self, scenario: Scenario, len: usize) -> Result<GenConfig> {
-        let mut header = Vec::new();
-        PacketBuilder::ethernet2(self.gen0.mac, self.in0.mac)
-            .ipv4([10, 20, 0, 2], SERVER, 64)
-            .udp(1024, 9)
-            .write(&mut header, &vec![0; len.saturating_sub(GEN_HEADER)])?;
-        header[40..42].fill(0); // no UDP checksum: the generator varies the ports
+        let header = header((self.gen0.mac, self.in0.mac), ([10, 20, 0, 2], 1024), (SERVER, 9), len)?;
         let (flows, sport) = match scenario {
             Scenario::NaptNew => (NEW_SPACE, NEW_SPORT),
             // The search sizes it (see `capacity`).
@@ -276,7 +271,7 @@ impl BenchLab {
             Scenario::Napt100k => (FLOWS_100K, 1024),
             _ => (FLOWS, 1024),
         };
-        Ok(GenConfig::new(header[..GEN_HEADER].try_into()?, sport, flows, HOSTS))
+        Ok(GenConfig::new(header, sport, flows, HOSTS))
     }
 
     /// Offers an established scenario's flows at [`WARM_UP_RATE`], `passes` times (what the
@@ -301,14 +296,7 @@ impl BenchLab {
         f: impl FnOnce(GenConfig, &mut dyn FnMut(Pace) -> Result<(search::Trial, Vec<u64>)>) -> Result<R> + Send,
     ) -> Result<R> {
         let config = self.template(scenario, len)?;
-        let expect = SinkExpect {
-            src: u32::from_ne_bytes(expect_src.0),
-            src_mask: u32::from_ne_bytes(expect_src.1),
-            dst: u32::from_ne_bytes(SERVER),
-            dst_mask: u32::MAX,
-            stamped: 1,
-            ..SinkExpect::default()
-        };
+        let expect = SinkExpect { stamped: 1, ..to_server(expect_src) };
         let gen0 = self.gen0.ifindex;
         let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
         let new = scenario == Scenario::NaptNew;
@@ -400,6 +388,35 @@ pub fn interrupted() -> Result<()> {
         bail!("interrupted: stopped at the next step, borrowed ports given back");
     }
     Ok(())
+}
+
+/// The Ethernet, IPv4 and UDP headers of a `len`-byte UDP frame, as the generator's template:
+/// `macs` (source, destination), from `src` to `dst` (address, port), no UDP checksum (the
+/// generator varies addresses and ports without fixing it).
+fn header(
+    macs: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    len: usize,
+) -> Result<[u8; GEN_HEADER]> {
+    let mut h = Vec::new();
+    PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv4(src.0, dst.0, 64)
+        .udp(src.1, dst.1)
+        .write(&mut h, &vec![0; len.saturating_sub(GEN_HEADER)])?;
+    h[40..42].fill(0);
+    Ok(h[..GEN_HEADER].try_into()?)
+}
+
+/// What a sink expects of frames to the server: a source within `src` (address, mask).
+fn to_server(src: ([u8; 4], [u8; 4])) -> SinkExpect {
+    SinkExpect {
+        src: u32::from_ne_bytes(src.0),
+        src_mask: u32::from_ne_bytes(src.1),
+        dst: u32::from_ne_bytes(SERVER),
+        dst_mask: u32::MAX,
+        ..SinkExpect::default()
+    }
 }
 
 /// What the output and the report say where Linux's device could not run.

@@ -72,21 +72,19 @@ impl Borrowed {
             if roles[..i].iter().any(|r| r.0 == name) {
                 bail!("{option} {name}: named twice; the bench needs four different ports");
             }
-            let link = netlink::link(&h, name).await.with_context(|| format!("{option} {name}"))?;
-            let mut msgs = h.link().get().match_index(link.ifindex).execute();
-            let msg = msgs.try_next().await?.with_context(|| format!("{option} {name}: gone"))?;
+            let msg = netlink::get(&h, name).await.with_context(|| format!("{option} {name}"))?;
             if msg.header.flags.contains(LinkFlags::Loopback) {
                 bail!("{option} {name}: a loopback device, not a port");
             }
             let up = msg.header.flags.contains(LinkFlags::Up);
-            let used = in_use(&h, link.ifindex).await?;
+            let used = in_use(&h, msg.header.index).await?;
             if !used.is_empty() {
                 bail!(
                     "{option} {name}: it has addresses ({}); the bench borrows only ports nothing else uses",
                     used.join(", ")
                 );
             }
-            found.push((link.ifindex, up));
+            found.push((msg.header.index, up));
         }
         let mut borrowed = Borrowed { home, taken: Vec::new() };
         for ((&(name, option, lab_name), (ifindex, up)), ns) in roles.iter().zip(found).zip(labs) {
