@@ -742,7 +742,7 @@ mod tests {
         new.routes.clear();
         let d = client::diff(&old, &new);
         assert!(d[0].starts_with("+ rule \"no-ping\" in VRF 1: Deny"), "{d:?}");
-        assert!(d.iter().any(|l| l.starts_with("- rule \"city-hall-netmap0-in\"")), "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("- rule \"city-hall:netmap0:in\"")), "{d:?}");
         assert!(d.iter().any(|l| l.starts_with("- route 0.0.0.0/0")), "{d:?}");
     }
 

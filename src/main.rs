@@ -1,5 +1,6 @@
 //! The `hutong` command: plan tools, the gateway, and the demo.
 
+use anyhow::Context as _;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -208,8 +209,9 @@ enum PlanCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Write a synthetic plan: the province example (Hunan, 126 counties) or a national-scale one
-    /// (34 provinces, 2,720 counties, about 100k prefixes) for the benchmark.
+    /// Write a synthetic plan: the province example (Hunan, 126 counties), a national-scale one
+    /// (34 provinces, 2,720 counties, about 100k prefixes) for the benchmark, or the plan
+    /// benchmark's larger sizes (20k and 50k nodes, a gateway per county).
     Generate {
         #[arg(long, value_enum, default_value = "province")]
         scale: ScaleName,
@@ -223,6 +225,10 @@ enum PlanCommand {
 enum ScaleName {
     Province,
     National,
+    #[value(name = "nodes-20k")]
+    Nodes20k,
+    #[value(name = "nodes-50k")]
+    Nodes50k,
 }
 
 #[derive(Subcommand)]
@@ -340,9 +346,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let compiled = match (all, gateway, output) {
                 (true, _, Some(dir)) => control::compile::compile_all(&lp).map(|configs| {
-                    std::fs::create_dir_all(&dir)?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
                     for (id, config) in &configs {
-                        std::fs::write(dir.join(format!("{id}.json")), config.to_json() + "\n")?;
+                        write_file(&output_file(&dir, id)?, &(config.to_json() + "\n"))?;
                     }
                     println!("compiled {} gateway(s) into {}", configs.len(), dir.display());
                     anyhow::Ok(())
@@ -350,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (_, Some(id), output) => control::compile(&lp, &id).map(|config| {
                     let json = config.to_json() + "\n";
                     match output {
-                        Some(o) => std::fs::write(&o, json)?,
+                        Some(o) => write_file(&o, &json)?,
                         None => print!("{json}"),
                     }
                     anyhow::Ok(())
@@ -369,10 +376,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let scale = match scale {
                 ScaleName::Province => control::generate::Scale::PROVINCE,
                 ScaleName::National => control::generate::Scale::NATIONAL,
+                ScaleName::Nodes20k => control::generate::Scale::NODES_20K,
+                ScaleName::Nodes50k => control::generate::Scale::NODES_50K,
             };
             let g = control::generate::generate(&scale).map_err(anyhow::Error::msg)?;
             match output {
-                Some(o) => std::fs::write(&o, &g.yaml)?,
+                Some(o) => write_file(&o, &g.yaml)?,
                 None => print!("{}", g.yaml),
             }
             eprintln!("{} node(s), {} gateway(s), {} prefix(es)", g.nodes, g.gateways, g.prefixes);
@@ -579,5 +588,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes `text` to `path`, naming the path if that fails.
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `DIR/<id>.json`, refusing any id that would not stay a file name inside `DIR`. Validation
+/// already keeps ids to a safe character set; this is the second lock on the same door.
+fn output_file(dir: &std::path::Path, id: &str) -> anyhow::Result<PathBuf> {
+    let name = format!("{id}.json");
+    let mut parts = std::path::Path::new(&name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(n)), None)
+            if n == std::ffi::OsStr::new(&name) && !id.starts_with('.') =>
+        {
+            Ok(dir.join(name))
+        }
+        _ => anyhow::bail!(
+            "gateway id {id:?} is not a safe file name; refusing to write outside {}",
+            dir.display()
+        ),
     }
 }

@@ -160,7 +160,7 @@ fn an_expiring_ttl_is_answered_through_the_slow_path_on(engine: &[&str]) {
     );
     // The normal ping was classified: its rule counted the echo requests.
     let rule = scrape.samples.iter().find(|s| {
-        s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("city-hall-netmap0-out")
+        s.metric == "hutong_rule_hits_total" && s.labels.get("rule") == Some("city-hall:netmap0:out")
     });
     assert!(
         rule.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 2.0)),

@@ -7,7 +7,7 @@
 //! | zone              | national        | province      | prefecture     | county          |
 //! |-------------------|-----------------|---------------|----------------|-----------------|
 //! | public            | 32.0.0.0/5      | + i<<21 /11   | + j<<17 /15    | + c<<12 /20     |
-//! | public, IPv6      | 2001:db8::/32   | /40           | /44            | /52             |
+//! | public, IPv6      | 2400:8000::/32  | /40           | /44            | /52             |
 //! | internet-access   | 40.0.0.0/10     | + i<<16 /16   | + j<<12 /20    | + c<<7 /25      |
 //! | dedicated, dept d | 10.0.0.0/8      | + i<<18 /14   | + j<<14 /18    | + c<<9 /23      |
 //! | dedicated, IPv6   | fd00:d::/32     | /40           | /44            | /56             |
@@ -17,6 +17,11 @@
 //! RFC 1918 prefixes as every other county's, as real ones do, each in its own VRF. A county's
 //! public /20 is cut in /24s: the first holds the uplink /30 and the NAPT pools, the next ones the
 //! netmap targets, the last the published services.
+//!
+//! With more than 31 counties per prefecture (the 20k- and 50k-node benchmark plans) the layout
+//! is dense: a county's blocks are public /23 (`c<<9`; its first /24 holds the uplink, the pool
+//! and, at .241, the service; the second the netmap target), internet-access /27 (`c<<5`) and
+//! dedicated /25 (`c<<7`), with one legacy network each.
 
 use std::fmt::Write;
 
@@ -42,7 +47,7 @@ impl Scale {
         vpns_per_county: 8,
         networks_per_county: 4,
     };
-    /// 34 provinces, 2,720 counties, about 100k prefixes.
+    /// 34 provinces, 2,720 counties, about 100k prefixes (3,095 nodes).
     pub const NATIONAL: Scale = Scale {
         provinces: 34,
         prefectures: 10,
@@ -51,16 +56,39 @@ impl Scale {
         vpns_per_county: 4,
         networks_per_county: 3,
     };
+    /// 19,925 nodes and 19,380 gateways: the dense layout (see [`Scale::dense`]).
+    pub const NODES_20K: Scale = Scale {
+        provinces: 34,
+        prefectures: 15,
+        counties: 38,
+        departments: 24,
+        vpns_per_county: 2,
+        networks_per_county: 1,
+    };
+    /// 50,525 nodes and 49,980 gateways, the size `plan check` must handle in seconds.
+    pub const NODES_50K: Scale = Scale { counties: 98, ..Scale::NODES_20K };
+
+    /// More than 31 counties per prefecture take the dense layout: a county gets a /23 of
+    /// public space (not a /20), a /27 of internet access and a /25 per VPN, so it has room for
+    /// one legacy network.
+    pub fn dense(&self) -> bool {
+        self.counties > 31
+    }
 
     /// The layout's limits (see the module table).
     pub fn check(&self) -> Result<(), String> {
         let limits = [
             ("provinces", self.provinces, 1, PROVINCES.len()),
             ("prefectures", self.prefectures, 1, 15),
-            ("counties", self.counties, 1, 31),
+            ("counties", self.counties, 1, 99),
             ("departments", self.departments, 1, DEPARTMENTS.len()),
             ("vpns-per-county", self.vpns_per_county, 0, self.departments),
-            ("networks-per-county", self.networks_per_county, 0, NETWORKS.len()),
+            (
+                "networks-per-county",
+                self.networks_per_county,
+                0,
+                if self.dense() { 1 } else { NETWORKS.len() },
+            ),
         ];
         for (name, v, lo, hi) in limits {
             if !(lo..=hi).contains(&v) {
@@ -203,29 +231,33 @@ struct Place {
     i: u32,
     j: Option<u32>,
     c: Option<u32>,
+    dense: bool,
 }
 
 impl Place {
     fn public(&self) -> String {
+        v4(self.public_base(), [11, 15, if self.dense { 23 } else { 20 }][self.depth()])
+    }
+    /// The first address of the node's public block.
+    fn public_base(&self) -> u32 {
         let (j, c) = (self.j.unwrap_or(0), self.c.unwrap_or(0));
-        let a = (32 << 24) | (self.i << 21) | (j << 17) | (c << 12);
-        v4(a, [11, 15, 20][self.depth()])
+        (32 << 24) | (self.i << 21) | (j << 17) | (c << if self.dense { 9 } else { 12 })
     }
     fn public_v6(&self) -> String {
         let (j, c) = (self.j.unwrap_or(0), self.c.unwrap_or(0));
         let s2 = ((self.i << 8) | (j << 4) | (c >> 4)) as u16;
-        v6([0x2001, 0xdb8, s2, ((c & 0xf) << 12) as u16, 0, 0, 0, 0], [40, 44, 52][self.depth()])
+        v6([0x2400, 0x8000, s2, ((c & 0xf) << 12) as u16, 0, 0, 0, 0], [40, 44, 52][self.depth()])
     }
     fn internet(&self) -> String {
         let (j, c) = (self.j.unwrap_or(0), self.c.unwrap_or(0));
-        let a = (40 << 24) | (self.i << 16) | (j << 12) | (c << 7);
-        v4(a, [16, 20, 25][self.depth()])
+        let a = (40 << 24) | (self.i << 16) | (j << 12) | (c << if self.dense { 5 } else { 7 });
+        v4(a, [16, 20, if self.dense { 27 } else { 25 }][self.depth()])
     }
     fn dedicated(&self, d: u32) -> (String, String) {
         let (j, c) = (self.j.unwrap_or(0), self.c.unwrap_or(0));
-        let a = (10 << 24) | (self.i << 18) | (j << 14) | (c << 9);
+        let a = (10 << 24) | (self.i << 18) | (j << 14) | (c << if self.dense { 7 } else { 9 });
         let s = [0xfd00, d as u16, ((self.i << 8) | (j << 4)) as u16, (c << 8) as u16, 0, 0, 0, 0];
-        (v4(a, [14, 18, 23][self.depth()]), v6(s, [40, 44, 56][self.depth()]))
+        (v4(a, [14, 18, if self.dense { 25 } else { 23 }][self.depth()]), v6(s, [40, 44, 56][self.depth()]))
     }
     fn depth(&self) -> usize {
         match (self.j, self.c) {
@@ -271,7 +303,7 @@ pub fn generate(scale: &Scale) -> Result<Generated, String> {
         departments(&mut w, scale, 4);
         w.line(4, "allocations:");
         w.line(6, "public: [32.0.0.0/5]");
-        w.line(6, "public_v6: [\"2001:db8::/32\"]");
+        w.line(6, "public_v6: [\"2400:8000::/32\"]");
         w.line(6, "internet: [40.0.0.0/10]");
         w.line(6, "dedicated:");
         for (d, (id, _)) in DEPARTMENTS[..scale.departments].iter().enumerate() {
@@ -321,7 +353,7 @@ fn province(w: &mut Writer, scale: &Scale, p: usize, i: u32, indent: usize, root
         departments(w, scale, indent);
     }
     let all: Vec<usize> = (0..scale.departments).collect();
-    allocations(w, &Place { i, j: None, c: None }, &all, indent);
+    allocations(w, &Place { i, j: None, c: None, dense: scale.dense() }, &all, indent);
     w.line(indent, "children:");
     for j in 0..scale.prefectures {
         let (pcode, pname) = if let Some((c, n)) = HUNAN.get(j).filter(|_| code == "43") {
@@ -334,7 +366,7 @@ fn province(w: &mut Writer, scale: &Scale, p: usize, i: u32, indent: usize, root
         let indent = indent + 4;
         w.line(indent, &format!("name: {pname}"));
         w.line(indent, "level: prefecture");
-        let at = Place { i, j: Some(j as u32), c: None };
+        let at = Place { i, j: Some(j as u32), c: None, dense: scale.dense() };
         allocations(w, &at, &all, indent);
         w.line(indent, "children:");
         for c in 0..scale.counties {
@@ -351,7 +383,7 @@ fn county(w: &mut Writer, scale: &Scale, pcode: &str, pname: &str, i: u32, j: u3
     let indent = indent + 2;
     w.line(indent, &format!("name: {pname} county {}", c + 1));
     w.line(indent, "level: county");
-    let at = Place { i, j: Some(j), c: Some(c) };
+    let at = Place { i, j: Some(j), c: Some(c), dense: scale.dense() };
     // A rotating subset, so every department has VPNs somewhere in each prefecture.
     let first = (c as usize * 5 + j as usize * 3) % scale.departments;
     let vpns: Vec<usize> = (0..scale.vpns_per_county).map(|t| (first + t) % scale.departments).collect();
@@ -359,7 +391,7 @@ fn county(w: &mut Writer, scale: &Scale, pcode: &str, pname: &str, i: u32, j: u3
     if scale.networks_per_county == 0 {
         return;
     }
-    let base = (32 << 24) | (i << 21) | (j << 17) | (c << 12);
+    let base = at.public_base();
     w.line(indent, "legacy_networks:");
     for (n, (kind, [a, b, _, len])) in NETWORKS[..scale.networks_per_county].iter().enumerate() {
         let inside = (u32::from(*a) << 24) | (u32::from(*b) << 16);
@@ -380,7 +412,9 @@ fn county(w: &mut Writer, scale: &Scale, pcode: &str, pname: &str, i: u32, j: u3
             w.line(indent + 6, "deterministic: true");
         }
         let service = v4(inside + (5 << 8) + 8, 32);
-        let outside = std::net::Ipv4Addr::from(base + (15 << 8) + n32 + 1);
+        // The /20's last /24; in the dense layout's /23, the top of the first /24.
+        let services = if scale.dense() { base + 240 } else { base + (15 << 8) };
+        let outside = std::net::Ipv4Addr::from(services + n32 + 1);
         w.line(
             indent + 4,
             &format!(
@@ -448,8 +482,19 @@ mod tests {
 
     #[test]
     fn scales_beyond_the_layout_are_refused() {
+        let e = generate(&Scale { counties: 100, ..Scale::PROVINCE }).err().unwrap();
+        assert!(e.contains("counties is 100"), "{e}");
+        // The dense layout has room for one legacy network per county.
         let e = generate(&Scale { counties: 40, ..Scale::PROVINCE }).err().unwrap();
-        assert!(e.contains("counties is 40"), "{e}");
+        assert!(e.contains("networks-per-county is 4; this generator's layout allows 0-1"), "{e}");
         assert!(generate(&Scale { vpns_per_county: 37, ..Scale::PROVINCE }).is_err());
+    }
+
+    #[test]
+    fn a_small_dense_plan_is_valid() {
+        let scale = Scale { provinces: 2, prefectures: 2, ..Scale::NODES_50K };
+        let g = generate(&scale).unwrap();
+        check(&g);
+        assert_eq!((g.nodes, g.gateways), (1 + 2 + 2 * 2 + 2 * 2 * 98, 2 * 2 * 98));
     }
 }

@@ -6,18 +6,23 @@
 
 pub mod compile;
 pub mod conformance;
+mod decode;
 pub mod diagnostics;
 pub mod diff;
+mod encoding;
 pub mod generate;
 pub mod load;
 pub mod model;
 pub mod policy;
-pub mod spans;
+pub mod position;
+pub mod special_use;
+pub mod tree;
 pub mod validate;
+mod yaml;
 
 pub use compile::compile;
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use load::{LoadedPlan, load_file, load_str};
+pub use load::{LoadedPlan, load_bytes, load_file, load_str};
 pub use model::Plan;
 pub use validate::validate;
 

@@ -1,21 +1,37 @@
-//! Reading a plan file: typed model plus the source positions validation needs.
+//! Reading a plan: its files (the main one and those its nodes `include:`), each through bytes →
+//! YAML tree → model, with every problem of every file reported at once, located to
+//! file:line:column; and afterwards, the place of any document path, for validation's errors.
 
-use std::path::{Path, PathBuf};
-
-use crate::{
-    diagnostics::{Diagnostic, Diagnostics},
-    model::{Node, Plan},
-    spans::Spans,
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
 };
 
-/// One file of a plan: where its content sits in the merged document, and its positions.
+use crate::{
+    decode::{Decoder, Includes},
+    diagnostics::{Diagnostic, Diagnostics},
+    encoding,
+    model::{Node, Plan},
+    position::{Pos, Problem},
+    yaml::{self, Tree},
+};
+
+/// One file of a plan: where its content sits in the merged document, and its YAML tree, which
+/// places paths on demand (nothing is indexed until an error needs a place).
 #[derive(Debug)]
 pub struct Source {
     /// Document path of the file's root (`""` for the main file, `nodes[0].children[2]` for an
     /// included node).
     pub prefix: String,
     pub file: PathBuf,
-    pub spans: Spans,
+    tree: Tree,
+}
+
+impl Source {
+    /// Where `path` (relative to this file's root) was written, or its nearest ancestor.
+    pub fn position(&self, path: &str) -> Option<Pos> {
+        self.tree.find(path)
+    }
 }
 
 /// A parsed plan (includes resolved) with where each part came from.
@@ -24,12 +40,16 @@ pub struct LoadedPlan {
     pub plan: Plan,
     /// The main file.
     pub file: PathBuf,
-    /// Every file, the main one first.
+    /// Every file, the main one first, each before the files it includes.
     pub sources: Vec<Source>,
 }
 
 /// Most nested includes a plan may have (a province, its cities, their counties, ...).
 const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Largest plan file read: far above any real plan (the national one is tens of MiB), and it
+/// keeps the tree's 32-bit offsets valid.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 impl LoadedPlan {
     /// A diagnostic placed at `path` of the merged document, in the file that holds it.
@@ -46,7 +66,7 @@ impl LoadedPlan {
             .max_by_key(|s| s.prefix.len())
             .expect("the main file covers all");
         let rel = path[src.prefix.len()..].trim_start_matches('.');
-        let pos = src.spans.find(rel);
+        let pos = src.position(rel);
         Diagnostic {
             file: src.file.clone(),
             line: pos.map_or(0, |p| p.line),
@@ -58,178 +78,192 @@ impl LoadedPlan {
     }
 }
 
-/// A serde error as a diagnostic at its place in `file`.
-fn parse_error(e: serde_yaml_ng::Error, file: &Path, text: &str) -> Diagnostic {
-    let (mut line, mut column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let message = e.to_string();
-    // serde_yaml appends " at line L column C"; the prefix already says where.
-    let message = match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message,
-    };
-    let duplicate = message.split_once("duplicate field `").and_then(|(_, m)| m.split_once('`'));
-    if let Some((key, _)) = duplicate {
-        // serde points at the mapping; the user needs the line that repeats the key.
-        if let Some(at) = repeated_key(text, line, column, key) {
-            (line, column) = at;
-        }
-    }
-    Diagnostic {
+/// A diagnostic for a whole file (it could not be read), with no line.
+fn file_error(file: &Path, message: String) -> Diagnostics {
+    Diagnostics(vec![Diagnostic {
         file: file.to_path_buf(),
-        line,
-        column,
+        line: 0,
+        column: 0,
         path: String::new(),
-        hint: hint_for(&message),
         message,
-    }
-}
-
-/// Where `key` appears the second time among the keys of the block mapping that starts at
-/// `line`:`column` (1-based), if it is one.
-fn repeated_key(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
-    let mut seen = false;
-    for (i, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
-        let indent = l.len() - l.trim_start_matches([' ', '-']).len();
-        let body = &l[indent..];
-        if body.is_empty() || body.starts_with('#') {
-            continue;
-        }
-        if indent + 1 < column && i + 1 > line {
-            return None; // left the mapping
-        }
-        if indent + 1 == column && body.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
-            if seen {
-                return Some((i + 1, column));
-            }
-            seen = true;
-        }
-    }
-    None
+        hint: None,
+    }])
 }
 
 pub fn load_file(path: &Path) -> Result<LoadedPlan, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read the plan: {e}"),
-            hint: None,
-        }])
-    })?;
-    load_str(&text, path)
+    let bytes = read(path).map_err(|e| file_error(path, e.message(path, "cannot read")))?;
+    load_bytes(&bytes, path)
 }
 
 /// Parses plan text; `file` labels diagnostics, and includes are read relative to it.
 pub fn load_str(text: &str, file: &Path) -> Result<LoadedPlan, Diagnostics> {
-    let mut plan =
-        serde_yaml_ng::from_str::<Plan>(text).map_err(|e| Diagnostics(vec![parse_error(e, file, text)]))?;
-    let mut lp = LoadedPlan {
-        plan: Plan { plan: String::new(), nodes: Vec::new(), operators: Vec::new() },
-        file: file.to_path_buf(),
-        sources: vec![Source { prefix: String::new(), file: file.to_path_buf(), spans: Spans::index(text) }],
-    };
-    let mut errors = Vec::new();
-    let mut stack = vec![canonical(file)];
-    for (i, node) in plan.nodes.iter_mut().enumerate() {
-        expand(node, &format!("nodes[{i}]"), file, &mut stack, &mut lp, &mut errors);
+    load_bytes(text.as_bytes(), file)
+}
+
+/// Parses a plan file's bytes (UTF-8, a leading byte-order mark allowed); `file` labels
+/// diagnostics, and includes are read relative to it.
+pub fn load_bytes(bytes: &[u8], file: &Path) -> Result<LoadedPlan, Diagnostics> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(file_error(file, ReadError::TooLarge(bytes.len() as u64).message(file, "cannot load")));
     }
-    lp.plan = plan;
-    if errors.is_empty() { Ok(lp) } else { Err(Diagnostics(errors)) }
+    let mut loader = Loader { sources: Vec::new(), reports: Vec::new(), reading: Vec::new() };
+    let plan = loader.file(bytes, file, String::new(), |d| d.plan());
+    let mut diagnostics = Vec::new();
+    for (file, problems) in loader.reports {
+        diagnostics.extend(problems.into_iter().map(|p| Diagnostic {
+            file: file.clone(),
+            line: p.pos.line,
+            column: p.pos.column,
+            path: p.path,
+            message: p.message,
+            hint: p.hint,
+        }));
+    }
+    match plan {
+        Some(plan) if diagnostics.is_empty() => {
+            Ok(LoadedPlan { plan, file: file.to_path_buf(), sources: loader.sources })
+        }
+        _ => {
+            debug_assert!(!diagnostics.is_empty(), "a file that did not decode reports why");
+            Err(Diagnostics(diagnostics))
+        }
+    }
+}
+
+/// Why a file could not be read.
+enum ReadError {
+    Io(std::io::Error),
+    TooLarge(u64),
+}
+
+impl ReadError {
+    /// `cannot read /x/plan.yaml: No such file or directory (os error 2)`: the path in the message
+    /// itself, since an include's problem is shown at the including file.
+    fn message(&self, path: &Path, what: &str) -> String {
+        match self {
+            ReadError::Io(e) => format!("{what} {}: {e}", path.display()),
+            ReadError::TooLarge(size) => format!(
+                "{what} {}: it is {size} bytes, over the {} MiB a plan file may have",
+                path.display(),
+                MAX_FILE_BYTES >> 20
+            ),
+        }
+    }
+}
+
+/// The file's bytes, refused unread when it is over [`MAX_FILE_BYTES`].
+fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let size = file.metadata().map_err(ReadError::Io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // It may grow while read; the limit holds all the same.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Reads `node`'s includes (and those of every node below it) into its children, recording each
-/// file as a source. `file` is the file `node` was read from; `stack` the chain of files being
-/// read, to name include cycles.
-fn expand(
-    node: &mut Node,
-    path: &str,
-    file: &Path,
-    stack: &mut Vec<PathBuf>,
-    lp: &mut LoadedPlan,
-    errors: &mut Vec<Diagnostic>,
-) {
-    for (i, child) in node.children.iter_mut().enumerate() {
-        expand(child, &format!("{path}.children[{i}]"), file, stack, lp, errors);
-    }
-    let dir = file.parent().unwrap_or(Path::new("."));
-    for (k, inc) in std::mem::take(&mut node.include).iter().enumerate() {
-        let at = format!("{path}.include[{k}]");
-        let target = dir.join(inc);
-        let key = canonical(&target);
-        if stack.len() > MAX_INCLUDE_DEPTH {
-            errors.push(lp.error(&at, format!("includes nest deeper than {MAX_INCLUDE_DEPTH}"), None));
-            continue;
-        }
-        if let Some(first) = stack.iter().position(|f| *f == key) {
-            let chain: Vec<String> =
-                stack[first..].iter().chain([&key]).map(|f| f.display().to_string()).collect();
-            errors.push(lp.error(
-                &at,
-                format!("include cycle: {}", chain.join(" -> ")),
-                Some("a file may not include itself, directly or not".into()),
-            ));
-            continue;
-        }
-        let text = match std::fs::read_to_string(&target) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(lp.error(
-                    &at,
-                    format!("cannot read included file {}: {e}", target.display()),
-                    None,
-                ));
-                continue;
+/// The state of one load: files read so far and their problems.
+struct Loader {
+    sources: Vec<Source>,
+    /// Each file's problems, in the order the files were first read.
+    reports: Vec<(PathBuf, Vec<Problem>)>,
+    /// The chain of files being read, innermost last: (as named, canonical), for relative
+    /// includes and to name include cycles.
+    reading: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Loader {
+    /// Reads one file as what `decode` decodes, reporting its problems under its name. Its
+    /// source goes before those of the files it includes.
+    fn file<T>(
+        &mut self,
+        bytes: &[u8],
+        file: &Path,
+        prefix: String,
+        decode: impl FnOnce(&mut Decoder<'_>) -> Option<T>,
+    ) -> Option<T> {
+        let report = self.reports.len();
+        self.reports.push((file.to_path_buf(), Vec::new()));
+        let text = match encoding::text(bytes) {
+            Ok(text) => text,
+            Err(problems) => {
+                self.reports[report].1 = problems;
+                return None;
             }
         };
-        let mut child = match serde_yaml_ng::from_str::<Node>(&text) {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(parse_error(e, &target, &text));
-                continue;
-            }
+        let parsed = yaml::parse(text);
+        let mut problems = parsed.problems;
+        let Some(tree) = parsed.tree else {
+            self.reports[report].1 = problems;
+            return None;
         };
-        let child_path = format!("{path}.children[{}]", node.children.len());
-        lp.sources.push(Source {
-            prefix: child_path.clone(),
-            file: target.clone(),
-            spans: Spans::index(&text),
-        });
-        stack.push(key);
-        expand(&mut child, &child_path, &target, stack, lp, errors);
-        stack.pop();
-        node.children.push(child);
+        let slot = self.sources.len();
+        self.reading.push((file.to_path_buf(), canonical(file)));
+        let mut decoder = Decoder::new(&tree, &prefix, self);
+        let value = decode(&mut decoder);
+        problems.extend(decoder.finish());
+        self.reading.pop();
+        problems.sort_by_key(|p| p.pos);
+        self.reports[report].1 = problems;
+        self.sources.insert(slot, Source { prefix, file: file.to_path_buf(), tree });
+        value
     }
 }
 
-fn hint_for(message: &str) -> Option<String> {
-    if message.contains("invalid IP address syntax") {
-        Some("write prefixes as ADDRESS/LENGTH with LENGTH 0-32, e.g. 10.20.0.0/24".into())
-    } else if message.contains("unknown field") {
-        Some("check the spelling; docs/plan.md lists every field".into())
-    } else {
-        None
+impl Includes for Loader {
+    fn include(&mut self, name: &str, child_path: &str) -> Result<Option<Node>, (String, Option<String>)> {
+        let (current, _) = self.reading.last().expect("an include is read from a file");
+        let target = current.parent().unwrap_or(Path::new(".")).join(name);
+        let key = canonical(&target);
+        if self.reading.len() > MAX_INCLUDE_DEPTH {
+            return Err((format!("includes nest deeper than {MAX_INCLUDE_DEPTH}"), None));
+        }
+        if let Some(first) = self.reading.iter().position(|(_, f)| *f == key) {
+            let chain: Vec<String> = self.reading[first..]
+                .iter()
+                .map(|(_, f)| f)
+                .chain([&key])
+                .map(|f| f.display().to_string())
+                .collect();
+            return Err((
+                format!("include cycle: {}", chain.join(" -> ")),
+                Some("a file may not include itself, directly or not".into()),
+            ));
+        }
+        let bytes = read(&target).map_err(|e| (e.message(&target, "cannot read included file"), None))?;
+        Ok(self.file(&bytes, &target, child_path.to_string(), |d| d.included_node()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
+
+    fn errors(text: &str) -> Diagnostics {
+        load_str(text, Path::new("p.yaml")).unwrap_err()
+    }
 
     #[test]
     fn malformed_prefix_names_file_line_and_column() {
         let text = "plan: t\nnodes:\n  - code: \"430100\"\n    name: n\n    level: prefecture\n    legacy_networks:\n      - id: lan\n        prefixes: [10.20.0.0/33]\n";
-        let errs = load_str(text, Path::new("p.yaml")).unwrap_err();
+        let errs = errors(text);
         let d = &errs.0[0];
-        assert_eq!(d.line, 8, "{d}");
-        assert!(d.to_string().starts_with("p.yaml:8:"), "{d}");
-        assert!(d.message.contains("invalid IP address syntax"), "{d}");
-        assert!(d.hint.is_some());
+        assert_eq!((d.line, d.column), (8, 20), "{d}");
+        assert!(d.to_string().starts_with("p.yaml:8:20: error: "), "{d}");
+        assert_eq!(d.message, "expected an IPv4 prefix such as 10.20.0.0/24, found \"10.20.0.0/33\"");
+        assert_eq!(d.path, "nodes[0].legacy_networks[0].prefixes[0]");
+        assert_eq!(d.hint.as_deref(), Some("the length after / is a number 0-32"));
     }
 
     /// Writes `files` (name, text) into a temporary directory.
@@ -251,11 +285,28 @@ mod tests {
         let lp = load_file(&dir.path().join("hunan.yaml")).unwrap();
         let codes: Vec<&str> = lp.plan.nodes().iter().map(|(_, n)| n.code.as_str()).collect();
         assert_eq!(codes, ["430000", "430100", "430102"]);
+        let files: Vec<(&str, &str)> = lp
+            .sources
+            .iter()
+            .map(|s| (s.prefix.as_str(), s.file.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("", "hunan.yaml"),
+                ("nodes[0].children[0]", "changsha.yaml"),
+                ("nodes[0].children[0].children[0]", "furong.yaml")
+            ]
+        );
         // The county's overlapping prefixes are reported in furong.yaml, at line 6.
         let errs = crate::validate(&lp).unwrap_err();
         let d = &errs.0[0];
         assert!(d.file.ends_with("furong.yaml") && d.line == 6, "{d}");
         assert_eq!(d.path, "nodes[0].children[0].children[0].legacy_networks[0].prefixes[0]");
+        let d = lp.error("nodes[0].children[0].level", "m", None);
+        assert!(d.file.ends_with("changsha.yaml") && (d.line, d.column) == (3, 8), "{d}");
+        let d = lp.error("nodes[0].children[0]", "m", None);
+        assert!(d.file.ends_with("changsha.yaml") && (d.line, d.column) == (1, 1), "{d}");
     }
 
     #[test]
@@ -263,11 +314,16 @@ mod tests {
         let dir = tree(&[("hunan.yaml", PROVINCE)]);
         let errs = load_file(&dir.path().join("hunan.yaml")).unwrap_err();
         let d = &errs.0[0];
-        assert!(
-            d.message.contains("cannot read included file") && d.message.contains("changsha.yaml"),
-            "{d}"
+        let missing = dir.path().join("changsha.yaml");
+        assert_eq!(
+            d.message,
+            format!(
+                "cannot read included file {}: No such file or directory (os error 2)",
+                missing.display()
+            )
         );
-        assert!(d.file.ends_with("hunan.yaml") && d.line == 6, "{d}");
+        assert!(d.file.ends_with("hunan.yaml") && (d.line, d.column) == (6, 15), "{d}");
+        assert_eq!(d.path, "nodes[0].include[0]");
 
         let looped = CITY.replace("furong.yaml", "changsha.yaml");
         let dir = tree(&[("hunan.yaml", PROVINCE), ("changsha.yaml", &looped)]);
@@ -280,16 +336,35 @@ mod tests {
         let dir = tree(&[("hunan.yaml", PROVINCE), ("changsha.yaml", CITY), ("furong.yaml", &broken)]);
         let errs = load_file(&dir.path().join("hunan.yaml")).unwrap_err();
         assert!(errs.0[0].file.ends_with("furong.yaml") && errs.0[0].line == 6, "{}", errs);
+        assert_eq!(errs.0[0].path, "nodes[0].children[0].children[0].legacy_networks[0].prefixes[1]");
+    }
+
+    #[test]
+    fn problems_of_every_file_are_reported_together() {
+        // The main file, the city and the county each have one.
+        let province = PROVINCE.replace("name: Hunan", "name: Hunan\n    levle: x");
+        let city = CITY.replace("prefecture", "city");
+        let county = COUNTY.replace("10.0.0.0/25", "10.0.0.0/99");
+        let dir = tree(&[("hunan.yaml", &province), ("changsha.yaml", &city), ("furong.yaml", &county)]);
+        let errs = load_file(&dir.path().join("hunan.yaml")).unwrap_err();
+        let got: Vec<(String, usize)> = errs
+            .0
+            .iter()
+            .map(|d| (d.file.file_name().unwrap().to_string_lossy().into_owned(), d.line))
+            .collect();
+        let want = [("hunan.yaml", 5), ("changsha.yaml", 3), ("furong.yaml", 6)];
+        assert_eq!(got, want.map(|(f, l)| (f.to_string(), l)), "{errs}");
     }
 
     #[test]
     fn duplicate_keys_are_named() {
-        let errs = load_str("plan: a\nplan: b\nnodes: []\n", Path::new("p.yaml")).unwrap_err();
-        assert!(errs.0[0].message.contains("duplicate field `plan`"), "{errs}");
-        assert_eq!(errs.0[0].line, 2, "{errs}");
+        let errs = errors("plan: a\nplan: b\nnodes: []\n");
+        assert_eq!(errs.0[0].message, "duplicate field \"plan\"", "{errs}");
+        assert_eq!((errs.0[0].line, errs.0[0].column), (2, 1), "{errs}");
         let nested = "plan: a\nnodes:\n  - code: \"430100\"\n    name: n\n    # a comment\n    name: m\n    level: county\n";
-        let errs = load_str(nested, Path::new("p.yaml")).unwrap_err();
+        let errs = errors(nested);
         assert_eq!((errs.0[0].line, errs.0[0].column), (6, 5), "{errs}");
+        assert_eq!(errs.0[0].hint.as_deref(), Some("it is first given at line 4, column 5"));
     }
 
     /// Syntax and type mistakes in one plan each, with where they must be reported.
@@ -297,17 +372,27 @@ mod tests {
     fn syntax_and_type_errors_are_located() {
         const BASE: &str = "plan: t\nnodes:\n  - code: \"430100\"\n    name: n\n    level: prefecture\n    legacy_networks:\n      - id: lan\n        prefixes: [10.20.0.0/24]\n        napt: { pool: [198.18.0.0/28], block_size: 64 }\n";
         let cases = [
-            ("block_size: 64", "block_size: big", 9, "invalid type"),
-            ("block_size: 64", "block_size: 70000", 9, "invalid value"),
-            ("level: prefecture", "level: township", 5, "unknown variant `township`"),
-            ("[10.20.0.0/24]", "[10.20.0.0/-1]", 8, "invalid IP address syntax"),
-            ("[10.20.0.0/24]", "10.20.0.0/24", 8, "invalid type"),
-            ("      - id: lan", "    - id: lan", 7, ""),
-            ("name: n", "name: [n", 4, ""),
+            ("block_size: 64", "block_size: big", 9, "expected a whole number 0-65535, found \"big\""),
+            (
+                "block_size: 64",
+                "block_size: 70000",
+                9,
+                "\"70000\" is out of range; expected a whole number 0-65535",
+            ),
+            ("level: prefecture", "level: township", 5, "unknown level \"township\""),
+            (
+                "[10.20.0.0/24]",
+                "[10.20.0.0/-1]",
+                8,
+                "expected an IPv4 prefix such as 10.20.0.0/24, found \"10.20.0.0/-1\"",
+            ),
+            ("[10.20.0.0/24]", "10.20.0.0/24", 8, "expected a list of IPv4 prefixes, found \"10.20.0.0/24\""),
+            ("      - id: lan", "    - id: lan", 7, "YAML syntax error: "),
+            ("name: n", "name: [n", 4, "YAML syntax error: "),
         ];
         for (from, to, line, want) in cases {
             assert!(BASE.contains(from), "{from:?}");
-            let errs = load_str(&BASE.replacen(from, to, 1), Path::new("p.yaml")).unwrap_err();
+            let errs = errors(&BASE.replacen(from, to, 1));
             let d = &errs.0[0];
             assert!(d.message.contains(want), "{to:?}: expected {want:?}, got {d}");
             assert!(d.line == line || d.line == line + 1, "{to:?}: expected line {line}, got {d}");
@@ -316,9 +401,202 @@ mod tests {
 
     #[test]
     fn unknown_field_is_an_error() {
-        let text = "plan: t\nnodes: []\nnoeds: []\n";
-        let errs = load_str(text, Path::new("p.yaml")).unwrap_err();
-        assert!(errs.0[0].message.contains("unknown field `noeds`"), "{}", errs);
-        assert_eq!(errs.0[0].line, 3);
+        let errs = errors("plan: t\nnodes: []\nnoeds: []\n");
+        assert_eq!(
+            errs.0[0].message,
+            "unknown field \"noeds\" in the plan; the fields are plan, nodes, operators"
+        );
+        assert_eq!((errs.0[0].line, errs.0[0].column), (3, 1));
+        assert!(errs.0[0].hint.as_deref().unwrap().starts_with("did you mean \"nodes\"?"), "{errs}");
+    }
+
+    #[test]
+    fn several_type_errors_in_one_file_are_all_reported() {
+        let text = "plan: [t]\nnodes:\n  - code: \"430100\"\n    name: n\n    level: County\n    gateways:\n      - id: gw\n        interfaces:\n          - { name: e, role: extranet, vlan: 5000000, address: 10.0.0.1/24, tunnel: { local: 1.2.3.4, remote: x, key: 99999999999 } }\n        routes: [{ prefix: 10.0.0.0/8, via: \"1.2.3\" }]\n    policies:\n      - { name: p, ports: 99999, action: allow }\n";
+        let got: Vec<String> =
+            errors(text).0.iter().map(|d| d.to_string().lines().next().unwrap().to_string()).collect();
+        let want = [
+            "p.yaml:1:7: error: expected text, found a list (at plan)",
+            "p.yaml:5:12: error: unknown level \"County\"; expected one of central, province, prefecture, county (at nodes[0].level)",
+            "p.yaml:9:46: error: \"5000000\" is out of range; expected a whole number 0-65535 (at nodes[0].gateways[0].interfaces[0].vlan)",
+            "p.yaml:9:111: error: expected an IPv4 address such as 192.0.2.1, found \"x\" (at nodes[0].gateways[0].interfaces[0].tunnel.remote)",
+            "p.yaml:9:119: error: \"99999999999\" is out of range; expected a whole number 0-4294967295 (at nodes[0].gateways[0].interfaces[0].tunnel.key)",
+            "p.yaml:10:45: error: expected an IPv4 address such as 192.0.2.1, found \"1.2.3\" (at nodes[0].gateways[0].routes[0].via)",
+            "p.yaml:12:27: error: \"99999\" is out of range; expected a port 0-65535 (at nodes[0].policies[0].ports)",
+            "p.yaml:12:42: error: unknown action \"allow\"; expected one of permit, deny, count (at nodes[0].policies[0].action)",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn bytes_a_bom_bad_utf8_and_nul_are_handled_before_yaml() {
+        let good = "plan: t\nnodes: []\n";
+        let with_bom = [b"\xEF\xBB\xBF".as_slice(), good.as_bytes()].concat();
+        assert_eq!(load_bytes(&with_bom, Path::new("p.yaml")).unwrap().plan.plan, "t");
+        // Invalid UTF-8 at line 3, column 5 (four characters before it, one of them two bytes).
+        let errs = load_bytes(b"plan: t\nnodes: []\n# \xC3\xA9 \xFF\x80\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(errs.0.len(), 2, "each bad byte is a sequence of its own: {errs}");
+        assert_eq!(
+            errs.0[0].to_string().lines().next().unwrap(),
+            "p.yaml:3:5: error: invalid UTF-8 (byte 0xFF)"
+        );
+        assert_eq!((errs.0[1].line, errs.0[1].column), (3, 6));
+        let errs = load_str("plan: t\nnodes:\n  - name: \"a\u{0}b\"\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(
+            errs.0[0].to_string().lines().next().unwrap(),
+            "p.yaml:3:13: error: the character U+0000 (NUL) is not allowed in YAML"
+        );
+    }
+
+    #[test]
+    fn hostile_nesting_and_aliases_are_refused_quickly() {
+        let started = Instant::now();
+        let errs = errors(&"[".repeat(100_000));
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(
+            errs.0[0].to_string().lines().next().unwrap(),
+            "p.yaml:1:65: error: nesting deeper than 64 levels"
+        );
+
+        let mut laughs = String::from("plan: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            laughs.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+        }
+        let started = Instant::now();
+        let errs = errors(&laughs);
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].message, "aliases in this file repeat more than 1000000 values in all");
+    }
+
+    #[test]
+    fn empty_and_odd_files_are_named_at_the_start() {
+        for (text, want) in [
+            ("", "p.yaml:1:1: error: the file is empty; expected a plan"),
+            ("  # nothing\n", "p.yaml:1:1: error: the file is empty; expected a plan"),
+            (
+                "\n  just text\n",
+                "p.yaml:1:1: error: expected a plan at the top of the file, found \"just text\"",
+            ),
+            (
+                "plan: t\nnodes: []\n---\nplan: u\n",
+                "p.yaml:3:1: error: a second YAML document starts here; a plan file holds one",
+            ),
+        ] {
+            let errs = errors(text);
+            assert_eq!(errs.0[0].to_string().lines().next().unwrap(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_and_oversized_files_name_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.yaml");
+        let errs = load_file(&path).unwrap_err();
+        assert_eq!(
+            errs.0[0].message,
+            format!("cannot read {}: No such file or directory (os error 2)", path.display())
+        );
+        // Sparse: refused from its size, unread.
+        std::fs::File::create(&path).unwrap().set_len(MAX_FILE_BYTES + 1).unwrap();
+        let errs = load_file(&path).unwrap_err();
+        assert_eq!(
+            errs.0[0].message,
+            format!(
+                "cannot read {}: it is 268435457 bytes, over the 256 MiB a plan file may have",
+                path.display()
+            )
+        );
+    }
+
+    /// Broken variants of the example plans: no message or hint may speak Rust or serde.
+    #[test]
+    fn messages_never_name_rust_types() {
+        const PLANS: [&str; 3] = [
+            include_str!("../../configs/demo/plan.yaml"),
+            include_str!("../../configs/examples/conversions.yaml"),
+            include_str!("../../configs/examples/province-tree.yaml"),
+        ];
+        let replacements = [
+            ": ",
+            ": [",
+            ": {",
+            ": ~",
+            ": \"x\"",
+            ": 99999999999",
+            ": -1",
+            ": true",
+            ": 1.5",
+            ": 10.0.0.0/33",
+            ": 10.0.0.1",
+            ": *a",
+            ": &a",
+            ": !!str",
+            ": \"80\"",
+            ": |\n  x",
+            "- ",
+            "-",
+            ":",
+            "",
+        ];
+        let forbidden = [
+            "untagged",
+            "enum",
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "usize",
+            "Ipv4",
+            "Ipv6",
+            "Net",
+            "PortSpec",
+            "String",
+            "Vec",
+            "Option",
+            "invalid type",
+            "invalid value",
+            "unit value",
+            "variant",
+            "struct",
+            "Ipv4Net",
+            "Ipv4Addr",
+            "SocketAddrV4",
+            "Level",
+            "Node",
+            "Plan",
+        ];
+        let mut checked = 0;
+        for plan in PLANS {
+            for (n, line) in plan.lines().enumerate() {
+                let Some(colon) = line.find(": ") else { continue };
+                for r in replacements {
+                    let broken: String = plan
+                        .lines()
+                        .enumerate()
+                        .map(|(i, l)| if i == n { format!("{}{r}", &line[..colon]) } else { l.to_string() })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let Err(errs) = load_str(&broken, Path::new("p.yaml")) else { continue };
+                    for d in &errs.0 {
+                        let text = format!("{} {}", d.message, d.hint.as_deref().unwrap_or(""));
+                        // Quoted values are the plan's own; the rest are the loader's words.
+                        let outside_quotes: String = text.split('"').step_by(2).collect::<Vec<_>>().join(" ");
+                        let words: Vec<&str> = outside_quotes.split(|c: char| !c.is_alphanumeric()).collect();
+                        for term in forbidden {
+                            let found = if term.contains(' ') {
+                                outside_quotes.contains(term)
+                            } else {
+                                words.contains(&term)
+                            };
+                            assert!(!found, "{term:?} in {d}\nfrom {broken}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} messages");
     }
 }

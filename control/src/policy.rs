@@ -4,7 +4,7 @@
 use dataplane::{Action, PortRange, Rule};
 use ipnet::IpNet;
 
-use crate::model::{Node, PolicyAction, PolicyRule, PortSpec};
+use crate::model::{PolicyAction, PolicyRule, PortSpec};
 
 /// The IP protocol number of `tcp`, `udp`, `icmp` or a number.
 pub fn protocol(text: &str) -> Result<u8, String> {
@@ -33,25 +33,6 @@ pub fn ports(spec: &PortSpec) -> Result<PortRange, String> {
             Ok(PortRange { first, last })
         }
     }
-}
-
-/// The nodes from the root down to the node with `code`, both ends included.
-pub fn ancestry<'a>(roots: &'a [Node], code: &str) -> Vec<&'a Node> {
-    fn go<'a>(n: &'a Node, code: &str, path: &mut Vec<&'a Node>) -> bool {
-        path.push(n);
-        if n.code == code || n.children.iter().any(|c| go(c, code, path)) {
-            return true;
-        }
-        path.pop();
-        false
-    }
-    let mut path = Vec::new();
-    for r in roots {
-        if go(r, code, &mut path) {
-            break;
-        }
-    }
-    path
 }
 
 /// The data-plane rule for `r`, written at node `code`, in VRF `vrf`. The plan has been

@@ -1,0 +1,333 @@
+//! Gateways: their interfaces (names, VLANs, roles, addresses that can work), their routes (a
+//! next hop is a neighbour on a connected subnet), the limits of the data plane, and the rule
+//! for a legacy network: exactly one gateway serves it.
+//!
+//! Why one: a gateway serving a network hands out that network's pool, netmap targets and
+//! published addresses. Two gateways would both hand them out (two owners of every one of those
+//! addresses), and NAPT state in one is unknown to the other. An HA pair will be declared as
+//! one gateway with several members, splitting the pool deterministically among them; until
+//! then a second gateway naming the network is refused at both interfaces.
+
+use std::collections::{BTreeSet, HashMap};
+
+use dataplane::config::MAX_VRFS;
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{Ctx, fmt_list, fmt_names, host};
+use crate::{
+    diagnostics::{near_miss, quote},
+    model::{Gateway, Interface, InterfaceRole, Node},
+    special_use::Usage,
+};
+
+pub(super) fn check(cx: &Ctx) {
+    // Legacy network id → (gateway id, the first interface of it that serves the network).
+    let mut served: HashMap<&str, (&str, String)> = HashMap::new();
+    for i in 0..cx.tree.nodes.len() {
+        let (path, node) = (cx.tree.nodes[i].path.clone(), cx.tree.nodes[i].node);
+        for (k, g) in node.gateways.iter().enumerate() {
+            let gp = format!("{path}.gateways[{k}]");
+            gateway(cx, &gp, node, g);
+            for (j, itf) in g.interfaces.iter().enumerate() {
+                let (InterfaceRole::Legacy | InterfaceRole::Tunnel, Some(net)) = (itf.role, &itf.network)
+                else {
+                    continue;
+                };
+                let at = format!("{gp}.interfaces[{j}].network");
+                match served.get(net.as_str()) {
+                    None => {
+                        served.insert(net, (&g.id, at));
+                    }
+                    Some((other, _)) if *other == g.id => {}
+                    Some((other, first)) => {
+                        let (first, other) = (first.clone(), *other);
+                        let msg = |a: &str, b: &str| {
+                            format!(
+                                "legacy network {} is served by gateway {} and by gateway {}: its pool, netmap \
+                                 targets and services would have two owners",
+                                quote(net),
+                                quote(a),
+                                quote(b)
+                            )
+                        };
+                        let hint =
+                            "one gateway serves a legacy network (docs/plan.md, \"One owner per address\")";
+                        let (here, there) = (cx.place(&at), cx.place(&first));
+                        cx.err(&at, msg(other, &g.id), Some(format!("{hint}; the other is at {there}")));
+                        cx.err(&first, msg(other, &g.id), Some(format!("{hint}; the other is at {here}")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The subnet an interface's address is on is at most this wide.
+const WIDEST_SUBNET: u8 = 8;
+
+/// The address is the network or the broadcast address of its subnet (which a /31 and a /32 do
+/// not have, RFC 3021).
+fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'static str> {
+    if net.prefix_len() >= 31 {
+        None
+    } else if addr == net.network() {
+        Some("the network address")
+    } else if addr == net.broadcast() {
+        Some("the broadcast address")
+    } else {
+        None
+    }
+}
+
+fn gateway(cx: &Ctx, gp: &str, node: &Node, g: &Gateway) {
+    let networks: BTreeSet<&str> = node.legacy_networks.iter().map(|n| n.id.as_str()).collect();
+    let mut names = BTreeSet::new();
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    let mut vrfs: BTreeSet<&str> = BTreeSet::new();
+    for (k, itf) in g.interfaces.iter().enumerate() {
+        let ip = format!("{gp}.interfaces[{k}]");
+        if itf.vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+            cx.err(&format!("{ip}.vlan"), "a VLAN id is 1-4094", None);
+        }
+        if !names.insert((itf.name.as_str(), itf.vlan)) {
+            let msg = match itf.vlan {
+                Some(v) => format!("interface {} VLAN {v} appears twice", quote(&itf.name)),
+                None => format!("interface {} appears twice", quote(&itf.name)),
+            };
+            cx.err(&format!("{ip}.name"), msg, None);
+        } else if let Some(first) = keys.insert(port_key(itf), k) {
+            // `legacy0` on VLAN 100 and an interface named `legacy0.100` are one port to the data plane.
+            cx.err(
+                &format!("{ip}.name"),
+                format!(
+                    "interface {} is the same port as interface {} on VLAN {}",
+                    quote(&port_key(itf)),
+                    quote(&g.interfaces[first].name),
+                    g.interfaces[first].vlan.or(itf.vlan).unwrap_or(0)
+                ),
+                Some("write a VLAN as vlan:, not in the name".into()),
+            );
+        }
+        role(cx, &ip, &node.code, g, itf, &networks);
+        address(cx, &ip, node, itf);
+        if let Some(zone) = itf.zone() {
+            if vrfs.insert(zone) && vrfs.len() + 1 > MAX_VRFS as usize {
+                cx.err(
+                    &format!("{ip}.network"),
+                    format!(
+                        "gateway {} needs more than {MAX_VRFS} VRFs (the extranet and one per network)",
+                        quote(&g.id)
+                    ),
+                    Some("split the networks among more gateways".into()),
+                );
+            }
+        }
+    }
+    if !g.interfaces.iter().any(|i| i.role == InterfaceRole::Extranet) {
+        cx.err(
+            &format!("{gp}.interfaces"),
+            format!("gateway {} has no extranet interface", quote(&g.id)),
+            None,
+        );
+    }
+    let own: BTreeSet<std::net::Ipv4Addr> = g.interfaces.iter().map(|i| i.address.addr()).collect();
+    for (k, r) in g.routes.iter().enumerate() {
+        let rp = format!("{gp}.routes[{k}]");
+        cx.host_bits(&format!("{rp}.prefix"), IpNet::V4(r.prefix));
+        if let Some(b) = crate::special_use::problem(&IpNet::V4(r.prefix), Usage::Legacy) {
+            if b.net.contains(&IpNet::V4(r.prefix)) {
+                cx.err(
+                    &format!("{rp}.prefix"),
+                    format!(
+                        "route to {}: {}",
+                        r.prefix,
+                        crate::special_use::describe(&IpNet::V4(r.prefix), b)
+                    ),
+                    Some("no packet is ever forwarded there".into()),
+                );
+            }
+        }
+        let zone = r.network.as_deref();
+        if let Some(n) = zone {
+            let known: Vec<&str> = g.interfaces.iter().filter_map(|i| i.zone()).collect();
+            if !known.contains(&n) {
+                let hint = near_miss(n, known.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "this gateway's networks: {}; leave network: out for the extranet",
+                        fmt_names(known.iter().copied())
+                    )
+                });
+                cx.err(
+                    &format!("{rp}.network"),
+                    format!("gateway {} has no interface in {}", quote(&g.id), quote(n)),
+                    Some(hint),
+                );
+                continue;
+            }
+        }
+        let link = g.interfaces.iter().find(|i| i.zone() == zone && i.address.contains(&r.via));
+        match link {
+            None => cx.err(
+                &format!("{rp}.via"),
+                format!(
+                    "next hop {} is not on the subnet of any {} interface",
+                    r.via,
+                    zone.unwrap_or("extranet")
+                ),
+                Some("a next hop must be directly reachable from one of the gateway's interfaces".into()),
+            ),
+            Some(_) if own.contains(&r.via) => cx.err(
+                &format!("{rp}.via"),
+                format!("next hop {} is an address of gateway {} itself", r.via, quote(&g.id)),
+                Some("the next hop is the neighbour's address on that subnet".into()),
+            ),
+            Some(itf) => {
+                if let Some(what) = network_or_broadcast(&itf.address.trunc(), r.via) {
+                    cx.err(
+                        &format!("{rp}.via"),
+                        format!("next hop {} is {what} of {}", r.via, itf.address.trunc()),
+                        Some("the next hop is a neighbour's own address on that subnet".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The data plane's name for the port: the interface, with `.VLAN` for a VLAN.
+fn port_key(itf: &Interface) -> String {
+    match itf.vlan {
+        Some(v) => format!("{}.{v}", itf.name),
+        None => itf.name.clone(),
+    }
+}
+
+fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, networks: &BTreeSet<&str>) {
+    let undefined = |n: &str, extra: &str| {
+        let hint = near_miss(n, networks.iter().copied())
+            .unwrap_or_else(|| format!("defined here: {}{extra}", fmt_names(networks.iter().copied())));
+        (format!("legacy network {} is not defined at node {node_code}", quote(n)), hint)
+    };
+    match (itf.role, &itf.network) {
+        (InterfaceRole::Legacy, None) => cx.err(
+            ip,
+            "a legacy interface must name its legacy network",
+            Some(format!("add network: one of {}", fmt_names(networks.iter().copied()))),
+        ),
+        (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => {
+            let (m, h) = undefined(n, "");
+            cx.err(&format!("{ip}.network"), m, Some(h));
+        }
+        (InterfaceRole::Tunnel, Some(n)) if !networks.contains(n.as_str()) => {
+            let (m, h) = undefined(n, "; or leave network: out to carry the extranet");
+            cx.err(&format!("{ip}.network"), m, Some(h));
+        }
+        (InterfaceRole::Extranet | InterfaceRole::InternetAccess, Some(_)) => cx.err(
+            &format!("{ip}.network"),
+            "an extranet or internet-access interface belongs to no legacy network",
+            Some("remove network:".into()),
+        ),
+        _ => {}
+    }
+    match (itf.role, &itf.tunnel) {
+        (InterfaceRole::Tunnel, None) => cx.err(
+            ip,
+            "a tunnel interface needs its ends",
+            Some("add tunnel: { local: <an extranet interface's address>, remote: <peer> }".into()),
+        ),
+        (InterfaceRole::Tunnel, Some(t)) => {
+            let extranet = |i: &&Interface| i.role == InterfaceRole::Extranet;
+            if !g.interfaces.iter().filter(extranet).any(|i| i.address.addr() == t.local) {
+                let addrs: Vec<String> =
+                    g.interfaces.iter().filter(extranet).map(|i| i.address.addr().to_string()).collect();
+                cx.err(
+                    &format!("{ip}.tunnel.local"),
+                    format!(
+                        "tunnel source {} is not the address of an extranet interface of {}",
+                        t.local, g.id
+                    ),
+                    Some(format!(
+                        "the tunnel's packets leave by the extranet: use that interface's address ({})",
+                        if addrs.is_empty() { "none yet".into() } else { addrs.join(", ") }
+                    )),
+                );
+            }
+            if g.interfaces.iter().any(|i| i.address.addr() == t.remote) {
+                cx.err(
+                    &format!("{ip}.tunnel.remote"),
+                    format!("tunnel remote {} is an address of gateway {} itself", t.remote, quote(&g.id)),
+                    Some("the remote is the peer's extranet address".into()),
+                );
+            }
+            cx.special(&format!("{ip}.tunnel.remote"), "tunnel remote", host(t.remote.into()), Usage::Plan);
+            if itf.vlan.is_some() {
+                cx.err(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None);
+            }
+        }
+        (_, Some(_)) => cx.err(
+            &format!("{ip}.tunnel"),
+            "only an interface with role tunnel has tunnel ends",
+            Some("set role: tunnel, or remove tunnel:".into()),
+        ),
+        (_, None) => {}
+    }
+}
+
+/// The interface's own address: a host of its subnet, of the right kind for its role.
+fn address(cx: &Ctx, ip: &str, node: &Node, itf: &Interface) {
+    let at = format!("{ip}.address");
+    let (addr, subnet) = (itf.address.addr(), itf.address.trunc());
+    if itf.address.prefix_len() < WIDEST_SUBNET {
+        cx.err(
+            &at,
+            format!("interface subnet {subnet} is wider than /{WIDEST_SUBNET}"),
+            Some("give the interface its link's subnet".into()),
+        );
+    }
+    if let Some(what) = network_or_broadcast(&subnet, addr) {
+        cx.err(
+            &at,
+            format!("interface address {} is {what} of its subnet {subnet}", itf.address),
+            Some("an interface needs a host address of its subnet".into()),
+        );
+    }
+    let usage = match itf.role {
+        InterfaceRole::Extranet | InterfaceRole::InternetAccess => Usage::Plan,
+        InterfaceRole::Legacy | InterfaceRole::Tunnel => Usage::Legacy,
+    };
+    cx.special(&at, "interface address", host(addr.into()), usage);
+    match itf.role {
+        InterfaceRole::Legacy => {
+            let Some(net) =
+                itf.network.as_ref().and_then(|n| node.legacy_networks.iter().find(|l| l.id == *n))
+            else {
+                return;
+            };
+            if !net.prefixes.iter().any(|p| p.contains(&addr)) {
+                cx.err(
+                    &at,
+                    format!(
+                        "legacy interface address {addr} is outside legacy network {}'s prefixes",
+                        quote(&net.id)
+                    ),
+                    Some(format!("its prefixes are {}", fmt_list(&net.prefixes))),
+                );
+            }
+        }
+        InterfaceRole::InternetAccess => {
+            let internet = &node.allocations.internet;
+            if !internet.iter().any(|b| b.contains(&addr)) {
+                cx.err(
+                    &at,
+                    format!("{} is outside node {}'s internet-access allocation", itf.address, node.code),
+                    Some(if internet.is_empty() {
+                        "give the node an allocations.internet block first".into()
+                    } else {
+                        format!("pick an address inside {}", fmt_list(internet))
+                    }),
+                );
+            }
+        }
+        InterfaceRole::Extranet | InterfaceRole::Tunnel => {}
+    }
+}
