@@ -83,17 +83,26 @@ fn invisible(c: char) -> bool {
 /// a look-alike letter of another script, one or two edits apart), a hint naming the close
 /// one and exactly where the two differ.
 pub fn near_miss<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let len = wrong.chars().count();
+    let folded = skeleton(wrong);
     let best = known
         .into_iter()
-        .filter(|k| *k != wrong)
+        .filter(|k| *k != wrong && k.len().abs_diff(wrong.len()) <= 3 * 4)
+        // Bounded work: a plan with thousands of wrong references against thousands of names
+        // must not take quadratic time to suggest; the first candidates of a plausible length
+        // are enough to catch a typo.
+        .take(NEAR_MISS_CANDIDATES)
         .map(|k| (distance(wrong, k), k))
         .filter(|(d, k)| {
-            *d <= 2.min(k.chars().count().saturating_sub(1)).max(1) || skeleton(wrong) == skeleton(k)
+            *d <= 2.min(k.chars().count().saturating_sub(1)).max(1).min(len) || skeleton(k) == folded
         })
         .min_by_key(|(d, k)| (*d, *k))?
         .1;
     Some(format!("did you mean {}? {}", quote(best), difference(wrong, best)))
 }
+
+/// How many known names [`near_miss`] compares at most.
+const NEAR_MISS_CANDIDATES: usize = 512;
 
 /// Where `a` (written) first differs from `b` (meant), in words: "character 7 is 'а' (U+0430
 /// CYRILLIC), not 'a' (U+0061)", "it ends in a space", ...

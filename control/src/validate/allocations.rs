@@ -131,9 +131,9 @@ pub(super) fn check(cx: &Ctx) {
         }
         for b in &all[i] {
             let at = format!("{path}.{}", b.field);
-            cx.host_bits(&at, b.net);
+            cx.host_bits(|| at.clone(), b.net);
             let usage = if matches!(b.zone, Zone::Dedicated(_)) { Usage::Dedicated } else { Usage::Plan };
-            cx.special(&at, &format!("{} block", b.zone.name()), b.net, usage);
+            cx.special(|| at.clone(), || format!("{} block", b.zone.name()), b.net, usage);
             // Inside the nearest node above that has blocks of this zone and family.
             let outer = cx.tree.above(i).find_map(|a| {
                 let theirs: Vec<&IpNet> = all[a]

@@ -48,8 +48,8 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
     }
     for (a, p) in n.prefixes.iter().enumerate() {
         let at = format!("{np}.prefixes[{a}]");
-        cx.host_bits(&at, IpNet::V4(*p));
-        cx.special(&at, "legacy prefix", IpNet::V4(*p), Usage::Legacy);
+        cx.host_bits(|| at.clone(), IpNet::V4(*p));
+        cx.special(|| at.clone(), || "legacy prefix".into(), IpNet::V4(*p), Usage::Legacy);
     }
     for (a, b) in overlapping_pairs(&n.prefixes) {
         for (here, there) in [(a, b), (b, a)] {
@@ -83,9 +83,9 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
                 Some(format!("use a /{} target", rule.from.prefix_len())),
             );
         }
-        cx.host_bits(&format!("{rp}.from"), IpNet::V4(rule.from));
-        cx.host_bits(&format!("{rp}.to"), IpNet::V4(rule.to));
-        cx.special(&format!("{rp}.to"), "netmap target", IpNet::V4(rule.to), Usage::Plan);
+        cx.host_bits(|| format!("{rp}.from"), IpNet::V4(rule.from));
+        cx.host_bits(|| format!("{rp}.to"), IpNet::V4(rule.to));
+        cx.special(|| format!("{rp}.to"), || "netmap target".into(), IpNet::V4(rule.to), Usage::Plan);
         if !inside(&rule.from) {
             cx.err(
                 &format!("{rp}.from"),
@@ -124,8 +124,8 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
         }
         for (k, p) in napt.pool.iter().enumerate() {
             let pp = format!("{np}.napt.pool[{k}]");
-            cx.host_bits(&pp, IpNet::V4(*p));
-            cx.special(&pp, "NAPT pool", IpNet::V4(*p), Usage::Plan);
+            cx.host_bits(|| pp.clone(), IpNet::V4(*p));
+            cx.special(|| pp.clone(), || "NAPT pool".into(), IpNet::V4(*p), Usage::Plan);
             if !in_allocation(p) {
                 cx.err(
                     &pp,
@@ -190,9 +190,19 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
                 Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
             );
         }
-        cx.special(&format!("{sp}.inside"), "service address", host((*sv.inside.ip()).into()), Usage::Legacy);
+        cx.special(
+            || format!("{sp}.inside"),
+            || "service address".into(),
+            host((*sv.inside.ip()).into()),
+            Usage::Legacy,
+        );
         let outside = Ipv4Net::from(*sv.outside.ip());
-        cx.special(&format!("{sp}.outside"), "published address", IpNet::V4(outside), Usage::Plan);
+        cx.special(
+            || format!("{sp}.outside"),
+            || "published address".into(),
+            IpNet::V4(outside),
+            Usage::Plan,
+        );
         if !in_allocation(&outside) {
             cx.err(
                 &format!("{sp}.outside"),
@@ -220,8 +230,8 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
 
     for (k, iso) in n.isolated.iter().enumerate() {
         let ip = format!("{np}.isolated[{k}]");
-        cx.host_bits(&ip, IpNet::V4(*iso));
-        cx.special(&ip, "isolated subnet", IpNet::V4(*iso), Usage::Legacy);
+        cx.host_bits(|| ip.clone(), IpNet::V4(*iso));
+        cx.special(|| ip.clone(), || "isolated subnet".into(), IpNet::V4(*iso), Usage::Legacy);
         if !inside(iso) {
             cx.err(&ip, format!("isolated {iso} is not inside legacy network {}'s prefixes", n.id), None);
         }

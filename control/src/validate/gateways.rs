@@ -25,9 +25,10 @@ pub(super) fn check(cx: &Ctx) {
     let mut served: HashMap<&str, (&str, String)> = HashMap::new();
     for i in 0..cx.tree.nodes.len() {
         let (path, node) = (cx.tree.nodes[i].path.clone(), cx.tree.nodes[i].node);
+        let networks: BTreeSet<&str> = node.legacy_networks.iter().map(|n| n.id.as_str()).collect();
         for (k, g) in node.gateways.iter().enumerate() {
             let gp = format!("{path}.gateways[{k}]");
-            gateway(cx, &gp, node, g);
+            gateway(cx, &gp, node, &networks, g);
             for (j, itf) in g.interfaces.iter().enumerate() {
                 let (InterfaceRole::Legacy | InterfaceRole::Tunnel, Some(net)) = (itf.role, &itf.network)
                 else {
@@ -79,8 +80,7 @@ fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'sta
     }
 }
 
-fn gateway(cx: &Ctx, gp: &str, node: &Node, g: &Gateway) {
-    let networks: BTreeSet<&str> = node.legacy_networks.iter().map(|n| n.id.as_str()).collect();
+fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gateway) {
     let mut names = BTreeSet::new();
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut vrfs: BTreeSet<&str> = BTreeSet::new();
@@ -108,7 +108,7 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, g: &Gateway) {
                 Some("write a VLAN as vlan:, not in the name".into()),
             );
         }
-        role(cx, &ip, &node.code, g, itf, &networks);
+        role(cx, &ip, &node.code, g, itf, networks);
         address(cx, &ip, node, itf);
         if let Some(zone) = itf.zone() {
             if vrfs.insert(zone) && vrfs.len() + 1 > MAX_VRFS as usize {
@@ -133,7 +133,7 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, g: &Gateway) {
     let own: BTreeSet<std::net::Ipv4Addr> = g.interfaces.iter().map(|i| i.address.addr()).collect();
     for (k, r) in g.routes.iter().enumerate() {
         let rp = format!("{gp}.routes[{k}]");
-        cx.host_bits(&format!("{rp}.prefix"), IpNet::V4(r.prefix));
+        cx.host_bits(|| format!("{rp}.prefix"), IpNet::V4(r.prefix));
         if let Some(b) = crate::special_use::problem(&IpNet::V4(r.prefix), Usage::Legacy) {
             if b.net.contains(&IpNet::V4(r.prefix)) {
                 cx.err(
@@ -259,7 +259,12 @@ fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, netwo
                     Some("the remote is the peer's extranet address".into()),
                 );
             }
-            cx.special(&format!("{ip}.tunnel.remote"), "tunnel remote", host(t.remote.into()), Usage::Plan);
+            cx.special(
+                || format!("{ip}.tunnel.remote"),
+                || "tunnel remote".into(),
+                host(t.remote.into()),
+                Usage::Plan,
+            );
             if itf.vlan.is_some() {
                 cx.err(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None);
             }
@@ -295,7 +300,7 @@ fn address(cx: &Ctx, ip: &str, node: &Node, itf: &Interface) {
         InterfaceRole::Extranet | InterfaceRole::InternetAccess => Usage::Plan,
         InterfaceRole::Legacy | InterfaceRole::Tunnel => Usage::Legacy,
     };
-    cx.special(&at, "interface address", host(addr.into()), usage);
+    cx.special(|| at.clone(), || "interface address".into(), host(addr.into()), usage);
     match itf.role {
         InterfaceRole::Legacy => {
             let Some(net) =

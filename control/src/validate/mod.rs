@@ -76,10 +76,12 @@ impl Ctx<'_> {
 
     /// A prefix written with host bits set (10.0.0.1/24) is almost always a typo for an address
     /// or for the network; either way it is not what the plan means.
-    pub fn host_bits(&self, at: &str, net: IpNet) {
+    /// `at` is asked for only when there is a problem: most prefixes have none, and a
+    /// national plan has a million of them.
+    pub fn host_bits(&self, at: impl FnOnce() -> String, net: IpNet) {
         if net != net.trunc() {
             self.err(
-                at,
+                &at(),
                 format!("{net} has host bits set"),
                 Some(format!("write the network, {}", net.trunc())),
             );
@@ -87,7 +89,13 @@ impl Ctx<'_> {
     }
 
     /// A prefix used where `usage` allows no special-purpose block of the kind it touches.
-    pub fn special(&self, at: &str, what: &str, net: IpNet, usage: Usage) -> bool {
+    pub fn special(
+        &self,
+        at: impl FnOnce() -> String,
+        what: impl FnOnce() -> String,
+        net: IpNet,
+        usage: Usage,
+    ) -> bool {
         let Some(block) = special_use::problem(&net, usage) else { return false };
         let hint = match usage {
             Usage::Plan => {
@@ -99,7 +107,7 @@ impl Ctx<'_> {
             }
             Usage::Legacy => "no host can use these addresses",
         };
-        self.err(at, format!("{what}: {}", special_use::describe(&net, block)), Some(hint.into()));
+        self.err(&at(), format!("{}: {}", what(), special_use::describe(&net, block)), Some(hint.into()));
         true
     }
 }

@@ -19,41 +19,66 @@
 //!
 //! Two owners are reported at both places, each naming the other.
 
-use std::cmp::Reverse;
+use std::{cmp::Reverse, collections::HashMap};
 
 use ipnet::IpNet;
 
-use super::{
-    Ctx,
-    allocations::{Zone, blocks},
-};
+use super::{Ctx, allocations::Zone};
 use crate::{diagnostics::quote, model::InterfaceRole};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Block,
-    /// Must lie in its node's own blocks; that is checked with its kind (so not again here).
+    /// `checked_elsewhere`: that it lies in its node's own blocks is checked with its kind.
     Use {
         shared: bool,
         checked_elsewhere: bool,
     },
 }
 
+/// What an item is, by index into its node: enough to name it and place it when (and only
+/// when) it is part of a problem. A national plan has half a million items and no problems.
+#[derive(Clone, Copy)]
+enum Src {
+    /// `list`: 0 public, 1 public_v6, 2 internet, 3 internet_v6; `dedicated[k]` ipv4 (4) or
+    /// ipv6 (5).
+    Block {
+        list: u8,
+        k: u32,
+        i: u32,
+    },
+    Netmap {
+        net: u32,
+        k: u32,
+    },
+    Pool {
+        net: u32,
+        k: u32,
+    },
+    Service {
+        net: u32,
+        k: u32,
+    },
+    Interface {
+        gw: u32,
+        k: u32,
+    },
+}
+
 struct Item {
-    /// Address space: dedicated VPNs of one department, or the extranet and internet-access
-    /// areas together (both are real plan addresses); and the family.
-    space: (Option<String>, bool),
+    /// Address space (0: the extranet's, public and internet-access together, both being real
+    /// plan addresses; n: department n's VPNs) and family.
+    space: (u32, bool),
     start: u128,
     end: u128,
     kind: Kind,
-    zone: Zone,
+    /// 0 public, 1 internet-access, n: department n.
+    zone: u32,
     node: usize,
-    path: String,
-    /// "netmap target 198.18.20.0/24 of legacy network \"city-hall\" (node 430100)".
-    label: String,
+    src: Src,
     /// Who hands a shared address out: the gateway serving the service's network (or, when
     /// none does yet, the network itself). Services may share an address only within one owner.
-    owner: String,
+    owner: u32,
 }
 
 fn range(net: &IpNet) -> (u128, u128) {
@@ -63,22 +88,21 @@ fn range(net: &IpNet) -> (u128, u128) {
     }
 }
 
-fn item(zone: Zone, net: IpNet, kind: Kind, node: usize, path: String, label: String) -> Item {
-    let space = (
-        match &zone {
-            Zone::Dedicated(d) => Some(d.clone()),
-            Zone::Public | Zone::Internet => None,
-        },
-        matches!(net, IpNet::V6(_)),
-    );
-    let (start, end) = range(&net);
-    Item { space, start, end, kind, zone, node, path, label, owner: String::new() }
+/// Interns names as small numbers, in order of first use.
+#[derive(Default)]
+struct Names<'a>(HashMap<&'a str, u32>);
+
+impl<'a> Names<'a> {
+    fn id(&mut self, name: &'a str) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(name).or_insert(next)
+    }
 }
 
 /// The index: every block and every use of the plan.
 fn collect(cx: &Ctx) -> Vec<Item> {
     // Legacy network → the gateway serving it (the first; a second is an error of its own).
-    let mut served: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut served: HashMap<&str, &str> = HashMap::new();
     for t in &cx.tree.nodes {
         for g in &t.node.gateways {
             for itf in &g.interfaces {
@@ -88,81 +112,141 @@ fn collect(cx: &Ctx) -> Vec<Item> {
             }
         }
     }
+    let mut departments = Names::default();
+    departments.id(""); // 0: the public and internet-access zones' space
+    let mut owners = Names::default();
     let mut items = Vec::new();
+    let mut push = |zone: u32, net: IpNet, kind: Kind, node: usize, src: Src, owner: u32| {
+        let space = (if zone >= 2 { zone } else { 0 }, matches!(net, IpNet::V6(_)));
+        let (start, end) = range(&net);
+        items.push(Item { space, start, end, kind, zone, node, src, owner });
+    };
     let used = |shared| Kind::Use { shared, checked_elsewhere: true };
     for (i, t) in cx.tree.nodes.iter().enumerate() {
-        let code = &t.node.code;
-        for b in blocks(&t.node.allocations) {
-            let label = format!("{} block {} of node {code}", b.zone.name(), b.net);
-            items.push(item(b.zone, b.net, Kind::Block, i, format!("{}.{}", t.path, b.field), label));
+        let a = &t.node.allocations;
+        for (list, zone, nets) in [
+            (0u8, 0, a.public.iter().map(|n| IpNet::V4(*n)).collect::<Vec<_>>()),
+            (1, 0, a.public_v6.iter().map(|n| IpNet::V6(*n)).collect()),
+            (2, 1, a.internet.iter().map(|n| IpNet::V4(*n)).collect()),
+            (3, 1, a.internet_v6.iter().map(|n| IpNet::V6(*n)).collect()),
+        ] {
+            for (j, net) in nets.into_iter().enumerate() {
+                push(zone, net, Kind::Block, i, Src::Block { list, k: 0, i: j as u32 }, 0);
+            }
+        }
+        for (k, d) in a.dedicated.iter().enumerate() {
+            let zone = departments.id(&d.department) + 1;
+            for (j, n) in d.ipv4.iter().enumerate() {
+                push(
+                    zone,
+                    IpNet::V4(*n),
+                    Kind::Block,
+                    i,
+                    Src::Block { list: 4, k: k as u32, i: j as u32 },
+                    0,
+                );
+            }
+            for (j, n) in d.ipv6.iter().enumerate() {
+                push(
+                    zone,
+                    IpNet::V6(*n),
+                    Kind::Block,
+                    i,
+                    Src::Block { list: 5, k: k as u32, i: j as u32 },
+                    0,
+                );
+            }
         }
         for (k, n) in t.node.legacy_networks.iter().enumerate() {
-            let np = format!("{}.legacy_networks[{k}]", t.path);
-            let of = format!("of legacy network {} (node {code})", quote(&n.id));
+            let net = k as u32;
             for (j, m) in n.netmap.iter().enumerate() {
-                let label = format!("netmap target {} {of}", m.to);
-                items.push(item(
-                    Zone::Public,
-                    IpNet::V4(m.to),
-                    used(false),
-                    i,
-                    format!("{np}.netmap[{j}].to"),
-                    label,
-                ));
+                push(0, IpNet::V4(m.to), used(false), i, Src::Netmap { net, k: j as u32 }, 0);
             }
             for (j, p) in n.napt.iter().flat_map(|n| n.pool.iter()).enumerate() {
-                let label = format!("NAPT pool {p} {of}");
-                items.push(item(
-                    Zone::Public,
-                    IpNet::V4(*p),
-                    used(false),
-                    i,
-                    format!("{np}.napt.pool[{j}]"),
-                    label,
-                ));
+                push(0, IpNet::V4(*p), used(false), i, Src::Pool { net, k: j as u32 }, 0);
             }
+            let owner = owners.id(served.get(n.id.as_str()).copied().unwrap_or(n.id.as_str()));
             for (j, s) in n.services.iter().enumerate() {
-                let label =
-                    format!("published address {} of service {} {of}", s.outside.ip(), quote(&s.name));
-                let net = IpNet::from(std::net::IpAddr::V4(*s.outside.ip()));
-                let mut it =
-                    item(Zone::Public, net, used(true), i, format!("{np}.services[{j}].outside"), label);
-                it.owner = match served.get(n.id.as_str()) {
-                    Some(g) => format!("gateway {g}"),
-                    None => format!("network {}", n.id),
-                };
-                items.push(it);
+                let at = IpNet::from(std::net::IpAddr::V4(*s.outside.ip()));
+                push(0, at, used(true), i, Src::Service { net, k: j as u32 }, owner);
             }
         }
         for (k, g) in t.node.gateways.iter().enumerate() {
             for (j, itf) in g.interfaces.iter().enumerate() {
                 let zone = match itf.role {
-                    InterfaceRole::Extranet => Zone::Public,
-                    InterfaceRole::InternetAccess => Zone::Internet,
+                    InterfaceRole::Extranet => 0,
+                    InterfaceRole::InternetAccess => 1,
                     InterfaceRole::Legacy | InterfaceRole::Tunnel => continue,
                 };
-                let label = format!(
-                    "address {} of gateway {}'s interface {} (node {code})",
-                    itf.address.addr(),
-                    quote(&g.id),
-                    quote(&itf.name)
-                );
-                let path = format!("{}.gateways[{k}].interfaces[{j}].address", t.path);
                 // An extranet address may be the backbone's (outside every block); an
                 // internet-access one must be in its node's block, checked with the gateway.
-                let kind = Kind::Use { shared: false, checked_elsewhere: zone == Zone::Internet };
-                items.push(item(
-                    zone,
-                    IpNet::from(std::net::IpAddr::V4(itf.address.addr())),
-                    kind,
-                    i,
-                    path,
-                    label,
-                ));
+                let kind = Kind::Use { shared: false, checked_elsewhere: zone == 1 };
+                let at = IpNet::from(std::net::IpAddr::V4(itf.address.addr()));
+                push(zone, at, kind, i, Src::Interface { gw: k as u32, k: j as u32 }, 0);
             }
         }
     }
     items
+}
+
+/// Where an item is written, and how messages name it.
+fn describe(cx: &Ctx, item: &Item) -> (String, String) {
+    let t = &cx.tree.nodes[item.node];
+    let (node, code) = (t.node, &t.node.code);
+    let network = |net: u32| &node.legacy_networks[net as usize];
+    let of = |net: u32| format!("of legacy network {} (node {code})", quote(&network(net).id));
+    match item.src {
+        Src::Block { list, k, i } => {
+            let a = &node.allocations;
+            let (field, net, zone) = match list {
+                0 => (format!("public[{i}]"), IpNet::V4(a.public[i as usize]), Zone::Public),
+                1 => (format!("public_v6[{i}]"), IpNet::V6(a.public_v6[i as usize]), Zone::Public),
+                2 => (format!("internet[{i}]"), IpNet::V4(a.internet[i as usize]), Zone::Internet),
+                3 => (format!("internet_v6[{i}]"), IpNet::V6(a.internet_v6[i as usize]), Zone::Internet),
+                _ => {
+                    let d = &a.dedicated[k as usize];
+                    let zone = Zone::Dedicated(d.department.clone());
+                    if list == 4 {
+                        (format!("dedicated[{k}].ipv4[{i}]"), IpNet::V4(d.ipv4[i as usize]), zone)
+                    } else {
+                        (format!("dedicated[{k}].ipv6[{i}]"), IpNet::V6(d.ipv6[i as usize]), zone)
+                    }
+                }
+            };
+            (format!("{}.allocations.{field}", t.path), format!("{} block {net} of node {code}", zone.name()))
+        }
+        Src::Netmap { net, k } => (
+            format!("{}.legacy_networks[{net}].netmap[{k}].to", t.path),
+            format!("netmap target {} {}", network(net).netmap[k as usize].to, of(net)),
+        ),
+        Src::Pool { net, k } => {
+            let pool = &network(net).napt.as_ref().expect("a pool item has its pool").pool[k as usize];
+            (
+                format!("{}.legacy_networks[{net}].napt.pool[{k}]", t.path),
+                format!("NAPT pool {pool} {}", of(net)),
+            )
+        }
+        Src::Service { net, k } => {
+            let s = &network(net).services[k as usize];
+            (
+                format!("{}.legacy_networks[{net}].services[{k}].outside", t.path),
+                format!("published address {} of service {} {}", s.outside.ip(), quote(&s.name), of(net)),
+            )
+        }
+        Src::Interface { gw, k } => {
+            let g = &node.gateways[gw as usize];
+            let itf = &g.interfaces[k as usize];
+            (
+                format!("{}.gateways[{gw}].interfaces[{k}].address", t.path),
+                format!(
+                    "address {} of gateway {}'s interface {} (node {code})",
+                    itf.address.addr(),
+                    quote(&g.id),
+                    quote(&itf.name)
+                ),
+            )
+        }
+    }
 }
 
 /// How many reports one item gets at most: a block that overlaps a thousand others is one
@@ -171,13 +255,14 @@ const REPORTS_PER_ITEM: usize = 3;
 
 pub(super) fn check(cx: &Ctx) {
     let mut items = collect(cx);
-    items.sort_by(|a, b| {
-        (&a.space, a.start, Reverse(a.end), a.kind != Kind::Block, a.node).cmp(&(
-            &b.space,
+    items.sort_unstable_by(|a, b| {
+        (a.space, a.start, Reverse(a.end), a.kind != Kind::Block, a.node, a.zone).cmp(&(
+            b.space,
             b.start,
             Reverse(b.end),
             b.kind != Kind::Block,
             b.node,
+            b.zone,
         ))
     });
     let mut reported = vec![0usize; items.len()];
@@ -212,23 +297,23 @@ pub(super) fn check(cx: &Ctx) {
                 } else if outer.zone == inner.zone && cx.tree.is_ancestor(outer.node, inner.node) {
                     // In an ancestor's space but not in its own node's blocks.
                     if !checked_elsewhere {
-                        let message = format!(
-                            "{} lies in {}, not in a block of its own node",
-                            inner.label, outer.label
-                        );
+                        let ((path, label), (_, block)) = (describe(cx, inner), describe(cx, outer));
                         let hint = format!(
                             "use an address of node {}'s own blocks, or one outside every plan block",
                             cx.tree.nodes[inner.node].node.code
                         );
-                        let path = inner.path.clone();
-                        cx.err(&path, message, Some(hint));
+                        cx.err(
+                            &path,
+                            format!("{label} lies in {block}, not in a block of its own node"),
+                            Some(hint),
+                        );
                     }
                 } else {
                     two_owners(cx, &items, &mut reported, x, t);
                 }
             }
             (Kind::Use { shared: true, .. }, Kind::Use { shared: true, .. })
-                if (outer.start, outer.end, &outer.owner) == (inner.start, inner.end, &inner.owner) => {}
+                if (outer.start, outer.end, outer.owner) == (inner.start, inner.end, inner.owner) => {}
             (Kind::Use { .. }, _) => two_owners(cx, &items, &mut reported, x, t),
         }
         stack.push(x);
@@ -237,19 +322,14 @@ pub(super) fn check(cx: &Ctx) {
 
 /// Reports `a` and `b` at both places, each naming the other, within each item's budget.
 fn two_owners(cx: &Ctx, items: &[Item], reported: &mut [usize], a: usize, b: usize) {
-    for (here, there) in [(a, b), (b, a)] {
+    let (da, db) = (describe(cx, &items[a]), describe(cx, &items[b]));
+    for (here, (h_path, h_label), (o_path, o_label)) in [(a, &da, &db), (b, &db, &da)] {
         if reported[here] >= REPORTS_PER_ITEM {
             continue;
         }
         reported[here] += 1;
-        let (h, o) = (&items[here], &items[there]);
-        let message = if reported[here] == REPORTS_PER_ITEM {
-            format!("{} overlaps {} (and perhaps more): an address has one owner", h.label, o.label)
-        } else {
-            format!("{} overlaps {}: an address has one owner", h.label, o.label)
-        };
-        let hint = format!("the other is at {}", cx.place(&o.path));
-        let path = h.path.clone();
-        cx.err(&path, message, Some(hint));
+        let more = if reported[here] == REPORTS_PER_ITEM { " (and perhaps more)" } else { "" };
+        let message = format!("{h_label} overlaps {o_label}{more}: an address has one owner");
+        cx.err(h_path, message, Some(format!("the other is at {}", cx.place(o_path))));
     }
 }

@@ -25,6 +25,8 @@ pub(super) fn check(cx: &Ctx) {
     for i in 0..cx.tree.nodes.len() {
         let (path, node) = (cx.tree.nodes[i].path.clone(), cx.tree.nodes[i].node);
         let mut names = BTreeSet::new();
+        // The networks at this node and below, for hints: gathered once, and only if needed.
+        let mut below: Option<Vec<&str>> = None;
         for (k, r) in node.policies.iter().enumerate() {
             let rp = format!("{path}.policies[{k}]");
             if !names.insert(r.name.as_str()) {
@@ -38,9 +40,13 @@ pub(super) fn check(cx: &Ctx) {
                 match networks.get(n.as_str()) {
                     Some((at, _, _)) if cx.tree.covers(i, *at) => {}
                     _ => {
-                        let below: Vec<&str> = (i..cx.tree.nodes[i].end)
-                            .flat_map(|j| cx.tree.nodes[j].node.legacy_networks.iter().map(|l| l.id.as_str()))
-                            .collect();
+                        let below = below.get_or_insert_with(|| {
+                            (i..cx.tree.nodes[i].end)
+                                .flat_map(|j| {
+                                    cx.tree.nodes[j].node.legacy_networks.iter().map(|l| l.id.as_str())
+                                })
+                                .collect()
+                        });
                         let hint = near_miss(n, below.iter().copied()).unwrap_or_else(|| {
                             format!("networks here: {}", super::fmt_names(below.iter().copied()))
                         });
@@ -54,7 +60,7 @@ pub(super) fn check(cx: &Ctx) {
             }
             for (field, net) in [("from", &r.from), ("to", &r.to)] {
                 if let Some(p) = net {
-                    cx.host_bits(&format!("{rp}.{field}"), IpNet::V4(*p));
+                    cx.host_bits(|| format!("{rp}.{field}"), IpNet::V4(*p));
                 }
             }
             let proto = match r.protocol.as_deref().map(crate::policy::protocol) {
