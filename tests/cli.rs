@@ -209,6 +209,24 @@ fn plan_compile_needs_a_gateway_or_all_with_a_directory() {
 }
 
 #[test]
+fn compile_output_replaces_a_planted_symlink_instead_of_following_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, victim) = (dir.path().join("out"), dir.path().join("victim"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("gw-changsha.json")).unwrap();
+    let (code, _, err) =
+        hutong(&["plan", "compile", "configs/demo/plan.yaml", "--all", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let written = out.join("gw-changsha.json");
+    assert!(std::fs::symlink_metadata(&written).unwrap().file_type().is_file());
+    dataplane::Config::from_json(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left behind: {leftovers:?}");
+}
+
+#[test]
 fn gateway_run_compiles_a_plan_itself_and_names_its_errors() {
     // Interface names no host has: the run must stop at the first missing one, touching nothing.
     let dir = tempfile::tempdir().unwrap();

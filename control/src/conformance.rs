@@ -203,7 +203,10 @@ mod tests {
         assert!(r.contains("converted: netmap 256 addresses (10.0.1.0/24); isolated 256 (10.0.200.0/24); NAPT 65024 addresses onto 198.18.40.0/28"), "{r}");
         assert!(r.contains("2 legacy network(s), 0 conforming"), "{r}");
         // Without NAPT, the proposal netmaps the rest onto free blocks, avoiding what is used.
-        let small = text.replace("prefixes: [10.0.0.0/20]", "prefixes: [10.0.0.0/24]").replace(
+        let small = text
+            .replace("prefixes: [10.0.0.0/20]", "prefixes: [10.0.0.0/24]")
+            .replace("address: 10.0.0.1/20", "address: 10.0.0.1/24")
+            .replace(
             "        napt:\n          pool: [198.18.40.32/28]\n          block_size: 64\n          deterministic: true\n",
             "",
         );

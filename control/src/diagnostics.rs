@@ -53,9 +53,10 @@ impl std::error::Error for Diagnostics {}
 /// and spaces other than U+0020. Letters of other scripts stay as they are; [`near_miss`] names
 /// them when they matter.
 pub fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
+    let mut out = String::with_capacity(text.len().min(QUOTED_CHARS * 4) + 2);
     out.push('"');
-    for c in text.chars() {
+    let count = text.chars().count();
+    for c in text.chars().take(if count > QUOTED_CHARS { QUOTED_CHARS - 20 } else { count }) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -67,8 +68,16 @@ pub fn quote(text: &str) -> String {
         }
     }
     out.push('"');
+    if count > QUOTED_CHARS {
+        // A value that long is not a name mistyped: enough of it to recognise, never a whole file.
+        out.insert(out.len() - 1, '…');
+        out.push_str(&format!(" ({count} characters)"));
+    }
     out
 }
+
+/// The most characters of a value a message quotes.
+pub const QUOTED_CHARS: usize = 100;
 
 /// Characters that print as nothing, or as something indistinguishable from a plain space.
 fn invisible(c: char) -> bool {
@@ -228,6 +237,16 @@ mod tests {
         assert_eq!(quote("city-hall "), "\"city-hall \"");
         assert_eq!(quote("a\u{200B}b\u{A0}c\td"), "\"a\\u{200B}b\\u{00A0}c\\td\"");
         assert_eq!(quote("сity"), "\"сity\"", "other scripts stay readable");
+    }
+
+    #[test]
+    fn a_long_value_is_quoted_in_part() {
+        let x = "x".repeat(QUOTED_CHARS);
+        assert_eq!(quote(&x), format!("\"{x}\""));
+        let long = "root:x:0:0:root:/root:/bin/bash ".repeat(100);
+        let q = quote(&long);
+        assert!(q.ends_with("…\" (3200 characters)"), "{q}");
+        assert!(q.chars().count() < QUOTED_CHARS + 20, "{q}");
     }
 
     #[test]

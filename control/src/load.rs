@@ -4,12 +4,12 @@
 
 use std::{
     io::Read,
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
 };
 
 use crate::{
     decode::{Decoder, Includes},
-    diagnostics::{Diagnostic, Diagnostics},
+    diagnostics::{Diagnostic, Diagnostics, quote},
     encoding,
     model::{Node, Plan},
     position::{Pos, Problem},
@@ -106,7 +106,8 @@ pub fn load_bytes(bytes: &[u8], file: &Path) -> Result<LoadedPlan, Diagnostics> 
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(file_error(file, ReadError::TooLarge(bytes.len() as u64).message(file, "cannot load")));
     }
-    let mut loader = Loader { sources: Vec::new(), reports: Vec::new(), reading: Vec::new() };
+    let root = canonical(file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    let mut loader = Loader { sources: Vec::new(), reports: Vec::new(), reading: Vec::new(), root };
     let plan = loader.file(bytes, file, String::new(), |d| d.plan());
     let mut diagnostics = Vec::new();
     for (file, problems) in loader.reports {
@@ -134,6 +135,8 @@ pub fn load_bytes(bytes: &[u8], file: &Path) -> Result<LoadedPlan, Diagnostics> 
 enum ReadError {
     Io(std::io::Error),
     TooLarge(u64),
+    /// A directory, a FIFO (which would block the read), a device (`/dev/zero` never ends).
+    NotAFile,
 }
 
 impl ReadError {
@@ -142,6 +145,7 @@ impl ReadError {
     fn message(&self, path: &Path, what: &str) -> String {
         match self {
             ReadError::Io(e) => format!("{what} {}: {e}", path.display()),
+            ReadError::NotAFile => format!("{what} {}: it is not a regular file", path.display()),
             ReadError::TooLarge(size) => format!(
                 "{what} {}: it is {size} bytes, over the {} MiB a plan file may have",
                 path.display(),
@@ -153,8 +157,16 @@ impl ReadError {
 
 /// The file's bytes, refused unread when it is over [`MAX_FILE_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    // Looked at before opening: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path).map_err(ReadError::Io)?.is_file() {
+        return Err(ReadError::NotAFile);
+    }
     let file = std::fs::File::open(path).map_err(ReadError::Io)?;
-    let size = file.metadata().map_err(ReadError::Io)?.len();
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    let size = meta.len();
     if size > MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(size));
     }
@@ -179,6 +191,9 @@ struct Loader {
     /// The chain of files being read, innermost last: (as named, canonical), for relative
     /// includes and to name include cycles.
     reading: Vec<(PathBuf, PathBuf)>,
+    /// The main file's directory (canonical): every included file lies inside it, so that a
+    /// plan (pushed by an operator) can read no other file of the machine.
+    root: PathBuf,
 }
 
 impl Loader {
@@ -222,8 +237,28 @@ impl Loader {
 impl Includes for Loader {
     fn include(&mut self, name: &str, child_path: &str) -> Result<Option<Node>, (String, Option<String>)> {
         let (current, _) = self.reading.last().expect("an include is read from a file");
-        let target = current.parent().unwrap_or(Path::new(".")).join(name);
+        let relative = Path::new(name);
+        let plain = |c: Component| matches!(c, Component::Normal(_) | Component::CurDir);
+        if name.is_empty() || relative.is_absolute() || !relative.components().all(plain) {
+            return Err((
+                format!("include {} is not a relative path below the including file", quote(name)),
+                Some("a plan's files live in its directory and below it: no absolute path, no '..'".into()),
+            ));
+        }
+        let target = current.parent().unwrap_or(Path::new(".")).join(relative);
         let key = canonical(&target);
+        // A symlink may still lead out; a file that does not exist is reported by the read.
+        if std::fs::canonicalize(&target).is_ok_and(|real| !real.starts_with(&self.root)) {
+            return Err((
+                format!(
+                    "included file {} leads outside the plan's directory {} (to {})",
+                    target.display(),
+                    self.root.display(),
+                    key.display()
+                ),
+                Some("a plan's files live in its directory and below it".into()),
+            ));
+        }
         if self.reading.len() > MAX_INCLUDE_DEPTH {
             return Err((format!("includes nest deeper than {MAX_INCLUDE_DEPTH}"), None));
         }
@@ -337,6 +372,47 @@ mod tests {
         let errs = load_file(&dir.path().join("hunan.yaml")).unwrap_err();
         assert!(errs.0[0].file.ends_with("furong.yaml") && errs.0[0].line == 6, "{}", errs);
         assert_eq!(errs.0[0].path, "nodes[0].children[0].children[0].legacy_networks[0].prefixes[1]");
+    }
+
+    #[test]
+    fn includes_stay_inside_the_plans_directory_and_read_only_files() {
+        let outside = tree(&[("secret.yaml", "code: \"430100\"\nname: s\nlevel: prefecture\n")]);
+        let secret = outside.path().join("secret.yaml");
+        let first =
+            |dir: &tempfile::TempDir| load_file(&dir.path().join("hunan.yaml")).unwrap_err().0[0].clone();
+        for (name, why) in [
+            (secret.display().to_string(), "is not a relative path below the including file"),
+            ("../secret.yaml".to_string(), "is not a relative path below the including file"),
+            ("".to_string(), "is not a relative path below the including file"),
+        ] {
+            let dir = tree(&[("hunan.yaml", &PROVINCE.replace("changsha.yaml", &format!("{name:?}")))]);
+            let d = first(&dir);
+            assert!(d.message.contains(why), "{name}: {d}");
+            assert_eq!((d.line, d.path.as_str()), (6, "nodes[0].include[0]"), "{d}");
+        }
+        // A symlink that leads out is refused; one that stays inside is followed.
+        let dir = tree(&[("hunan.yaml", PROVINCE)]);
+        std::os::unix::fs::symlink(&secret, dir.path().join("changsha.yaml")).unwrap();
+        let d = first(&dir);
+        assert!(d.message.contains("leads outside the plan's directory"), "{d}");
+        let dir = tree(&[
+            ("hunan.yaml", PROVINCE),
+            ("real.yaml", "code: \"430100\"\nname: c\nlevel: prefecture\n"),
+        ]);
+        std::os::unix::fs::symlink(dir.path().join("real.yaml"), dir.path().join("changsha.yaml")).unwrap();
+        load_file(&dir.path().join("hunan.yaml")).unwrap();
+        // A FIFO would block the read and a directory cannot be read: neither is opened.
+        let dir = tree(&[("hunan.yaml", PROVINCE)]);
+        let fifo = dir.path().join("changsha.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        assert!(made, "mkfifo");
+        let d = first(&dir);
+        assert!(d.message.ends_with("changsha.yaml: it is not a regular file"), "{d}");
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::create_dir(&fifo).unwrap();
+        assert!(first(&dir).message.ends_with("it is not a regular file"));
+        let d = load_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(d.0[0].message.contains("/dev/zero: it is not a regular file"), "{d}");
     }
 
     #[test]

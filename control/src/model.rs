@@ -115,6 +115,18 @@ pub enum Level {
     County,
 }
 
+impl Level {
+    /// As the plan writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Central => "central",
+            Level::Province => "province",
+            Level::Prefecture => "prefecture",
+            Level::County => "county",
+        }
+    }
+}
+
 /// Address blocks the unified plan gives a node, per extranet zone.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -83,8 +83,11 @@ pub(super) fn check(cx: &Ctx) {
                 cx.err(
                     &format!("{path}.level"),
                     format!(
-                        "node {} ({:?}) is below node {} ({:?}) but not at a lower level",
-                        node.code, node.level, parent.code, parent.level
+                        "node {} ({}) is below node {} ({}) but not at a lower level",
+                        node.code,
+                        node.level.name(),
+                        parent.code,
+                        parent.level.name()
                     ),
                     Some("the tree runs central > province > prefecture > county".into()),
                 );

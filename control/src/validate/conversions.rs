@@ -30,9 +30,11 @@ pub(super) fn check(cx: &Ctx) {
                     cx.err(
                         &format!("{path}.legacy_networks[{k}].services[{j}].outside"),
                         format!(
-                            "{} {} is already published by service {name} of {net}",
+                            "{} {} is already published by service {} of legacy network {}",
                             sv.protocol.name(),
-                            sv.outside
+                            sv.outside,
+                            quote(name),
+                            quote(net)
                         ),
                         Some("one address and port publishes one service".into()),
                     );
@@ -89,7 +91,7 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
         if !inside(&rule.from) {
             cx.err(
                 &format!("{rp}.from"),
-                format!("{} is not inside legacy network {}'s prefixes", rule.from, n.id),
+                format!("{} is not inside legacy network {}'s prefixes", rule.from, quote(&n.id)),
                 Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
             );
         }
@@ -183,10 +185,27 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
         if !names.insert(sv.name.as_str()) {
             cx.err(&format!("{sp}.name"), format!("service {} appears twice", quote(&sv.name)), None);
         }
+        // Whatever subnet holds a prefix's first or last address has it as its network or
+        // broadcast address: no host has it.
+        let edge = n.prefixes.iter().find(|p| {
+            p.prefix_len() < 31 && (p.network() == *sv.inside.ip() || p.broadcast() == *sv.inside.ip())
+        });
+        if let Some(p) = edge {
+            let what = if p.network() == *sv.inside.ip() { "network" } else { "broadcast" };
+            cx.err(
+                &format!("{sp}.inside"),
+                format!(
+                    "service {}'s inside address {} is the {what} address of {p}",
+                    quote(&sv.name),
+                    sv.inside.ip()
+                ),
+                Some("a service is published from a host".into()),
+            );
+        }
         if !n.prefixes.iter().any(|p| p.contains(sv.inside.ip())) {
             cx.err(
                 &format!("{sp}.inside"),
-                format!("{} is not inside legacy network {}'s prefixes", sv.inside.ip(), n.id),
+                format!("{} is not inside legacy network {}'s prefixes", sv.inside.ip(), quote(&n.id)),
                 Some(format!("its prefixes are {}", fmt_list(&n.prefixes))),
             );
         }
@@ -233,7 +252,11 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
         cx.host_bits(|| ip.clone(), IpNet::V4(*iso));
         cx.special(|| ip.clone(), || "isolated subnet".into(), IpNet::V4(*iso), Usage::Legacy);
         if !inside(iso) {
-            cx.err(&ip, format!("isolated {iso} is not inside legacy network {}'s prefixes", n.id), None);
+            cx.err(
+                &ip,
+                format!("isolated {iso} is not inside legacy network {}'s prefixes", quote(&n.id)),
+                None,
+            );
         }
     }
     // Isolation is absolute: a netmap or a service reaching into it is a contradiction.

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use dataplane::config::MAX_VRFS;
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{Ctx, fmt_list, fmt_names, host};
+use super::{Ctx, PrefixSet, conversions::contradiction, fmt_list, fmt_names, host, overlapping_pairs};
 use crate::{
     diagnostics::{near_miss, quote},
     model::{Gateway, Interface, InterfaceRole, Node},
@@ -21,6 +21,7 @@ use crate::{
 };
 
 pub(super) fn check(cx: &Ctx) {
+    let targets = Targets::new(cx);
     // Legacy network id → (gateway id, the first interface of it that serves the network).
     let mut served: HashMap<&str, (&str, String)> = HashMap::new();
     for i in 0..cx.tree.nodes.len() {
@@ -28,7 +29,7 @@ pub(super) fn check(cx: &Ctx) {
         let networks: BTreeSet<&str> = node.legacy_networks.iter().map(|n| n.id.as_str()).collect();
         for (k, g) in node.gateways.iter().enumerate() {
             let gp = format!("{path}.gateways[{k}]");
-            gateway(cx, &gp, node, &networks, g);
+            gateway(cx, &gp, node, &networks, g, &targets);
             for (j, itf) in g.interfaces.iter().enumerate() {
                 let (InterfaceRole::Legacy | InterfaceRole::Tunnel, Some(net)) = (itf.role, &itf.network)
                 else {
@@ -63,6 +64,52 @@ pub(super) fn check(cx: &Ctx) {
     }
 }
 
+/// Every translated outside address of the plan (netmap targets, NAPT pools, published
+/// addresses): routed to the gateway that translates them, so never on a link, never a
+/// tunnel's far end.
+struct Targets {
+    nets: Vec<Ipv4Net>,
+    /// What each is, for a message: (node index, legacy network index, what).
+    what: Vec<(usize, usize, &'static str)>,
+    set: PrefixSet,
+}
+
+impl Targets {
+    fn new(cx: &Ctx) -> Targets {
+        let (mut nets, mut what) = (Vec::new(), Vec::new());
+        for (i, t) in cx.tree.nodes.iter().enumerate() {
+            for (k, n) in t.node.legacy_networks.iter().enumerate() {
+                let pools = n.napt.iter().flat_map(|p| p.pool.iter().copied());
+                for (net, w) in
+                    n.netmap.iter().map(|m| (m.to, "netmap target")).chain(pools.map(|p| (p, "NAPT pool")))
+                {
+                    nets.push(net);
+                    what.push((i, k, w));
+                }
+                for sv in &n.services {
+                    nets.push(Ipv4Net::from(*sv.outside.ip()));
+                    what.push((i, k, "published address"));
+                }
+            }
+        }
+        let set = PrefixSet::new(&nets);
+        Targets { nets, what, set }
+    }
+
+    /// The target overlapping `net`, named: `NAPT pool 198.18.1.0/28 of legacy network "lan" (node 430100)`.
+    fn overlapping(&self, cx: &Ctx, net: &Ipv4Net) -> Option<String> {
+        let j = self.set.overlapping(net)?;
+        let (i, k, what) = self.what[j];
+        let node = cx.tree.nodes[i].node;
+        Some(format!(
+            "{what} {} of legacy network {} (node {})",
+            self.nets[j],
+            quote(&node.legacy_networks[k].id),
+            node.code
+        ))
+    }
+}
+
 /// The subnet an interface's address is on is at most this wide.
 const WIDEST_SUBNET: u8 = 8;
 
@@ -80,7 +127,7 @@ fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'sta
     }
 }
 
-fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gateway) {
+fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gateway, targets: &Targets) {
     let mut names = BTreeSet::new();
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut vrfs: BTreeSet<&str> = BTreeSet::new();
@@ -108,8 +155,8 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
                 Some("write a VLAN as vlan:, not in the name".into()),
             );
         }
-        role(cx, &ip, &node.code, g, itf, networks);
-        address(cx, &ip, node, itf);
+        role(cx, &ip, &node.code, g, itf, networks, targets);
+        address(cx, &ip, node, g, itf, targets);
         if let Some(zone) = itf.zone() {
             if vrfs.insert(zone) && vrfs.len() + 1 > MAX_VRFS as usize {
                 cx.err(
@@ -130,7 +177,23 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
             None,
         );
     }
-    let own: BTreeSet<std::net::Ipv4Addr> = g.interfaces.iter().map(|i| i.address.addr()).collect();
+    connected_subnets(cx, gp, g);
+    let mut ends: HashMap<(std::net::Ipv4Addr, std::net::Ipv4Addr), usize> = HashMap::new();
+    for (k, t) in g.interfaces.iter().enumerate().filter_map(|(k, i)| Some((k, i.tunnel.as_ref()?))) {
+        if let Some(first) = ends.insert((t.local, t.remote), k) {
+            cx.err(
+                &format!("{gp}.interfaces[{k}].tunnel.remote"),
+                format!(
+                    "tunnel {} has the same ends ({} to {}) as tunnel {}: GRE packets could not tell them apart",
+                    quote(&g.interfaces[k].name),
+                    t.local,
+                    t.remote,
+                    quote(&g.interfaces[first].name)
+                ),
+                Some("one tunnel per pair of ends; carry several networks to one peer over one tunnel each from its own local address".into()),
+            );
+        }
+    }
     for (k, r) in g.routes.iter().enumerate() {
         let rp = format!("{gp}.routes[{k}]");
         cx.host_bits(|| format!("{rp}.prefix"), IpNet::V4(r.prefix));
@@ -176,7 +239,9 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
                 ),
                 Some("a next hop must be directly reachable from one of the gateway's interfaces".into()),
             ),
-            Some(_) if own.contains(&r.via) => cx.err(
+            // Subnets in one VRF do not overlap (connected_subnets), so the link is the only
+            // interface there whose address could be the next hop.
+            Some(itf) if itf.address.addr() == r.via => cx.err(
                 &format!("{rp}.via"),
                 format!("next hop {} is an address of gateway {} itself", r.via, quote(&g.id)),
                 Some("the next hop is the neighbour's address on that subnet".into()),
@@ -189,7 +254,57 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
                         Some("the next hop is a neighbour's own address on that subnet".into()),
                     );
                 }
+                isolated_hop(cx, &rp, node, zone, r.via);
             }
+        }
+    }
+}
+
+/// A next hop inside an isolated subnet would have the gateway hand packets to an isolated
+/// host: a contradiction, at both places.
+fn isolated_hop(cx: &Ctx, rp: &str, node: &Node, zone: Option<&str>, via: std::net::Ipv4Addr) {
+    let Some((k, net)) = zone.and_then(|z| node.legacy_networks.iter().enumerate().find(|(_, n)| n.id == z))
+    else {
+        return;
+    };
+    let np = format!("{}.legacy_networks[{k}]", node_path(rp));
+    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&via)) {
+        contradiction(
+            cx,
+            &format!("{np}.isolated[{j}]"),
+            iso,
+            &format!("{rp}.via"),
+            &format!("next hop {via}"),
+        );
+    }
+}
+
+/// The subnets an interface is connected to, per VRF (the extranet's, each legacy network's,
+/// the internet-access one): two that overlap would leave the gateway two ways to one
+/// neighbour, and two interfaces with one address.
+fn connected_subnets(cx: &Ctx, gp: &str, g: &Gateway) {
+    let mut by_zone: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+    for (k, itf) in g.interfaces.iter().enumerate() {
+        by_zone.entry(itf.zone()).or_default().push(k);
+    }
+    let mut zones: Vec<_> = by_zone.into_iter().collect();
+    zones.sort();
+    for (zone, ks) in zones {
+        let subnets: Vec<Ipv4Net> = ks.iter().map(|&k| g.interfaces[k].address.trunc()).collect();
+        for (a, b) in overlapping_pairs(&subnets) {
+            let (first, second) = (&g.interfaces[ks[a]], &g.interfaces[ks[b]]);
+            cx.err(
+                &format!("{gp}.interfaces[{}].address", ks[b]),
+                format!(
+                    "interface {} ({}) overlaps interface {} ({}) in the {} VRF",
+                    quote(&port_key(second)),
+                    second.address,
+                    quote(&port_key(first)),
+                    first.address,
+                    zone.map(quote).unwrap_or_else(|| "extranet".into())
+                ),
+                Some("a gateway's connected subnets in one VRF do not overlap".into()),
+            );
         }
     }
 }
@@ -202,7 +317,15 @@ fn port_key(itf: &Interface) -> String {
     }
 }
 
-fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, networks: &BTreeSet<&str>) {
+fn role(
+    cx: &Ctx,
+    ip: &str,
+    node_code: &str,
+    g: &Gateway,
+    itf: &Interface,
+    networks: &BTreeSet<&str>,
+    targets: &Targets,
+) {
     let undefined = |n: &str, extra: &str| {
         let hint = near_miss(n, networks.iter().copied())
             .unwrap_or_else(|| format!("defined here: {}{extra}", fmt_names(networks.iter().copied())));
@@ -243,8 +366,9 @@ fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, netwo
                 cx.err(
                     &format!("{ip}.tunnel.local"),
                     format!(
-                        "tunnel source {} is not the address of an extranet interface of {}",
-                        t.local, g.id
+                        "tunnel source {} is not the address of an extranet interface of gateway {}",
+                        t.local,
+                        quote(&g.id)
                     ),
                     Some(format!(
                         "the tunnel's packets leave by the extranet: use that interface's address ({})",
@@ -265,6 +389,36 @@ fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, netwo
                 host(t.remote.into()),
                 Usage::Plan,
             );
+            let remote_at = format!("{ip}.tunnel.remote");
+            if let Some(target) = targets.overlapping(cx, &Ipv4Net::from(t.remote)) {
+                cx.err(
+                    &remote_at,
+                    format!("tunnel remote {} is inside {target}", t.remote),
+                    Some(
+                        "a translated address is no gateway's own; the remote is the peer's extranet address"
+                            .into(),
+                    ),
+                );
+            }
+            let uplink = g.interfaces.iter().find(|i| extranet(i) && i.address.addr() == t.local);
+            if let Some(what) = uplink.and_then(|u| network_or_broadcast(&u.address.trunc(), t.remote)) {
+                cx.err(
+                    &remote_at,
+                    format!("tunnel remote {} is {what} of the tunnel source's subnet", t.remote),
+                    Some("the remote is the peer's extranet address".into()),
+                );
+            }
+            if itf.network.is_none() && itf.address.contains(&t.remote) {
+                cx.err(
+                    &remote_at,
+                    format!(
+                        "tunnel remote {} is inside the tunnel's own subnet {}: it would be reached through the tunnel itself",
+                        t.remote,
+                        itf.address.trunc()
+                    ),
+                    None,
+                );
+            }
             if itf.vlan.is_some() {
                 cx.err(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None);
             }
@@ -279,7 +433,7 @@ fn role(cx: &Ctx, ip: &str, node_code: &str, g: &Gateway, itf: &Interface, netwo
 }
 
 /// The interface's own address: a host of its subnet, of the right kind for its role.
-fn address(cx: &Ctx, ip: &str, node: &Node, itf: &Interface) {
+fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, targets: &Targets) {
     let at = format!("{ip}.address");
     let (addr, subnet) = (itf.address.addr(), itf.address.trunc());
     if itf.address.prefix_len() < WIDEST_SUBNET {
@@ -296,43 +450,91 @@ fn address(cx: &Ctx, ip: &str, node: &Node, itf: &Interface) {
             Some("an interface needs a host address of its subnet".into()),
         );
     }
-    let usage = match itf.role {
-        InterfaceRole::Extranet | InterfaceRole::InternetAccess => Usage::Plan,
-        InterfaceRole::Legacy | InterfaceRole::Tunnel => Usage::Legacy,
+    // A tunnel carrying the extranet has an extranet address, like an uplink.
+    let usage = match (itf.role, itf.zone()) {
+        (InterfaceRole::Legacy | InterfaceRole::Tunnel, Some(_)) => Usage::Legacy,
+        _ => Usage::Plan,
     };
     cx.special(|| at.clone(), || "interface address".into(), host(addr.into()), usage);
-    match itf.role {
-        InterfaceRole::Legacy => {
-            let Some(net) =
-                itf.network.as_ref().and_then(|n| node.legacy_networks.iter().find(|l| l.id == *n))
-            else {
-                return;
-            };
-            if !net.prefixes.iter().any(|p| p.contains(&addr)) {
+    if usage == Usage::Plan {
+        // Translated addresses are routed to the gateway translating them: on a link, the
+        // gateway would look for them as neighbours (or, its own, keep their replies).
+        if let Some(target) = targets.overlapping(cx, &subnet) {
+            cx.err(
+                &at,
+                format!("interface subnet {subnet} overlaps {target}"),
+                Some("give the link a subnet outside every translation target".into()),
+            );
+        }
+    }
+    let Some(net) = itf.network.as_ref().and_then(|n| node.legacy_networks.iter().find(|l| l.id == *n))
+    else {
+        if itf.role == InterfaceRole::InternetAccess {
+            let internet = &node.allocations.internet;
+            if !internet.iter().any(|b| b.contains(&subnet)) {
                 cx.err(
                     &at,
                     format!(
-                        "legacy interface address {addr} is outside legacy network {}'s prefixes",
-                        quote(&net.id)
+                        "interface subnet {subnet} is outside node {}'s internet-access allocation",
+                        node.code
                     ),
-                    Some(format!("its prefixes are {}", fmt_list(&net.prefixes))),
-                );
-            }
-        }
-        InterfaceRole::InternetAccess => {
-            let internet = &node.allocations.internet;
-            if !internet.iter().any(|b| b.contains(&addr)) {
-                cx.err(
-                    &at,
-                    format!("{} is outside node {}'s internet-access allocation", itf.address, node.code),
                     Some(if internet.is_empty() {
                         "give the node an allocations.internet block first".into()
                     } else {
-                        format!("pick an address inside {}", fmt_list(internet))
+                        format!("pick a subnet inside {}", fmt_list(internet))
                     }),
                 );
             }
         }
-        InterfaceRole::Extranet | InterfaceRole::Tunnel => {}
+        return;
+    };
+    // A legacy interface is on a subnet of its network; a tunnel's inner link may be any
+    // legacy space of its own (its VRF is still the network's).
+    if itf.role == InterfaceRole::Legacy && !net.prefixes.iter().any(|p| p.contains(&subnet)) {
+        cx.err(
+            &at,
+            format!(
+                "legacy interface subnet {} is outside legacy network {}'s prefixes",
+                itf.address,
+                quote(&net.id)
+            ),
+            Some(format!("its prefixes are {}", fmt_list(&net.prefixes))),
+        );
     }
+    // The gateway on an isolated subnet would reach it without crossing any rule.
+    let np = format!("{}.legacy_networks[{}]", node_path(ip), net_index(node, &net.id));
+    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&addr)) {
+        let what = format!("gateway {}'s interface address {addr}", quote(&g.id));
+        contradiction(cx, &format!("{np}.isolated[{j}]"), iso, &at, &what);
+    }
+    // A service published from the gateway's own address, or from the subnet's network or
+    // broadcast address, is no host's.
+    if itf.role == InterfaceRole::Legacy {
+        for (j, sv) in net.services.iter().enumerate() {
+            let inside = *sv.inside.ip();
+            let why = if inside == addr {
+                Some(format!("gateway {}'s own address on {}", quote(&g.id), quote(&net.id)))
+            } else if itf.address.contains(&inside) {
+                network_or_broadcast(&subnet, inside).map(|w| format!("{w} of {subnet}"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                cx.err(
+                    &format!("{np}.services[{j}].inside"),
+                    format!("service {}'s inside address {inside} is {why}", quote(&sv.name)),
+                    Some("a service is published from a host behind the gateway".into()),
+                );
+            }
+        }
+    }
+}
+
+/// The node's path, from the path of something of one of its gateways.
+fn node_path(gateway_part: &str) -> &str {
+    gateway_part.rsplit_once(".gateways[").map_or(gateway_part, |(node, _)| node)
+}
+
+fn net_index(node: &Node, id: &str) -> usize {
+    node.legacy_networks.iter().position(|n| n.id == id).unwrap_or(0)
 }

@@ -43,7 +43,8 @@ pub fn id_problem(id: &str) -> Option<String> {
 
 /// Linux's rule for an interface name (net/core/dev.c `dev_valid_name`): 1-15 bytes, not `.`
 /// or `..`, no `/`, `:` or whitespace. hutong also keeps to printable ASCII, so that a name
-/// in the plan reads the same as in `ip link`.
+/// in the plan reads the same as in `ip link`, and refuses `%`, which Linux reads as a
+/// pattern (`eth%d`) when it creates a device.
 pub fn interface_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("is empty".into());
@@ -54,7 +55,8 @@ pub fn interface_name_problem(name: &str) -> Option<String> {
     if name == "." || name == ".." {
         return Some("is a directory name Linux refuses".into());
     }
-    let (i, c) = name.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic() || matches!(c, '/' | ':'))?;
+    let (i, c) =
+        name.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic() || matches!(c, '/' | ':' | '%'))?;
     Some(format!("character {} {} is not allowed", i + 1, quote(&c.to_string()).replace('"', "'")))
 }
 
@@ -81,6 +83,7 @@ pub(super) fn check(cx: &Ctx) {
     let mut codes: HashMap<&str, String> = HashMap::new();
     let mut networks: HashMap<&str, String> = HashMap::new();
     let mut gateways: HashMap<&str, String> = HashMap::new();
+    let mut folded: HashMap<String, (String, &str)> = HashMap::new();
     let nodes: Vec<(&str, &crate::model::Node)> =
         cx.tree.nodes.iter().map(|t| (t.path.as_str(), t.node)).collect();
     for (path, node) in nodes {
@@ -140,6 +143,17 @@ pub(super) fn check(cx: &Ctx) {
             if let Some(first) = first_use(&mut gateways, &g.id, &at) {
                 let hint = format!("first used at {}", cx.place(&format!("{first}.id")));
                 cx.err(&format!("{at}.id"), format!("gateway id {} is used twice", quote(&g.id)), Some(hint));
+            } else if let Some((first, id)) = folded.get(&g.id.to_ascii_lowercase()) {
+                // Each gateway's config is the file `<id>.json`: on a case-insensitive file
+                // system (or an operator's eye) `GW.json` and `gw.json` are one.
+                let hint = format!("first used at {}", cx.place(&format!("{first}.id")));
+                cx.err(
+                    &format!("{at}.id"),
+                    format!("gateway id {} differs from gateway id {} only in case", quote(&g.id), quote(id)),
+                    Some(hint),
+                );
+            } else {
+                folded.insert(g.id.to_ascii_lowercase(), (at.clone(), g.id.as_str()));
             }
             for (k, itf) in g.interfaces.iter().enumerate() {
                 if let Some(why) = interface_name_problem(&itf.name) {
@@ -150,7 +164,8 @@ pub(super) fn check(cx: &Ctx) {
                             quote(&itf.name)
                         ),
                         Some(
-                            "1-15 printable ASCII characters, no '/', ':' or spaces, not '.' or '..'".into(),
+                            "1-15 printable ASCII characters, no '/', ':', '%' or spaces, not '.' or '..'"
+                                .into(),
                         ),
                     );
                 }
@@ -214,7 +229,7 @@ mod tests {
         for ok in ["eth0", "legacy0", "bond0.100", "gre-clinic", "a_b"] {
             assert_eq!(interface_name_problem(ok), None, "{ok}");
         }
-        for bad in ["", ".", "..", "eth 0", "eth:0", "a/b", "sixteen-chars-xx", "eth\t0", "éth0"] {
+        for bad in ["", ".", "..", "eth 0", "eth:0", "a/b", "eth%d", "sixteen-chars-xx", "eth\t0", "éth0"] {
             assert!(interface_name_problem(bad).is_some(), "{bad:?} accepted");
         }
     }

@@ -173,10 +173,12 @@ fn collect(cx: &Ctx) -> Vec<Item> {
         }
         for (k, g) in t.node.gateways.iter().enumerate() {
             for (j, itf) in g.interfaces.iter().enumerate() {
-                let zone = match itf.role {
-                    InterfaceRole::Extranet => 0,
-                    InterfaceRole::InternetAccess => 1,
-                    InterfaceRole::Legacy | InterfaceRole::Tunnel => continue,
+                // A tunnel carrying the extranet (no network:) has an extranet address.
+                let zone = match (itf.role, itf.zone()) {
+                    (InterfaceRole::Extranet, _) | (InterfaceRole::Tunnel, None) => 0,
+                    (InterfaceRole::InternetAccess, _) => 1,
+                    // A legacy interface without its network is an error of its own.
+                    (InterfaceRole::Legacy, _) | (InterfaceRole::Tunnel, Some(_)) => continue,
                 };
                 // An extranet address may be the backbone's (outside every block); an
                 // internet-access one must be in its node's block, checked with the gateway.

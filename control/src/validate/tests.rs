@@ -704,7 +704,7 @@ fn next_hops_interfaces_and_host_bits() {
             from: "address: 10.20.0.1/24",
             to: "address: 10.30.0.1/24",
             want: &[(
-                "legacy interface address 10.30.0.1 is outside legacy network \"city-hall\"'s prefixes",
+                "legacy interface subnet 10.30.0.1/24 is outside legacy network \"city-hall\"'s prefixes",
                 "10.30.0.1/24",
             )],
         },
@@ -854,7 +854,7 @@ fn conversion_mistakes_are_each_named_at_their_place() {
         (
             "inside: \"10.0.5.8:8080\"",
             "inside: \"10.9.5.8:8080\"",
-            "10.9.5.8 is not inside legacy network tax-office's prefixes",
+            "10.9.5.8 is not inside legacy network \"tax-office\"'s prefixes",
         ),
         (
             "outside: \"198.18.40.80:80\"",
@@ -864,7 +864,7 @@ fn conversion_mistakes_are_each_named_at_their_place() {
         (
             "isolated: [10.0.200.0/24]",
             "isolated: [10.1.200.0/24]",
-            "isolated 10.1.200.0/24 is not inside legacy network tax-office's prefixes",
+            "isolated 10.1.200.0/24 is not inside legacy network \"tax-office\"'s prefixes",
         ),
         (
             "pool: [198.18.40.32/28]",
@@ -895,18 +895,18 @@ fn conversion_mistakes_are_each_named_at_their_place() {
         (
             "local: 198.19.4.1,",
             "local: 198.19.4.9,",
-            "tunnel source 198.19.4.9 is not the address of an extranet interface of gw-furong",
+            "tunnel source 198.19.4.9 is not the address of an extranet interface of gateway \"gw-furong\"",
         ),
         (
             "address: 198.19.200.2/29",
             "address: 198.19.201.2/29",
-            "198.19.201.2/29 is outside node 430102's internet-access allocation",
+            "interface subnet 198.19.201.0/29 is outside node 430102's internet-access allocation",
         ),
         ("prefix: 0.0.0.0/0", "prefix: 7.0.0.0/0", "7.0.0.0/0 has host bits set"),
         (
             "outside: \"198.18.40.80:80\" }\n",
             "outside: \"198.18.40.80:80\" }\n          - { name: web, protocol: tcp, inside: \"10.0.5.9:80\", outside: \"198.18.40.80:80\" }\n",
-            "tcp 198.18.40.80:80 is already published by service portal of tax-office",
+            "tcp 198.18.40.80:80 is already published by service \"portal\" of legacy network \"tax-office\"",
         ),
     ];
     for (from, to, want) in cases {
@@ -986,7 +986,7 @@ fn tree_and_zone_mistakes_are_each_named_at_their_place() {
             from: "name: Tianxin District\n            level: county",
             to: "name: Tianxin District\n            level: prefecture",
             want: &[(
-                "node 430103 (Prefecture) is below node 430100 (Prefecture) but not at a lower level",
+                "node 430103 (prefecture) is below node 430100 (prefecture) but not at a lower level",
                 "@after:name: Tianxin District",
             )],
         },
@@ -1000,4 +1000,190 @@ fn netmap_target_outside_allocation_is_rejected() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].contains("outside node 430100's public allocation"), "{errs:#?}");
     assert!(errs[0].starts_with(&format!("t.yaml:{}:", line_of(&bad, "198.20.0.0/24"))), "{errs:#?}");
+}
+
+#[test]
+fn links_and_tunnels_are_where_they_can_work() {
+    let gre_two = "            tunnel: { local: 198.19.4.1, remote: 198.19.9.1, key: 7 }\n          \
+                   - { name: gre-two, role: tunnel, network: tax-office, address: 10.98.0.1/30, \
+                   tunnel: { local: 198.19.4.1, remote: 198.19.9.1 } }\n";
+    // A legacy link narrower than its network's prefix, for a subnet's own broadcast address.
+    let narrow = PLANWIDE
+        .replace("network: furong-lan, address: 10.0.0.1/16", "network: furong-lan, address: 10.0.0.1/24");
+    assert_eq!(errors(&narrow), Vec::<String>::new());
+    run(&[
+        // GRE packets find their tunnel by its ends.
+        Case {
+            base: CONVERSIONS,
+            from: "            tunnel: { local: 198.19.4.1, remote: 198.19.9.1, key: 7 }\n",
+            to: gre_two,
+            want: &[(
+                "tunnel \"gre-two\" has the same ends (198.19.4.1 to 198.19.9.1) as tunnel \"gre-clinic\"",
+                "gre-two",
+            )],
+        },
+        // Connected subnets of one VRF do not overlap: two uplinks, two links into one network.
+        Case {
+            base: PLANWIDE,
+            from: "          - { name: uplink0, role: extranet, address: 198.18.40.1/30 }\n",
+            to: "          - { name: uplink0, role: extranet, address: 198.18.40.1/30 }\n                  - { name: uplink1, role: extranet, address: 198.18.40.5/29 }\n",
+            want: &[(
+                "interface \"uplink1\" (198.18.40.5/29) overlaps interface \"uplink0\" (198.18.40.1/30) in the extranet VRF",
+                "uplink1",
+            )],
+        },
+        Case {
+            base: CONVERSIONS,
+            from: "          - { name: uplink0,",
+            to: "          - { name: legacy1, role: legacy, network: tax-office, address: 10.0.9.1/24 }\n          - { name: uplink0,",
+            want: &[(
+                "interface \"legacy1\" (10.0.9.1/24) overlaps interface \"legacy0.100\" (10.0.0.1/16) in the \"tax-office\" VRF",
+                "legacy1",
+            )],
+        },
+        // A link's subnet holding translated addresses: the gateway would look for them there.
+        Case {
+            base: PLANWIDE,
+            from: "address: 198.18.40.1/30",
+            to: "address: 198.18.40.1/27",
+            want: &[(
+                "interface subnet 198.18.40.0/27 overlaps NAPT pool 198.18.40.16/28 of legacy network \"furong-lan\" (node 430102)",
+                "198.18.40.1/27",
+            )],
+        },
+        // A tunnel carrying the extranet has an extranet address: plan space, one owner.
+        Case {
+            base: CONVERSIONS,
+            from: "            network: clinic\n            address: 10.99.0.1/30",
+            to: "            address: 10.99.0.1/30",
+            want: &[("interface address: 10.99.0.1/32 is private-use space", "address: 10.99.0.1/30")],
+        },
+        Case {
+            base: PLANWIDE,
+            from: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n",
+            to: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n                  - { name: gre0, role: tunnel, address: 198.18.40.1/30, tunnel: { local: 198.18.80.1, remote: 198.18.0.1 } }\n",
+            want: &[("address 198.18.40.1 of gateway \"gw-hetang\"'s interface \"gre0\"", "name: gre0")],
+        },
+        Case {
+            base: PLANWIDE,
+            from: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n",
+            to: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n                  - { name: gre0, role: tunnel, address: 198.18.80.9/30, tunnel: { local: 198.18.80.1, remote: 198.18.80.10 } }\n",
+            want: &[(
+                "tunnel remote 198.18.80.10 is inside the tunnel's own subnet 198.18.80.8/30: it would be reached through the tunnel itself",
+                "name: gre0",
+            )],
+        },
+        // A tunnel's far end is a peer's extranet address: no translated address, no broadcast.
+        Case {
+            base: CONVERSIONS,
+            from: "remote: 198.19.9.1",
+            to: "remote: 198.18.41.7",
+            want: &[(
+                "tunnel remote 198.18.41.7 is inside netmap target 198.18.41.0/24 of legacy network \"tax-office\" (node 430102)",
+                "remote: 198.18.41.7",
+            )],
+        },
+        Case {
+            base: CONVERSIONS,
+            from: "remote: 198.19.9.1",
+            to: "remote: 198.19.4.3",
+            want: &[(
+                "tunnel remote 198.19.4.3 is the broadcast address of the tunnel source's subnet",
+                "remote: 198.19.4.3",
+            )],
+        },
+        // Nothing reaches an isolated subnet: not a next hop, not the gateway itself.
+        Case {
+            base: CONVERSIONS,
+            from: "          - { prefix: 10.50.0.0/16, via: 10.99.0.2, network: clinic }",
+            to: "          - { prefix: 10.50.0.0/16, via: 10.99.0.2, network: clinic }\n          - { prefix: 10.60.0.0/16, via: 10.0.200.9, network: tax-office }",
+            want: &[
+                ("next hop 10.0.200.9 reaches into isolated subnet 10.0.200.0/24", "via: 10.0.200.9"),
+                (
+                    "isolated subnet 10.0.200.0/24 is reached by next hop 10.0.200.9",
+                    "isolated: [10.0.200.0/24]",
+                ),
+            ],
+        },
+        Case {
+            base: CONVERSIONS,
+            from: "network: tax-office, address: 10.0.0.1/16",
+            to: "network: tax-office, address: 10.0.200.1/16",
+            want: &[
+                (
+                    "gateway \"gw-furong\"'s interface address 10.0.200.1 reaches into isolated subnet 10.0.200.0/24",
+                    "address: 10.0.200.1/16",
+                ),
+                (
+                    "isolated subnet 10.0.200.0/24 is reached by gateway \"gw-furong\"'s interface address 10.0.200.1",
+                    "isolated: [10.0.200.0/24]",
+                ),
+            ],
+        },
+        // A service is published from a host: not the gateway, not a network or broadcast address.
+        Case {
+            base: CONVERSIONS,
+            from: "inside: \"10.0.5.8:8080\"",
+            to: "inside: \"10.0.0.1:8080\"",
+            want: &[(
+                "service \"portal\"'s inside address 10.0.0.1 is gateway \"gw-furong\"'s own address on \"tax-office\"",
+                "10.0.0.1:8080",
+            )],
+        },
+        Case {
+            base: CONVERSIONS,
+            from: "inside: \"10.0.5.8:8080\"",
+            to: "inside: \"10.0.255.255:8080\"",
+            want: &[(
+                "service \"portal\"'s inside address 10.0.255.255 is the broadcast address of 10.0.0.0/16",
+                "10.0.255.255:8080",
+            )],
+        },
+        Case {
+            base: &narrow,
+            from: "inside: \"10.0.5.8:8080\"",
+            to: "inside: \"10.0.0.255:8080\"",
+            want: &[(
+                "service \"portal\"'s inside address 10.0.0.255 is the broadcast address of 10.0.0.0/24",
+                "10.0.0.255:8080",
+            )],
+        },
+        // Names that would be one file, or that Linux reads as a pattern.
+        Case {
+            base: PLANWIDE,
+            from: "id: gw-hetang",
+            to: "id: GW-Furong",
+            want: &[(
+                "gateway id \"GW-Furong\" differs from gateway id \"gw-furong\" only in case",
+                "GW-Furong",
+            )],
+        },
+        Case {
+            base: DEMO,
+            from: "name: uplink0",
+            to: "name: up%d",
+            want: &[(
+                "interface name \"up%d\" is not a valid Linux interface name: character 3 '%' is not allowed",
+                "up%d",
+            )],
+        },
+    ]);
+}
+
+#[test]
+fn a_next_hop_may_be_the_gateways_address_in_another_vrf() {
+    // 10.0.0.1 is the gateway's own in tax-office's VRF; in the clinic's it is a neighbour.
+    let text = CONVERSIONS
+        .replace("network: clinic, address: 10.0.0.1/20", "network: clinic, address: 10.0.0.2/20")
+        .replace(
+            "          - { prefix: 10.50.0.0/16, via: 10.99.0.2, network: clinic }",
+            "          - { prefix: 10.50.0.0/16, via: 10.99.0.2, network: clinic }\n          - { prefix: 10.70.0.0/16, via: 10.0.0.1, network: clinic }",
+        );
+    assert_eq!(errors(&text), Vec::<String>::new());
+    let own = text.replace("via: 10.0.0.1, network: clinic", "via: 10.0.0.2, network: clinic");
+    let errs = errors(&own);
+    assert!(
+        errs.iter().any(|e| e.contains("next hop 10.0.0.2 is an address of gateway \"gw-furong\" itself")),
+        "{errs:#?}"
+    );
 }

@@ -283,6 +283,9 @@ impl Config {
             err("ports".into(), "a gateway needs at least one port".into());
         }
         let mut keys = BTreeSet::new();
+        // GRE packets find their tunnel port by (underlay VRF, local, remote): two tunnels with
+        // the same ends would share one port's traffic.
+        let mut tunnel_ends = BTreeSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             let path = format!("ports[{i}]");
             if !keys.insert(p.key()) {
@@ -308,6 +311,15 @@ impl Config {
             }
             match (&p.tunnel, p.role) {
                 (Some(t), Role::Tunnel) => {
+                    if !tunnel_ends.insert((t.underlay_vrf, t.local, t.remote)) {
+                        err(
+                            path.clone(),
+                            format!(
+                                "a second tunnel from {} to {} in VRF {}: GRE packets could not tell them apart",
+                                t.local, t.remote, t.underlay_vrf
+                            ),
+                        );
+                    }
                     if p.vlan.is_some() {
                         err(path.clone(), "a tunnel port has no VLAN".into());
                     }
@@ -496,6 +508,12 @@ pub(crate) mod tests {
         );
         c.ports[2].tunnel.as_mut().unwrap().local = "198.19.0.1".parse().unwrap();
         c.validate().unwrap();
+        let mut twin = c.ports[2].clone();
+        twin.name = "gre1".into();
+        c.ports.push(twin);
+        let text: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(text.iter().any(|e| e.contains("a second tunnel from 198.19.0.1 to 192.0.2.2")), "{text:#?}");
+        c.ports.pop();
         c.ports[2].tunnel = None;
         assert!(c.validate().is_err(), "a tunnel port without endpoints");
     }
