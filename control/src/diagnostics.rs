@@ -93,6 +93,10 @@ fn invisible(c: char) -> bool {
 /// one and exactly where the two differ.
 pub fn near_miss<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let len = wrong.chars().count();
+    // Names are short (ids at most 64 characters); comparing long text costs its length squared.
+    if wrong.len() > NEAR_MISS_LONGEST {
+        return None;
+    }
     let folded = skeleton(wrong);
     let best = known
         .into_iter()
@@ -112,6 +116,9 @@ pub fn near_miss<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> O
 
 /// How many known names [`near_miss`] compares at most.
 const NEAR_MISS_CANDIDATES: usize = 512;
+
+/// The longest name (in bytes) [`near_miss`] looks for a near miss of.
+const NEAR_MISS_LONGEST: usize = 256;
 
 /// Where `a` (written) first differs from `b` (meant), in words: "character 7 is 'а' (U+0430
 /// CYRILLIC), not 'a' (U+0061)", "it ends in a space", ...
@@ -237,6 +244,13 @@ mod tests {
         assert_eq!(quote("city-hall "), "\"city-hall \"");
         assert_eq!(quote("a\u{200B}b\u{A0}c\td"), "\"a\\u{200B}b\\u{00A0}c\\td\"");
         assert_eq!(quote("сity"), "\"сity\"", "other scripts stay readable");
+    }
+
+    #[test]
+    fn long_text_is_not_compared_for_a_near_miss() {
+        let long = "x".repeat(10_000);
+        let known: Vec<String> = (0..512).map(|i| format!("{long}{i}")).collect();
+        assert_eq!(near_miss(&long, known.iter().map(|k| k.as_str())), None);
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub(super) fn check(cx: &Ctx) {
     if lp.plan.plan.trim().is_empty() {
         cx.err("plan", "the plan needs a name", Some("plan: <a name for it, e.g. the province>".into()));
     }
+    if lp.plan.nodes.is_empty() {
+        // Most likely a plan whose nodes went missing (`nodes:` left empty, an indentation slip).
+        cx.err("nodes", "the plan has no nodes", Some("a plan describes at least one node".into()));
+    }
     let mut codes: HashMap<&str, String> = HashMap::new();
     let mut networks: HashMap<&str, String> = HashMap::new();
     let mut gateways: HashMap<&str, String> = HashMap::new();

@@ -1187,3 +1187,12 @@ fn a_next_hop_may_be_the_gateways_address_in_another_vrf() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn a_plan_without_nodes_is_refused() {
+    for text in ["plan: p\nnodes: []\n", "plan: p\nnodes:\n"] {
+        let errs = errors(text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with("t.yaml:2:") && errs[0].contains("the plan has no nodes"), "{errs:#?}");
+    }
+}
