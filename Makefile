@@ -3,11 +3,13 @@ CARGO ?= cargo
 
 .PHONY: setup demo test build fuzz
 
+STAGE = bash scripts/stage.sh
+
 setup:
-	bash scripts/setup.sh
+	$(STAGE) setup bash scripts/setup.sh
 
 build: setup
-	$(CARGO) build --release
+	$(STAGE) build $(CARGO) build --release
 
 # Builds a demo site in network namespaces, forwards real traffic through the XDP gateway,
 # prints the evidence, and removes everything again.
@@ -19,9 +21,9 @@ demo: build
 # --show-output keeps what passing tests report (frames compared, packets forwarded, bytes
 # moved) in the log, as the evidence that they really ran.
 test: setup
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --no-fail-fast -- --show-output
+	$(STAGE) fmt $(CARGO) fmt --all -- --check
+	$(STAGE) clippy $(CARGO) clippy --all-targets -- -D warnings
+	$(STAGE) test $(CARGO) test --no-fail-fast -- --show-output
 
 # The plan reader under libFuzzer (not part of `make test`: it needs a few minutes to build and
 # as long as you give it to run). FUZZ_SECONDS=0 runs until stopped; crashes land in

@@ -9,7 +9,10 @@
 //! `<network>:<kind><k>:<direction>` or `<network>:service:<name>` (three); pools
 //! `<network>:napt`; services `<network>:<name>`.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use dataplane::{
     Action, Config, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
@@ -20,7 +23,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::{
     diagnostics::{Diagnostics, quote},
     load::LoadedPlan,
-    model::{FilteringName, Gateway, InterfaceRole, Protocol},
+    model::{FilteringName, Gateway, InterfaceRole, LegacyNetwork, Node, Protocol},
     tree::Tree,
 };
 
@@ -43,32 +46,63 @@ pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
             Some(hint),
         )]));
     };
-    compile_gateway(lp, &tree, node, gw)
+    let index: Vec<NodeIndex> = tree.nodes.iter().map(|t| NodeIndex::new(t.node)).collect();
+    compile_gateway(lp, &tree, &index, node, gw)
+}
+
+/// What compiling a gateway looks up at its node and above, by name: built once per node, so
+/// that a node with many networks, gateways and rules costs what it holds, not its square.
+struct NodeIndex<'a> {
+    networks: HashMap<&'a str, &'a LegacyNetwork>,
+    /// Indices of the node's policy rules for the extranet (no `network:`), in order.
+    extranet_rules: Vec<usize>,
+    /// Indices of its rules for each network, in order.
+    network_rules: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> NodeIndex<'a> {
+    fn new(node: &'a Node) -> NodeIndex<'a> {
+        let networks = node.legacy_networks.iter().map(|n| (n.id.as_str(), n)).collect();
+        let (mut extranet_rules, mut network_rules) = (Vec::new(), HashMap::<&str, Vec<usize>>::new());
+        for (i, r) in node.policies.iter().enumerate() {
+            match &r.network {
+                None => extranet_rules.push(i),
+                Some(n) => network_rules.entry(n.as_str()).or_default().push(i),
+            }
+        }
+        NodeIndex { networks, extranet_rules, network_rules }
+    }
 }
 
 /// Compiles every gateway of the plan, keyed by id, walking the tree once (a national plan has
 /// thousands of gateways; looking each one up would be quadratic).
 pub fn compile_all(lp: &LoadedPlan) -> Result<BTreeMap<String, Config>, Diagnostics> {
     let tree = Tree::new(&lp.plan);
+    let index: Vec<NodeIndex> = tree.nodes.iter().map(|t| NodeIndex::new(t.node)).collect();
     let mut out = BTreeMap::new();
     for (i, t) in tree.nodes.iter().enumerate() {
         for gw in &t.node.gateways {
-            out.insert(gw.id.clone(), compile_gateway(lp, &tree, i, gw)?);
+            out.insert(gw.id.clone(), compile_gateway(lp, &tree, &index, i, gw)?);
         }
     }
     Ok(out)
 }
 
-fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Result<Config, Diagnostics> {
-    let node = tree.nodes[at].node;
+fn compile_gateway(
+    lp: &LoadedPlan,
+    tree: &Tree,
+    index: &[NodeIndex],
+    at: usize,
+    gw: &Gateway,
+) -> Result<Config, Diagnostics> {
     let mut vrfs = vec![Vrf { id: EXTRANET_VRF, name: "extranet".into() }];
-    let vrf_of = |vrfs: &mut Vec<Vrf>, network: &str| -> u32 {
-        if let Some(v) = vrfs.iter().find(|v| v.name == network) {
-            return v.id;
-        }
-        let id = vrfs.len() as u32;
-        vrfs.push(Vrf { id, name: network.to_string() });
-        id
+    let mut vrf_ids: HashMap<String, u32> = HashMap::new();
+    let mut vrf_of = |vrfs: &mut Vec<Vrf>, network: &str| -> u32 {
+        *vrf_ids.entry(network.to_string()).or_insert_with(|| {
+            let id = vrfs.len() as u32;
+            vrfs.push(Vrf { id, name: network.to_string() });
+            id
+        })
     };
 
     let mut ports = Vec::new();
@@ -108,11 +142,9 @@ fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Res
     // everything (isolation is absolute, whatever an operator writes); then operators' rules;
     // then per legacy network, in its VRF, each netmap out and NAPT; in the extranet VRF, each
     // netmap in and each published service. Nothing else crosses (the policy's default is deny).
-    let served: Vec<(u32, &crate::model::LegacyNetwork)> = vrfs
-        .iter()
-        .skip(1)
-        .filter_map(|v| node.legacy_networks.iter().find(|n| n.id == v.name).map(|n| (v.id, n)))
-        .collect();
+    let here = &index[at];
+    let served: Vec<(u32, &LegacyNetwork)> =
+        vrfs.iter().skip(1).filter_map(|v| here.networks.get(v.name.as_str()).map(|n| (v.id, *n))).collect();
     let mut policies = Vec::new();
     for (vrf, net) in &served {
         for (k, iso) in net.isolated.iter().enumerate() {
@@ -125,14 +157,17 @@ fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Res
     // gateway's own node's. A rule for a network this gateway does not serve is not its business.
     for a in tree.ancestry(at) {
         let n = tree.nodes[a].node;
-        for r in &n.policies {
-            let vrf = match &r.network {
-                None => Some(EXTRANET_VRF),
-                Some(net) => vrfs.iter().find(|v| v.name == *net).map(|v| v.id),
-            };
-            if let Some(vrf) = vrf {
-                policies.push(crate::policy::compile_rule(&n.code, r, vrf));
+        // The node's rules that concern this gateway, in the node's order.
+        let mut mine: Vec<(usize, u32)> =
+            index[a].extranet_rules.iter().map(|&i| (i, EXTRANET_VRF)).collect();
+        for v in vrfs.iter().skip(1) {
+            if let Some(rules) = index[a].network_rules.get(v.name.as_str()) {
+                mine.extend(rules.iter().map(|&i| (i, v.id)));
             }
+        }
+        mine.sort_unstable();
+        for (i, vrf) in mine {
+            policies.push(crate::policy::compile_rule(&n.code, &n.policies[i], vrf));
         }
     }
     let mut netmaps = Vec::new();
@@ -203,6 +238,10 @@ fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Res
     }
     policies.extend(extranet_rules);
 
+    let mut links: HashMap<Option<&str>, Vec<&crate::model::Interface>> = HashMap::new();
+    for itf in &gw.interfaces {
+        links.entry(itf.zone()).or_default().push(itf);
+    }
     let mut routes = Vec::new();
     for r in &gw.routes {
         let vrf = match &r.network {
@@ -210,10 +249,11 @@ fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Res
             None => EXTRANET_VRF,
         };
         // Validation guarantees one interface of the right VRF has the next hop on its subnet.
-        let port = gw
-            .interfaces
-            .iter()
-            .find(|i| i.zone() == r.network.as_deref() && i.address.contains(&r.via))
+        let port = links
+            .get(&r.network.as_deref())
+            .into_iter()
+            .flatten()
+            .find(|i| i.address.contains(&r.via))
             .map(|i| match i.vlan {
                 Some(v) => format!("{}.{v}", i.name),
                 None => i.name.clone(),
@@ -241,7 +281,7 @@ fn compile_gateway(lp: &LoadedPlan, tree: &Tree, at: usize, gw: &Gateway) -> Res
         let path = format!(
             "{}.gateways[{}]",
             tree.nodes[at].path,
-            node.gateways.iter().position(|g| g.id == gw.id).unwrap_or(0)
+            tree.nodes[at].node.gateways.iter().position(|g| g.id == gw.id).unwrap_or(0)
         );
         return Err(Diagnostics(vec![lp.error(
             &path,

@@ -4,7 +4,10 @@
 use dataplane::{Action, PortRange, Rule};
 use ipnet::IpNet;
 
-use crate::model::{PolicyAction, PolicyRule, PortSpec};
+use crate::{
+    diagnostics::quote,
+    model::{PolicyAction, PolicyRule, PortSpec},
+};
 
 /// The IP protocol number of `tcp`, `udp`, `icmp` or a number.
 pub fn protocol(text: &str) -> Result<u8, String> {
@@ -14,7 +17,7 @@ pub fn protocol(text: &str) -> Result<u8, String> {
         "icmp" => Ok(1),
         other => other
             .parse::<u8>()
-            .map_err(|_| format!("{text:?} is not tcp, udp, icmp or a protocol number 0-255")),
+            .map_err(|_| format!("{} is not tcp, udp, icmp or a protocol number 0-255", quote(text))),
     }
 }
 
@@ -23,7 +26,7 @@ pub fn ports(spec: &PortSpec) -> Result<PortRange, String> {
     match spec {
         PortSpec::One(p) => Ok(PortRange { first: *p, last: *p }),
         PortSpec::Range(text) => {
-            let bad = || format!("{text:?} is not a port or a range like 1000-2000");
+            let bad = || format!("{} is not a port or a range like 1000-2000", quote(text));
             let (a, b) = text.split_once('-').ok_or_else(bad)?;
             let (first, last) =
                 (a.trim().parse::<u16>().map_err(|_| bad())?, b.trim().parse::<u16>().map_err(|_| bad())?);

@@ -134,6 +134,12 @@ pub fn problem(net: &IpNet, usage: Usage) -> Option<&'static Block> {
     })
 }
 
+/// `net` lies wholly in private-use space (RFC 1918, RFC 6598, unique-local): addresses only
+/// the VPN or network using them gives meaning to.
+pub fn is_private(net: &IpNet) -> bool {
+    BLOCKS.iter().any(|b| b.class == Private && b.net.contains(net))
+}
+
 /// "198.51.100.0/24 is documentation (TEST-NET-2, RFC 5737)" for messages.
 pub fn describe(net: &IpNet, b: &Block) -> String {
     if b.net.contains(net) {

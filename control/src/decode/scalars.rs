@@ -52,8 +52,9 @@ impl Decoder<'_> {
     /// `true` or `false`, written plain.
     pub(super) fn boolean(&mut self, id: NodeId) -> Option<bool> {
         let (message, hint) = match self.tree.shape(id) {
-            Shape::Scalar { text: "true", plain: true } => return Some(true),
-            Shape::Scalar { text: "false", plain: true } => return Some(false),
+            // YAML 1.2's core schema: true, True, TRUE (and the same for false).
+            Shape::Scalar { text: "true" | "True" | "TRUE", plain: true } => return Some(true),
+            Shape::Scalar { text: "false" | "False" | "FALSE", plain: true } => return Some(false),
             Shape::Scalar { text: t @ ("true" | "false"), plain: false } => (
                 format!("expected true or false, found the text {}", quote(t)),
                 Some("write true or false without quotes".to_string()),
@@ -242,6 +243,8 @@ mod tests {
     #[test]
     fn booleans_and_choices() {
         assert_eq!(decode_value("true", |d, v| d.boolean(v)), Ok(true));
+        assert_eq!(decode_value("TRUE", |d, v| d.boolean(v)), Ok(true));
+        assert_eq!(decode_value("False", |d, v| d.boolean(v)), Ok(false));
         let e = decode_value("yes", |d, v| d.boolean(v)).unwrap_err();
         assert_eq!(e.message, "expected true or false, found \"yes\"");
         let e = decode_value("'false'", |d, v| d.boolean(v)).unwrap_err();

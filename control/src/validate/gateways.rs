@@ -8,7 +8,10 @@
 //! one gateway with several members, splitting the pool deterministically among them; until
 //! then a second gateway naming the network is refused at both interfaces.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+};
 
 use dataplane::config::MAX_VRFS;
 use ipnet::{IpNet, Ipv4Net};
@@ -26,7 +29,8 @@ pub(super) fn check(cx: &Ctx) {
     let mut served: HashMap<&str, (&str, String)> = HashMap::new();
     for i in 0..cx.tree.nodes.len() {
         let (path, node) = (cx.tree.nodes[i].path.clone(), cx.tree.nodes[i].node);
-        let networks: BTreeSet<&str> = node.legacy_networks.iter().map(|n| n.id.as_str()).collect();
+        let networks: BTreeMap<&str, usize> =
+            node.legacy_networks.iter().enumerate().map(|(k, n)| (n.id.as_str(), k)).collect();
         for (k, g) in node.gateways.iter().enumerate() {
             let gp = format!("{path}.gateways[{k}]");
             gateway(cx, &gp, node, &networks, g, &targets);
@@ -127,7 +131,14 @@ fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'sta
     }
 }
 
-fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gateway, targets: &Targets) {
+fn gateway(
+    cx: &Ctx,
+    gp: &str,
+    node: &Node,
+    networks: &BTreeMap<&str, usize>,
+    g: &Gateway,
+    targets: &Targets,
+) {
     let mut names = BTreeSet::new();
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut vrfs: BTreeSet<&str> = BTreeSet::new();
@@ -156,7 +167,7 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
             );
         }
         role(cx, &ip, &node.code, g, itf, networks, targets);
-        address(cx, &ip, node, g, itf, targets);
+        address(cx, &ip, node, networks, g, itf, targets);
         if let Some(zone) = itf.zone() {
             if vrfs.insert(zone) && vrfs.len() + 1 > MAX_VRFS as usize {
                 cx.err(
@@ -177,7 +188,8 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
             None,
         );
     }
-    connected_subnets(cx, gp, g);
+    let links = Links::new(g);
+    connected_subnets(cx, gp, g, &links);
     let mut ends: HashMap<(std::net::Ipv4Addr, std::net::Ipv4Addr), usize> = HashMap::new();
     for (k, t) in g.interfaces.iter().enumerate().filter_map(|(k, i)| Some((k, i.tunnel.as_ref()?))) {
         if let Some(first) = ends.insert((t.local, t.remote), k) {
@@ -212,8 +224,8 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
         }
         let zone = r.network.as_deref();
         if let Some(n) = zone {
-            let known: Vec<&str> = g.interfaces.iter().filter_map(|i| i.zone()).collect();
-            if !known.contains(&n) {
+            if !links.by_zone.contains_key(&zone) {
+                let known: Vec<&str> = links.by_zone.keys().filter_map(|z| *z).collect();
                 let hint = near_miss(n, known.iter().copied()).unwrap_or_else(|| {
                     format!(
                         "this gateway's networks: {}; leave network: out for the extranet",
@@ -228,8 +240,7 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
                 continue;
             }
         }
-        let link = g.interfaces.iter().find(|i| i.zone() == zone && i.address.contains(&r.via));
-        match link {
+        match links.on_link(zone, r.via).map(|k| &g.interfaces[k]) {
             None => cx.err(
                 &format!("{rp}.via"),
                 format!(
@@ -254,19 +265,109 @@ fn gateway(cx: &Ctx, gp: &str, node: &Node, networks: &BTreeSet<&str>, g: &Gatew
                         Some("the next hop is a neighbour's own address on that subnet".into()),
                     );
                 }
-                isolated_hop(cx, &rp, node, zone, r.via);
+                isolated_hop(cx, &rp, node, networks, zone, r.via);
             }
+        }
+    }
+    tunnel_remotes(cx, gp, g, &links);
+}
+
+/// A gateway's interfaces by VRF (zone), with their subnets indexed.
+struct Links<'a> {
+    by_zone: HashMap<Option<&'a str>, (Vec<usize>, PrefixSet)>,
+}
+
+impl<'a> Links<'a> {
+    fn new(g: &'a Gateway) -> Links<'a> {
+        let mut ks: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+        for (k, itf) in g.interfaces.iter().enumerate() {
+            ks.entry(itf.zone()).or_default().push(k);
+        }
+        let by_zone = ks
+            .into_iter()
+            .map(|(zone, ks)| {
+                let subnets: Vec<Ipv4Net> = ks.iter().map(|&k| g.interfaces[k].address.trunc()).collect();
+                (zone, (ks, PrefixSet::new(&subnets)))
+            })
+            .collect();
+        Links { by_zone }
+    }
+
+    /// The index of the interface of `zone` whose subnet holds `addr` (one at most, once the
+    /// subnets of a zone are known not to overlap).
+    fn on_link(&self, zone: Option<&str>, addr: Ipv4Addr) -> Option<usize> {
+        let (ks, set) = self.by_zone.get(&zone)?;
+        set.overlapping(&Ipv4Net::from(addr)).map(|i| ks[i])
+    }
+}
+
+/// A tunnel's packets travel the extranet to its remote, a peer's address: not the network or
+/// broadcast address of a subnet the gateway is on; and if the gateway's best way to the
+/// remote is a tunnel (its subnet, or a route whose next hop is on it), the packets would be
+/// sent into a tunnel again, never out. Longest prefix first, as the data plane routes.
+fn tunnel_remotes(cx: &Ctx, gp: &str, g: &Gateway, links: &Links) {
+    let tunnels: Vec<usize> = (0..g.interfaces.len()).filter(|&k| g.interfaces[k].tunnel.is_some()).collect();
+    if tunnels.is_empty() {
+        return;
+    }
+    // Extranet routes by prefix (the first of equal ones), each with the interface its next
+    // hop is on.
+    let mut routes: HashMap<Ipv4Net, usize> = HashMap::new();
+    for r in g.routes.iter().filter(|r| r.network.is_none()) {
+        if let Some(k) = links.on_link(None, r.via) {
+            routes.entry(r.prefix.trunc()).or_insert(k);
+        }
+    }
+    for k in tunnels {
+        let Some(t) = &g.interfaces[k].tunnel else { continue };
+        let at = format!("{gp}.interfaces[{k}].tunnel.remote");
+        let connected = links.on_link(None, t.remote).map(|i| (g.interfaces[i].address.prefix_len(), i));
+        if let Some((_, i)) = connected {
+            let subnet = g.interfaces[i].address.trunc();
+            if let Some(what) = network_or_broadcast(&subnet, t.remote) {
+                cx.err(
+                    &at,
+                    format!("tunnel remote {} is {what} of {subnet}", t.remote),
+                    Some("the remote is the peer's extranet address".into()),
+                );
+            }
+        }
+        let routed = (0..=32u8).rev().find_map(|len| {
+            let p = Ipv4Net::new(t.remote, len).ok()?.trunc();
+            routes.get(&p).map(|&i| (len, i))
+        });
+        let best = match (connected, routed) {
+            (Some(c), Some(r)) => Some(if r.0 > c.0 { r } else { c }),
+            (c, r) => c.or(r),
+        };
+        if let Some((len, via)) = best.filter(|(_, i)| g.interfaces[*i].role == InterfaceRole::Tunnel) {
+            cx.err(
+                &at,
+                format!(
+                    "tunnel remote {} is reached through tunnel {} (its best route is a /{len}): the tunnel's packets would never leave by the extranet",
+                    t.remote,
+                    quote(&g.interfaces[via].name)
+                ),
+                Some("route the remote by an extranet interface".into()),
+            );
         }
     }
 }
 
 /// A next hop inside an isolated subnet would have the gateway hand packets to an isolated
 /// host: a contradiction, at both places.
-fn isolated_hop(cx: &Ctx, rp: &str, node: &Node, zone: Option<&str>, via: std::net::Ipv4Addr) {
-    let Some((k, net)) = zone.and_then(|z| node.legacy_networks.iter().enumerate().find(|(_, n)| n.id == z))
-    else {
+fn isolated_hop(
+    cx: &Ctx,
+    rp: &str,
+    node: &Node,
+    networks: &BTreeMap<&str, usize>,
+    zone: Option<&str>,
+    via: Ipv4Addr,
+) {
+    let Some(&k) = zone.and_then(|z| networks.get(z)) else {
         return;
     };
+    let net = &node.legacy_networks[k];
     let np = format!("{}.legacy_networks[{k}]", node_path(rp));
     if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&via)) {
         contradiction(
@@ -282,12 +383,8 @@ fn isolated_hop(cx: &Ctx, rp: &str, node: &Node, zone: Option<&str>, via: std::n
 /// The subnets an interface is connected to, per VRF (the extranet's, each legacy network's,
 /// the internet-access one): two that overlap would leave the gateway two ways to one
 /// neighbour, and two interfaces with one address.
-fn connected_subnets(cx: &Ctx, gp: &str, g: &Gateway) {
-    let mut by_zone: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
-    for (k, itf) in g.interfaces.iter().enumerate() {
-        by_zone.entry(itf.zone()).or_default().push(k);
-    }
-    let mut zones: Vec<_> = by_zone.into_iter().collect();
+fn connected_subnets(cx: &Ctx, gp: &str, g: &Gateway, links: &Links) {
+    let mut zones: Vec<_> = links.by_zone.iter().map(|(zone, (ks, _))| (*zone, ks)).collect();
     zones.sort();
     for (zone, ks) in zones {
         let subnets: Vec<Ipv4Net> = ks.iter().map(|&k| g.interfaces[k].address.trunc()).collect();
@@ -323,25 +420,25 @@ fn role(
     node_code: &str,
     g: &Gateway,
     itf: &Interface,
-    networks: &BTreeSet<&str>,
+    networks: &BTreeMap<&str, usize>,
     targets: &Targets,
 ) {
     let undefined = |n: &str, extra: &str| {
-        let hint = near_miss(n, networks.iter().copied())
-            .unwrap_or_else(|| format!("defined here: {}{extra}", fmt_names(networks.iter().copied())));
+        let hint = near_miss(n, networks.keys().copied())
+            .unwrap_or_else(|| format!("defined here: {}{extra}", fmt_names(networks.keys().copied())));
         (format!("legacy network {} is not defined at node {node_code}", quote(n)), hint)
     };
     match (itf.role, &itf.network) {
         (InterfaceRole::Legacy, None) => cx.err(
             ip,
             "a legacy interface must name its legacy network",
-            Some(format!("add network: one of {}", fmt_names(networks.iter().copied()))),
+            Some(format!("add network: one of {}", fmt_names(networks.keys().copied()))),
         ),
-        (InterfaceRole::Legacy, Some(n)) if !networks.contains(n.as_str()) => {
+        (InterfaceRole::Legacy, Some(n)) if !networks.contains_key(n.as_str()) => {
             let (m, h) = undefined(n, "");
             cx.err(&format!("{ip}.network"), m, Some(h));
         }
-        (InterfaceRole::Tunnel, Some(n)) if !networks.contains(n.as_str()) => {
+        (InterfaceRole::Tunnel, Some(n)) if !networks.contains_key(n.as_str()) => {
             let (m, h) = undefined(n, "; or leave network: out to carry the extranet");
             cx.err(&format!("{ip}.network"), m, Some(h));
         }
@@ -400,25 +497,7 @@ fn role(
                     ),
                 );
             }
-            let uplink = g.interfaces.iter().find(|i| extranet(i) && i.address.addr() == t.local);
-            if let Some(what) = uplink.and_then(|u| network_or_broadcast(&u.address.trunc(), t.remote)) {
-                cx.err(
-                    &remote_at,
-                    format!("tunnel remote {} is {what} of the tunnel source's subnet", t.remote),
-                    Some("the remote is the peer's extranet address".into()),
-                );
-            }
-            if itf.network.is_none() && itf.address.contains(&t.remote) {
-                cx.err(
-                    &remote_at,
-                    format!(
-                        "tunnel remote {} is inside the tunnel's own subnet {}: it would be reached through the tunnel itself",
-                        t.remote,
-                        itf.address.trunc()
-                    ),
-                    None,
-                );
-            }
+
             if itf.vlan.is_some() {
                 cx.err(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None);
             }
@@ -433,7 +512,15 @@ fn role(
 }
 
 /// The interface's own address: a host of its subnet, of the right kind for its role.
-fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, targets: &Targets) {
+fn address(
+    cx: &Ctx,
+    ip: &str,
+    node: &Node,
+    networks: &BTreeMap<&str, usize>,
+    g: &Gateway,
+    itf: &Interface,
+    targets: &Targets,
+) {
     let at = format!("{ip}.address");
     let (addr, subnet) = (itf.address.addr(), itf.address.trunc());
     if itf.address.prefix_len() < WIDEST_SUBNET {
@@ -467,8 +554,7 @@ fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, target
             );
         }
     }
-    let Some(net) = itf.network.as_ref().and_then(|n| node.legacy_networks.iter().find(|l| l.id == *n))
-    else {
+    let Some(&net_k) = itf.network.as_ref().and_then(|n| networks.get(n.as_str())) else {
         if itf.role == InterfaceRole::InternetAccess {
             let internet = &node.allocations.internet;
             if !internet.iter().any(|b| b.contains(&subnet)) {
@@ -488,6 +574,7 @@ fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, target
         }
         return;
     };
+    let net = &node.legacy_networks[net_k];
     // A legacy interface is on a subnet of its network; a tunnel's inner link may be any
     // legacy space of its own (its VRF is still the network's).
     if itf.role == InterfaceRole::Legacy && !net.prefixes.iter().any(|p| p.contains(&subnet)) {
@@ -502,14 +589,14 @@ fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, target
         );
     }
     // The gateway on an isolated subnet would reach it without crossing any rule.
-    let np = format!("{}.legacy_networks[{}]", node_path(ip), net_index(node, &net.id));
+    let np = format!("{}.legacy_networks[{}]", node_path(ip), net_k);
     if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&addr)) {
         let what = format!("gateway {}'s interface address {addr}", quote(&g.id));
         contradiction(cx, &format!("{np}.isolated[{j}]"), iso, &at, &what);
     }
     // A service published from the gateway's own address, or from the subnet's network or
     // broadcast address, is no host's.
-    if itf.role == InterfaceRole::Legacy {
+    {
         for (j, sv) in net.services.iter().enumerate() {
             let inside = *sv.inside.ip();
             let why = if inside == addr {
@@ -533,8 +620,4 @@ fn address(cx: &Ctx, ip: &str, node: &Node, g: &Gateway, itf: &Interface, target
 /// The node's path, from the path of something of one of its gateways.
 fn node_path(gateway_part: &str) -> &str {
     gateway_part.rsplit_once(".gateways[").map_or(gateway_part, |(node, _)| node)
-}
-
-fn net_index(node: &Node, id: &str) -> usize {
-    node.legacy_networks.iter().position(|n| n.id == id).unwrap_or(0)
 }

@@ -125,9 +125,17 @@ pub(crate) fn fmt_list(nets: &[Ipv4Net]) -> String {
     }
 }
 
+/// Names for a hint: the first 20, then how many more (a node may have thousands).
 pub(crate) fn fmt_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    let list: Vec<String> = names.into_iter().map(quote).collect();
-    if list.is_empty() { "(none)".into() } else { list.join(", ") }
+    const SHOWN: usize = 20;
+    let mut names = names.into_iter();
+    let list: Vec<String> = names.by_ref().take(SHOWN).map(quote).collect();
+    let more = names.count();
+    match (list.is_empty(), more) {
+        (true, _) => "(none)".into(),
+        (false, 0) => list.join(", "),
+        (false, n) => format!("{} and {n} more", list.join(", ")),
+    }
 }
 
 /// Pairs of overlapping prefixes in `nets` (index pairs, in order), found by sorting. Two

@@ -67,7 +67,8 @@ enum Src {
 
 struct Item {
     /// Address space (0: the extranet's, public and internet-access together, both being real
-    /// plan addresses; n: department n's VPNs) and family.
+    /// plan addresses, with any VPN block outside private space; n: department n's private
+    /// VPN blocks) and family.
     space: (u32, bool),
     start: u128,
     end: u128,
@@ -117,7 +118,10 @@ fn collect(cx: &Ctx) -> Vec<Item> {
     let mut owners = Names::default();
     let mut items = Vec::new();
     let mut push = |zone: u32, net: IpNet, kind: Kind, node: usize, src: Src, owner: u32| {
-        let space = (if zone >= 2 { zone } else { 0 }, matches!(net, IpNet::V6(_)));
+        // A department's private blocks are its own space; any other block it holds is plan
+        // space like the public one (one owner across every zone).
+        let own_space = zone >= 2 && crate::special_use::is_private(&net);
+        let space = (if own_space { zone } else { 0 }, matches!(net, IpNet::V6(_)));
         let (start, end) = range(&net);
         items.push(Item { space, start, end, kind, zone, node, src, owner });
     };

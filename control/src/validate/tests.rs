@@ -1011,6 +1011,28 @@ fn links_and_tunnels_are_where_they_can_work() {
     let narrow = PLANWIDE
         .replace("network: furong-lan, address: 10.0.0.1/16", "network: furong-lan, address: 10.0.0.1/24");
     assert_eq!(errors(&narrow), Vec::<String>::new());
+    let two_uplinks = CONVERSIONS.replace(
+        "          - { name: inet0,",
+        "          - { name: uplink1, role: extranet, address: 198.19.5.1/30 }\n          - { name: inet0,",
+    );
+    assert_eq!(errors(&two_uplinks), Vec::<String>::new());
+    // The clinic's tunnel carrying the extranet instead (its route moved along).
+    let extranet_tunnel = CONVERSIONS
+        .replace(
+            "            network: clinic\n            address: 10.99.0.1/30",
+            "            address: 198.19.6.1/30",
+        )
+        .replace("via: 10.99.0.2, network: clinic", "via: 198.19.6.2");
+    assert_eq!(errors(&extranet_tunnel), Vec::<String>::new());
+    // The tunnel carrying the tax office, its link inside the office's prefix.
+    let tax_tunnel = CONVERSIONS
+        .replace("network: tax-office, address: 10.0.0.1/16", "network: tax-office, address: 10.0.0.1/24")
+        .replace(
+            "            network: clinic\n            address: 10.99.0.1/30",
+            "            network: tax-office\n            address: 10.0.9.1/30",
+        )
+        .replace("via: 10.99.0.2, network: clinic", "via: 10.0.9.2, network: tax-office");
+    assert_eq!(errors(&tax_tunnel), Vec::<String>::new());
     run(&[
         // GRE packets find their tunnel by its ends.
         Case {
@@ -1069,7 +1091,7 @@ fn links_and_tunnels_are_where_they_can_work() {
             from: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n",
             to: "          - { name: uplink0, role: extranet, address: 198.18.80.1/30 }\n                  - { name: gre0, role: tunnel, address: 198.18.80.9/30, tunnel: { local: 198.18.80.1, remote: 198.18.80.10 } }\n",
             want: &[(
-                "tunnel remote 198.18.80.10 is inside the tunnel's own subnet 198.18.80.8/30: it would be reached through the tunnel itself",
+                "tunnel remote 198.18.80.10 is reached through tunnel \"gre0\" (its best route is a /30)",
                 "name: gre0",
             )],
         },
@@ -1088,8 +1110,27 @@ fn links_and_tunnels_are_where_they_can_work() {
             from: "remote: 198.19.9.1",
             to: "remote: 198.19.4.3",
             want: &[(
-                "tunnel remote 198.19.4.3 is the broadcast address of the tunnel source's subnet",
+                "tunnel remote 198.19.4.3 is the broadcast address of 198.19.4.0/30",
                 "remote: 198.19.4.3",
+            )],
+        },
+        // Any subnet the gateway is on, and any route: the remote is reached by the extranet.
+        Case {
+            base: &two_uplinks,
+            from: "remote: 198.19.9.1",
+            to: "remote: 198.19.5.0",
+            want: &[(
+                "tunnel remote 198.19.5.0 is the network address of 198.19.5.0/30",
+                "remote: 198.19.5.0",
+            )],
+        },
+        Case {
+            base: &extranet_tunnel,
+            from: "          - { prefix: 0.0.0.0/0, via: 198.19.4.2 }",
+            to: "          - { prefix: 0.0.0.0/0, via: 198.19.4.2 }\n          - { prefix: 198.19.9.0/24, via: 198.19.6.2 }",
+            want: &[(
+                "tunnel remote 198.19.9.1 is reached through tunnel \"gre-clinic\" (its best route is a /24)",
+                "remote: 198.19.9.1",
             )],
         },
         // Nothing reaches an isolated subnet: not a next hop, not the gateway itself.
@@ -1140,6 +1181,24 @@ fn links_and_tunnels_are_where_they_can_work() {
             )],
         },
         Case {
+            base: &tax_tunnel,
+            from: "inside: \"10.0.5.8:8080\"",
+            to: "inside: \"10.0.9.1:8080\"",
+            want: &[(
+                "service \"portal\"'s inside address 10.0.9.1 is gateway \"gw-furong\"'s own address on \"tax-office\"",
+                "10.0.9.1:8080",
+            )],
+        },
+        Case {
+            base: &tax_tunnel,
+            from: "inside: \"10.0.5.8:8080\"",
+            to: "inside: \"10.0.9.3:8080\"",
+            want: &[(
+                "service \"portal\"'s inside address 10.0.9.3 is the broadcast address of 10.0.9.0/30",
+                "10.0.9.3:8080",
+            )],
+        },
+        Case {
             base: &narrow,
             from: "inside: \"10.0.5.8:8080\"",
             to: "inside: \"10.0.0.255:8080\"",
@@ -1168,6 +1227,32 @@ fn links_and_tunnels_are_where_they_can_work() {
             )],
         },
     ]);
+}
+
+#[test]
+fn a_vpn_block_outside_private_space_is_plan_space() {
+    run(&[Case {
+        base: PLANWIDE,
+        from: "ipv4: [10.201.0.0/16]",
+        to: "ipv4: [198.18.41.0/24]",
+        want: &[
+            (
+                "dedicated (department \"tax\") block 198.18.41.0/24 of node 430202 overlaps netmap target 198.18.41.0/24 of legacy network \"furong-lan\" (node 430102)",
+                "ipv4: [198.18.41.0/24]",
+            ),
+            ("netmap target 198.18.41.0/24 of legacy network \"furong-lan\"", "to: 198.18.41.0/24"),
+        ],
+    }]);
+    // Private VPN blocks are each department's own: two departments may both use 10.201/16.
+    let two = PLANWIDE.replace(
+        "      - { id: tax, name: Tax Service }",
+        "      - { id: tax, name: Tax Service }\n      - { id: police, name: Police }",
+    );
+    let two = two.replace(
+        "                - { department: tax, ipv4: [10.201.0.0/16] }",
+        "                - { department: tax, ipv4: [10.201.0.0/16] }\n                - { department: police, ipv4: [10.201.0.0/16] }",
+    );
+    assert_eq!(errors(&two), Vec::<String>::new());
 }
 
 #[test]
