@@ -473,7 +473,9 @@ fn role(
                     )),
                 );
             }
-            if g.interfaces.iter().any(|i| i.address.addr() == t.remote) {
+            // The underlay is the extranet: an address of the gateway in a legacy VRF is
+            // another host there.
+            if g.interfaces.iter().any(|i| i.zone().is_none() && i.address.addr() == t.remote) {
                 cx.err(
                     &format!("{ip}.tunnel.remote"),
                     format!("tunnel remote {} is an address of gateway {} itself", t.remote, quote(&g.id)),
@@ -497,7 +499,6 @@ fn role(
                     ),
                 );
             }
-
             if itf.vlan.is_some() {
                 cx.err(&format!("{ip}.vlan"), "a tunnel interface has no VLAN", None);
             }
@@ -539,8 +540,10 @@ fn address(
     }
     // A tunnel carrying the extranet has an extranet address, like an uplink.
     let usage = match (itf.role, itf.zone()) {
-        (InterfaceRole::Legacy | InterfaceRole::Tunnel, Some(_)) => Usage::Legacy,
-        _ => Usage::Plan,
+        (InterfaceRole::Legacy, _) | (InterfaceRole::Tunnel, Some(_)) => Usage::Legacy,
+        (InterfaceRole::Extranet | InterfaceRole::InternetAccess, _) | (InterfaceRole::Tunnel, None) => {
+            Usage::Plan
+        }
     };
     cx.special(|| at.clone(), || "interface address".into(), host(addr.into()), usage);
     if usage == Usage::Plan {
@@ -596,23 +599,21 @@ fn address(
     }
     // A service published from the gateway's own address, or from the subnet's network or
     // broadcast address, is no host's.
-    {
-        for (j, sv) in net.services.iter().enumerate() {
-            let inside = *sv.inside.ip();
-            let why = if inside == addr {
-                Some(format!("gateway {}'s own address on {}", quote(&g.id), quote(&net.id)))
-            } else if itf.address.contains(&inside) {
-                network_or_broadcast(&subnet, inside).map(|w| format!("{w} of {subnet}"))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                cx.err(
-                    &format!("{np}.services[{j}].inside"),
-                    format!("service {}'s inside address {inside} is {why}", quote(&sv.name)),
-                    Some("a service is published from a host behind the gateway".into()),
-                );
-            }
+    for (j, sv) in net.services.iter().enumerate() {
+        let inside = *sv.inside.ip();
+        let why = if inside == addr {
+            Some(format!("gateway {}'s own address on {}", quote(&g.id), quote(&net.id)))
+        } else if itf.address.contains(&inside) {
+            network_or_broadcast(&subnet, inside).map(|w| format!("{w} of {subnet}"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            cx.err(
+                &format!("{np}.services[{j}].inside"),
+                format!("service {}'s inside address {inside} is {why}", quote(&sv.name)),
+                Some("a service is published from a host behind the gateway".into()),
+            );
         }
     }
 }
