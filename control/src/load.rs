@@ -106,7 +106,7 @@ pub fn load_bytes(bytes: &[u8], file: &Path) -> Result<LoadedPlan, Diagnostics> 
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(file_error(file, ReadError::TooLarge(bytes.len() as u64).message(file, "cannot load")));
     }
-    let root = canonical(file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    let root = canonical(&base_dir(file));
     let mut loader = Loader { sources: Vec::new(), reports: Vec::new(), reading: Vec::new(), root };
     let plan = loader.file(bytes, file, String::new(), |d| d.plan());
     let mut diagnostics = Vec::new();
@@ -179,6 +179,20 @@ fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// The directory a file's includes are read from: its own, or, when the file is a symlink
+/// (`current.yaml -> releases/v2/plan.yaml`), its target's, where the files it names live.
+fn base_dir(file: &Path) -> PathBuf {
+    let named =
+        || file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    match std::fs::symlink_metadata(file) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(file)
+            .ok()
+            .and_then(|t| t.parent().map(Path::to_path_buf))
+            .unwrap_or_else(named),
+        _ => named(),
+    }
+}
+
 fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -237,6 +251,7 @@ impl Loader {
 impl Includes for Loader {
     fn include(&mut self, name: &str, child_path: &str) -> Result<Option<Node>, (String, Option<String>)> {
         let (current, _) = self.reading.last().expect("an include is read from a file");
+        let base = base_dir(current);
         let relative = Path::new(name);
         let plain = |c: Component| matches!(c, Component::Normal(_) | Component::CurDir);
         if name.is_empty() || relative.is_absolute() || !relative.components().all(plain) {
@@ -245,7 +260,7 @@ impl Includes for Loader {
                 Some("a plan's files live in its directory and below it: no absolute path, no '..'".into()),
             ));
         }
-        let target = current.parent().unwrap_or(Path::new(".")).join(relative);
+        let target = base.join(relative);
         let key = canonical(&target);
         // A symlink may still lead out; a file that does not exist is reported by the read.
         if std::fs::canonicalize(&target).is_ok_and(|real| !real.starts_with(&self.root)) {
@@ -401,6 +416,16 @@ mod tests {
         ]);
         std::os::unix::fs::symlink(dir.path().join("real.yaml"), dir.path().join("changsha.yaml")).unwrap();
         load_file(&dir.path().join("hunan.yaml")).unwrap();
+        // A main file that is a symlink reads its includes beside its target.
+        let dir = tree(&[("real.yaml", "code: \"430100\"\nname: c\nlevel: prefecture\n")]);
+        std::fs::create_dir(dir.path().join("v2")).unwrap();
+        std::fs::write(dir.path().join("v2/hunan.yaml"), PROVINCE.replace("changsha.yaml", "city.yaml"))
+            .unwrap();
+        std::fs::write(dir.path().join("v2/city.yaml"), "code: \"430100\"\nname: c\nlevel: prefecture\n")
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("v2/hunan.yaml"), dir.path().join("current.yaml"))
+            .unwrap();
+        load_file(&dir.path().join("current.yaml")).unwrap();
         // A FIFO would block the read and a directory cannot be read: neither is opened.
         let dir = tree(&[("hunan.yaml", PROVINCE)]);
         let fifo = dir.path().join("changsha.yaml");

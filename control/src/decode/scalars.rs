@@ -108,7 +108,7 @@ impl Decoder<'_> {
 
     pub(super) fn prefix4(&mut self, id: NodeId) -> Option<Ipv4Net> {
         self.parsed(id, "an IPv4 prefix such as 10.20.0.0/24", |t| {
-            t.parse().map_err(|_| prefix_reason(t, false))
+            strict_prefix4(t).ok_or_else(|| prefix_reason(t, false))
         })
     }
 
@@ -147,6 +147,18 @@ impl Decoder<'_> {
     }
 }
 
+/// `ADDRESS/LENGTH`, the address as std reads it: four decimal numbers without leading zeros.
+/// ipnet's own parser takes `010.0.0.0/8` as 10.0.0.0/8, where `inet_aton` would read 8.0.0.0:
+/// a value two tools read differently is refused, as it is in an address field.
+fn strict_prefix4(text: &str) -> Option<Ipv4Net> {
+    let (address, length) = text.split_once('/')?;
+    let address: Ipv4Addr = address.parse().ok()?;
+    if !digits(length) || (length.len() > 1 && length.starts_with('0')) {
+        return None;
+    }
+    Ipv4Net::new(address, length.parse().ok()?).ok()
+}
+
 fn digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
@@ -156,14 +168,8 @@ const IPV4_SHAPE: &str = "four numbers 0-255 separated by dots";
 /// Why `text` is not an `ADDRESS/LENGTH` prefix of the family asked for.
 fn prefix_reason(text: &str, v6: bool) -> Option<String> {
     let (family, other, max) = if v6 { ("IPv6", "IPv4", 128) } else { ("IPv4", "IPv6", 32) };
-    // As the prefix parser reads addresses (it allows leading zeros, unlike std's address parser).
-    let is = |a: &str, v6: bool| {
-        if v6 {
-            format!("{a}/128").parse::<Ipv6Net>().is_ok()
-        } else {
-            format!("{a}/32").parse::<Ipv4Net>().is_ok()
-        }
-    };
+    let is =
+        |a: &str, v6: bool| if v6 { a.parse::<Ipv6Addr>().is_ok() } else { a.parse::<Ipv4Addr>().is_ok() };
     let Some((address, length)) = text.split_once('/') else {
         return Some(if is(text, v6) {
             format!("a prefix needs its /LENGTH; a single address is ADDRESS/{max}")
@@ -178,7 +184,7 @@ fn prefix_reason(text: &str, v6: bool) -> Option<String> {
         return Some(if v6 {
             "the part before / is not an IPv6 address".into()
         } else {
-            format!("the part before / is not an IPv4 address: {IPV4_SHAPE}")
+            format!("the part before / is not an IPv4 address: {IPV4_SHAPE}, without leading zeros")
         });
     }
     match length.parse::<u8>() {
@@ -273,7 +279,7 @@ mod tests {
     #[test]
     fn addresses_say_what_was_expected_and_why_not() {
         type Decode = fn(&mut Decoder<'_>, NodeId) -> Option<String>;
-        let cases: [(&str, Decode, &str, Option<&str>); 10] = [
+        let cases: [(&str, Decode, &str, Option<&str>); 11] = [
             (
                 "10.20.0.0/33",
                 |d, v| d.prefix4(v).map(|p| p.to_string()),
@@ -290,7 +296,17 @@ mod tests {
                 "10.0.0.300/16",
                 |d, v| d.prefix4(v).map(|p| p.to_string()),
                 "expected an IPv4 prefix such as 10.20.0.0/24, found \"10.0.0.300/16\"",
-                Some("the part before / is not an IPv4 address: four numbers 0-255 separated by dots"),
+                Some(
+                    "the part before / is not an IPv4 address: four numbers 0-255 separated by dots, without leading zeros",
+                ),
+            ),
+            (
+                "010.0.0.0/8",
+                |d, v| d.prefix4(v).map(|p| p.to_string()),
+                "expected an IPv4 prefix such as 10.20.0.0/24, found \"010.0.0.0/8\"",
+                Some(
+                    "the part before / is not an IPv4 address: four numbers 0-255 separated by dots, without leading zeros",
+                ),
             ),
             (
                 "2001:db8::/32",

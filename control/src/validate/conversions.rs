@@ -2,7 +2,10 @@
 //! published services and isolated subnets (absolute: nothing reaches them, whatever else the
 //! plan says, and a plan that says otherwise is refused at both places).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -186,9 +189,15 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
             cx.err(&format!("{sp}.name"), format!("service {} appears twice", quote(&sv.name)), None);
         }
         // Whatever subnet holds a prefix's first or last address has it as its network or
-        // broadcast address: no host has it.
+        // broadcast address (no host has it), unless the network's prefixes continue across
+        // that edge (10.0.0.255 between 10.0.0.0/24 and 10.0.1.0/24 may be a host of a /23).
+        let ip = u32::from(*sv.inside.ip());
+        let has =
+            |a: Option<u32>| a.is_some_and(|a| n.prefixes.iter().any(|p| p.contains(&Ipv4Addr::from(a))));
         let edge = n.prefixes.iter().find(|p| {
-            p.prefix_len() < 31 && (p.network() == *sv.inside.ip() || p.broadcast() == *sv.inside.ip())
+            p.prefix_len() < 31
+                && ((u32::from(p.network()) == ip && !has(ip.checked_sub(1)))
+                    || (u32::from(p.broadcast()) == ip && !has(ip.checked_add(1))))
         });
         if let Some(p) = edge {
             let what = if p.network() == *sv.inside.ip() { "network" } else { "broadcast" };

@@ -170,11 +170,13 @@ fn gateway(
         address(cx, &ip, node, networks, g, itf, targets);
         if let Some(zone) = itf.zone() {
             if vrfs.insert(zone) && vrfs.len() + 1 > MAX_VRFS as usize {
+                let at = if itf.network.is_some() { format!("{ip}.network") } else { ip.clone() };
                 cx.err(
-                    &format!("{ip}.network"),
+                    &at,
                     format!(
-                        "gateway {} needs more than {MAX_VRFS} VRFs (the extranet and one per network)",
-                        quote(&g.id)
+                        "gateway {} needs more than {MAX_VRFS} VRFs (the extranet, internet-access if it has                          that, and one per network): {} is the VRF that crosses the line",
+                        quote(&g.id),
+                        quote(zone)
                     ),
                     Some("split the networks among more gateways".into()),
                 );
@@ -196,13 +198,13 @@ fn gateway(
             cx.err(
                 &format!("{gp}.interfaces[{k}].tunnel.remote"),
                 format!(
-                    "tunnel {} has the same ends ({} to {}) as tunnel {}: GRE packets could not tell them apart",
+                    "tunnel {} has the same ends ({} to {}) as tunnel {}: the data plane finds a tunnel by its ends, not by its GRE key",
                     quote(&g.interfaces[k].name),
                     t.local,
                     t.remote,
                     quote(&g.interfaces[first].name)
                 ),
-                Some("one tunnel per pair of ends; carry several networks to one peer over one tunnel each from its own local address".into()),
+                Some("one tunnel per pair of ends: give the second tunnel another local address (a second extranet address) or peer address".into()),
             );
         }
     }
@@ -545,7 +547,14 @@ fn address(
             Usage::Plan
         }
     };
-    cx.special(|| at.clone(), || "interface address".into(), host(addr.into()), usage);
+    // A tunnel's inner point-to-point link may be numbered from link-local space (169.254/16,
+    // as VPN tunnels often are): it is a link, not a host anyone routes to.
+    let link_local_tunnel = itf.role == InterfaceRole::Tunnel
+        && usage == Usage::Legacy
+        && Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16).contains(&subnet);
+    if !link_local_tunnel {
+        cx.special(|| at.clone(), || "interface address".into(), host(addr.into()), usage);
+    }
     if usage == Usage::Plan {
         // Translated addresses are routed to the gateway translating them: on a link, the
         // gateway would look for them as neighbours (or, its own, keep their replies).
@@ -580,7 +589,7 @@ fn address(
     let net = &node.legacy_networks[net_k];
     // A legacy interface is on a subnet of its network; a tunnel's inner link may be any
     // legacy space of its own (its VRF is still the network's).
-    if itf.role == InterfaceRole::Legacy && !net.prefixes.iter().any(|p| p.contains(&subnet)) {
+    if itf.role == InterfaceRole::Legacy && !covered(&net.prefixes, &subnet) {
         cx.err(
             &at,
             format!(
@@ -616,6 +625,14 @@ fn address(
             );
         }
     }
+}
+
+/// `subnet` lies in the union of `prefixes` (which do not overlap each other): one holds it, or
+/// those inside it add up to all of it (10.0.0.0/23 as 10.0.0.0/24 and 10.0.1.0/24).
+fn covered(prefixes: &[Ipv4Net], subnet: &Ipv4Net) -> bool {
+    let size = |n: &Ipv4Net| 1u64 << (32 - n.prefix_len());
+    prefixes.iter().any(|p| p.contains(subnet))
+        || prefixes.iter().filter(|p| subnet.contains(*p)).map(size).sum::<u64>() == size(subnet)
 }
 
 /// The node's path, from the path of something of one of its gateways.

@@ -1,5 +1,5 @@
 //! Operators' policy rules: unique names at their node, networks of the node's subtree, fields
-//! that parse, and no `permit` reaching into an isolated subnet (isolation wins whatever an
+//! that parse, and no `permit` written for an isolated subnet (isolation wins whatever an
 //! operator writes; a rule that says otherwise is refused at both places).
 
 use std::collections::{BTreeSet, HashMap};
@@ -85,9 +85,9 @@ pub(super) fn check(cx: &Ctx) {
                 }
             }
             // A permit in a legacy network's VRF forwards inside it (to its other interfaces,
-            // its tunnels): never to or from an isolated subnet. An absent field is a wildcard
-            // that the isolation rules, compiled ahead of every operator's rule, carve out; a
-            // written one that overlaps isolated space says the opposite of the isolation.
+            // its tunnels): never to or from an isolated subnet. A wider prefix (or none) is
+            // carved out by the isolation rules, compiled ahead of every operator's rule; one
+            // wholly inside isolated space could only ever mean the opposite of the isolation.
             if let (PolicyAction::Permit, Some(n)) = (r.action, &r.network) {
                 let (Some(set), Some((_, np, net))) = (isolated.get(n.as_str()), networks.get(n.as_str()))
                 else {
@@ -95,7 +95,7 @@ pub(super) fn check(cx: &Ctx) {
                 };
                 for (field, m) in [("from", r.from), ("to", r.to)] {
                     let Some(m) = m else { continue };
-                    if let Some(j) = set.overlapping(&m) {
+                    if let Some(j) = set.overlapping(&m).filter(|&j| net.isolated[j].contains(&m)) {
                         let what = format!("permit rule {} ({field} {m})", quote(&r.name));
                         contradiction(
                             cx,

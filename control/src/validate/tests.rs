@@ -421,13 +421,25 @@ fn isolation_is_absolute() {
         Case {
             base: PLANWIDE,
             from: "      - { name: count-all, action: count }",
-            to: "      - { name: reach-archive, network: furong-lan, to: 10.0.200.0/23, action: permit }",
+            to: "      - { name: reach-archive, network: furong-lan, to: 10.0.200.128/25, action: permit }",
             want: &[(
-                "permit rule \"reach-archive\" (to 10.0.200.0/23) reaches into isolated subnet 10.0.200.0/24",
+                "permit rule \"reach-archive\" (to 10.0.200.128/25) reaches into isolated subnet 10.0.200.0/24",
                 "reach-archive",
             )],
         },
     ]);
+    // A wider permit is carved out by the isolation rules, which compile ahead of it.
+    let wide = CONVERSIONS.replace(
+        "    policies:",
+        "    policies:\n      - { name: lan-web, network: tax-office, from: 10.0.0.0/16, to: 0.0.0.0/0, protocol: tcp, ports: 443, action: permit }",
+    );
+    assert_eq!(errors(&wide), Vec::<String>::new());
+    let lp = load_str(&wide, Path::new("t.yaml")).unwrap();
+    let config = crate::compile::compile(&lp, "gw-furong").unwrap();
+    let names: Vec<&str> = config.policies.iter().map(|r| r.name.as_str()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} in {names:?}"));
+    assert!(at("tax-office:isolated0:from") < at("430102:lan-web"), "{names:?}");
+    assert!(at("tax-office:isolated0:to") < at("430102:lan-web"), "{names:?}");
 }
 
 /// A netmap is a bijection: one inside address, one outside address; a service one inside
@@ -1040,7 +1052,7 @@ fn links_and_tunnels_are_where_they_can_work() {
             from: "            tunnel: { local: 198.19.4.1, remote: 198.19.9.1, key: 7 }\n",
             to: gre_two,
             want: &[(
-                "tunnel \"gre-two\" has the same ends (198.19.4.1 to 198.19.9.1) as tunnel \"gre-clinic\"",
+                "tunnel \"gre-two\" has the same ends (198.19.4.1 to 198.19.9.1) as tunnel \"gre-clinic\": the data plane finds a tunnel by its ends, not by its GRE key",
                 "gre-two",
             )],
         },
@@ -1280,4 +1292,32 @@ fn a_plan_without_nodes_is_refused() {
         assert_eq!(errs.len(), 1, "{errs:#?}");
         assert!(errs[0].starts_with("t.yaml:2:") && errs[0].contains("the plan has no nodes"), "{errs:#?}");
     }
+}
+
+#[test]
+fn what_real_networks_do_is_accepted() {
+    // A tunnel's inner link numbered from link-local space.
+    let link_local = CONVERSIONS
+        .replace(
+            "            network: clinic\n            address: 10.99.0.1/30",
+            "            network: clinic\n            address: 169.254.100.1/30",
+        )
+        .replace("via: 10.99.0.2, network: clinic", "via: 169.254.100.2, network: clinic");
+    assert_eq!(errors(&link_local), Vec::<String>::new());
+    // ... but not an uplink.
+    let errs = errors(&CONVERSIONS.replace("address: 198.19.4.1/30", "address: 169.254.4.1/30"));
+    assert!(errs.iter().any(|e| e.contains("interface address: 169.254.4.1/32 is link-local")), "{errs:#?}");
+    // A LAN written as two adjacent /24s, its link a /23, a service at the /24s' seam.
+    let adjacent = DEMO
+        .replace("prefixes: [10.20.0.0/24]", "prefixes: [10.20.0.0/24, 10.20.1.0/24]")
+        .replace("address: 10.20.0.1/24", "address: 10.20.0.1/23");
+    assert!(adjacent.contains("10.20.1.0/24") && adjacent.contains("10.20.0.1/23"));
+    assert_eq!(errors(&adjacent), Vec::<String>::new());
+    let seam = CONVERSIONS
+        .replace("prefixes: [10.0.0.0/16]", "prefixes: [10.0.0.0/17, 10.0.128.0/17]")
+        .replace("inside: \"10.0.5.8:8080\"", "inside: \"10.0.127.255:8080\"");
+    assert_eq!(errors(&seam), Vec::<String>::new());
+    let edge = seam.replace("10.0.127.255:8080", "10.0.255.255:8080");
+    let errs = errors(&edge);
+    assert!(errs.iter().any(|e| e.contains("is the broadcast address of 10.0.128.0/17")), "{errs:#?}");
 }

@@ -282,6 +282,12 @@ impl Config {
         if self.ports.is_empty() {
             err("ports".into(), "a gateway needs at least one port".into());
         }
+        // Looked up once per route, rule and tunnel: indexed, so that a gateway with tens of
+        // thousands of ports and routes is checked in linear time.
+        let by_key: std::collections::HashMap<String, &PortConfig> =
+            self.ports.iter().rev().map(|p| (p.key(), p)).collect();
+        let owned: BTreeSet<(u32, IpAddr)> =
+            self.ports.iter().flat_map(|q| q.addresses.iter().map(move |a| (q.vrf, a.addr()))).collect();
         let mut keys = BTreeSet::new();
         // GRE packets find their tunnel port by (underlay VRF, local, remote): two tunnels with
         // the same ends would share one port's traffic.
@@ -323,12 +329,7 @@ impl Config {
                     if p.vlan.is_some() {
                         err(path.clone(), "a tunnel port has no VLAN".into());
                     }
-                    let local = IpAddr::V4(t.local);
-                    let owned = self
-                        .ports
-                        .iter()
-                        .any(|q| q.vrf == t.underlay_vrf && q.addresses.iter().any(|a| a.addr() == local));
-                    if !owned {
+                    if !owned.contains(&(t.underlay_vrf, IpAddr::V4(t.local))) {
                         err(
                             path,
                             format!(
@@ -384,7 +385,7 @@ impl Config {
             if r.via.is_some_and(|v| v.is_ipv4() != matches!(r.prefix, IpNet::V4(_))) {
                 err(path.clone(), "next hop and prefix are of different address families".into());
             }
-            self.check_port_in_vrf(&path, &r.port, r.vrf, &mut err);
+            check_port_in_vrf(&by_key, &path, &r.port, r.vrf, &mut err);
         }
         let mut rule_names = BTreeSet::new();
         for (i, r) in self.policies.iter().enumerate() {
@@ -409,23 +410,29 @@ impl Config {
                 }
             }
             if let Action::RouteVia { port, .. } = &r.action {
-                self.check_port_in_vrf(&path, port, r.vrf, &mut err);
+                check_port_in_vrf(&by_key, &path, port, r.vrf, &mut err);
             }
         }
         nat::validate(self, &vrf_ids, &mut err);
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
+}
 
-    /// A route or route-via must leave through an existing port of its own VRF: crossing VRFs
-    /// untranslated would leak one legacy network into another.
-    fn check_port_in_vrf(&self, path: &str, key: &str, vrf: u32, err: &mut impl FnMut(String, String)) {
-        match self.port(key) {
-            None => err(path.to_string(), format!("port {key:?} does not exist")),
-            Some(p) if p.vrf != vrf => {
-                err(path.to_string(), format!("VRF {vrf} leaves through port {key:?} of VRF {}", p.vrf))
-            }
-            Some(_) => {}
+/// A route or route-via must leave through an existing port of its own VRF: crossing VRFs
+/// untranslated would leak one legacy network into another.
+fn check_port_in_vrf(
+    ports: &std::collections::HashMap<String, &PortConfig>,
+    path: &str,
+    key: &str,
+    vrf: u32,
+    err: &mut impl FnMut(String, String),
+) {
+    match ports.get(key) {
+        None => err(path.to_string(), format!("port {key:?} does not exist")),
+        Some(p) if p.vrf != vrf => {
+            err(path.to_string(), format!("VRF {vrf} leaves through port {key:?} of VRF {}", p.vrf))
         }
+        Some(_) => {}
     }
 }
 
