@@ -123,6 +123,28 @@ fn trace_prints_each_stage_for_a_hex_packet() {
 }
 
 #[test]
+fn a_legacy_networks_branch_is_reached_through_its_tunnel_untranslated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.json");
+    let (code, out, err) =
+        hutong(&["plan", "compile", "configs/examples/conversions.yaml", "--gateway", "gw-furong"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&config, out).unwrap();
+    let c = config.to_str().unwrap();
+    // 10.0.1.5 -> 10.50.0.1 UDP, from a clinic host (VLAN 200) to the clinic's branch.
+    let branch = "020000000001020000000002810000c808004500002100010000401165940a0001050a32000104d20050000d000068656c6c6f";
+    let (code, out, err) = hutong(&["trace", "--config", c, "--packet", branch, "--iface", "legacy0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("clinic:route2:stay") && out.contains("gre-clinic"), "{out}");
+    assert!(!out.contains("198.18.40."), "translated on its way to its own branch:\n{out}");
+    // 10.0.1.5 -> 198.19.9.200, to the extranet: NAPT, as before.
+    let extranet = "020000000001020000000002810000c80800450000210001000040119feb0a000105c61309c804d20050000d000068656c6c6f";
+    let (code, out, err) = hutong(&["trace", "--config", c, "--packet", extranet, "--iface", "legacy0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("clinic:napt0:out") && out.contains("uplink0"), "{out}");
+}
+
+#[test]
 fn the_example_plans_check_and_compile() {
     let (code, out, err) = hutong(&["plan", "check", "configs/examples/conversions.yaml"]);
     assert_eq!(code, 0, "{err}");

@@ -140,8 +140,9 @@ fn compile_gateway(
 
     // The policy, in order: isolated subnets denied first, in both directions, ahead of
     // everything (isolation is absolute, whatever an operator writes); then operators' rules;
-    // then per legacy network, in its VRF, each netmap out and NAPT; in the extranet VRF, each
-    // netmap in and each published service. Nothing else crosses (the policy's default is deny).
+    // then per legacy network, in its VRF, what stays inside it, each netmap out and NAPT; in
+    // the extranet VRF, each netmap in and each published service. Nothing else crosses (the
+    // policy's default is deny).
     let here = &index[at];
     let served: Vec<(u32, &LegacyNetwork)> =
         vrfs.iter().skip(1).filter_map(|v| here.networks.get(v.name.as_str()).map(|n| (v.id, *n))).collect();
@@ -168,6 +169,37 @@ fn compile_gateway(
         mine.sort_unstable();
         for (i, vrf) in mine {
             policies.push(crate::policy::compile_rule(&n.code, &n.policies[i], vrf));
+        }
+    }
+    // Destinations inside a legacy network stay in its VRF: its own prefixes, and what the
+    // gateway routes there (a branch behind a tunnel, a subnet behind a legacy router). Without
+    // these, the conversions below would translate the network's traffic to its own branch and
+    // send it to the extranet. Only where the network reaches beyond one link: on a single
+    // link without routes, every own destination is on the link and never comes to the gateway.
+    let mut own_routes: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, r) in gw.routes.iter().enumerate() {
+        if let Some(n) = &r.network {
+            own_routes.entry(n.as_str()).or_default().push(k);
+        }
+    }
+    let mut own_links: HashMap<&str, usize> = HashMap::new();
+    for itf in &gw.interfaces {
+        if let Some(n) = &itf.network {
+            *own_links.entry(n.as_str()).or_default() += 1;
+        }
+    }
+    for (vrf, net) in &served {
+        let routes = own_routes.get(net.id.as_str()).map(Vec::as_slice).unwrap_or_default();
+        if routes.is_empty() && own_links.get(net.id.as_str()).copied().unwrap_or(0) <= 1 {
+            continue;
+        }
+        for (k, p) in net.prefixes.iter().enumerate() {
+            let name = format!("{}:inside{k}:stay", net.id);
+            policies.push(rule(name, *vrf, None, Some(*p), Action::Permit));
+        }
+        for &k in routes {
+            let name = format!("{}:route{k}:stay", net.id);
+            policies.push(rule(name, *vrf, None, Some(gw.routes[k].prefix), Action::Permit));
         }
     }
     let mut netmaps = Vec::new();
@@ -390,6 +422,10 @@ mod tests {
                 ("tax-office:isolated0:to", 1),
                 ("430102:no-telnet", 1),
                 ("430102:count-web", 1),
+                // The clinic reaches beyond its link (a tunnel, a route): its own destinations
+                // stay in its VRF, ahead of its NAPT.
+                ("clinic:inside0:stay", 2),
+                ("clinic:route2:stay", 2),
                 ("tax-office:netmap0:out", 1),
                 ("tax-office:napt0:out", 1),
                 ("clinic:napt0:out", 2),
@@ -416,7 +452,7 @@ mod tests {
             (c.services[0].outside_port, c.services[0].inside_port, c.services[0].proto),
             (80, 8080, 6)
         );
-        assert_eq!(c.policies[8].dst_ports, Some(PortRange { first: 80, last: 80 }));
+        assert_eq!(c.policies[10].dst_ports, Some(PortRange { first: 80, last: 80 }));
         // And the data plane accepts it as is.
         c.validate().unwrap();
     }

@@ -76,6 +76,9 @@ struct Targets {
     /// What each is, for a message: (node index, legacy network index, what).
     what: Vec<(usize, usize, &'static str)>,
     set: PrefixSet,
+    /// Every node's public and internet-access IPv4 blocks: the extranet's addresses.
+    blocks: Vec<(Ipv4Net, usize, &'static str)>,
+    block_set: PrefixSet,
 }
 
 impl Targets {
@@ -97,7 +100,20 @@ impl Targets {
             }
         }
         let set = PrefixSet::new(&nets);
-        Targets { nets, what, set }
+        let mut blocks = Vec::new();
+        for (i, t) in cx.tree.nodes.iter().enumerate() {
+            let a = &t.node.allocations;
+            blocks.extend(a.public.iter().map(|b| (*b, i, "public block")));
+            blocks.extend(a.internet.iter().map(|b| (*b, i, "internet-access block")));
+        }
+        let block_set = PrefixSet::new(&blocks.iter().map(|b| b.0).collect::<Vec<_>>());
+        Targets { nets, what, set, blocks, block_set }
+    }
+
+    /// The extranet block overlapping `net`, named: `public block 198.18.40.0/22 of node 430102`.
+    fn extranet_block(&self, cx: &Ctx, net: &Ipv4Net) -> Option<String> {
+        let (block, i, what) = self.blocks[self.block_set.overlapping(net)?];
+        Some(format!("{what} {block} of node {}", cx.tree.nodes[i].node.code))
     }
 
     /// The target overlapping `net`, named: `NAPT pool 198.18.1.0/28 of legacy network "lan" (node 430100)`.
@@ -240,6 +256,28 @@ fn gateway(
                     Some(hint),
                 );
                 continue;
+            }
+        }
+        // A route in a legacy VRF leads to the network's own parts; the compiler keeps traffic
+        // to it inside the VRF, ahead of the conversions. Over the extranet's addresses it
+        // would keep the network's extranet traffic from ever being translated.
+        if let Some(&nk) = zone.and_then(|z| networks.get(z)) {
+            let own = &node.legacy_networks[nk].prefixes;
+            let plan =
+                || targets.extranet_block(cx, &r.prefix).or_else(|| targets.overlapping(cx, &r.prefix));
+            if !covered(own, &r.prefix) {
+                if let Some(what) = plan() {
+                    cx.err(
+                        &format!("{rp}.prefix"),
+                        format!(
+                            "route {} in legacy network {}'s VRF overlaps {what}: traffic to the extranet \
+                             is translated, never routed inside a legacy network",
+                            r.prefix,
+                            quote(&node.legacy_networks[nk].id)
+                        ),
+                        Some("route only the network's own destinations (a branch, a subnet behind a legacy router) in its VRF".into()),
+                    );
+                }
             }
         }
         match links.on_link(zone, r.via).map(|k| &g.interfaces[k]) {

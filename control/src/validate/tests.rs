@@ -1145,6 +1145,16 @@ fn links_and_tunnels_are_where_they_can_work() {
                 "remote: 198.19.9.1",
             )],
         },
+        // A legacy VRF's routes lead to the network's own parts, never over the extranet's.
+        Case {
+            base: CONVERSIONS,
+            from: "prefix: 10.50.0.0/16, via: 10.99.0.2",
+            to: "prefix: 0.0.0.0/0, via: 10.99.0.2",
+            want: &[(
+                "route 0.0.0.0/0 in legacy network \"clinic\"'s VRF overlaps public block 198.18.40.0/22 of node 430102: traffic to the extranet is translated, never routed inside a legacy network",
+                "prefix: 0.0.0.0/0, via: 10.99.0.2",
+            )],
+        },
         // Nothing reaches an isolated subnet: not a next hop, not the gateway itself.
         Case {
             base: CONVERSIONS,
