@@ -105,6 +105,13 @@ fn apply(engine: &[&str]) {
     assert!(errors.len() >= 2, "every error is reported: {body}");
     // As docs/api/openapi.yaml says.
     assert!(errors.iter().all(|e| e["path"].is_string() && e["message"].is_string()), "{body}");
+    // A rule name that would forge a line in the counters file and a sample in /metrics.
+    let mut forged = config.clone();
+    forged.policies[0].name = "x 1\nrule.forged 999999\nhutong_forged{a=\"".into();
+    let (code, body) =
+        call(&site, "POST", "/v1/config", Some(&write(&site, "forged.json", &forged.to_json())));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("rule name"), "{body}");
     let mut other_ports = config.clone();
     other_ports.ports[0].mtu = 1400;
     let (code, body) =

@@ -17,6 +17,19 @@ pub use nat::{Filtering, NatPool, PoolMode, Service, Timeouts};
 pub const EXTRANET_VRF: u32 = 0;
 /// VRF ids index per-VRF tables directly, so they are kept small.
 pub const MAX_VRFS: u32 = 4096;
+/// The characters of a name (gateway, VRF, rule, pool, service), and its longest length.
+pub const NAME_RULE: &str = "a name is 1-128 characters from A-Z a-z 0-9 . _ - : / @ +";
+const NAME_MAX: usize = 128;
+
+/// Why `name` is not a name, if it is not.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > NAME_MAX {
+        return Some("is empty or too long");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+');
+    if name.chars().all(allowed) { None } else { Some("has a character outside the set") }
+}
+
 /// Ethernet MTU unless a port says otherwise.
 pub const DEFAULT_MTU: u16 = 1500;
 
@@ -272,6 +285,24 @@ impl Config {
         let mut errors = Vec::new();
         let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
 
+        // Names end up in the counters file (`rule.<name> value` lines), in `/metrics` labels
+        // and in logs: one character set, with nothing that could end a line, a field or a
+        // quoted label there.
+        let names = std::iter::once(("gateway".to_string(), "gateway", &self.gateway))
+            .chain(self.vrfs.iter().enumerate().map(|(i, v)| (format!("vrfs[{i}]"), "VRF", &v.name)))
+            .chain(self.policies.iter().enumerate().map(|(i, r)| (format!("policies[{i}]"), "rule", &r.name)))
+            .chain(
+                self.nat_pools.iter().enumerate().map(|(i, p)| (format!("nat_pools[{i}]"), "pool", &p.name)),
+            )
+            .chain(
+                self.services.iter().enumerate().map(|(i, s)| (format!("services[{i}]"), "service", &s.name)),
+            );
+        for (path, what, name) in names {
+            if let Some(why) = name_problem(name) {
+                err(path, format!("{what} name {name:?} {why}; {NAME_RULE}"));
+            }
+        }
+
         let vrf_ids: BTreeSet<u32> = self.vrfs.iter().map(|v| v.id).collect();
         if vrf_ids.len() != self.vrfs.len() {
             err("vrfs".into(), "VRF ids must be unique".into());
@@ -495,6 +526,25 @@ pub(crate) mod tests {
                 rule("lan-in", 0, None, Some("198.18.20.0/24"), Action::Netmap),
             ],
         }
+    }
+
+    #[test]
+    fn names_that_would_forge_a_counter_or_label_line_are_refused() {
+        for bad in ["a\nrule.x 999", "x\"} 1\nfake{a=\"", "with space", "", &"x".repeat(129)] {
+            let mut c = demo();
+            c.policies[0].name = bad.into();
+            let text: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+            assert!(
+                text.iter().any(|e| e.contains("rule name") && e.contains(NAME_RULE)),
+                "{bad:?}: {text:#?}"
+            );
+        }
+        let mut c = demo();
+        c.vrfs[1].name = "city\nhall".into();
+        assert!(c.validate().is_err());
+        let mut c = demo();
+        c.policies[0].name = "430100:city-hall:netmap0/out@v2+x".into();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn answer(frame: &[u8], m: &Meta, kind: IcmpError, from: IpAddr, our_mac: [u
                 None => eth.ipv4(from.octets(), src.octets(), 64).icmpv4(t),
             };
             b.write(&mut out, quote).ok()?;
+            internetwork_control(&mut out[if m.vlan.is_some() { 18 } else { 14 }..]);
         }
         (L3::V6 { src, .. }, IpAddr::V6(from)) => {
             let t = match kind {
@@ -108,6 +109,26 @@ pub fn answer(frame: &[u8], m: &Meta, kind: IcmpError, from: IpAddr, our_mac: [u
         _ => return None,
     }
     Some(out)
+}
+
+/// IP precedence 6, internetwork control (TOS 0xc0), on an ICMP error the gateway sends: RFC
+/// 1812 4.3.2.5 asks that of a router's own errors, so that they are not the first dropped.
+/// The IPv4 header's checksum is written again.
+fn internetwork_control(ipv4: &mut [u8]) {
+    const PRECEDENCE_6: u8 = 0xc0;
+    if ipv4.len() < 20 {
+        return;
+    }
+    let len = ((ipv4[0] & 0x0f) as usize * 4).min(ipv4.len());
+    ipv4[1] = PRECEDENCE_6;
+    ipv4[10..12].copy_from_slice(&[0, 0]);
+    let sum = ipv4[..len]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    ipv4[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
 }
 
 /// A token bucket limiting generated errors (RFC 1812 4.3.2.8, RFC 4443 2.4(f)).

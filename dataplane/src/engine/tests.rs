@@ -174,6 +174,10 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_gateway() {
     assert_eq!(m.l4, L4::Icmp { kind: 11, code: 0, ident: 0 });
     assert_eq!(&out.frame()[m.l4_off + 8..], &f[14..], "the whole short original is quoted");
     assert_eq!((e.counters.drop(Drop::TtlExpired), e.counters.stat(Stat::IcmpErrors)), (1, 1));
+    // Precedence 6, internetwork control (RFC 1812 4.3.2.5), under a checksum still right.
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&out.frame()[14..]).unwrap();
+    assert_eq!(ip.dcp().value() << 2 | ip.ecn().value(), 0xc0);
+    assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
 }
 
 #[test]
