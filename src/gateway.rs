@@ -543,8 +543,5 @@ fn stats_text(s: &Snapshot) -> String {
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    crate::files::write_replacing(path, text, crate::files::PRIVATE)
 }

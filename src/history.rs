@@ -4,7 +4,8 @@
 //! the file `current` names the version running. Applying a config writes the next number;
 //! rolling back makes the version before the current one current again (and a second rollback
 //! goes one further back). Every file is written to a temporary name and renamed, so a crash
-//! leaves either the old state or the new one.
+//! leaves either the old state or the new one; the directory is 0700 and its files 0600
+//! ([`crate::files`]).
 
 use std::path::{Path, PathBuf};
 
@@ -22,8 +23,7 @@ pub fn default_dir(gateway: &str) -> PathBuf {
 
 impl History {
     pub fn open(dir: &Path) -> Result<History> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        crate::files::private_dir(dir).context("the state directory")?;
         Ok(History { dir: dir.to_path_buf() })
     }
 
@@ -85,10 +85,7 @@ impl History {
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
-    Ok(())
+    crate::files::write_replacing(path, text, crate::files::PRIVATE)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod api;
 pub mod bench;
 pub mod demo;
 pub mod ethtool;
+pub mod files;
 pub mod gateway;
 pub mod hex;
 pub mod history;

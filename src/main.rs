@@ -592,24 +592,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes `text` to `path`, naming the path if that fails.
-/// Writes `text` to a new file beside `path` and renames it over `path`: a reader never sees half
-/// a config, and a symlink planted at `path` is replaced, never followed out of the directory.
+/// Writes `text` to `path` by rename: a reader never sees half a config, and a symlink planted
+/// at `path` is replaced, never followed out of the directory.
 fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(text.as_bytes())?;
-        // A temporary file is private (0600); a config is as readable as any written file.
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
+    hutong::files::write_replacing(path, text, hutong::files::PUBLIC)
 }
 
 /// `DIR/<id>.json`, refusing any id that would not stay a file name inside `DIR`. Validation

@@ -7,6 +7,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{Read, Seek, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -33,11 +34,14 @@ impl PidFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        // Root's alone, and never through a symlink planted at its name.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::files::PRIVATE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .with_context(|| format!("opening the PID file {}", path.display()))?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -53,6 +57,8 @@ impl PidFile {
             }
             Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
         };
+        // A file left from before may have had another mode.
+        lock.set_permissions(std::fs::Permissions::from_mode(crate::files::PRIVATE))?;
         lock.set_len(0)?;
         lock.rewind()?;
         writeln!(lock, "{}", std::process::id())?;
@@ -88,5 +94,21 @@ mod tests {
         let again = PidFile::claim(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
         drop(again);
+    }
+
+    #[test]
+    fn the_pid_file_is_private_and_never_reached_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.pid");
+        std::fs::write(&path, "999999\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let held = PidFile::claim(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        drop(held);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root's").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(PidFile::claim(&path).is_err(), "a planted symlink was followed");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
     }
 }
