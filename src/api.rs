@@ -190,8 +190,12 @@ impl ApiState {
 /// server to spawn.
 pub async fn bind(
     addr: SocketAddr,
+    anywhere: bool,
     state: Arc<ApiState>,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    if let Some(why) = crate::api_guard::listen_problem(addr, anywhere) {
+        anyhow::bail!(why);
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
@@ -203,6 +207,14 @@ pub async fn bind(
         .route(ROUTES[4], post(trace))
         .route(ROUTES[5], get(metrics))
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match crate::api_guard::refusal(req.method(), req.headers(), anywhere) {
+                    Some((status, why)) => error(status, why),
+                    None => next.run(req).await,
+                }
+            },
+        ))
         .with_state(state);
     Ok(axum::serve(listener, app).into_future())
 }

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
     /// Where the agent API listens.
     pub api: std::net::SocketAddr,
+    /// Let the API listen beyond loopback (it has no authentication yet).
+    pub api_anywhere: bool,
     /// Where applied configs are kept; default `/var/lib/hutong/<gateway id>`.
     pub state_dir: Option<PathBuf>,
     pub engine: EngineKind,
@@ -142,7 +144,12 @@ pub fn run(opts: RunOptions) -> Result<()> {
     if opts.engine == EngineKind::Xdp && opts.io == IoChoice::AfPacket {
         bail!("--io af-packet is for --engine userspace: the XDP engine is the program on the interfaces");
     }
-    rt.block_on(serve(config, places, opts.api, (opts.engine, opts.workers, opts.io)))
+    // Refused before anything is touched.
+    if let Some(why) = crate::api_guard::listen_problem(opts.api, opts.api_anywhere) {
+        bail!(why);
+    }
+    let api = (opts.api, opts.api_anywhere);
+    rt.block_on(serve(config, places, api, (opts.engine, opts.workers, opts.io)))
 }
 
 /// Where the gateway keeps things.
@@ -156,7 +163,7 @@ struct Places {
 async fn serve(
     config: Config,
     places: Places,
-    api_addr: std::net::SocketAddr,
+    (api_addr, api_anywhere): (std::net::SocketAddr, bool),
     (kind, workers, io): (EngineKind, u32, IoChoice),
 ) -> Result<()> {
     let Places { stats_file, pin_dir, pid_file, state_dir } = places;
@@ -172,7 +179,7 @@ async fn serve(
     let (session_queries, session_answers) = std::sync::mpsc::channel();
     let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries, kind.name());
     // Bound before any interface changes, so a taken port stops the start cleanly.
-    let api_server = tokio::spawn(crate::api::bind(api_addr, api.clone()).await?);
+    let api_server = tokio::spawn(crate::api::bind(api_addr, api_anywhere, api.clone()).await?);
     let mut handles = BTreeMap::new();
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;

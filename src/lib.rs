@@ -2,6 +2,7 @@
 //! demo and the system tests build on.
 
 pub mod api;
+pub mod api_guard;
 pub mod bench;
 pub mod demo;
 pub mod ethtool;

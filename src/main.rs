@@ -255,9 +255,13 @@ enum GatewayCommand {
         /// /run/hutong/<gateway id>.pid.
         #[arg(long)]
         pid_file: Option<PathBuf>,
-        /// Where the agent API (status, config apply and rollback, metrics) listens.
+        /// Where the agent API (status, config apply and rollback, metrics) listens: loopback
+        /// only, since the API has no authentication yet.
         #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
         api: std::net::SocketAddr,
+        /// Let --api listen beyond loopback: anyone who reaches it can reconfigure the gateway.
+        #[arg(long)]
+        api_insecure_listen_anywhere: bool,
         /// Where applied configs are kept, so rollback works across restarts; default
         /// /var/lib/hutong/<gateway id>.
         #[arg(long)]
@@ -422,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pin_dir,
             pid_file,
             api,
+            api_insecure_listen_anywhere,
             state_dir,
             engine,
             workers,
@@ -446,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pin_dir,
                 pid_file,
                 api,
+                api_anywhere: api_insecure_listen_anywhere,
                 state_dir,
                 engine,
                 workers,

@@ -112,6 +112,18 @@ fn apply(engine: &[&str]) {
         call(&site, "POST", "/v1/config", Some(&write(&site, "forged.json", &forged.to_json())));
     assert_eq!(code, 422, "{body}");
     assert!(body.to_string().contains("rule name"), "{body}");
+    // What a web page could send: a form's text/plain body, a foreign Origin, a rebound Host.
+    let good = write(&site, "good.json", &config.to_json());
+    let raw = |extra: &[&str]| {
+        let mut c = site.lab.gateway.command("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]).args(extra);
+        c.args(["--data-binary"]).arg(format!("@{}", good.display()));
+        let out = c.arg("http://127.0.0.1:9180/v1/config").stdin(Stdio::null()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(raw(&["-H", "content-type: text/plain"]), "415");
+    assert_eq!(raw(&["-H", "content-type: application/json", "-H", "origin: http://evil.example"]), "403");
+    assert_eq!(raw(&["-H", "content-type: application/json", "-H", "host: evil.example:9180"]), "403");
     let mut other_ports = config.clone();
     other_ports.ports[0].mtu = 1400;
     let (code, body) =

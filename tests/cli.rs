@@ -249,6 +249,22 @@ fn compile_output_replaces_a_planted_symlink_instead_of_following_it() {
 }
 
 #[test]
+fn the_api_listens_beyond_loopback_only_when_told_loudly() {
+    let (code, _, err) = hutong(&[
+        "gateway",
+        "run",
+        "--plan",
+        "configs/demo/plan.yaml",
+        "--gateway",
+        "gw-changsha",
+        "--api",
+        "0.0.0.0:9",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no authentication") && err.contains("--api-insecure-listen-anywhere"), "{err}");
+}
+
+#[test]
 fn gateway_run_compiles_a_plan_itself_and_names_its_errors() {
     // Interface names no host has: the run must stop at the first missing one, touching nothing.
     let dir = tempfile::tempdir().unwrap();
