@@ -176,7 +176,8 @@ async fn serve(
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
     let mut history = History::open(&state_dir)?;
-    let version = history.record(&config)?;
+    // Recorded once the start has succeeded: a failed start leaves the history as it was.
+    let version = history.version_for(&config)?;
     let (session_queries, session_answers) = std::sync::mpsc::channel();
     let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries, kind.name());
     // Bound before any interface changes, so a taken port stops the start cleanly.
@@ -306,6 +307,7 @@ async fn serve(
         sync.requester(),
         session_answers,
     )?;
+    history.record(&config).context("recording the config in the state directory")?;
     let mut engine = engine.started();
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(

@@ -16,6 +16,10 @@ pub struct History {
     dir: PathBuf,
 }
 
+/// How many versions are kept on disk: the newest, so a rollback can walk back this far less
+/// one. Older ones are removed as new ones are recorded (the current one never is).
+pub const KEEP: usize = 64;
+
 /// The default state directory of a gateway.
 pub fn default_dir(gateway: &str) -> PathBuf {
     Path::new("/var/lib/hutong").join(gateway)
@@ -56,17 +60,39 @@ impl History {
             .map_err(|e| anyhow::anyhow!("{} is not a valid config: {e:?}", path.display()))
     }
 
-    /// Records `config` as running: the current version if it is the same config, else a new one.
-    pub fn record(&mut self, config: &Config) -> Result<u64> {
+    /// The version `config` would be recorded as, written nowhere: the current version if it is
+    /// the same config, else the next number. A start asks this first and records only once it
+    /// has succeeded, so a failed start leaves the history as it was.
+    pub fn version_for(&self, config: &Config) -> Result<u64> {
         if let Some(cur) = self.current() {
             if self.load(cur).is_ok_and(|c| c == *config) {
                 return Ok(cur);
             }
         }
-        let next = self.versions()?.last().copied().unwrap_or(0) + 1;
-        write_atomically(&self.path(next), &config.to_json())?;
-        self.set_current(next)?;
-        Ok(next)
+        Ok(self.versions()?.last().copied().unwrap_or(0) + 1)
+    }
+
+    /// Records `config` as running: the current version if it is the same config, else a new one.
+    pub fn record(&mut self, config: &Config) -> Result<u64> {
+        let version = self.version_for(config)?;
+        if Some(version) == self.current() {
+            return Ok(version);
+        }
+        write_atomically(&self.path(version), &config.to_json())?;
+        self.set_current(version)?;
+        self.prune()?;
+        Ok(version)
+    }
+
+    /// Removes the oldest versions beyond [`KEEP`], never the current one.
+    fn prune(&self) -> Result<()> {
+        let versions = self.versions()?;
+        let current = self.current();
+        for v in versions.iter().rev().skip(KEEP).filter(|v| Some(**v) != current) {
+            let path = self.path(*v);
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// The version before the current one, and its config: what a rollback applies.
@@ -119,5 +145,38 @@ mod tests {
         // Applying after a rollback makes a new version; the history is never rewritten.
         assert_eq!(h.record(&config(true)).unwrap(), 3);
         assert_eq!(h.versions().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn asking_for_a_version_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        assert_eq!(h.record(&config(false)).unwrap(), 1);
+        assert_eq!(h.version_for(&config(true)).unwrap(), 2);
+        assert_eq!((h.current(), h.versions().unwrap()), (Some(1), vec![1]), "a failed start leaves this");
+        assert_eq!(h.version_for(&config(false)).unwrap(), 1);
+    }
+
+    #[test]
+    fn only_the_newest_versions_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        let mut c = config(false);
+        for i in 0..(KEEP + 10) {
+            c.gateway = format!("gw{i}");
+            h.record(&c).unwrap();
+        }
+        let versions = h.versions().unwrap();
+        assert_eq!(versions.len(), KEEP);
+        assert_eq!((versions[0], *versions.last().unwrap()), (11, (KEEP + 10) as u64));
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, KEEP + 1, "the versions and `current`, nothing else");
+        // A rollback walks back through every kept version, and no further.
+        let mut steps = 0;
+        while let Some((v, _)) = h.previous().unwrap() {
+            h.set_current(v).unwrap();
+            steps += 1;
+        }
+        assert_eq!((steps, h.current()), (KEEP - 1, Some(11)));
     }
 }

@@ -195,8 +195,15 @@ fn workers_are_refused_where_they_cannot_run() {
     let mut gw = site.start_gateway_with("gw-1q", &["--engine", "userspace", "--workers", "2"]);
     let err = gw.wait_ready(&|| Ok(())).expect_err("two workers need two queues");
     assert!(format!("{err:#}").contains("has 1 receive queue(s); 2 workers need 2"), "{err:#}");
-    // A refused start undoes itself: nothing left attached or pinned.
+    // A refused start undoes itself: nothing left attached or pinned, and nothing recorded as
+    // the running config (a later rollback would apply a version that never ran).
     assert!(!gw.pin_dir.exists(), "{} left behind by a refused start", gw.pin_dir.display());
+    let current = site.work.path().join("state").join("current");
+    assert!(
+        !current.exists(),
+        "a refused start recorded its config as {:?}",
+        std::fs::read_to_string(&current)
+    );
     // The XDP engine's slow path is one worker.
     let mut gw = site.start_gateway_with("gw-xdp2", &["--workers", "2"]);
     let err = gw.wait_ready(&|| Ok(())).expect_err("--workers is for the userspace engine");
