@@ -2,10 +2,9 @@
 //! fill its maps, attach it, keep next hops resolved, and publish counters until told to stop.
 //!
 //! Stopping: SIGTERM or SIGINT detach the program, remove its pins and take the configured
-//! addresses off the ports (a full stop). SIGUSR1 is
-//! "stop for an upgrade, keep forwarding": the process exits, the program stays attached over
-//! its pinned maps, and the next `hutong gateway run` with the same pin directory takes over
-//! without a gap.
+//! addresses off the ports (a full stop). SIGUSR1 is "stop for an upgrade, keep forwarding": the
+//! process exits, the program stays attached over its pinned maps, and the next `hutong gateway
+//! run` with the same pin directory takes over without a gap.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
