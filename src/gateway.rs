@@ -1,10 +1,10 @@
 //! `hutong gateway run`: bring the configured ports up with their addresses, load the XDP program,
 //! fill its maps, attach it, keep next hops resolved, and publish counters until told to stop.
 //!
-//! Stopping: SIGTERM or SIGINT detach the program, remove its pins and take the configured
-//! addresses off the ports (a full stop). SIGUSR1 is "stop for an upgrade, keep forwarding": the
-//! process exits, the program stays attached over its pinned maps, and the next `hutong gateway
-//! run` with the same pin directory takes over without a gap.
+//! Stopping: SIGTERM or SIGINT detach the program and remove its pins (a full stop). SIGUSR1 is
+//! "stop for an upgrade, keep forwarding": the process exits, the program stays attached over
+//! its pinned maps, and the next `hutong gateway run` with the same pin directory takes over
+//! without a gap.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -379,19 +379,6 @@ async fn serve(
     } else {
         eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
         engine.shutdown()?;
-        // A full stop gives the ports back without the addresses the config put on them (ports
-        // change only by a restart, so the starting config's are the ones there).
-        for p in config.ports.iter().filter(|p| p.vlan.is_none() && p.tunnel.is_none()) {
-            let Some(h) = handles.get(&p.name) else { continue };
-            for a in &p.addresses {
-                if let Err(e) = netlink::del_address(&nl, h.ifindex, *a).await {
-                    eprintln!(
-                        "hutong gateway {}: could not remove {a} from {}: {e:#}",
-                        config.gateway, p.name
-                    );
-                }
-            }
-        }
     }
     Ok(())
 }

@@ -61,24 +61,6 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes `addr` from the interface; an address that is not there is fine.
-pub async fn del_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<()> {
-    let mut found = handle
-        .address()
-        .get()
-        .set_link_index_filter(ifindex)
-        .set_address_filter(addr.addr())
-        .set_prefix_length_filter(addr.prefix_len())
-        .execute();
-    while let Some(msg) = found.try_next().await? {
-        match handle.address().del(msg).execute().await {
-            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
-            r => r?,
-        }
-    }
-    Ok(())
-}
-
 /// Adds `addr` to the interface; an address that is already there is fine. IPv6 addresses skip
 /// duplicate address detection: a tentative address neither answers neighbor solicitations
 /// nor sources them, which would leave the gateway unreachable for its first second or two.
