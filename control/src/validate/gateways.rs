@@ -404,19 +404,26 @@ fn isolated_hop(
     zone: Option<&str>,
     via: Ipv4Addr,
 ) {
-    let Some(&k) = zone.and_then(|z| networks.get(z)) else {
-        return;
-    };
+    if let Some(&k) = zone.and_then(|z| networks.get(z)) {
+        isolated_address(cx, rp, node, k, via, &format!("{rp}.via"), &format!("next hop {via}"));
+    }
+}
+
+/// `addr`, written at `at` by something of a gateway (`gateway_part`), inside an isolated
+/// subnet of the node's network `k`: a contradiction, at both places.
+fn isolated_address(
+    cx: &Ctx,
+    gateway_part: &str,
+    node: &Node,
+    k: usize,
+    addr: Ipv4Addr,
+    at: &str,
+    what: &str,
+) {
     let net = &node.legacy_networks[k];
-    let np = format!("{}.legacy_networks[{k}]", node_path(rp));
-    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&via)) {
-        contradiction(
-            cx,
-            &format!("{np}.isolated[{j}]"),
-            iso,
-            &format!("{rp}.via"),
-            &format!("next hop {via}"),
-        );
+    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&addr)) {
+        let iso_at = format!("{}.legacy_networks[{k}].isolated[{j}]", node_path(gateway_part));
+        contradiction(cx, &iso_at, iso, at, what);
     }
 }
 
@@ -639,11 +646,9 @@ fn address(
         );
     }
     // The gateway on an isolated subnet would reach it without crossing any rule.
+    let what = format!("gateway {}'s interface address {addr}", quote(&g.id));
+    isolated_address(cx, ip, node, net_k, addr, &at, &what);
     let np = format!("{}.legacy_networks[{}]", node_path(ip), net_k);
-    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&addr)) {
-        let what = format!("gateway {}'s interface address {addr}", quote(&g.id));
-        contradiction(cx, &format!("{np}.isolated[{j}]"), iso, &at, &what);
-    }
     // A service published from the gateway's own address, or from the subnet's network or
     // broadcast address, is no host's.
     for (j, sv) in net.services.iter().enumerate() {
