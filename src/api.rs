@@ -115,6 +115,8 @@ pub enum ChangeOutcome {
     Conflict(String),
     /// Failed while applying.
     Failed(String),
+    /// The state directory cannot record it (a full or read-only disk), nothing changed.
+    Unrecorded(String),
 }
 
 /// The gateway's counters at one moment.
@@ -379,6 +381,7 @@ async fn change(s: &ApiState, change: Change) -> axum::response::Response {
         Ok(ChangeOutcome::Invalid(errors)) => invalid(errors),
         Ok(ChangeOutcome::Conflict(m)) => error(StatusCode::CONFLICT, m),
         Ok(ChangeOutcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Ok(ChangeOutcome::Unrecorded(m)) => error(StatusCode::INSUFFICIENT_STORAGE, m),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into()),
     }
 }

@@ -170,13 +170,18 @@ async fn serve(
     let nl = netlink::connect()?;
     let mut links = Vec::new();
     for p in config.ports.iter().filter(|p| p.tunnel.is_none()) {
-        links.push((p, netlink::link(&nl, &p.name).await?));
+        links.push((p.clone(), netlink::link(&nl, &p.name).await?));
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
     let mut history = History::open(&state_dir)?;
-    // Recorded once the start has succeeded: a failed start leaves the history as it was.
-    let version = history.version_for(&config)?;
+    // A restart keeps what was applied through the API, unless the file changed (see
+    // `History::resume`). Recorded once the start has succeeded: a failed start leaves the
+    // history as it was.
+    let (config, version, resumed) = history.resume(config)?;
+    if let Some(why) = &resumed {
+        eprintln!("hutong gateway {}: {why}", config.gateway);
+    }
     let (session_queries, session_answers) = std::sync::mpsc::channel();
     let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries, kind.name());
     // Bound before any interface changes, so a taken port stops the start cleanly.
@@ -307,6 +312,9 @@ async fn serve(
         session_answers,
     )?;
     history.record(&config).context("recording the config in the state directory")?;
+    if resumed.is_none() {
+        history.set_seed(version).context("recording the config in the state directory")?;
+    }
     let mut engine = engine.started();
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
@@ -323,6 +331,7 @@ async fn serve(
     let mut upgrade = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut keep_forwarding = false;
+    let mut stats_failing = false;
     let mut running = config.clone();
     let names = |c: &Config| c.policies.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
     let mut rule_hits = RuleHits::new(names(&running), &engine.rule_hits(running.policies.len())?);
@@ -354,7 +363,19 @@ async fn serve(
             _ = tick.tick() => {
                 let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;
                 if let Some(path) = &stats_file {
-                    write_atomically(path, &stats_text(&snapshot))?;
+                    // A full disk or no descriptor left must not stop forwarding: say so once
+                    // per stretch of failures, and keep trying.
+                    match write_atomically(path, &stats_text(&snapshot)) {
+                        Ok(()) if stats_failing => {
+                            eprintln!("hutong gateway {}: the counters file is written again", config.gateway);
+                            stats_failing = false;
+                        }
+                        Err(e) if !stats_failing => {
+                            eprintln!("hutong gateway {}: {e:#} (forwarding goes on; retrying)", config.gateway);
+                            stats_failing = true;
+                        }
+                        _ => {}
+                    }
                 }
                 api.set_counters(snapshot);
             }
@@ -367,7 +388,9 @@ async fn serve(
     let counters = engine.counters()?;
     if let Some(path) = &stats_file {
         let snapshot = snapshot(&running, &rule_hits, &slot_names, &engine, &slow)?;
-        write_atomically(path, &stats_text(&snapshot))?;
+        if let Err(e) = write_atomically(path, &stats_text(&snapshot)) {
+            eprintln!("hutong gateway {}: the last counters: {e:#}", config.gateway);
+        }
     }
     if keep_forwarding {
         eprintln!(
@@ -456,41 +479,76 @@ fn change(
                 .into(),
         );
     }
-    let record = |history: &mut History, config: &Config| match rollback_to {
-        Some(v) => history.set_current(v).map(|_| v),
-        None => history.record(config),
+    if let Err(e) = tables_for(&target, handles, kind) {
+        return invalid("ports", e.to_string());
+    }
+    // Written to the state directory before anything changes, made current once applied: a
+    // state directory that cannot be written refuses the change, and what runs, what status
+    // reports and what a rollback starts from stay one config.
+    let version = match rollback_to {
+        Some(v) => v,
+        None => match history.stage(&target) {
+            Ok(v) => v,
+            Err(e) => return ChangeOutcome::Unrecorded(unrecorded(&e)),
+        },
+    };
+    let discard = |history: &mut History| {
+        if rollback_to.is_none() {
+            history.discard(version);
+        }
     };
     if target == *running {
-        return match record(history, &target) {
-            Ok(v) => ChangeOutcome::Applied { running: Running::new(&target, v), changed: false },
-            Err(e) => ChangeOutcome::Failed(format!("recording the config: {e:#}")),
+        return match history.commit(version) {
+            Ok(()) => ChangeOutcome::Applied { running: Running::new(&target, version), changed: false },
+            Err(e) => ChangeOutcome::Unrecorded(unrecorded(&e)),
         };
     }
-    let t = match tables_for(&target, handles, kind) {
-        Ok(t) => t,
-        Err(e) => return invalid("ports", e.to_string()),
-    };
-    let result = (|| -> Result<()> {
-        let next = engine.epoch()?.wrapping_add(1);
-        if let Err(errors) = slow.swap(target.clone(), next) {
-            anyhow::bail!("{errors:?}");
-        }
-        let digest = dataplane::xdp::fnv1a(format!("{}\n{t:?}", target.to_json()).as_bytes());
-        if let Err(e) = engine.install_or_keep(&t, digest) {
-            // The program still runs the old tables: so must the slow path.
-            let _ = slow.swap(running.clone(), next.wrapping_sub(1));
-            return Err(e);
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
+    if let Err(e) = install(&target, running, (handles, kind), engine, slow) {
+        discard(history);
         return ChangeOutcome::Failed(format!("applying: {e:#}"));
     }
-    *running = target;
-    match record(history, running) {
-        Ok(v) => ChangeOutcome::Applied { running: Running::new(running, v), changed: true },
-        Err(e) => ChangeOutcome::Failed(format!("applied, but recording it failed: {e:#}")),
+    if let Err(e) = history.commit(version) {
+        discard(history);
+        // Back to what ran, which installed before: then nothing changed, as the answer says.
+        if let Err(back) = install(running, &target, (handles, kind), engine, slow) {
+            return ChangeOutcome::Failed(format!(
+                "applied, but recording it failed ({e:#}), and going back failed too ({back:#}): \
+                 the new config runs, unrecorded"
+            ));
+        }
+        return ChangeOutcome::Unrecorded(unrecorded(&e));
     }
+    *running = target;
+    ChangeOutcome::Applied { running: Running::new(running, version), changed: true }
+}
+
+/// The answer when the state directory cannot take a change.
+fn unrecorded(e: &anyhow::Error) -> String {
+    format!("the state directory cannot record the change ({e:#}): nothing changed, the running config stays")
+}
+
+/// Makes `target` run in place of `running`: the slow-path engine gets it first, tagged with the
+/// next epoch, then the program's tables flip to that epoch; if the tables fail, the slow path
+/// goes back to `running`.
+fn install(
+    target: &Config,
+    running: &Config,
+    (handles, kind): (&BTreeMap<String, tables::PortHandle>, EngineKind),
+    engine: &mut XdpEngine,
+    slow: &crate::slow_path::SlowPath,
+) -> Result<()> {
+    let t = tables_for(target, handles, kind)?;
+    let next = engine.epoch()?.wrapping_add(1);
+    if let Err(errors) = slow.swap(target.clone(), next) {
+        anyhow::bail!("{errors:?}");
+    }
+    let digest = dataplane::xdp::fnv1a(format!("{}\n{t:?}", target.to_json()).as_bytes());
+    if let Err(e) = engine.install_or_keep(&t, digest) {
+        // The program still runs the old tables: so must the slow path.
+        let _ = slow.swap(running.clone(), next.wrapping_sub(1));
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The gateway's counters now: the program's, the slow path's, the flows, and per-rule hits of

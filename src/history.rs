@@ -74,14 +74,76 @@ impl History {
 
     /// Records `config` as running: the current version if it is the same config, else a new one.
     pub fn record(&mut self, config: &Config) -> Result<u64> {
-        let version = self.version_for(config)?;
-        if Some(version) == self.current() {
-            return Ok(version);
-        }
-        write_atomically(&self.path(version), &config.to_json())?;
-        self.set_current(version)?;
-        self.prune()?;
+        let version = self.stage(config)?;
+        self.commit(version)?;
         Ok(version)
+    }
+
+    /// Writes `config` as the version it would be recorded as ([`History::version_for`]) without
+    /// making it current: an apply stages first, so a state directory that cannot be written
+    /// refuses the apply before anything changes.
+    pub fn stage(&mut self, config: &Config) -> Result<u64> {
+        let version = self.version_for(config)?;
+        if Some(version) != self.current() {
+            write_atomically(&self.path(version), &config.to_json())?;
+        }
+        Ok(version)
+    }
+
+    /// Makes a staged `version` current, then prunes. Pruning is housekeeping: if it fails the
+    /// version is current all the same, and the next commit tries again.
+    pub fn commit(&mut self, version: u64) -> Result<()> {
+        if Some(version) != self.current() {
+            self.set_current(version)?;
+        }
+        if let Err(e) = self.prune() {
+            log::warn!("pruning the config history: {e:#}");
+        }
+        Ok(())
+    }
+
+    /// Removes a staged `version` that was never made current (its apply failed).
+    pub fn discard(&mut self, version: u64) {
+        if Some(version) != self.current() {
+            let _ = std::fs::remove_file(self.path(version));
+        }
+    }
+
+    /// The version the `--config` file was recorded as when the gateway last started from it.
+    pub fn seed(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("seed")).ok()?.trim().parse().ok()
+    }
+
+    pub fn set_seed(&mut self, version: u64) -> Result<()> {
+        write_atomically(&self.dir.join("seed"), &format!("{version}\n"))
+    }
+
+    /// What a start runs, given its `--config` file: the last version applied through the API if
+    /// the file is the one the gateway last started from (unchanged since), else the file. So a
+    /// restart keeps what operators applied, and an engineer who edits the file gets the file.
+    /// Returns the config, its version and, when it is not the file, why.
+    pub fn resume(&self, file: Config) -> Result<(Config, u64, Option<String>)> {
+        let unchanged = |seed: u64| self.load(seed).is_ok_and(|c| c == file);
+        if let (Some(current), Some(seed)) = (self.current(), self.seed())
+            && current != seed
+            && unchanged(seed)
+        {
+            match self.load(current) {
+                // Ports cannot change through the API, so they match unless the files were edited.
+                Ok(c) if c.ports == file.ports && c.gateway == file.gateway => {
+                    let why = format!(
+                        "the config file is unchanged since version {seed} was started from it: running version {current}, the last one applied"
+                    );
+                    return Ok((c, current, Some(why)));
+                }
+                Ok(_) => {
+                    log::warn!("version {current} has other ports than the config file: running the file")
+                }
+                Err(e) => log::warn!("version {current} cannot be read ({e:#}): running the config file"),
+            }
+        }
+        let version = self.version_for(&file)?;
+        Ok((file, version, None))
     }
 
     /// Removes the oldest versions beyond [`KEEP`], never the current one.
@@ -178,5 +240,42 @@ mod tests {
             steps += 1;
         }
         assert_eq!((steps, h.current()), (KEEP - 1, Some(11)));
+    }
+
+    #[test]
+    fn a_restart_resumes_the_last_applied_version_unless_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        // First start, from the file.
+        let (c, v, why) = h.resume(config(false)).unwrap();
+        assert_eq!((c == config(false), v, why), (true, 1, None));
+        h.record(&c).unwrap();
+        h.set_seed(v).unwrap();
+        // An apply through the API, then a restart with the same file: the apply runs.
+        assert_eq!(h.record(&config(true)).unwrap(), 2);
+        let (c, v, why) = h.resume(config(false)).unwrap();
+        assert_eq!((c == config(true), v), (true, 2));
+        assert!(why.unwrap().contains("running version 2"));
+        // The file edited: it wins, as a new version.
+        let mut edited = config(false);
+        edited.policies[0].name = "edited".into();
+        let (c, v, why) = h.resume(edited.clone()).unwrap();
+        assert_eq!((c == edited, v, why), (true, 3, None));
+    }
+
+    #[test]
+    fn a_staged_version_is_not_current_until_committed_and_can_be_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        h.record(&config(false)).unwrap();
+        let v = h.stage(&config(true)).unwrap();
+        assert_eq!((v, h.current()), (2, Some(1)));
+        h.discard(v);
+        assert_eq!(h.versions().unwrap(), vec![1]);
+        let v = h.stage(&config(true)).unwrap();
+        h.commit(v).unwrap();
+        assert_eq!(h.current(), Some(2));
+        h.discard(2);
+        assert_eq!(h.versions().unwrap(), vec![1, 2], "the current version is never discarded");
     }
 }

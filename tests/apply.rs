@@ -203,11 +203,16 @@ fn apply(engine: &[&str]) {
     assert_eq!((code, body["config_version"].as_u64()), (200, Some(2)), "{body}");
     assert_eq!(pings(&site, 3), 3);
 
-    // Across a restart: the history is on disk.
+    // Across a restart: the history is on disk, and a restart runs the last version applied,
+    // not the config file it was first started from (which is unchanged).
+    let (code, body) = call(&site, "POST", "/v1/config", Some(&write(&site, "deny.json", &denied.to_json())));
+    assert_eq!((code, body["config_version"].as_u64()), (200, Some(4)), "{body}");
     gw.stop();
     let mut gw = site.start_gateway_with("gw-again", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
-    assert_eq!(version(&site), 4, "the config file (version 1's) runs as a new version after 2");
+    assert_eq!(version(&site), 4, "the last applied version runs again: {}", gw.log_text());
+    assert_eq!(pings(&site, 3), 0, "version 4 denies pings, after the restart too");
+    assert!(gw.log_text().contains("running version 4, the last one applied"), "{}", gw.log_text());
     // The CLI's rollback, inside the gateway's namespace.
     let hutong = env!("CARGO_BIN_EXE_hutong");
     let out = site.lab.gateway.command(hutong).arg("rollback").output().unwrap();
@@ -253,5 +258,110 @@ fn apply(engine: &[&str]) {
             && said.contains("version 1 (it was running already)"),
         "{said}"
     );
+    // An edited config file wins over the versions applied since the last start.
     gw.stop();
+    std::fs::write(&site.config_path, counting.to_json()).unwrap();
+    let mut gw = site.start_gateway_with("gw-edited", engine);
+    gw.wait_ready(&|| Ok(())).unwrap();
+    assert_eq!(version(&site), 5, "the edited file runs, as a new version: {}", gw.log_text());
+    assert_eq!(pings(&site, 3), 3);
+    gw.stop();
+}
+
+#[test]
+fn a_full_state_disk_refuses_changes_and_nothing_changes() {
+    full_state_disk(&[]);
+}
+
+#[test]
+fn a_full_state_disk_refuses_changes_on_the_userspace_engine() {
+    full_state_disk(&["--engine", "userspace"]);
+}
+
+/// A tmpfs mounted on a directory for as long as this lives.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "hutong-test"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Fills it up: the next file written there fails with ENOSPC.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// With the state directory full, an apply and a rollback are refused with 507 and nothing
+/// changes: the data plane, status and `GET /v1/config` all stay on the running version, and no
+/// temporary file is left. Once there is room again, changes apply; a start that cannot record
+/// its config fails and leaves nothing behind either.
+fn full_state_disk(engine: &[&str]) {
+    common::require_root("full_state_disk");
+    let config = common::demo_config();
+    let site = common::Site::build(&config);
+    let state = Tmpfs::mount(&site.work.path().join("state"), "512k");
+    let mut gw = site.start_gateway_with("gw", engine);
+    gw.wait_ready(&|| Ok(())).unwrap();
+    assert_eq!(pings(&site, 3), 3, "{}", gw.log_text());
+    let denied = with_icmp_denied(config.clone());
+    let deny = write(&site, "deny.json", &denied.to_json());
+    state.fill();
+    let (code, body) = call(&site, "POST", "/v1/config", Some(&deny));
+    assert_eq!(code, 507, "{body}");
+    assert!(body.to_string().contains("nothing changed"), "{body}");
+    assert_eq!(version(&site), 1);
+    let (_, running) = call(&site, "GET", "/v1/config", None);
+    assert_eq!(running["config"]["policies"], serde_json::to_value(&config.policies).unwrap(), "{running}");
+    assert_eq!(pings(&site, 3), 3, "the refused config does not run: pings still cross");
+    assert_eq!(state.names(), ["config-000001.json", "current", "filler", "seed"], "nothing left over");
+    // With room again the same apply works, and a rollback with the disk full is refused too.
+    state.free();
+    let (code, body) = call(&site, "POST", "/v1/config", Some(&deny));
+    assert_eq!((code, body["config_version"].as_u64()), (200, Some(2)), "{body}");
+    assert_eq!(pings(&site, 3), 0);
+    state.fill();
+    let (code, body) = call(&site, "POST", "/v1/rollback", None);
+    assert_eq!(code, 507, "{body}");
+    assert_eq!((version(&site), pings(&site, 3)), (2, 0), "still version 2, which denies pings");
+    // A start whose config must be recorded as a new version fails, leaving nothing behind.
+    gw.stop();
+    let mut edited = denied;
+    edited.policies[0].name = "no-ping-either".into();
+    std::fs::write(&site.config_path, edited.to_json()).unwrap();
+    let mut gw = site.start_gateway_with("gw-full", engine);
+    let failed = gw.wait_ready(&|| Ok(()));
+    assert!(failed.is_err(), "a start that cannot record its config fails");
+    assert!(gw.log_text().contains("recording the config"), "{}", gw.log_text());
+    assert_eq!(state.names(), ["config-000001.json", "config-000002.json", "current", "filler", "seed"]);
 }
