@@ -10,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -68,6 +68,8 @@ pub struct ApiState {
     changes: mpsc::Sender<ChangeRequest>,
     /// To the slow-path engine, which holds the NAT sessions.
     session_queries: Mutex<std::sync::mpsc::Sender<SessionQuery>>,
+    /// What the API's listeners refused.
+    listen: Arc<crate::api_listen::ListenCounters>,
 }
 
 /// The config running now.
@@ -139,6 +141,8 @@ pub struct Snapshot {
     pub host: dataplane::host::HostCounters,
     /// Each slow-path worker's packets, and those it handed to another worker.
     pub workers: Vec<crate::slow_path::WorkerCounters>,
+    /// API connections refused, by reason (`over_limit`, `accept_error`).
+    pub api_refused: Vec<(&'static str, u64)>,
 }
 
 impl ApiState {
@@ -166,6 +170,7 @@ impl ApiState {
             counters: Mutex::default(),
             changes,
             session_queries,
+            listen: Arc::default(),
         };
         (Arc::new(state), rx)
     }
@@ -188,19 +193,24 @@ impl ApiState {
     }
 }
 
-/// Binds `addr` (so a taken port fails the start, before anything changes) and returns the
-/// server to spawn.
+/// Binds `addr` and, if given, the Unix socket `socket` (so a taken port fails the start,
+/// before anything changes) and returns the server to spawn. Connections are bounded as
+/// `crate::api_listen` says.
 pub async fn bind(
     addr: SocketAddr,
+    socket: Option<std::path::PathBuf>,
     anywhere: bool,
     state: Arc<ApiState>,
-) -> Result<impl std::future::Future<Output = std::io::Result<()>>> {
+) -> Result<impl std::future::Future<Output = ()>> {
+    use crate::api_listen::{Listener, MAX_CONNECTIONS};
     if let Some(why) = crate::api_guard::listen_problem(addr, anywhere) {
         anyhow::bail!(why);
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("agent API: cannot listen on {addr} (choose another with --api)"))?;
+    let mut listeners = vec![Listener::tcp(addr).await?];
+    if let Some(path) = socket {
+        listeners.push(Listener::unix(&path)?);
+    }
+    let listen = state.listen.clone();
     let app = Router::new()
         .route(ROUTES[0], get(status))
         .route(ROUTES[1], get(config).post(apply))
@@ -211,14 +221,42 @@ pub async fn bind(
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-                match crate::api_guard::refusal(req.method(), req.headers(), anywhere) {
-                    Some((status, why)) => error(status, why),
-                    None => next.run(req).await,
+                if let Some((status, why)) = crate::api_guard::refusal(req.method(), req.headers(), anywhere)
+                {
+                    return error(status, why);
+                }
+                match whole_body(req).await {
+                    Ok(req) => next.run(req).await,
+                    Err(refused) => refused,
                 }
             },
         ))
         .with_state(state);
-    Ok(axum::serve(listener, app).into_future())
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let serving: Vec<_> =
+        listeners.into_iter().map(|l| l.serve(app.clone(), slots.clone(), listen.clone())).collect();
+    Ok(async move {
+        futures::future::join_all(serving).await;
+    })
+}
+
+/// The request with its body read in full within `api_listen::BODY_READ_TIMEOUT`, so a client
+/// that sends its body slowly holds a connection for a bounded time; 408 if it is too slow,
+/// 413 if it is larger than [`MAX_CONFIG_BYTES`].
+async fn whole_body(req: axum::extract::Request) -> Result<axum::extract::Request, axum::response::Response> {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, MAX_CONFIG_BYTES);
+    match tokio::time::timeout(crate::api_listen::BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => Ok(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body could not be read within {MAX_CONFIG_BYTES} bytes: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {:?}", crate::api_listen::BODY_READ_TIMEOUT),
+        )),
+    }
 }
 
 #[derive(Serialize)]
@@ -438,6 +476,11 @@ struct AnswerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChangeLabels {
     change: &'static str,
 }
@@ -571,6 +614,18 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
         format!("Packets each slow-path worker of gateway {gateway} received for another worker's sessions"),
         handed,
     );
+    let refused = Family::<ReasonLabels, Counter>::default();
+    for (reason, v) in &s.api_refused {
+        refused.get_or_create(&ReasonLabels { reason }).inc_by(*v);
+    }
+    registry.register(
+        "api_connections_refused",
+        format!(
+            "Connections to gateway {gateway}'s agent API closed unserved: over the limit of {} at once, or failed accepts",
+            crate::api_listen::MAX_CONNECTIONS
+        ),
+        refused,
+    );
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -578,7 +633,12 @@ pub fn encode(gateway: &str, s: &Snapshot) -> String {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
-    let snapshot = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut snapshot = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
+    use std::sync::atomic::Ordering::Relaxed;
+    snapshot.api_refused = vec![
+        ("over_limit", s.listen.over_limit.load(Relaxed)),
+        ("accept_error", s.listen.accept_errors.load(Relaxed)),
+    ];
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         encode(&s.info.gateway, &snapshot),
@@ -587,65 +647,92 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
 
 /// The CLI's side of the API.
 pub mod client {
-    use std::net::SocketAddr;
-
     use anyhow::{Context, Result};
 
-    /// `GET /v1/status` of the gateway at `api`, as JSON.
-    pub fn status(api: SocketAddr) -> Result<serde_json::Value> {
-        let url = format!("http://{api}/v1/status");
-        let mut response = ureq::get(&url).call().with_context(|| {
-            format!(
-                "no gateway answers at {url} (is `hutong gateway run` running there? --api names another)"
-            )
-        })?;
-        response.body_mut().read_json().with_context(|| format!("{url} did not answer JSON"))
+    pub use crate::api_listen::Endpoint;
+
+    /// Where the CLI finds the gateway unless `--api` says: its Unix socket, when exactly one
+    /// gateway on this machine has one in `/run/hutong/` (the usual case: file permissions are
+    /// its access control), else the TCP default on loopback.
+    pub fn local_default() -> Endpoint {
+        let sockets: Vec<_> = std::fs::read_dir("/run/hutong")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+            .collect();
+        match &sockets[..] {
+            [one] => Endpoint::Unix(one.clone()),
+            _ => Endpoint::Tcp(super::DEFAULT_ADDR.parse().expect("a socket address")),
+        }
     }
 
-    /// A client that hands back error statuses as answers: the API's 4xx bodies say why.
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    /// One request to the API at `api`: the HTTP status and the JSON answer, whatever the
+    /// status (the API's 4xx bodies say why).
+    fn call(
+        api: &Endpoint,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let asked = rt.block_on(async {
+            let exchange = async {
+                match api {
+                    Endpoint::Tcp(a) => {
+                        let s = tokio::net::TcpStream::connect(a).await?;
+                        crate::api_listen::request(s, method, path, body).await
+                    }
+                    Endpoint::Unix(p) => {
+                        let s = tokio::net::UnixStream::connect(p).await?;
+                        crate::api_listen::request(s, method, path, body).await
+                    }
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(60), exchange)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in 60 s")))
+        });
+        let (status, bytes) = asked.with_context(|| {
+            format!(
+                "no gateway answers at {api}{path} (is `hutong gateway run` running? --api names another)"
+            )
+        })?;
+        let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok((status, v))
+    }
+
+    /// `GET /v1/status` of the gateway at `api`, as JSON.
+    pub fn status(api: &Endpoint) -> Result<serde_json::Value> {
+        match call(api, "GET", "/v1/status", None)? {
+            (200, v) if !v.is_null() => Ok(v),
+            (code, v) => anyhow::bail!("{api}/v1/status answered {code}: {v}"),
+        }
     }
 
     /// `GET /v1/config` of the gateway at `api`: the running config and its version.
-    pub fn config(api: SocketAddr) -> Result<(dataplane::Config, u64)> {
-        let url = format!("http://{api}/v1/config");
-        let mut response = ureq::get(&url)
-            .call()
-            .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
-        let v: serde_json::Value =
-            response.body_mut().read_json().with_context(|| format!("{url}: not JSON"))?;
-        let config =
-            serde_json::from_value(v["config"].clone()).with_context(|| format!("{url}: no config"))?;
+    pub fn config(api: &Endpoint) -> Result<(dataplane::Config, u64)> {
+        let (code, v) = call(api, "GET", "/v1/config", None)?;
+        if code != 200 {
+            anyhow::bail!("{api}/v1/config answered {code}: {v}");
+        }
+        let config = serde_json::from_value(v["config"].clone())
+            .with_context(|| format!("{api}/v1/config: no config"))?;
         Ok((config, v["config_version"].as_u64().unwrap_or(0)))
     }
 
     /// A POST to the API (`body`: JSON, or none): the HTTP status and the JSON answer, whatever
     /// the status.
-    pub fn post(api: SocketAddr, path: &str, body: Option<String>) -> Result<(u16, serde_json::Value)> {
-        let url = format!("http://{api}{path}");
-        let request = agent().post(&url).header("content-type", "application/json");
-        let mut response = match body {
-            Some(b) => request.send(b),
-            None => request.send_empty(),
-        }
-        .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
-        let status = response.status().as_u16();
-        let v = response.body_mut().read_json().unwrap_or(serde_json::Value::Null);
-        Ok((status, v))
+    pub fn post(api: &Endpoint, path: &str, body: Option<String>) -> Result<(u16, serde_json::Value)> {
+        call(api, "POST", path, body)
     }
 
     /// `GET /v1/sessions` with these query parameters (`name=value` pairs): the HTTP status and
     /// the JSON answer.
-    pub fn sessions(api: SocketAddr, params: &[(&str, String)]) -> Result<(u16, serde_json::Value)> {
+    pub fn sessions(api: &Endpoint, params: &[(&str, String)]) -> Result<(u16, serde_json::Value)> {
         let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let url = format!("http://{api}/v1/sessions?{}", query.join("&"));
-        let mut response = agent()
-            .get(&url)
-            .call()
-            .with_context(|| format!("no gateway answers at {url} (--api names another)"))?;
-        let status = response.status().as_u16();
-        Ok((status, response.body_mut().read_json().unwrap_or(serde_json::Value::Null)))
+        call(api, "GET", &format!("/v1/sessions?{}", query.join("&")), None)
     }
 
     /// What applying `new` over `old` changes, a line each: rules, netmaps, routes, pools and

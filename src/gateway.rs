@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
     /// Where the agent API listens.
     pub api: std::net::SocketAddr,
+    /// The API's Unix socket; default beside the PID file.
+    pub api_socket: Option<PathBuf>,
     /// Let the API listen beyond loopback (it has no authentication yet).
     pub api_anywhere: bool,
     /// Where applied configs are kept; default `/var/lib/hutong/<gateway id>`.
@@ -131,11 +133,16 @@ pub fn load_config(path: &Path) -> Result<Config> {
 
 pub fn run(opts: RunOptions) -> Result<()> {
     let config = opts.config;
+    // Descriptors: AF_XDP sockets, maps, links, API connections (bounded in `api_listen`).
+    if let Err(e) = crate::api_listen::raise_descriptor_limit() {
+        eprintln!("hutong gateway: could not raise the open-file limit: {e}");
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
     let state_dir = opts.state_dir.unwrap_or_else(|| crate::history::default_dir(&config.gateway));
-    let places = Places { stats_file: opts.stats_file, pin_dir, pid_file, state_dir };
+    let api_socket = opts.api_socket.unwrap_or_else(|| crate::api_listen::socket_beside(&pid_file));
+    let places = Places { stats_file: opts.stats_file, pin_dir, pid_file, state_dir, api_socket };
     if opts.engine == EngineKind::Xdp && opts.workers > 1 {
         bail!(
             "--workers is for --engine userspace: the XDP program forwards on every core, its slow path runs one worker"
@@ -158,6 +165,7 @@ struct Places {
     pin_dir: PathBuf,
     pid_file: PathBuf,
     state_dir: PathBuf,
+    api_socket: PathBuf,
 }
 
 async fn serve(
@@ -166,7 +174,7 @@ async fn serve(
     (api_addr, api_anywhere): (std::net::SocketAddr, bool),
     (kind, workers, io): (EngineKind, u32, IoChoice),
 ) -> Result<()> {
-    let Places { stats_file, pin_dir, pid_file, state_dir } = places;
+    let Places { stats_file, pin_dir, pid_file, state_dir, api_socket } = places;
     let nl = netlink::connect()?;
     let mut links = Vec::new();
     for p in config.ports.iter().filter(|p| p.tunnel.is_none()) {
@@ -185,7 +193,11 @@ async fn serve(
     let (session_queries, session_answers) = std::sync::mpsc::channel();
     let (api, mut changes) = crate::api::ApiState::new(&config, version, session_queries, kind.name());
     // Bound before any interface changes, so a taken port stops the start cleanly.
-    let api_server = tokio::spawn(crate::api::bind(api_addr, api_anywhere, api.clone()).await?);
+    let api_server =
+        tokio::spawn(crate::api::bind(api_addr, Some(api_socket.clone()), api_anywhere, api.clone()).await?);
+    // Removed when the gateway stops, however it stops short of SIGKILL (a stale one is replaced
+    // at the next start: the PID file's lock says nobody else owns it).
+    let _socket_file = RemovedOnDrop(api_socket.clone());
     let mut handles = BTreeMap::new();
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
@@ -318,12 +330,13 @@ async fn serve(
     let mut engine = engine.started();
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
-        "hutong gateway {}: forwarding on {} ({} engine, {workers} slow-path worker(s)), {} netmap(s), {} static route(s); agent API on http://{api_addr}",
+        "hutong gateway {}: forwarding on {} ({} engine, {workers} slow-path worker(s)), {} netmap(s), {} static route(s); agent API on http://{api_addr} and unix:{}",
         config.gateway,
         slot_names.join(", "),
         kind.name(),
         config.netmaps.len(),
-        config.routes.len()
+        config.routes.len(),
+        api_socket.display()
     );
 
     let mut term = signal(SignalKind::terminate())?;
@@ -582,6 +595,7 @@ fn snapshot(
         pools: published.pools,
         host: published.host,
         workers: published.workers,
+        api_refused: Vec::new(),
     })
 }
 
@@ -607,6 +621,15 @@ fn stats_text(s: &Snapshot) -> String {
         text.push_str(&format!("rule.{name} {v}\n"));
     }
     text
+}
+
+/// A file removed when this is dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {

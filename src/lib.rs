@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_guard;
+pub mod api_listen;
 pub mod bench;
 pub mod demo;
 pub mod ethtool;

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
   hutong gateway run --plan PATH --gateway ID   the same, compiling the plan first
   hutong gateway run ... --engine userspace --workers N   the userspace engine on N cores
   hutong gateway run ... --engine userspace --io af-packet   through packet sockets, no XDP
-  hutong status [--api ADDR] [--json]      what a running gateway says about itself
+  hutong status [--api ADDR|SOCKET] [--json]   what a running gateway says about itself
   hutong apply PLAN --gateway ID           show what changes, apply it to the running gateway
   hutong rollback                          the running gateway's previous config version
   hutong sessions [--addr A] [--vrf V]     the running gateway's NAT sessions
@@ -48,8 +48,10 @@ enum Command {
         /// at --api traces the packet under its running config (POST /v1/trace).
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
-        api: std::net::SocketAddr,
+        /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
+        /// gateway socket in /run/hutong, else 127.0.0.1:9180.
+        #[arg(long)]
+        api: Option<hutong::api::client::Endpoint>,
         /// The frame, as hex from the Ethernet header on (spaces and colons are ignored).
         #[arg(long)]
         packet: String,
@@ -67,24 +69,30 @@ enum Command {
         /// The gateway to compile for; it must be the one listening at --api.
         #[arg(long)]
         gateway: String,
-        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
-        api: std::net::SocketAddr,
+        /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
+        /// gateway socket in /run/hutong, else 127.0.0.1:9180.
+        #[arg(long)]
+        api: Option<hutong::api::client::Endpoint>,
         /// Print the API's JSON answer as it is.
         #[arg(long)]
         json: bool,
     },
     /// Put a running gateway back on its previous config version (POST /v1/rollback).
     Rollback {
-        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
-        api: std::net::SocketAddr,
+        /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
+        /// gateway socket in /run/hutong, else 127.0.0.1:9180.
+        #[arg(long)]
+        api: Option<hutong::api::client::Endpoint>,
         /// Print the API's JSON answer as it is.
         #[arg(long)]
         json: bool,
     },
     /// A running gateway's NAT sessions (GET /v1/sessions), filtered and a page at a time.
     Sessions {
-        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
-        api: std::net::SocketAddr,
+        /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
+        /// gateway socket in /run/hutong, else 127.0.0.1:9180.
+        #[arg(long)]
+        api: Option<hutong::api::client::Endpoint>,
         /// The inside, outside or a remote address.
         #[arg(long)]
         addr: Option<std::net::Ipv4Addr>,
@@ -107,9 +115,10 @@ enum Command {
     },
     /// What a running gateway says about itself (its agent API's GET /v1/status).
     Status {
-        /// The gateway's agent API address (`hutong gateway run --api`).
-        #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
-        api: std::net::SocketAddr,
+        /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
+        /// gateway socket in /run/hutong, else 127.0.0.1:9180.
+        #[arg(long)]
+        api: Option<hutong::api::client::Endpoint>,
         /// Print the API's JSON as it is.
         #[arg(long)]
         json: bool,
@@ -259,6 +268,10 @@ enum GatewayCommand {
         /// only, since the API has no authentication yet.
         #[arg(long, default_value = hutong::api::DEFAULT_ADDR)]
         api: std::net::SocketAddr,
+        /// The agent API on a Unix socket too, root's alone (0600): the CLI's default way in.
+        /// Default: beside the PID file, /run/hutong/<gateway id>.sock.
+        #[arg(long)]
+        api_socket: Option<PathBuf>,
         /// Let --api listen beyond loopback: anyone who reaches it can reconfigure the gateway.
         #[arg(long)]
         api_insecure_listen_anywhere: bool,
@@ -426,6 +439,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pin_dir,
             pid_file,
             api,
+            api_socket,
             api_insecure_listen_anywhere,
             state_dir,
             engine,
@@ -451,6 +465,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pin_dir,
                 pid_file,
                 api,
+                api_socket,
                 api_anywhere: api_insecure_listen_anywhere,
                 state_dir,
                 engine,
@@ -468,7 +483,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let (running, version) = hutong::api::client::config(api)?;
+            let api = api.unwrap_or_else(hutong::api::client::local_default);
+            let (running, version) = hutong::api::client::config(&api)?;
             if !json {
                 let changes = hutong::api::client::diff(&running, &config);
                 println!(
@@ -483,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  (no change)");
                 }
             }
-            let (status, answer) = hutong::api::client::post(api, "/v1/config", Some(config.to_json()))?;
+            let (status, answer) = hutong::api::client::post(&api, "/v1/config", Some(config.to_json()))?;
             print_change(status, &answer, json)
         }
         Command::Sessions { api, addr, port, vrf, proto, offset, limit, json } => {
@@ -492,7 +508,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             params.extend(port.map(|p| ("port", p.to_string())));
             params.extend(vrf.map(|v| ("vrf", v.to_string())));
             params.extend(proto.map(|p| ("proto", p)));
-            let (status, answer) = hutong::api::client::sessions(api, &params)?;
+            let (status, answer) = hutong::api::client::sessions(
+                &api.unwrap_or_else(hutong::api::client::local_default),
+                &params,
+            )?;
             if status != 200 {
                 return print_change(status, &answer, json);
             }
@@ -527,11 +546,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { api, json } => {
-            let (status, answer) = hutong::api::client::post(api, "/v1/rollback", None)?;
+            let (status, answer) = hutong::api::client::post(
+                &api.unwrap_or_else(hutong::api::client::local_default),
+                "/v1/rollback",
+                None,
+            )?;
             print_change(status, &answer, json)
         }
         Command::Status { api, json } => {
-            let status = hutong::api::client::status(api)?;
+            let status =
+                hutong::api::client::status(&api.unwrap_or_else(hutong::api::client::local_default))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -560,7 +584,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Trace { config: None, api, packet, iface, json } => {
             let body = serde_json::json!({ "packet": packet, "iface": iface }).to_string();
-            let (status, answer) = hutong::api::client::post(api, "/v1/trace", Some(body))?;
+            let (status, answer) = hutong::api::client::post(
+                &api.unwrap_or_else(hutong::api::client::local_default),
+                "/v1/trace",
+                Some(body),
+            )?;
             if status != 200 {
                 return print_change(status, &answer, false);
             }

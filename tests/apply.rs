@@ -13,7 +13,7 @@ use dataplane::{Action, Config, Rule};
 fn call(site: &common::Site, method: &str, path: &str, body: Option<&Path>) -> (u16, serde_json::Value) {
     let out_file = site.work.path().join("answer.json");
     let mut c = site.lab.gateway.command("curl");
-    c.args(["-s", "-o"]).arg(&out_file).args(["-w", "%{http_code}", "-X", method]);
+    c.args(["-s", "-m", "20", "-o"]).arg(&out_file).args(["-w", "%{http_code}", "-X", method]);
     if let Some(b) = body {
         c.args(["-H", "content-type: application/json", "--data-binary"]).arg(format!("@{}", b.display()));
     }
@@ -364,4 +364,72 @@ fn full_state_disk(engine: &[&str]) {
     assert!(failed.is_err(), "a start that cannot record its config fails");
     assert!(gw.log_text().contains("recording the config"), "{}", gw.log_text());
     assert_eq!(state.names(), ["config-000001.json", "config-000002.json", "current", "filler", "seed"]);
+}
+
+#[test]
+fn idle_api_connections_take_neither_the_gateway_nor_the_api_down() {
+    idle_connections(&[]);
+}
+
+#[test]
+fn idle_api_connections_on_the_userspace_engine() {
+    idle_connections(&["--engine", "userspace"]);
+}
+
+/// With its open-file limit lowered to 256, 400 idle TCP connections to the agent API neither
+/// stop the gateway (forwarding goes on) nor keep the API away for longer than the head timeout:
+/// the connections over the limit are closed at once and counted, the idle ones are closed after
+/// `api_listen::HEADER_READ_TIMEOUT`. The Unix socket beside the PID file is root's alone and
+/// serves the CLI.
+fn idle_connections(engine: &[&str]) {
+    common::require_root("idle_connections");
+    let config = common::demo_config();
+    let site = common::Site::build(&config);
+    let mut gw = site.start_gateway_with("gw", engine);
+    gw.wait_ready(&|| Ok(())).unwrap();
+    let limit = libc::rlimit { rlim_cur: 256, rlim_max: 256 };
+    // SAFETY: prlimit(2) on the child's pid with a valid struct; the old limit is not asked.
+    let set = unsafe { libc::prlimit(gw.pid().as_raw(), libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let held: Vec<std::net::TcpStream> = site
+        .lab
+        .gateway
+        .run(|| (0..400).filter_map(|_| std::net::TcpStream::connect("127.0.0.1:9180").ok()).collect())
+        .unwrap();
+    assert!(held.len() >= 300, "only {} connections opened", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pings(&site, 3), 3, "forwarding goes on:\n{}", gw.log_text());
+    // Within the head timeout (and a margin for a loaded machine) the API answers again.
+    let deadline =
+        std::time::Instant::now() + hutong::api_listen::HEADER_READ_TIMEOUT + Duration::from_secs(10);
+    let answered = loop {
+        let (code, _) = call(&site, "GET", "/v1/status", None);
+        if code == 200 || std::time::Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(answered, 200, "the API answers again once the idle connections are closed");
+    let m = common::Metrics::scrape(&site.lab.gateway);
+    let refused = m.get("hutong_api_connections_refused_total", &[("reason", "over_limit")]).unwrap_or(0.0);
+    assert!(refused >= (held.len() - hutong::api_listen::MAX_CONNECTIONS) as f64 - 1.0, "{refused} refused");
+    drop(held);
+    assert_eq!(pings(&site, 3), 3, "forwarding went on throughout:\n{}", gw.log_text());
+    // The Unix socket, beside the PID file: 0600, and the CLI's way in from outside the namespace.
+    let socket = gw.pid_file.with_extension("sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hutong"))
+        .args(["status", "--json", "--api"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("\"gateway\""),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.stop();
+    assert!(!socket.exists(), "a full stop removes the socket");
 }
