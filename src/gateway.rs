@@ -155,6 +155,9 @@ pub fn run(opts: RunOptions) -> Result<()> {
     if let Some(why) = crate::api_guard::listen_problem(opts.api, opts.api_anywhere) {
         bail!(why);
     }
+    if let Some(why) = does_not_fit(&config, opts.workers) {
+        bail!("the config does not fit in this machine: {why}");
+    }
     let api = (opts.api, opts.api_anywhere);
     rt.block_on(serve(config, places, api, (opts.engine, opts.workers, opts.io)))
 }
@@ -362,7 +365,7 @@ async fn serve(
             }
             Some(request) = changes.recv() => {
                 let before = running.policies.len();
-                let outcome = change(request.change, &mut running, &mut history, (&handles, kind), &mut engine, &slow);
+                let outcome = change(request.change, &mut running, &mut history, (&handles, kind, workers), &mut engine, &slow);
                 if matches!(outcome, ChangeOutcome::Applied { changed: true, .. }) {
                     let now = engine.rule_hits(before.max(running.policies.len()))?;
                     rule_hits.switch(names(&running), &now);
@@ -466,7 +469,7 @@ fn change(
     change: Change,
     running: &mut Config,
     history: &mut History,
-    (handles, kind): (&BTreeMap<String, tables::PortHandle>, EngineKind),
+    (handles, kind, workers): (&BTreeMap<String, tables::PortHandle>, EngineKind, u32),
     engine: &mut XdpEngine,
     slow: &crate::slow_path::SlowPath,
 ) -> ChangeOutcome {
@@ -494,6 +497,9 @@ fn change(
     }
     if let Err(e) = tables_for(&target, handles, kind) {
         return invalid("ports", e.to_string());
+    }
+    if let Some(why) = does_not_fit(&target, workers) {
+        return invalid("nat_pools", why);
     }
     // Written to the state directory before anything changes, made current once applied: a
     // state directory that cannot be written refuses the change, and what runs, what status
@@ -621,6 +627,13 @@ fn stats_text(s: &Snapshot) -> String {
         text.push_str(&format!("rule.{name} {v}\n"));
     }
     text
+}
+
+/// Why `config` on `workers` slow-path workers does not fit in the memory available now, if it
+/// does not (`dataplane::config::cost`). Unknown memory is not a reason to refuse.
+fn does_not_fit(config: &Config, workers: u32) -> Option<String> {
+    let available = dataplane::config::cost::available()?;
+    dataplane::config::cost::does_not_fit(config, workers, available)
 }
 
 /// A file removed when this is dropped.

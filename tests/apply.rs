@@ -112,6 +112,28 @@ fn apply(engine: &[&str]) {
         call(&site, "POST", "/v1/config", Some(&write(&site, "forged.json", &forged.to_json())));
     assert_eq!(code, 422, "{body}");
     assert!(body.to_string().contains("rule name"), "{body}");
+    // Well-typed but beyond any machine (the probes' 32 GiB abort), and beyond this one.
+    let pool = |i: usize, max_sessions: u32| dataplane::config::NatPool {
+        max_sessions,
+        ..dataplane::config::NatPool::defaults(
+            format!("p{i}"),
+            1,
+            0,
+            vec![format!("198.18.{}.{}/32", 100 + i / 200, i % 200).parse().unwrap()],
+        )
+    };
+    let mut huge_pool = config.clone();
+    huge_pool.nat_pools = vec![pool(0, u32::MAX)];
+    let (code, body) =
+        call(&site, "POST", "/v1/config", Some(&write(&site, "sessions.json", &huge_pool.to_json())));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("max_sessions 4294967295"), "{body}");
+    let mut too_many = config.clone();
+    too_many.nat_pools = (0..64).map(|i| pool(i, dataplane::config::cost::MAX_POOL_SESSIONS)).collect();
+    let (code, body) =
+        call(&site, "POST", "/v1/config", Some(&write(&site, "costly.json", &too_many.to_json())));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("this machine has available"), "{body}");
     // What a web page could send: a form's text/plain body, a foreign Origin, a rebound Host.
     let good = write(&site, "good.json", &config.to_json());
     let raw = |extra: &[&str]| {

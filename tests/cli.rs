@@ -98,6 +98,33 @@ fn gateway_run_reports_every_problem_of_a_bad_config() {
     assert!(err.contains("routes[0]") && err.contains("netmaps[0]"), "{err}");
 }
 
+/// A config whose NAT state cannot fit in this machine is refused at start, before anything is
+/// allocated or touched, with what it would need.
+#[test]
+fn gateway_run_refuses_a_config_that_does_not_fit_in_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::demo_config();
+    config.nat_pools = (0..64)
+        .map(|i| dataplane::config::NatPool {
+            max_sessions: dataplane::config::cost::MAX_POOL_SESSIONS,
+            ..dataplane::config::NatPool::defaults(
+                format!("p{i}"),
+                1,
+                0,
+                vec![format!("198.18.100.{i}/32").parse().unwrap()],
+            )
+        })
+        .collect();
+    let path = dir.path().join("gw.json");
+    std::fs::write(&path, config.to_json()).unwrap();
+    let pins = dir.path().join("pins");
+    let (code, _, err) =
+        hutong(&["gateway", "run", "--config", path.to_str().unwrap(), "--pin-dir", pins.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not fit in this machine") && err.contains("MiB at capacity"), "{err}");
+    assert!(!pins.exists(), "refused before anything was touched");
+}
+
 #[test]
 fn trace_prints_each_stage_for_a_hex_packet() {
     let dir = tempfile::tempdir().unwrap();

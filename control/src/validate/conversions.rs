@@ -146,6 +146,15 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
                 None,
             );
         }
+        let addresses: u64 = napt.pool.iter().map(|p| 1u64 << (32 - p.prefix_len())).sum();
+        let most = dataplane::config::cost::MAX_POOL_ADDRESSES;
+        if addresses > most {
+            cx.err(
+                &format!("{np}.napt.pool"),
+                format!("this NAPT pool has {addresses} addresses; a pool holds at most {most} (a /16)"),
+                Some("a pool's port blocks are listed address by address; split the network".into()),
+            );
+        }
         if napt.block_size.is_some_and(|b| b == 0 || b as u32 > NAPT_PORTS) {
             cx.err(
                 &format!("{np}.napt.block_size"),

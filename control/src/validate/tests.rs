@@ -884,6 +884,11 @@ fn conversion_mistakes_are_each_named_at_their_place() {
             "deterministic NAPT of 10.0.0.0/20 (4096 hosts) needs 4096 port blocks; this pool holds 2016",
         ),
         (
+            "pool: [198.18.40.32/28]",
+            "pool: [198.16.0.0/15]",
+            "this NAPT pool has 131072 addresses; a pool holds at most 65536",
+        ),
+        (
             "prefixes: [10.0.0.0/20]",
             "prefixes: [10.0.0.0/21, 10.0.8.0/21]",
             "deterministic NAPT maps exactly one inside prefix",

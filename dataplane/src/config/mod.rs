@@ -4,6 +4,7 @@
 //! --config` reads it back. Because a config file can be edited by hand, [`Config::validate`]
 //! checks it again on load and reports every problem, not just the first.
 
+pub mod cost;
 pub mod nat;
 
 use std::{collections::BTreeSet, fmt, net::IpAddr};
@@ -545,6 +546,24 @@ pub(crate) mod tests {
         let mut c = demo();
         c.policies[0].name = "430100:city-hall:netmap0/out@v2+x".into();
         c.validate().unwrap();
+    }
+
+    /// What the probes sent: well-typed, but more than any machine should be asked for.
+    #[test]
+    fn pools_beyond_any_machine_are_refused() {
+        let with_pool = |max_sessions: u32, addresses: &str| {
+            let mut c = demo();
+            c.nat_pools = vec![NatPool {
+                max_sessions,
+                ..NatPool::defaults("p".into(), 1, 0, vec![addresses.parse().unwrap()])
+            }];
+            c.validate().map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        };
+        let e = with_pool(u32::MAX, "198.18.30.0/24").unwrap_err();
+        assert!(e.contains("max_sessions 4294967295 must be 1-16777216"), "{e}");
+        let e = with_pool(1000, "100.64.0.0/10").unwrap_err();
+        assert!(e.contains("4194304 outside addresses; at most 65536"), "{e}");
+        with_pool(cost::MAX_POOL_SESSIONS, "198.18.0.0/16").unwrap();
     }
 
     #[test]
