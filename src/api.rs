@@ -333,7 +333,7 @@ async fn sessions(State(s): State<Arc<ApiState>>, uri: axum::http::Uri) -> axum:
 /// The query string of `GET /v1/sessions`.
 fn session_params(query: &str) -> Result<(SessionFilter, usize, usize), String> {
     let mut f = SessionFilter::default();
-    let (mut offset, mut limit) = (0, 100);
+    let (mut offset, mut limit): (usize, usize) = (0, 100);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let bad = |what: &str| format!("{k}={v:?}: {what}");
@@ -358,6 +358,12 @@ fn session_params(query: &str) -> Result<(SessionFilter, usize, usize), String> 
             }
             _ => return Err(format!("unknown parameter {k:?} (addr, port, vrf, proto, offset, limit)")),
         }
+    }
+    let depth = dataplane::nat::query::MAX_DEPTH;
+    if offset.saturating_add(limit) > depth {
+        return Err(format!(
+            "offset + limit may not exceed {depth}; narrow the query with addr, port, vrf or proto"
+        ));
     }
     Ok((f, offset, limit))
 }
@@ -825,7 +831,15 @@ mod tests {
         let (f, offset, limit) = session_params("addr=10.20.0.5&proto=udp&limit=5&offset=10").unwrap();
         assert_eq!((f.addr, f.proto, offset, limit), (Some("10.20.0.5".parse().unwrap()), Some(17), 10, 5));
         assert_eq!(session_params("").unwrap().2, 100);
-        for bad in ["addr=10.20.0", "port=70000", "limit=0", "limit=5000", "proto=sctpx", "colour=red"] {
+        for bad in [
+            "addr=10.20.0",
+            "port=70000",
+            "limit=0",
+            "limit=5000",
+            "proto=sctpx",
+            "colour=red",
+            "offset=9950&limit=100",
+        ] {
             assert!(session_params(bad).is_err(), "{bad}");
         }
     }

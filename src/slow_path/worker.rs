@@ -23,6 +23,7 @@ use dataplane::{
     engine::{Engine, steer::Steering},
     flows::FlowCache,
     host::HostStack,
+    nat::query::{SCAN_STEP, SessionScan},
     neighbor::NextHop,
     port::{PortIo, SocketDrops},
     xdp::FlowTable,
@@ -108,6 +109,8 @@ impl Worker {
         };
         let mut steering = Steering::default();
         let mut synced = Instant::now() - NEIGHBOR_SYNC;
+        let mut expired = Instant::now();
+        let mut scans = Vec::new();
         let mut batch: Vec<Packet> = Vec::with_capacity(BATCH as usize * 4);
         let mut away: Vec<(u32, Handoff)> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -129,18 +132,38 @@ impl Worker {
                 publish(&self, counters);
                 synced = Instant::now();
             }
+            // Session queries walk the table a step at a time between batches, never all at
+            // once on this forwarding thread.
             while let Ok(q) = self.queries.try_recv() {
                 let now = (monotonic_ns() / 1_000_000_000) as u32;
-                let mut page = self.engine.nat().query(&q.filter, q.offset, q.limit, now);
+                scans.push((SessionScan::new(q.filter, q.offset, q.limit, now), q.reply));
+            }
+            let mut i = 0;
+            while i < scans.len() {
+                if !self.engine.nat().scan(&mut scans[i].0, SCAN_STEP) {
+                    i += 1;
+                    continue;
+                }
+                let (scan, reply) = scans.swap_remove(i);
+                let mut page = self.engine.nat().page(scan);
                 if let Some(f) = &self.flows {
                     for s in &mut page.sessions {
                         s.kernel_flows = f.cache.flows_of(s.key);
                     }
                 }
-                let _ = q.reply.send(page);
+                let _ = reply.send(page);
             }
             for (iface, frame) in asks {
                 self.send(iface, &frame);
+            }
+            // Idle sessions go on time, and their ports with them, whether or not packets
+            // arrive (without this a flood's sessions held every port block until traffic swept
+            // them, 64 per batch).
+            if expired.elapsed() >= dataplane::nat::EXPIRY_INTERVAL {
+                if self.engine.expire(monotonic_ns()) > 0 {
+                    self.follow_flows();
+                }
+                expired = Instant::now();
             }
             for p in self.engine.take_released(monotonic_ns()) {
                 if let Verdict::Forward { iface } = p.verdict {
@@ -179,14 +202,7 @@ impl Worker {
             self.engine.process(&mut batch, monotonic_ns());
             // Before anything is sent: a freed session's flows go before its port can answer
             // anyone.
-            if let Some(f) = &mut self.flows {
-                let events = self.engine.nat_mut().take_events();
-                let offloads = self.engine.take_offloads();
-                let ifindexes = &self.ifindexes;
-                let ifindex = |i: usize| ifindexes.get(i).copied();
-                let epoch = self.epoch.load(Ordering::SeqCst);
-                f.cache.follow(&mut f.table, self.engine.generation(), epoch, &events, &offloads, ifindex);
-            }
+            self.follow_flows();
             let missed = self.engine.take_misses();
             for (iface, vid, addr) in &missed {
                 self.missed(*iface, *vid, *addr, misses);
@@ -216,6 +232,18 @@ impl Worker {
         }
         counters.socket_drops = self.socket_drops();
         publish(&self, counters);
+    }
+
+    /// Tells the program's flow map what happened to sessions (created, offloaded, freed).
+    fn follow_flows(&mut self) {
+        if let Some(f) = &mut self.flows {
+            let events = self.engine.nat_mut().take_events();
+            let offloads = self.engine.take_offloads();
+            let ifindexes = &self.ifindexes;
+            let ifindex = |i: usize| ifindexes.get(i).copied();
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            f.cache.follow(&mut f.table, self.engine.generation(), epoch, &events, &offloads, ifindex);
+        }
     }
 
     /// What the kernel dropped on the way into this worker's sockets, all ports together.

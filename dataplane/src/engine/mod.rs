@@ -509,6 +509,11 @@ impl Engine {
         }
     }
 
+    /// Expires idle sessions on a timer, traffic or not (see `Nat::expire`); how many it freed.
+    pub fn expire(&mut self, now_ns: u64) -> usize {
+        self.nat.expire((now_ns / 1_000_000_000) as u32)
+    }
+
     /// Runs one packet with every decision recorded.
     pub fn process_traced(&mut self, pkt: &mut Packet, now_ns: u64) -> Vec<Step> {
         let latest = self.shared.0.load();

@@ -837,3 +837,88 @@ fn echo_requests_to_pool_and_service_addresses_go_to_the_host_stack_and_replies_
     assert!(e.owns(1, Some(7), ip("198.19.0.1"), Ask::Echo));
     assert!(!e.owns(1, None, ip("198.19.0.1"), Ask::Echo), "no untagged port there");
 }
+
+/// After a flood the pool is full (its `max_sessions`); once the sessions' timeout passes, the timed expiry
+/// frees them all within a turn of the clock hand (`nat::EXPIRY_TURN`, in calls every
+/// `EXPIRY_INTERVAL`) without a single packet, so a new host gets ports at once. Before, only
+/// packet batches swept, 64 slots each: one datagram a second would have taken hours.
+#[test]
+fn idle_sessions_free_their_ports_on_time_without_traffic() {
+    let mut p = pool(Filtering::AddressAndPortDependent);
+    p.max_blocks_per_host = 64;
+    let mut e = engine(config(p));
+    // Hosts 1-20 open sessions until the pool refuses more.
+    let mut sessions = 0;
+    'flood: for host in 1..=20u8 {
+        for sport in 1000..1500u16 {
+            let f = udp((HOST_MAC, L_MAC), [10, 20, 0, host], sport, SERVER, 53, 64);
+            if run_at(&mut e, 0, &f, 0).verdict != (Verdict::Forward { iface: 1 }) {
+                break 'flood;
+            }
+            sessions += 1;
+        }
+    }
+    assert_eq!(sessions, 10_000, "max_sessions ends the flood");
+    let usage = &e.nat().pool_usage()[0];
+    assert_eq!(usage.sessions, 10_000);
+    let timeout = crate::config::Timeouts::default().udp as u64;
+    // Before the timeout nothing goes.
+    assert_eq!(e.expire((timeout - 1) * SEC), 0);
+    let calls = (crate::nat::EXPIRY_TURN.as_millis() / crate::nat::EXPIRY_INTERVAL.as_millis()) as usize;
+    let mut freed = 0;
+    for _ in 0..calls {
+        freed += e.expire((timeout + 1) * SEC);
+    }
+    let usage = &e.nat().pool_usage()[0];
+    assert_eq!((freed, usage.sessions, usage.blocks_used), (10_000, 0, 0), "all freed within a turn");
+    let (addr, _) = out(&mut e, 21, 7000, SERVER, 53, timeout + 1);
+    assert!(addr[..3] == [198, 18, 30], "a new host gets a mapping at once");
+}
+
+/// A session query walks the table a bounded step at a time (the forwarding loop runs batches
+/// between steps), and its page is the one a whole sort gives: the same sessions in the same
+/// order, the same total, with filters and offsets.
+#[test]
+fn session_queries_walk_the_table_in_bounded_steps() {
+    use crate::nat::query::{MAX_DEPTH, SCAN_STEP, SessionFilter, SessionScan};
+    let mut p = pool(Filtering::AddressAndPortDependent);
+    p.max_blocks_per_host = 64;
+    let mut e = engine(config(p));
+    for host in 1..=20u8 {
+        for sport in 1000..1500u16 {
+            out(&mut e, host, sport, SERVER, 53, 0);
+        }
+    }
+    let nat = e.nat();
+    let by_hand = |f: &SessionFilter| {
+        let mut keys: Vec<u64> = nat
+            .sessions()
+            .iter()
+            .filter(|(_, s)| f.addr.is_none_or(|a| s.in_addr == u32::from(a)))
+            .map(|(_, s)| s.out_key())
+            .collect();
+        keys.sort_unstable();
+        keys
+    };
+    for (filter, offset, limit) in [
+        (SessionFilter::default(), 0, 100),
+        (SessionFilter::default(), 9_950, 50),
+        (SessionFilter { addr: Some(Ipv4Addr::new(10, 20, 0, 7)), ..Default::default() }, 100, 1000),
+    ] {
+        let mut scan = SessionScan::new(filter.clone(), offset, limit, 1);
+        let mut steps = 1;
+        while !nat.scan(&mut scan, SCAN_STEP) {
+            steps += 1;
+        }
+        assert_eq!(steps, nat.sessions().slots().div_ceil(SCAN_STEP), "one step per {SCAN_STEP} slots");
+        let page = nat.page(scan);
+        let expected = by_hand(&filter);
+        assert_eq!(page.total, expected.len());
+        let keys: Vec<u64> = page.sessions.iter().map(|s| s.key).collect();
+        assert_eq!(keys, expected.iter().copied().skip(offset).take(limit).collect::<Vec<_>>());
+        assert_eq!(page, nat.query(&filter, offset, limit, 1));
+    }
+    // No deeper than MAX_DEPTH.
+    let page = nat.query(&SessionFilter::default(), MAX_DEPTH - 10, 1000, 1);
+    assert_eq!((page.total, page.sessions.len()), (10_000, 10));
+}

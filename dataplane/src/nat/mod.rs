@@ -142,6 +142,14 @@ fn touch(pool: &NatPool, s: &mut Session, flags: u8, outbound: bool, now: u32) {
     s.expires = now.saturating_add(timeout(pool, s));
 }
 
+/// How often a worker expires sessions on its own, traffic or not.
+pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a full turn of the clock hand takes at most, for tables up to
+/// `EXPIRY_MOST * 100` slots (6.5 Mi); larger ones take proportionally longer.
+pub const EXPIRY_TURN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The most slots one timed call examines (about 0.1-0.3 ms).
+pub const EXPIRY_MOST: usize = 65_536;
+
 impl Nat {
     /// NAT state for worker `worker` of `workers`, for a validated config.
     pub fn new(config: &Config, worker: u32, workers: u32) -> Nat {
@@ -469,10 +477,27 @@ impl Nat {
         }
     }
 
-    /// Frees idle sessions under the clock hand and forgets old fragment translations.
+    /// Frees idle sessions under the clock hand (a few per packet batch) and forgets old
+    /// fragment translations.
     pub fn sweep(&mut self, now: u32) {
+        self.sweep_some(now, sessions::SWEEP);
+    }
+
+    /// What the worker calls on a timer, traffic or not ([`EXPIRY_INTERVAL`]): enough of the
+    /// table that the clock hand goes round at least once every [`EXPIRY_TURN`] (at most
+    /// [`EXPIRY_MOST`] slots a call, so a huge table costs a bounded pause), so an idle
+    /// session's ports are free again within its timeout plus about a turn, whatever the
+    /// traffic. Returns how many it freed.
+    pub fn expire(&mut self, now: u32) -> usize {
+        let calls = (EXPIRY_TURN.as_millis() / EXPIRY_INTERVAL.as_millis()) as usize;
+        let budget = self.table.slots().div_ceil(calls).clamp(sessions::SWEEP, EXPIRY_MOST);
+        self.sweep_some(now, budget)
+    }
+
+    fn sweep_some(&mut self, now: u32, budget: usize) -> usize {
         let mut gone = Vec::new();
-        self.table.sweep(now, |s| gone.push(s));
+        self.table.sweep(now, budget, |s| gone.push(s));
+        let freed = gone.len();
         for s in gone {
             self.event(NatEvent::Freed(s.out_key()));
             if let Some(p) = self.ports.get_mut(s.pool as usize) {
@@ -493,6 +518,7 @@ impl Nat {
                 }
             }
         }
+        freed
     }
 
     /// Remembers a first fragment's translation for its later fragments.

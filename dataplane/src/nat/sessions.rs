@@ -201,13 +201,13 @@ impl Table {
         a.or(b)
     }
 
-    /// Advances the clock hand over up to [`SWEEP`] slots, removing sessions idle at `now`, and
+    /// Advances the clock hand over up to `budget` slots, removing sessions idle at `now`, and
     /// hands each removed session to `gone`.
-    pub fn sweep(&mut self, now: u32, mut gone: impl FnMut(Session)) {
+    pub fn sweep(&mut self, now: u32, budget: usize, mut gone: impl FnMut(Session)) {
         if self.slots.is_empty() {
             return;
         }
-        for _ in 0..SWEEP.min(self.slots.len()) {
+        for _ in 0..budget.min(self.slots.len()) {
             self.hand = (self.hand + 1) % self.slots.len();
             let slot = self.hand as u32;
             let s = &self.slots[self.hand];
@@ -215,6 +215,11 @@ impl Table {
                 gone(self.remove(slot));
             }
         }
+    }
+
+    /// Slots the table has grown to: what a full turn of the clock hand examines.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Every live session (for the sessions API and config re-checks).
@@ -261,7 +266,7 @@ mod tests {
         assert_eq!(t.find_in(in_key(0, UDP, 0x0a00_0001, 1000), 10), None);
         // ...and the sweep frees it.
         let mut freed = Vec::new();
-        t.sweep(10, |s| freed.push(s.out_port));
+        t.sweep(10, SWEEP, |s| freed.push(s.out_port));
         assert_eq!(freed, vec![2000]);
         assert!(t.is_empty());
     }
@@ -276,7 +281,7 @@ mod tests {
         assert!(t.is_full());
         let mut n = 0;
         for now in [100, 200] {
-            t.sweep(now, |_| n += 1);
+            t.sweep(now, SWEEP, |_| n += 1);
         }
         assert_eq!((n, t.len()), (1, 1));
         assert!(t.find_out(out_key(UDP, 0xc612_1e01, 80), 1_000_000).is_some());
