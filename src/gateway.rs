@@ -185,7 +185,11 @@ async fn serve(
     }
     // Every interface exists; claim the gateway before changing any of them. Held to the end.
     let _pid = crate::pidfile::PidFile::claim(&pid_file)?;
+    // The pin and state directories are this process's alone, and the pins this gateway's in
+    // this namespace (see `crate::pins`): checked before anything is read or written there.
+    let pins = crate::pins::claim(&pin_dir, &config.gateway)?;
     let mut history = History::open(&state_dir)?;
+    let _state_lock = crate::pins::lock_dir(&state_dir, "the state directory")?;
     // A restart keeps what was applied through the API, unless the file changed (see
     // `History::resume`). Recorded once the start has succeeded: a failed start leaves the
     // history as it was.
@@ -418,6 +422,7 @@ async fn serve(
     } else {
         eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
         engine.shutdown()?;
+        pins.remove();
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod hex;
 pub mod history;
 pub mod lab;
 pub mod pidfile;
+pub mod pins;
 pub mod rule_hits;
 pub mod showcase;
 pub mod slow_path;

@@ -316,13 +316,30 @@ impl XdpEngine {
         let path = dir.join(format!("link-{name}"));
         let program: &mut Xdp = program(&mut self.ebpf)?;
         if let Ok(pinned) = PinnedLink::from_pin(&path) {
-            let link =
-                XdpLink::try_from(FdLink::from(pinned)).context("the pinned link is not an XDP link")?;
-            let id =
-                program.attach_to_link(link).with_context(|| format!("replacing the program on {name}"))?;
-            let link = FdLink::try_from(program.take_link(id)?).context("an XDP link without an fd")?;
-            self.links.push((path, link));
-            return Ok(true);
+            let fd = FdLink::from(pinned);
+            // A link pinned for an interface that was since deleted (and perhaps recreated under
+            // the same name) is severed: its ifindex reads 0, or another one. It forwards
+            // nothing; unpin it and attach afresh rather than fail the start.
+            match link_ifindex(&fd) {
+                Some(i) if i == ifindex => {
+                    let link = XdpLink::try_from(fd).context("the pinned link is not an XDP link")?;
+                    let id = program
+                        .attach_to_link(link)
+                        .with_context(|| format!("replacing the program on {name}"))?;
+                    let link =
+                        FdLink::try_from(program.take_link(id)?).context("an XDP link without an fd")?;
+                    self.links.push((path, link));
+                    return Ok(true);
+                }
+                was => {
+                    log::warn!(
+                        "the link pinned at {} was for ifindex {was:?}, not {name}'s {ifindex} (the interface was recreated): replaced",
+                        path.display()
+                    );
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing the stale link {}", path.display()))?;
+                }
+            }
         }
         let id = program
             .attach_to_if_index(ifindex, XdpMode::Default)
@@ -533,6 +550,22 @@ fn sync_trie<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
         let _ = trie.remove(&k);
     }
     Ok(())
+}
+
+/// The interface an XDP link is attached to, from the fdinfo of this process's fd for it
+/// (`ifindex:`, 0 once the interface is gone). aya's `LinkInfo` carries the link's id but not
+/// its interface, and `FdLink` does not lend its fd, so the fd is found by the id.
+fn link_ifindex(link: &FdLink) -> Option<u32> {
+    let id = link.info().ok()?.id();
+    let wanted = format!("{id}");
+    for entry in std::fs::read_dir("/proc/self/fdinfo").ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        if field("link_id:") == Some(wanted.as_str()) {
+            return field("ifindex:").and_then(|v| v.parse().ok());
+        }
+    }
+    None
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {

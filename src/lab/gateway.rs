@@ -41,8 +41,12 @@ impl GatewayProcess {
         let log = work.join(format!("{tag}.log"));
         let stats = work.join(format!("{tag}.counters"));
         let _ = std::fs::remove_file(&stats);
-        let pin_dir = Path::new(PIN_ROOT).join(ns.name());
-        let pid_file = work.join("gateway.pid");
+        // `extra` may name its own (a test of what sharing them does).
+        let given = |flag: &str| {
+            extra.iter().position(|a| *a == flag).and_then(|i| extra.get(i + 1)).map(PathBuf::from)
+        };
+        let pin_dir = given("--pin-dir").unwrap_or_else(|| Path::new(PIN_ROOT).join(ns.name()));
+        let pid_file = given("--pid-file").unwrap_or_else(|| work.join("gateway.pid"));
         let mut cmd = ns.command(hutong);
         // If the lab's owner is killed (SIGKILL skips its cleanup), the gateway must not live on
         // in a namespace nobody can reach; the next lab sweeps the namespace and pins.
@@ -50,17 +54,15 @@ impl GatewayProcess {
         unsafe {
             cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
         }
+        cmd.args(["gateway", "run", "--config"]).arg(config).arg("--stats-file").arg(&stats);
+        let state_dir = work.join("state");
+        for (flag, value) in [("--pin-dir", &pin_dir), ("--pid-file", &pid_file), ("--state-dir", &state_dir)]
+        {
+            if !extra.contains(&flag) {
+                cmd.arg(flag).arg(value);
+            }
+        }
         let child = cmd
-            .args(["gateway", "run", "--config"])
-            .arg(config)
-            .arg("--stats-file")
-            .arg(&stats)
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg("--state-dir")
-            .arg(work.join("state"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)

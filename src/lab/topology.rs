@@ -302,6 +302,19 @@ impl DemoLab {
         Ok(lab)
     }
 
+    /// Deletes the gateway's interfaces (with their peers) and wires them again under the same
+    /// names, as a re-provisioned host or a replaced NIC would: the same names, new ifindexes.
+    pub async fn recreate_links(&self) -> Result<()> {
+        let gh = self.gateway.netlink()?;
+        let mut ports = vec![self.addrs.legacy_port.clone(), self.addrs.uplink_port.clone()];
+        ports.extend(self.addrs.second_legacy.as_ref().map(|(p, _, _)| p.clone()));
+        for p in &ports {
+            let i = link_index(&gh, p).await?;
+            gh.link().del(i).execute().await.with_context(|| format!("deleting {p}"))?;
+        }
+        self.wire().await
+    }
+
     async fn wire(&self) -> Result<()> {
         let a = &self.addrs;
         let (lh, gh, eh) = (self.legacy.netlink()?, self.gateway.netlink()?, self.extranet.netlink()?);
