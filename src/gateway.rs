@@ -206,6 +206,8 @@ async fn serve(
     // at the next start: the PID file's lock says nobody else owns it).
     let _socket_file = RemovedOnDrop(api_socket.clone());
     let mut handles = BTreeMap::new();
+    // What this gateway puts on its ports, and a full stop takes off (see `crate::addresses`).
+    let mut ours = crate::addresses::Added::load(&state_dir);
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
         handles.insert(p.name.clone(), h);
@@ -216,11 +218,27 @@ async fn serve(
             continue;
         }
         for a in &p.addresses {
-            netlink::add_address(&nl, h.ifindex, *a)
+            let added = netlink::add_address(&nl, h.ifindex, *a)
                 .await
                 .with_context(|| format!("adding {a} to {}", p.name))?;
+            if added {
+                ours.insert(&p.name, *a);
+            }
         }
     }
+    // Addresses an earlier start added for a config that no longer has them: taken off.
+    let wanted: BTreeSet<(String, ipnet::IpNet)> = config
+        .ports
+        .iter()
+        .filter(|p| p.tunnel.is_none() && p.vlan.is_none())
+        .flat_map(|p| p.addresses.iter().map(|a| (p.name.clone(), *a)))
+        .collect();
+    for (port, a) in ours.retain(|p, a| wanted.contains(&(p.to_string(), a))) {
+        if let Ok(h) = netlink::link(&nl, &port).await {
+            let _ = netlink::del_address(&nl, h.ifindex, a).await;
+        }
+    }
+    ours.save().context("recording the ports' addresses in the state directory")?;
     let t = tables_for(&config, &handles, kind)?;
     // The interfaces, in slot order: what the program attaches to, sends through and counts by.
     let name_of = |ifindex: u32| -> String {
@@ -423,6 +441,18 @@ async fn serve(
         eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
         engine.shutdown()?;
         pins.remove();
+        // The addresses this gateway added, and only those: what was there before stays.
+        for (port, a) in ours.entries() {
+            if let Some(h) = handles.get(port)
+                && let Err(e) = netlink::del_address(&nl, h.ifindex, *a).await
+            {
+                eprintln!("hutong gateway {}: could not take {a} off {port}: {e:#}", config.gateway);
+            }
+        }
+        ours.retain(|_, _| false);
+        if let Err(e) = ours.save() {
+            eprintln!("hutong gateway {}: {e:#}", config.gateway);
+        }
     }
     Ok(())
 }

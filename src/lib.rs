@@ -1,6 +1,7 @@
 //! The `hutong` binary's library: the gateway daemon, the demo, and the namespace lab both the
 //! demo and the system tests build on.
 
+pub mod addresses;
 pub mod api;
 pub mod api_guard;
 pub mod api_listen;

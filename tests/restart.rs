@@ -46,6 +46,12 @@ fn a_flow_survives_a_keep_forwarding_restart() {
     };
     let no_interrupt = || Ok(());
 
+    // An address that was on a port before the gateway started (an engineer's, a lab's) is
+    // not the gateway's to take off.
+    let uplink = config.ports.iter().find(|p| p.name == "uplink0").unwrap();
+    let before_us = uplink.addresses[0].to_string();
+    let ip = |args: &[&str]| lab.gateway.command("ip").args(args).output().unwrap();
+    assert!(ip(&["addr", "add", &before_us, "dev", "uplink0"]).status.success());
     let mut first = site.start_gateway("first");
     first.wait_ready(&no_interrupt).unwrap();
     // A second run of the same gateway (same PID file) is refused before it touches anything.
@@ -106,9 +112,20 @@ fn a_flow_survives_a_keep_forwarding_restart() {
         server.seen()
     );
 
-    // A full stop removes the pins and detaches.
+    // A full stop removes the pins, detaches, and takes off the addresses it put on the ports
+    // (also those the first process put there: the record is in the state directory), and
+    // only those.
     second.stop();
     assert!(!pins.exists(), "{} left behind", pins.display());
+    let on =
+        |port: &str| String::from_utf8_lossy(&ip(&["-o", "addr", "show", "dev", port]).stdout).to_string();
+    for port in config.ports.iter().filter(|p| p.vlan.is_none()) {
+        for a in &port.addresses {
+            let there = on(&port.name).contains(&format!(" {a} "));
+            let expected = a.to_string() == before_us;
+            assert_eq!(there, expected, "{a} on {} after a full stop:\n{}", port.name, on(&port.name));
+        }
+    }
     drop(first);
     drop(site);
 }

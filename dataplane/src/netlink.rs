@@ -64,13 +64,32 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> anyhow::Result<()> {
 /// Adds `addr` to the interface; an address that is already there is fine. IPv6 addresses skip
 /// duplicate address detection: a tentative address neither answers neighbor solicitations
 /// nor sources them, which would leave the gateway unreachable for its first second or two.
-pub async fn add_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<()> {
+/// Returns whether it added it (false: it was there already).
+pub async fn add_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<bool> {
     let mut req = handle.address().add(ifindex, addr.addr(), addr.prefix_len());
     if addr.addr().is_ipv6() {
         req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
     match req.execute().await {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        r => Ok(r?),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+        r => r.map(|_| true).map_err(Into::into),
     }
+}
+
+/// Removes `addr` from the interface; an address (or interface) that is not there is fine.
+pub async fn del_address(handle: &Handle, ifindex: u32, addr: IpNet) -> anyhow::Result<()> {
+    let mut found = handle
+        .address()
+        .get()
+        .set_link_index_filter(ifindex)
+        .set_address_filter(addr.addr())
+        .set_prefix_length_filter(addr.prefix_len())
+        .execute();
+    while let Some(msg) = found.try_next().await? {
+        match handle.address().del(msg).execute().await {
+            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
