@@ -210,6 +210,26 @@ fn ipv4_options_move_the_l4_checksum_and_it_is_still_updated() {
     assert_frame_eq(&out.frame, &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63));
 }
 
+/// Record Route passes the XDP engine unrecorded too, as the userspace engine's
+/// `record_route_passes_unrecorded_and_translated` (docs/operations.md, "IP options").
+#[test]
+fn record_route_passes_unrecorded() {
+    let mut r = Rig::new();
+    let build = |eth: ([u8; 6], [u8; 6]), src: [u8; 4], ttl: u8| {
+        let mut h = Ipv4Header::new(0, ttl, IpNumber::UDP, src, SERVER).unwrap();
+        h.options = etherparse::Ipv4Options::try_from(&[7u8, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap();
+        let b = PacketBuilder::ethernet2(eth.0, eth.1)
+            .ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+            .udp(40000, 53);
+        let mut v = Vec::new();
+        b.write(&mut v, b"record route").unwrap();
+        v
+    };
+    let out = r.run(&build((HOST_MAC, r.legacy.mac), HOST, 64), r.legacy.ifindex);
+    assert_eq!(out.action, action::REDIRECT);
+    assert_frame_eq(&out.frame, &build((r.uplink.mac, SERVER_MAC), HOST_PLAN, 63));
+}
+
 #[test]
 fn unmapped_source_is_dropped_and_counted() {
     let mut r = Rig::new();

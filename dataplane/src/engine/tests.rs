@@ -766,3 +766,31 @@ fn concurrent_swaps_never_split_a_batch() {
     // Both configs were seen, or the test proved nothing about swaps.
     assert_eq!(kinds.len(), 2, "only saw {kinds:?} over {swaps} swaps");
 }
+
+/// Record Route (RFC 791 3.1) passes through a translating gateway unrecorded, by choice
+/// (docs/operations.md, "IP options"): recording would write the gateway's legacy-side address
+/// into a packet bound for the extranet, or its extranet address into one bound for a legacy
+/// network, across the boundary the translation exists to keep. The option and its pointer
+/// arrive as they were sent; the addresses are translated and the checksum is right.
+#[test]
+fn record_route_passes_unrecorded_and_translated() {
+    use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
+    let frame = |src: [u8; 4], ttl: u8, macs: ([u8; 6], [u8; 6])| {
+        // Type 7, length 11, pointer 4: room for two addresses, none recorded yet.
+        let rr = Ipv4Options::try_from(&[7u8, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap();
+        let mut ip = Ipv4Header::new(8 + 4, ttl, IpNumber::UDP, src, SERVER).unwrap();
+        ip.options = rr;
+        let b =
+            PacketBuilder::ethernet2(macs.0, macs.1).ip(etherparse::IpHeaders::Ipv4(ip, Default::default()));
+        let mut v = Vec::new();
+        b.udp(40000, 53).write(&mut v, b"ping").unwrap();
+        v
+    };
+    let mut e = engine(demo());
+    let out = run(&mut e, 0, &frame(HOST, 64, (HOST_MAC, L_MAC)));
+    assert_eq!(out.verdict, Verdict::Forward { iface: 1 });
+    assert_eq!(out.frame(), frame(HOST_PLAN, 63, (U_MAC, SERVER_MAC)));
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&out.frame()[14..]).unwrap();
+    assert_eq!(ip.options(), &[7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+    assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
+}
