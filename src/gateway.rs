@@ -253,6 +253,12 @@ async fn serve(
     for (vrf, why) in &t.slow.vrfs {
         eprintln!("hutong gateway {}: VRF {vrf} takes the slow path ({why})", config.gateway);
     }
+    for vrf in &t.slow.napt_inside {
+        eprintln!(
+            "hutong gateway {}: VRF {vrf} is a NAPT pool's inside: its packets take the slow path, where sessions decide, but for netmapped sources no session can have",
+            config.gateway
+        );
+    }
     let outsides: BTreeSet<u32> = config
         .nat_pools
         .iter()

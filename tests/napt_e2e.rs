@@ -25,8 +25,12 @@ fn legacy_hosts_reach_the_extranet_through_napt() {
     let mut gw = site.start_gateway("gw");
     gw.wait_ready(&|| Ok(())).unwrap();
     let log = gw.log_text();
-    // The pool's inside is the slow path's; its outside only for NAT addresses and new sessions.
-    assert!(log.contains("VRF 1 takes the slow path") && !log.contains("VRF 0 takes the slow path"), "{log}");
+    // The pool's inside is the slow path's (there are no netmapped sources); its outside only
+    // for NAT addresses and new sessions.
+    assert!(
+        log.contains("VRF 1 is a NAPT pool's inside") && !log.contains("VRF 0 takes the slow path"),
+        "{log}"
+    );
     assert!(log.contains("VRF 0: packets to NAT addresses"), "{log}");
 
     let url = format!("http://{}/", a.server.addr());

@@ -214,3 +214,52 @@ fn an_established_napt_connection_survives_a_keep_forwarding_restart() {
     drop(first);
     drop(site);
 }
+
+/// A netmapped host in a legacy network that also uses NAPT (the shipped conversions.yaml's
+/// shape: netmap for part of the network, NAPT for all of it) stays in the program: its flow
+/// crosses a keep-forwarding restart, when no slow path runs, without loss. Before, the NAPT
+/// rule sent the whole network through the slow path, and about half the pings of every
+/// restart were lost.
+#[test]
+fn a_netmapped_host_beside_napt_keeps_its_flow_across_a_restart() {
+    common::require_root("restart");
+    let mut config = common::demo_config();
+    let napt = common::napt_config("198.18.30.0/30");
+    config.nat_pools = napt.nat_pools.clone();
+    // After the netmap rules, as the plan compiler orders them: NAPT for the whole network.
+    let at = config.policies.iter().rposition(|r| r.vrf == 1).unwrap() + 1;
+    let mut rule = napt.policies[0].clone();
+    rule.src = Some("10.20.0.0/16".parse().unwrap());
+    config.policies.insert(at, rule);
+    config.validate().unwrap();
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
+    let mut first = site.start_gateway("first");
+    first.wait_ready(&|| Ok(())).unwrap();
+    let log = first.log_text();
+    assert!(
+        !log.contains("VRF 1 takes the slow path") && log.contains("VRF 1 is a NAPT pool's inside"),
+        "{log}"
+    );
+    let ping = lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-q", "-i", "0.01", "-W", "1", "-c", "300", &lab.addrs.server.addr().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = first.signal_and_wait(Signal::SIGUSR1).expect("the gateway exits on SIGUSR1");
+    assert!(status.success(), "{}", first.log_text());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut second = site.start_gateway("second");
+    second.wait_ready(&|| Ok(())).unwrap();
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("{text}"));
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    eprintln!("restart (netmap beside NAPT): {line}");
+    assert!(nums[0] - nums[1] <= MAX_LOST, "lost {} of {} across the restart", nums[0] - nums[1], nums[0]);
+    second.stop();
+}

@@ -9,11 +9,11 @@ use std::{
 };
 
 use hutong_common::{
-    MAX_RULES, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6, PORT_BARE, PORT_FLOWS,
-    PORT_NAT_OUT, PORT_SLOW, PolicyRule, PolicyRule6, Port, ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT,
-    RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_NO_TRANSLATION, RULE_NPT6, RULE_PERMIT, RULE_PROTO,
-    RULE_ROUTE_VIA, RULE_SLOW, RULE_SPORTS, RULE_VIA_V4, Route, Route6, V4Key, V6Key, checksum,
-    vlan_port_key,
+    MAX_RULES, MAX_RULES_PER_VRF, NETMAP_SESSION_FREE, Neigh6Key, NeighKey, Netmap as NetmapEntry, Npt6,
+    PORT_BARE, PORT_FLOWS, PORT_NAPT_INSIDE, PORT_NAT_OUT, PORT_SLOW, PolicyRule, PolicyRule6, Port,
+    ROLE_EXTRANET, ROLE_LEGACY, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_NO_TRANSLATION,
+    RULE_NPT6, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SLOW, RULE_SPORTS, RULE_VIA_V4, Route, Route6,
+    V4Key, V6Key, checksum, vlan_port_key,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -208,11 +208,47 @@ fn policy_rule(index: u32, r: &Rule, handle: &impl Fn(&str) -> Option<u32>) -> P
     p
 }
 
+/// Whether no NAT session can have a source in netmap `n`'s inside prefix: in its VRF an
+/// unconditional netmap rule covering the prefix comes before every NAPT rule whose source could
+/// overlap it, so every packet from there is decided (netmap, or an earlier rule) before a NAPT
+/// rule could make a session; and an apply drops sessions its rules would not make
+/// (`Engine::adopt`). Then the program may forward such packets itself (`PORT_NAPT_INSIDE`).
+fn session_free(config: &Config, n: &crate::config::Netmap) -> bool {
+    let overlaps = |src: Option<IpNet>| match src {
+        None => true,
+        Some(IpNet::V4(p)) => p.contains(&n.inside.network()) || n.inside.contains(&p.network()),
+        Some(IpNet::V6(_)) => false,
+    };
+    for r in config.policies.iter().filter(|r| r.vrf == n.inside_vrf) {
+        match &r.action {
+            Action::Napt { .. } if overlaps(r.src) => return false,
+            Action::Netmap
+                if r.dst.is_none()
+                    && r.proto.is_none()
+                    && r.src_ports.is_none()
+                    && r.dst_ports.is_none()
+                    && match r.src {
+                        None => true,
+                        Some(IpNet::V4(p)) => {
+                            p.contains(&n.inside.network()) && p.prefix_len() <= n.inside.prefix_len()
+                        }
+                        Some(IpNet::V6(_)) => false,
+                    } =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn netmap_entry(to: Ipv4Net, vrf_out: u32) -> NetmapEntry {
     NetmapEntry {
         to: u32::from_ne_bytes(to.network().octets()),
         mask: u32::from_ne_bytes(to.netmask().octets()),
         vrf_out,
+        flags: 0,
     }
 }
 
@@ -238,6 +274,9 @@ pub struct SlowScope {
     pub all: Option<String>,
     /// VRFs whose ports go slow, with the first reason.
     pub vrfs: BTreeMap<u32, String>,
+    /// NAPT pools' insides (not slow otherwise): sessions decide first there, so the program
+    /// forwards only netmapped sources no session can have (`PORT_NAPT_INSIDE`).
+    pub napt_inside: BTreeSet<u32>,
 }
 
 impl SlowScope {
@@ -263,9 +302,12 @@ impl SlowScope {
             *per_vrf.entry(r.vrf).or_default() += 1;
             match &r.action {
                 // New sessions are the userspace engine's: a NAPT rule's VRF is a pool's inside,
-                // all of it slow. (A DNAT rule's VRF is an outside: the program sends its hits,
-                // and packets to NAT addresses, to the slow path and forwards the rest.)
-                Action::Napt { .. } => vrf(&mut s, r.vrf, why),
+                // where sessions decide first (see `napt_inside`). (A DNAT rule's VRF is an
+                // outside: the program sends its hits, and packets to NAT addresses, to the slow
+                // path and forwards the rest.)
+                Action::Napt { .. } => {
+                    s.napt_inside.insert(r.vrf);
+                }
                 Action::RouteVia { port, via } => {
                     let plain = config.ports.iter().any(|p| p.key() == *port && p.tunnel.is_none());
                     // An IPv6 next hop for IPv4 packets is beyond the program's IPv4 rules.
@@ -287,14 +329,19 @@ impl SlowScope {
                 config.policies.len()
             ));
         }
-        // Inside a pool or service, sessions decide before the rules do: the whole VRF is the
-        // slow path's (but for the flows of established sessions).
+        // Inside a pool or service, sessions decide before the rules do. Inside a service the
+        // whole VRF is the slow path's (but for the flows of established sessions): a published
+        // host's replies belong to its sessions whatever the rules say. Inside a pool, sessions
+        // exist only for sources a NAPT rule decides, so netmapped sources that no NAPT rule can
+        // reach stay in the program (see `session_free`).
         for p in &config.nat_pools {
-            vrf(&mut s, p.inside_vrf, format!("NAPT pool {:?}", p.name));
+            s.napt_inside.insert(p.inside_vrf);
         }
         for sv in &config.services {
             vrf(&mut s, sv.inside_vrf, format!("service {:?}", sv.name));
         }
+        let slow = s.vrfs.clone();
+        s.napt_inside.retain(|v| !slow.contains_key(v));
         s
     }
 
@@ -315,7 +362,9 @@ fn port_entry(config: &Config, slow: &SlowScope, p: &PortConfig, base: Port) -> 
         || config.services.iter().any(|s| s.inside_vrf == p.vrf || s.outside_vrf == p.vrf);
     let nat_out = config.nat_pools.iter().any(|n| n.outside_vrf == p.vrf)
         || config.services.iter().any(|s| s.outside_vrf == p.vrf);
+    let napt_inside = !is_slow && slow.napt_inside.contains(&p.vrf);
     let flags = if is_slow { PORT_SLOW } else { 0 }
+        | if napt_inside { PORT_NAPT_INSIDE } else { 0 }
         | if nat_vrf { PORT_FLOWS } else { 0 }
         | if nat_out { PORT_NAT_OUT } else { 0 };
     Port { vrf: p.vrf, role, flags, mtu: p.mtu, ..base }
@@ -384,7 +433,11 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
     // The netmaps whole: the rules decide who may use them, as in the userspace engine.
     for n in &config.netmaps {
         let (bits, key) = lpm_key(n.inside_vrf, n.inside);
-        t.nat_src.push((bits, key, netmap_entry(n.outside, n.outside_vrf)));
+        let mut entry = netmap_entry(n.outside, n.outside_vrf);
+        if slow.napt_inside.contains(&n.inside_vrf) && session_free(config, n) {
+            entry.flags |= NETMAP_SESSION_FREE;
+        }
+        t.nat_src.push((bits, key, entry));
         let (bits, key) = lpm_key(n.outside_vrf, n.outside);
         t.nat_dst.push((bits, key, netmap_entry(n.inside, n.inside_vrf)));
     }
@@ -524,6 +577,7 @@ mod tests {
                     to: u32::from_ne_bytes([198, 18, 20, 0]),
                     mask: u32::from_ne_bytes([255, 255, 255, 0]),
                     vrf_out: 0,
+                    flags: 0,
                 }
             )]
         );
@@ -599,11 +653,51 @@ mod tests {
         assert_eq!(t.vrf_rules[1], (1, VrfRules { first: 1, count: 1 }));
         assert_eq!((t.rules[1].action, t.rules[1].index), (RULE_DENY, 0));
         assert_eq!(t.nat_src.len(), 1, "the whole netmap: the rules decide");
-        // New sessions (NAPT) are the slow path's.
+        // New sessions (NAPT) are the slow path's: a pool's inside sends what sessions may
+        // decide there, which is everything but netmapped sources no session can have.
+        let napt_ports = |c: &Config| -> Vec<bool> {
+            build(c, resolve).unwrap().ports.iter().map(|(_, p)| p.flags & PORT_NAPT_INSIDE != 0).collect()
+        };
+        let free = |c: &Config| build(c, resolve).unwrap().nat_src[0].2.flags & NETMAP_SESSION_FREE != 0;
         let mut c = demo();
         c.policies[0].action = Action::Napt { pool: "p".into() };
-        assert_eq!(slow_ports(&c), [true, false]);
-        assert!(SlowScope::of(&c).vrfs[&1].contains("lan-out"));
+        assert_eq!((slow_ports(&c), napt_ports(&c)), (vec![false, false], vec![true, false]));
+        assert!(!free(&c), "no netmap rule: its prefix is NAPT's");
+        // The shipped conversions: the netmap rule of a part of the network first, then NAPT
+        // for all of it. The netmapped part has no sessions; the program forwards it.
+        let mut c = demo();
+        c.netmaps[0].inside = "10.20.0.0/26".parse().unwrap();
+        c.netmaps[0].outside = "198.18.20.0/26".parse().unwrap();
+        c.policies[0].src = Some("10.20.0.0/26".parse().unwrap());
+        let napt = Rule {
+            name: "lan-napt".into(),
+            src: Some("10.20.0.0/24".parse().unwrap()),
+            action: Action::Napt { pool: "p".into() },
+            ..c.policies[0].clone()
+        };
+        c.policies.insert(1, napt.clone());
+        assert_eq!((slow_ports(&c), napt_ports(&c)), (vec![false, false], vec![true, false]));
+        assert!(free(&c));
+        // NAPT first: the netmapped sources may have sessions.
+        c.policies.swap(0, 1);
+        assert!(!free(&c));
+        // A netmap rule narrowed to a protocol leaves the rest of the prefix to NAPT.
+        c.policies.swap(0, 1);
+        c.policies[0].proto = Some(6);
+        assert!(!free(&c));
+        // Inside a service everything is the slow path's: replies belong to sessions.
+        let mut c = demo();
+        c.services.push(crate::config::Service {
+            name: "s".into(),
+            proto: 6,
+            inside_vrf: 1,
+            inside: "10.20.0.5".parse().unwrap(),
+            inside_port: 80,
+            outside_vrf: 0,
+            outside: "198.18.30.1".parse().unwrap(),
+            outside_port: 80,
+        });
+        assert_eq!((slow_ports(&c), napt_ports(&c)), (vec![true, false], vec![false, false]));
         // More rules than the program scans per VRF.
         let mut c = demo();
         let rule = c.policies[0].clone();

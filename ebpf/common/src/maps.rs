@@ -86,6 +86,11 @@ pub const PORT_BARE: u8 = 4;
 /// Port flag: its VRF has NAT sessions (a pool's or a service's inside or outside), so the slow
 /// path may have handed the program flows for its packets. Other ports skip the flow lookup.
 pub const PORT_FLOWS: u8 = 2;
+/// Port flag: its VRF is a NAPT pool's inside. Sessions decide before rules there, so an IPv4
+/// packet goes to the slow path, unless its source is a netmap's that no session can have
+/// ([`NETMAP_SESSION_FREE`]): then the program's rules decide it, as they would anywhere.
+/// Netmapped hosts of a network that also uses NAPT stay in the program, across a restart too.
+pub const PORT_NAPT_INSIDE: u8 = 16;
 
 /// `PORTS[key]`: what the program needs to know about each port. An untagged port (and an
 /// interface carrying only VLANs) is keyed by its interface's ifindex, a VLAN port by
@@ -210,7 +215,14 @@ pub struct Netmap {
     pub mask: u32,
     /// VRF the translated packet is routed in.
     pub vrf_out: u32,
+    /// `NETMAP_SESSION_FREE`, or 0.
+    pub flags: u32,
 }
+
+/// Netmap flag (`NAT_SRC_V4`): no NAT session can have a source in this prefix, since in its VRF
+/// an unconditional netmap rule for it comes before every NAPT rule that could match it (and
+/// an apply drops sessions the new rules would not make). See [`PORT_NAPT_INSIDE`].
+pub const NETMAP_SESSION_FREE: u32 = 1;
 
 impl Netmap {
     /// The translated address (all values network order).
@@ -389,7 +401,7 @@ const _: () = {
     assert!(offset_of!(Port, slot) == 14);
     assert!(size_of::<V4Key>() == 8);
     assert!(offset_of!(V4Key, addr) == 4);
-    assert!(size_of::<Netmap>() == 12);
+    assert!(size_of::<Netmap>() == 16);
     assert!(offset_of!(Netmap, vrf_out) == 8);
     assert!(size_of::<Route>() == 8);
     assert!(offset_of!(Route, nexthop) == 4);
@@ -441,6 +453,7 @@ mod tests {
             to: u32::from_ne_bytes([198, 18, 20, 0]),
             mask: u32::from_ne_bytes([255, 255, 255, 0]),
             vrf_out: 0,
+            flags: 0,
         };
         let out = nm.apply(u32::from_ne_bytes([10, 20, 0, 77]));
         assert_eq!(out.to_ne_bytes(), [198, 18, 20, 77]);

@@ -26,10 +26,10 @@ use aya_ebpf::{
 };
 use hutong_common::{
     Drop, Flow, FlowKey, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS, MAX_PORTS, MAX_QUEUES,
-    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, NeighKey, Netmap,
-    PORT_BARE, PORT_FLOWS, PORT_NAT_OUT, PORT_SLOW, PolicyRule, Port, PortCounters, QUEUES_PER_PORT,
-    RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SLOW,
-    RULE_SPORTS, Route, Stat, V4Key, checksum, vlan_port_key,
+    MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_VLAN_PORTS, NEIGH_MISS_BYTES, NETMAP_SESSION_FREE, Neigh,
+    NeighKey, Netmap, PORT_BARE, PORT_FLOWS, PORT_NAPT_INSIDE, PORT_NAT_OUT, PORT_SLOW, PolicyRule, Port,
+    PortCounters, QUEUES_PER_PORT, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NETMAP, RULE_PERMIT, RULE_PROTO,
+    RULE_ROUTE_VIA, RULE_SLOW, RULE_SPORTS, Route, Stat, V4Key, checksum, vlan_port_key,
 };
 
 // The config-derived tables, in two generations (see `hutong_common::maps`).
@@ -283,6 +283,13 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     }
     // The config asks for something the program does not implement on this port.
     if port.flags & PORT_SLOW != 0 {
+        return Ok(slow_path(ctx, port));
+    }
+    // A NAPT pool's inside: sessions decide first (the slow path's), but for sources no session
+    // can have.
+    if port.flags & PORT_NAPT_INSIDE != 0
+        && !lookup_nat(t.nat_src, vrf, src).is_some_and(|nm| nm.flags & NETMAP_SESSION_FREE != 0)
+    {
         return Ok(slow_path(ctx, port));
     }
 
