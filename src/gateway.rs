@@ -446,7 +446,8 @@ async fn serve(
     } else {
         eprintln!("hutong gateway {}: stopping; counters:\n{}", config.gateway, counters.to_text());
         engine.shutdown()?;
-        pins.remove();
+        // The pins are gone: the claim takes its marker and the directory with it.
+        drop(pins);
         // The addresses this gateway added, and only those: what was there before stays.
         for (port, a) in ours.entries() {
             if let Some(h) = handles.get(port)

@@ -89,11 +89,18 @@ pub fn claim(dir: &Path, gateway: &str) -> Result<PinClaim> {
     Ok(PinClaim { dir: dir.to_path_buf(), marker, _lock: lock })
 }
 
-impl PinClaim {
-    /// After a full stop removed the pins: the marker, and the directory if it is empty.
-    pub fn remove(self) {
-        let _ = std::fs::remove_dir(&self.marker);
-        let _ = std::fs::remove_dir(&self.dir);
+/// Released: when nothing but the marker is left (a full stop, or a failed start, removed the
+/// pins), the marker and the directory go too; with state left (a keep-forwarding stop) the
+/// marker stays, to say whose it is.
+impl Drop for PinClaim {
+    fn drop(&mut self) {
+        let only_marker = std::fs::read_dir(&self.dir)
+            .map(|d| d.flatten().all(|e| e.path() == self.marker))
+            .unwrap_or(false);
+        if only_marker {
+            let _ = std::fs::remove_dir(&self.marker);
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 }
 
@@ -108,18 +115,22 @@ mod tests {
         let first = claim(&pins, "gw-a").unwrap();
         let e = claim(&pins, "gw-a").err().unwrap().to_string();
         assert!(e.contains("in use by another running gateway"), "{e}");
-        drop(first);
-        // Some state, as a keep-forwarding stop leaves it.
+        // Some state, as a keep-forwarding stop leaves it: the marker stays with it.
         std::fs::create_dir(pins.join("layout-x")).unwrap();
+        drop(first);
         let e = claim(&pins, "gw-b").err().unwrap().to_string();
         assert!(e.contains("another gateway"), "{e}");
-        claim(&pins, "gw-a").unwrap();
-        // Without state, a foreign marker is no reason to refuse.
+        let again = claim(&pins, "gw-a").unwrap();
+        // A full stop removes the state: the claim takes the marker and the directory along.
         std::fs::remove_dir(pins.join("layout-x")).unwrap();
+        drop(again);
+        assert!(!pins.exists(), "nothing but the marker was left: all gone");
+        // A foreign marker over no state (a failed start of another gateway) is no reason to
+        // refuse.
+        std::fs::create_dir_all(pins.join("owner-0000000000000000")).unwrap();
         let c = claim(&pins, "gw-b").unwrap();
         let names: Vec<_> = std::fs::read_dir(&pins).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 1, "only gw-b's marker: {names:?}");
-        c.remove();
-        assert!(!pins.exists());
+        drop(c);
     }
 }

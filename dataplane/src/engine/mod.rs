@@ -16,6 +16,7 @@ pub mod compiled;
 pub mod counters;
 pub mod held;
 pub mod icmp;
+pub mod reorder;
 pub mod steer;
 pub mod trace;
 pub mod translate;
@@ -239,6 +240,14 @@ pub struct Engine {
     generation: u64,
     /// Packets waiting for their next hop, when turned on.
     held: Option<held::Held>,
+    /// Later fragments waiting for their first fragment, when turned on (with `held`).
+    reorder: Option<reorder::Waiting>,
+    /// The fragment key of the packet `one` just refused as `fragment_unknown`, to hold it.
+    unknown_fragment: Option<reorder::Key>,
+    /// Datagrams whose first fragment was just translated: their waiting fragments go next.
+    fragments_ready: Vec<reorder::Key>,
+    /// Waiting fragments that went through once their first fragment came.
+    released: Vec<Packet>,
 }
 
 /// At most this many unresolved next hops are remembered between resolver runs.
@@ -339,6 +348,10 @@ impl Engine {
             offloads: None,
             generation: 0,
             held: None,
+            reorder: None,
+            unknown_fragment: None,
+            fragments_ready: Vec::new(),
+            released: Vec::new(),
         };
         e.adopt(compiled);
         Ok(e)
@@ -450,19 +463,21 @@ impl Engine {
         self.neighbors.insert((iface, vlan, addr), mac);
     }
 
-    /// Makes packets towards an unresolved next hop wait for it (see [`held`]) instead of
+    /// Makes packets towards an unresolved next hop wait for it (see [`held`]), and later
+    /// fragments of a NAT'd datagram wait for their first fragment (see [`reorder`]), instead of
     /// being dropped; [`Engine::take_released`] hands them out.
     pub fn hold_unresolved(&mut self) {
         self.held.get_or_insert_with(held::Held::default);
+        self.reorder.get_or_insert_with(reorder::Waiting::default);
     }
 
     /// Held packets whose next hop is known now, completed and counted as forwarded (their
     /// verdict says where to); those that waited too long are counted as `no_neighbor` drops.
     pub fn take_released(&mut self, now_ns: u64) -> Vec<Packet> {
-        let Some(h) = self.held.as_mut().filter(|h| !h.is_empty()) else { return Vec::new() };
+        let mut out = std::mem::take(&mut self.released);
+        let Some(h) = self.held.as_mut().filter(|h| !h.is_empty()) else { return out };
         let neighbors = &mut self.neighbors;
         let done = h.take(now_ns, |k| neighbors.get(*k));
-        let mut out = Vec::new();
         for (mut e, mac) in done {
             match mac {
                 Some(mac) => {
@@ -504,13 +519,61 @@ impl Engine {
         let t = Arc::clone(&self.tables);
         self.nat.sweep((now_ns / 1_000_000_000) as u32);
         for pkt in batch.iter_mut() {
+            self.unknown_fragment = None;
             let verdict = self.one(&t, pkt, now_ns, &mut None);
+            let verdict = self.wait_if_early(pkt, verdict, now_ns);
             self.finish(pkt, verdict);
+        }
+        self.release_fragments(&t, now_ns);
+    }
+
+    /// A later fragment refused as `fragment_unknown` waits for its first fragment, when
+    /// holding is on and there is room (see [`reorder`]).
+    fn wait_if_early(&mut self, pkt: &Packet, verdict: Verdict, now_ns: u64) -> Verdict {
+        let key = self.unknown_fragment.take();
+        let (Some(w), Some(key), Verdict::Drop(Drop::FragmentUnknown)) =
+            (self.reorder.as_mut(), key, verdict)
+        else {
+            return verdict;
+        };
+        if !w.hold(key, pkt, now_ns) {
+            return verdict;
+        }
+        self.counters.stats[Stat::FragmentsHeld as usize] += 1;
+        Verdict::Pending
+    }
+
+    /// Runs the fragments whose first fragment was translated in this batch, now that their
+    /// translation is known, and drops (and counts) those that waited in vain.
+    fn release_fragments(&mut self, t: &Arc<Compiled>, now_ns: u64) {
+        let Some(w) = self.reorder.as_mut() else { return };
+        let expired = w.expire(now_ns);
+        self.counters.drops[Drop::FragmentUnknown as usize] += expired as u64;
+        let mut ready = Vec::new();
+        for key in std::mem::take(&mut self.fragments_ready) {
+            ready.extend(self.reorder.as_mut().map(|w| w.take(key)).unwrap_or_default());
+        }
+        for mut pkt in ready {
+            let verdict = self.one(t, &mut pkt, now_ns, &mut None);
+            self.unknown_fragment = None;
+            self.finish(&mut pkt, verdict);
+            if matches!(pkt.verdict, Verdict::Forward { .. }) {
+                self.released.push(pkt);
+            }
+        }
+    }
+
+    /// Expires waiting fragments on the worker's timer too (see `Engine::expire`).
+    fn expire_fragments(&mut self, now_ns: u64) {
+        if let Some(w) = self.reorder.as_mut() {
+            let expired = w.expire(now_ns);
+            self.counters.drops[Drop::FragmentUnknown as usize] += expired as u64;
         }
     }
 
     /// Expires idle sessions on a timer, traffic or not (see `Nat::expire`); how many it freed.
     pub fn expire(&mut self, now_ns: u64) -> usize {
+        self.expire_fragments(now_ns);
         self.nat.expire((now_ns / 1_000_000_000) as u32)
     }
 
@@ -965,10 +1028,13 @@ impl Engine {
                 // An ICMP error never opens a session; it can only follow one (RFC 5508).
                 let tuple = if is_error { None } else { nat_tuple(m, vrf) };
                 let Some(tuple) = tuple else {
-                    return Err(if matches!(m.frag, Frag::Later { .. }) {
-                        Drop::FragmentUnknown
-                    } else {
-                        Drop::NoTranslation
+                    return Err(match (m.frag, m.l3) {
+                        (Frag::Later { id }, L3::V4 { src, dst }) => {
+                            self.unknown_fragment =
+                                Some((vrf, u32::from(src), u32::from(dst), m.proto, id as u16));
+                            Drop::FragmentUnknown
+                        }
+                        _ => Drop::NoTranslation,
                     });
                 };
                 let idx =
@@ -1036,7 +1102,11 @@ impl Engine {
     /// Remembers a first fragment's NAT translation for the datagram's later fragments.
     fn remember_fragment(&mut self, m: &Meta, vrf: u32, x: nat::Xlat, now_s: u32) {
         if let (Frag::First { id }, L3::V4 { src, dst }) = (m.frag, m.l3) {
-            self.nat.remember_fragment((vrf, u32::from(src), u32::from(dst), m.proto, id as u16), x, now_s);
+            let key = (vrf, u32::from(src), u32::from(dst), m.proto, id as u16);
+            self.nat.remember_fragment(key, x, now_s);
+            if self.reorder.as_ref().is_some_and(|w| !w.is_empty()) {
+                self.fragments_ready.push(key);
+            }
         }
     }
 
@@ -1055,7 +1125,14 @@ impl Engine {
         }
         let (s, d) = (u32::from(src), u32::from(dst));
         if let Frag::Later { id } = m.frag {
-            let x = self.nat.recall_fragment((vrf, s, d, m.proto, id as u16), now);
+            let key = (vrf, s, d, m.proto, id as u16);
+            let x = self.nat.recall_fragment(key, now);
+            // To a pool's or a service's address, it can only be a session's: its first
+            // fragment has not come yet.
+            if x.is_none() && self.nat.is_outside_address(vrf, d) {
+                self.unknown_fragment = Some(key);
+                return Err(Drop::FragmentUnknown);
+            }
             return Ok(x.map(|x| Plan::from_xlat(x, false)));
         }
         if let Some(e) = emb {

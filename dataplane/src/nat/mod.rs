@@ -321,6 +321,13 @@ impl Nat {
             || !self.services.is_empty()
     }
 
+    /// Whether `addr` in `vrf` is a pool's or a service's outside address.
+    pub fn is_outside_address(&self, vrf: u32, addr: u32) -> bool {
+        let a = Ipv4Addr::from(addr);
+        self.pools.iter().any(|p| p.outside_vrf == vrf && p.addresses.iter().any(|n| n.contains(&a)))
+            || self.services.iter().any(|s| s.outside_vrf == vrf && s.outside == a)
+    }
+
     pub fn sessions(&self) -> &Table {
         &self.table
     }

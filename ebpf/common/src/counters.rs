@@ -94,10 +94,14 @@ pub enum Stat {
     /// Forwarded by the program through a flow the slow path handed it (an established NAT
     /// session); counted in `Forwarded` too.
     FlowHit = 6,
+    /// Later fragments of a NAT'd datagram that arrived before its first fragment, held until
+    /// it came (userspace engine; `engine::reorder`). One that waits in vain is dropped as
+    /// `fragment_unknown`.
+    FragmentsHeld = 7,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Received,
         Stat::Forwarded,
@@ -106,6 +110,7 @@ impl Stat {
         Stat::IcmpSuppressed,
         Stat::SlowPath,
         Stat::FlowHit,
+        Stat::FragmentsHeld,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -117,6 +122,7 @@ impl Stat {
             Stat::IcmpSuppressed => "icmp_suppressed",
             Stat::SlowPath => "slow_path",
             Stat::FlowHit => "flow_hit",
+            Stat::FragmentsHeld => "fragments_held",
         }
     }
 }
