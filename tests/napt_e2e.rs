@@ -292,3 +292,124 @@ fn deterministic_nat_follows_its_formula_end_to_end_on(engine: &[&str]) {
     assert!(outside.starts_with("198.18.30.0:") && (3584..3840).contains(&port), "{page}");
     gw.stop();
 }
+
+#[test]
+fn fragments_out_of_order_cross_napt_both_ways() {
+    fragments_out_of_order(&[]);
+}
+
+#[test]
+fn fragments_out_of_order_on_the_userspace_engine() {
+    fragments_out_of_order(&["--engine", "userspace"]);
+}
+
+/// A UDP datagram as two IPv4 fragments, `(first, later)`: the first carries the UDP header and
+/// 16 bytes, the later one the rest (offset 24 bytes).
+fn two_fragments(
+    macs: ([u8; 6], [u8; 6]),
+    (src, sport): (std::net::Ipv4Addr, u16),
+    (dst, dport): (std::net::Ipv4Addr, u16),
+    id: u16,
+    payload: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let mut whole = Vec::new();
+    etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+        .udp(sport, dport)
+        .write(&mut whole, payload)
+        .unwrap();
+    let udp = &whole[20..];
+    let frame = |offset: usize, part: &[u8], more: bool| {
+        let mut h = etherparse::Ipv4Header::new(
+            part.len() as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            src.octets(),
+            dst.octets(),
+        )
+        .unwrap();
+        h.identification = id;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut v = Vec::new();
+        etherparse::Ethernet2Header {
+            destination: macs.1,
+            source: macs.0,
+            ether_type: etherparse::EtherType::IPV4,
+        }
+        .write(&mut v)
+        .unwrap();
+        h.write(&mut v).unwrap();
+        v.extend_from_slice(part);
+        v
+    };
+    (frame(0, &udp[..24], true), frame(24, &udp[24..], false))
+}
+
+/// RFC 4787 REQ-14 with real hosts: a datagram whose later fragment is sent before its first
+/// crosses NAPT outbound, and the server's answer, fragmented the same way, crosses back. The
+/// receivers' kernels reassemble each: a datagram arrives whole or not at all. The gateway
+/// counts the fragments it held.
+fn fragments_out_of_order(engine: &[&str]) {
+    use std::net::{Ipv4Addr, UdpSocket};
+    common::require_root("napt_e2e");
+    let config = common::napt_config("198.18.30.1/32");
+    let site = common::Site::build(&config);
+    let lab = &site.lab;
+    let a = lab.addrs.clone();
+    let mut gw = site.start_gateway_with("gw", engine);
+    gw.wait_ready(&|| Ok(())).unwrap();
+    let (host, server) = (a.legacy_host.addr(), a.server.addr());
+    let timeout = Some(std::time::Duration::from_secs(3));
+    let listener = lab.extranet.run(|| UdpSocket::bind((server, 9999))).unwrap().unwrap();
+    listener.set_read_timeout(timeout).unwrap();
+    let client = lab.legacy.run(|| UdpSocket::bind((host, 40000))).unwrap().unwrap();
+    client.set_read_timeout(timeout).unwrap();
+    let mac = |ns: &hutong::lab::Netns, name: &str| {
+        site.rt.block_on(async {
+            let h = ns.netlink().unwrap();
+            dataplane::netlink::link(&h, name).await.unwrap()
+        })
+    };
+    let (legacy_eth, gw_legacy) = (mac(&lab.legacy, "eth0"), mac(&lab.gateway, &a.legacy_port));
+    let (ext_eth, gw_uplink) = (mac(&lab.extranet, "eth0"), mac(&lab.gateway, &a.uplink_port));
+    let send = |ns: &hutong::lab::Netns, port: dataplane::tables::PortHandle, frames: [&[u8]; 2]| {
+        ns.run(|| {
+            let mut p = dataplane::port::packet::AfPacketPort::open("eth0", port.ifindex, None).unwrap();
+            for f in frames {
+                assert!(p.send(f), "sent");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+        .unwrap();
+    };
+    // Warm the neighbors (the gateway's ARP for the server and the host), so no fragment waits
+    // for a MAC: one whole datagram each way.
+    client.send_to(b"hello", (server, 9999)).unwrap();
+    let mut buf = [0u8; 256];
+    let (_, mapping) = listener.recv_from(&mut buf).expect("a whole datagram crosses first");
+    assert_eq!(mapping.ip(), IpAddr::V4(Ipv4Addr::new(198, 18, 30, 1)));
+    listener.send_to(b"hi", mapping).unwrap();
+    client.recv_from(&mut buf).expect("and back");
+
+    let out: Vec<u8> = (0..64u8).collect();
+    let (first, later) =
+        two_fragments((legacy_eth.mac, gw_legacy.mac), (host, 40000), (server, 9999), 0x4242, &out);
+    send(&lab.legacy, legacy_eth, [&later, &first]);
+    let (n, from) =
+        listener.recv_from(&mut buf).expect("the datagram sent later fragment first arrives whole");
+    assert_eq!((&buf[..n], from), (&out[..], mapping), "{}", gw.log_text());
+
+    let back: Vec<u8> = (100..164u8).collect();
+    let std::net::SocketAddr::V4(m) = mapping else { unreachable!() };
+    let (first, later) =
+        two_fragments((ext_eth.mac, gw_uplink.mac), (server, 9999), (*m.ip(), m.port()), 0x5353, &back);
+    send(&lab.extranet, ext_eth, [&later, &first]);
+    let (n, from) = client.recv_from(&mut buf).expect("the answer, later fragment first, arrives whole");
+    assert_eq!((&buf[..n], from), (&back[..], std::net::SocketAddr::from((server, 9999))));
+    std::thread::sleep(std::time::Duration::from_millis(400)); // a counters refresh
+    let m = common::Metrics::scrape(&lab.gateway);
+    let held = m.get("hutong_packets_total", &[("stat", "fragments_held")]).unwrap_or(0.0);
+    assert!(held >= 2.0, "the gateway held both early fragments: {held}");
+    gw.stop();
+}
