@@ -120,6 +120,9 @@ pub fn default_pin_dir(gateway: &str) -> PathBuf {
     Path::new("/sys/fs/bpf/hutong").join(gateway)
 }
 
+/// How long a start waits for its configured next hops to resolve before it reports ready.
+const NEXT_HOPS_SETTLE: Duration = Duration::from_secs(3);
+
 /// How often the counters file is refreshed.
 const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -208,6 +211,7 @@ async fn serve(
     let mut handles = BTreeMap::new();
     // What this gateway puts on its ports, and a full stop takes off (see `crate::addresses`).
     let mut ours = crate::addresses::Added::load(&state_dir);
+    let mut newly = Vec::new();
     for (p, h) in links {
         netlink::set_up(&nl, h.ifindex).await?;
         handles.insert(p.name.clone(), h);
@@ -223,6 +227,7 @@ async fn serve(
                 .with_context(|| format!("adding {a} to {}", p.name))?;
             if added {
                 ours.insert(&p.name, *a);
+                newly.push((h.ifindex, *a));
             }
         }
     }
@@ -238,7 +243,13 @@ async fn serve(
             let _ = netlink::del_address(&nl, h.ifindex, a).await;
         }
     }
-    ours.save().context("recording the ports' addresses in the state directory")?;
+    if let Err(e) = ours.save() {
+        // Unrecorded, they would pass for an engineer's at the next start and stay forever.
+        for (ifindex, a) in newly {
+            let _ = netlink::del_address(&nl, ifindex, a).await;
+        }
+        return Err(e.context("recording the ports' addresses in the state directory"));
+    }
     let t = tables_for(&config, &handles, kind)?;
     // The interfaces, in slot order: what the program attaches to, sends through and counts by.
     let name_of = |ifindex: u32| -> String {
@@ -359,6 +370,13 @@ async fn serve(
         history.set_seed(version).context("recording the config in the state directory")?;
     }
     let mut engine = engine.started();
+    // Ready means able to forward: the configured next hops resolved (or said to be missing).
+    for (ifindex, addr) in sync.settle(NEXT_HOPS_SETTLE).await {
+        eprintln!(
+            "hutong gateway {}: next hop {addr} (ifindex {ifindex}) does not answer yet; traffic through it flows once it does",
+            config.gateway
+        );
+    }
     let mut resolver = tokio::spawn(sync.run());
     eprintln!(
         "hutong gateway {}: forwarding on {} ({} engine, {workers} slow-path worker(s)), {} netmap(s), {} static route(s); agent API on http://{api_addr} and unix:{}",

@@ -307,12 +307,27 @@ fn a_port_outside_the_config_drops_everything() {
     r.expect_drop(&f, 1, Drop::UnknownPort); // ifindex 1 is the namespace's loopback
 }
 
+/// A packet towards a next hop nobody has resolved yet goes to the slow path, which holds it
+/// until the neighbor answers (the kernel's ARP queue does the same), so the first packets
+/// towards a new neighbor are not lost. A flood of them is limited per CPU (64 per 10 ms); the
+/// rest is dropped and counted as `no_neighbor`.
 #[test]
-fn unresolved_next_hop_is_dropped_and_counted() {
+fn unresolved_next_hop_goes_to_the_slow_path_within_a_rate() {
     let mut r = Rig::new();
     // 198.18.20.99 maps to 10.20.0.99, which nobody has resolved.
     let f = udp((SERVER_MAC, r.uplink.mac), SERVER, [198, 18, 20, 99], 64, b"who");
-    r.expect_drop(&f, r.uplink.ifindex, Drop::NoNeighbor);
+    r.expect_slow_path(&f, r.uplink.ifindex);
+    let (slow, dropped) = (r.counters().stat(Stat::SlowPath), r.counters().drop(Drop::NoNeighbor));
+    let (ns, ifindex) = (&r.ns, r.uplink.ifindex);
+    let engine = &mut r.engine;
+    let runs = 5000u64;
+    let started = std::time::Instant::now();
+    ns.run(|| engine.test_run_repeat(&f, ifindex, runs as u32)).unwrap().unwrap();
+    let windows = started.elapsed().as_nanos() as u64 / 10_000_000 + 2;
+    let c = r.counters();
+    let (to_slow, to_drop) = (c.stat(Stat::SlowPath) - slow, c.drop(Drop::NoNeighbor) - dropped);
+    assert_eq!(to_slow + to_drop, runs, "every run went one way or the other");
+    assert!(to_slow <= 64 * windows, "{to_slow} to the slow path in at most {windows} windows of 10 ms");
 }
 
 #[test]

@@ -184,6 +184,24 @@ impl NeighborSync {
         Ok(())
     }
 
+    /// Syncs until every configured next hop is resolved, or `within` has passed; returns those
+    /// still unresolved. A gateway starts forwarding with its next hops known, so its first
+    /// packets are not lost to resolution (the program drops what it cannot send).
+    pub async fn settle(&mut self, within: Duration) -> Vec<NextHop> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Err(e) = self.sync().await {
+                log::warn!("neighbor sync: {e:#}");
+            }
+            let missing: Vec<NextHop> =
+                self.nexthops.iter().filter(|k| !self.installed.contains_key(k)).copied().collect();
+            if missing.is_empty() || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Reads every pending miss report and requests resolution for each.
     async fn drain_misses(&mut self) {
         let mut keys = Vec::new();

@@ -238,7 +238,7 @@ impl BenchLab {
                 .await
                 .with_context(|| format!("a neighbor entry for {}", std::net::Ipv4Addr::from(addr)))?;
         }
-        Ok(BenchLab {
+        let lab = BenchLab {
             _borrowed: borrowed,
             generator,
             dut,
@@ -248,7 +248,11 @@ impl BenchLab {
             out0,
             sink0,
             cores: cores.max(1),
-        })
+        };
+        // The lab's, not the gateway's: a gateway's full stop takes off the addresses it added,
+        // and the kernel then flushes the interface's neighbors, the static ones above too.
+        lab.address_dut().await?;
+        Ok(lab)
     }
 
     /// The device's addresses, as the gateway config has them (Linux forwarding needs them too).

@@ -163,6 +163,38 @@ pub fn hutong(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Per CPU: the start of the current window (ns) and the packets towards unresolved next hops
+/// handed to the slow path in it (see [`unresolved`]).
+#[map]
+static UNRESOLVED: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Packets towards an unresolved next hop each CPU hands the slow path per window; beyond that
+/// they are dropped (`no_neighbor`), so a flood towards addresses nobody answers costs the
+/// program, not the slow path: 64 per 10 ms, 6,400 a second per CPU.
+const UNRESOLVED_PER_WINDOW: u64 = 64;
+const UNRESOLVED_WINDOW_NS: u64 = 10_000_000;
+
+/// A packet whose next hop has no MAC yet: the resolver is asked (the miss ring), and the packet
+/// goes to the slow path, which holds it until the neighbor answers, as the kernel's ARP queue
+/// would, instead of losing the first packets towards every new neighbor. Rate-limited per CPU.
+/// The caller has taken back any rule hits it counted: the slow path classifies again.
+#[inline(always)]
+pub(crate) fn unresolved(ctx: &XdpContext, port: &Port) -> Result<u32, Drop> {
+    let Some(w) = UNRESOLVED.get_ptr_mut(0) else { return Err(Drop::NoNeighbor) };
+    // Per-CPU slot: no other CPU writes it.
+    let w = unsafe { &mut *w };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(w[0]) >= UNRESOLVED_WINDOW_NS {
+        w[0] = now;
+        w[1] = 0;
+    }
+    if w[1] >= UNRESOLVED_PER_WINDOW {
+        return Err(Drop::NoNeighbor);
+    }
+    w[1] += 1;
+    Ok(slow_path(ctx, port))
+}
+
 #[inline(always)]
 fn count(map: &PerCpuArray<u64>, index: u32) {
     if let Some(c) = map.get_ptr_mut(index) {
@@ -187,6 +219,9 @@ fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
     Ok(unsafe { ptr_at::<[u8; 2]>(ctx, offset)?.read_unaligned() }).map(u16::from_be_bytes)
 }
 
+// Inlined into the entry: as a call of its own, its `Result` comes back through a pointer to the
+// caller's stack, which the verifier refuses ("cannot return stack pointer to the caller").
+#[inline(always)]
 fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     let t = tables();
     // --- parse first, as the userspace engine does: the same frame gets the same drop reason ----
@@ -332,19 +367,22 @@ fn forward(ctx: &XdpContext) -> Result<u32, Drop> {
     let out_ifindex = route.ifindex;
     let out_port = unsafe { t.ports.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
     let src_mac = out_port.mac;
-    // Over the egress MTU: fragmentation-needed (with DF) or a drop is the slow path's to decide.
-    // It classifies the packet again, so the hits counted here are taken back.
-    if total_len > out_port.mtu as usize {
-        let _ = classify(&t, port, src, dst, proto, ports, true);
-        return Ok(slow_path(ctx, port));
-    }
     let nexthop = if route.nexthop == [0; 4] { new_dst.to_ne_bytes() } else { route.nexthop };
     let nkey = NeighKey { ifindex: out_ifindex, addr: nexthop };
-    let Some(neigh) = (unsafe { NEIGH_V4.get(nkey) }) else {
+    let neigh = unsafe { NEIGH_V4.get(nkey) };
+    if neigh.is_none() {
         // Best effort: if the ring is full userspace is already busy resolving; the counter shows it.
         let _ = NEIGH_MISS.output(nkey, 0);
-        return Err(Drop::NoNeighbor);
-    };
+    }
+    // Over the egress MTU (fragmentation-needed with DF, or a drop), or no MAC for the next hop
+    // yet (held until it answers, see `unresolved`): the slow path's. It classifies the packet
+    // again, so the hits counted here are taken back (one call for both: the program's size).
+    let too_big = total_len > out_port.mtu as usize;
+    if too_big || neigh.is_none() {
+        let _ = classify(&t, port, src, dst, proto, ports, true);
+        return if too_big { Ok(slow_path(ctx, port)) } else { unresolved(ctx, port) };
+    }
+    let Some(neigh) = neigh else { return Err(Drop::NoNeighbor) };
     let dst_mac = neigh.mac;
 
     // --- L4 checksum location: only a first fragment (or a whole datagram) carries it -----------
