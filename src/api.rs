@@ -232,9 +232,12 @@ pub async fn bind(
             },
         ))
         .with_state(state);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let serving: Vec<_> =
-        listeners.into_iter().map(|l| l.serve(app.clone(), slots.clone(), listen.clone())).collect();
+    // Each listener its own slots: whoever fills the TCP ones (any local user) cannot lock
+    // root out of the 0600 socket.
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .map(|l| l.serve(app.clone(), Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)), listen.clone()))
+        .collect();
     Ok(async move {
         futures::future::join_all(serving).await;
     })

@@ -2,8 +2,9 @@
 //! every resource a client can hold bounded, so no client, however many connections it opens or
 //! however slowly it talks, can take the gateway's descriptors or the API away for long:
 //!
-//! - at most [`MAX_CONNECTIONS`] connections at once, over both listeners; one more is accepted
-//!   and closed at once, and counted;
+//! - at most [`MAX_CONNECTIONS`] connections at once on each listener (so whoever fills the TCP
+//!   ones cannot lock root out of the 0600 socket); one more is accepted and closed at once, and
+//!   counted;
 //! - a request's head must arrive within [`HEADER_READ_TIMEOUT`], and an idle keep-alive
 //!   connection is closed after the same time;
 //! - a request's body must arrive within [`BODY_READ_TIMEOUT`] (see `api::bind`);
@@ -31,7 +32,7 @@ use tokio::{
     sync::Semaphore,
 };
 
-/// Connections served at once, over every listener.
+/// Connections served at once, per listener.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client has to send a request's head, and how long a connection may sit idle.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,8 +116,8 @@ impl Listener {
         Ok(Listener::Unix(l))
     }
 
-    /// Serves `app` here until the future is dropped, within the bounds above; `slots` is shared
-    /// by every listener of one API.
+    /// Serves `app` here until the future is dropped, within the bounds above; `slots` are this
+    /// listener's.
     pub async fn serve(self, app: axum::Router, slots: Arc<Semaphore>, counters: Arc<ListenCounters>) {
         loop {
             let accepted = match &self {

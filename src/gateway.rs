@@ -558,8 +558,13 @@ fn change(
     if let Err(e) = tables_for(&target, handles, kind) {
         return invalid("ports", e.to_string());
     }
-    if let Some(why) = does_not_fit(&target, workers) {
-        return invalid("nat_pools", why);
+    // The running config's NAT state is already taken from what is available, and goes once
+    // the new one runs (if the pools are the same, it is kept, not built again).
+    if target.nat_pools != running.nat_pools || target.services != running.services {
+        let freed = dataplane::config::cost::memory(running, workers);
+        if let Some(why) = does_not_fit_beside(&target, workers, freed) {
+            return invalid("nat_pools", why);
+        }
     }
     // Written to the state directory before anything changes, made current once applied: a
     // state directory that cannot be written refuses the change, and what runs, what status
@@ -590,6 +595,8 @@ fn change(
         discard(history);
         // Back to what ran, which installed before: then nothing changed, as the answer says.
         if let Err(back) = install(running, &target, (handles, kind), engine, slow) {
+            // What runs is the new config: say so, so the next change starts from the truth.
+            *running = target;
             return ChangeOutcome::Failed(format!(
                 "applied, but recording it failed ({e:#}), and going back failed too ({back:#}): \
                  the new config runs, unrecorded"
@@ -692,7 +699,12 @@ fn stats_text(s: &Snapshot) -> String {
 /// Why `config` on `workers` slow-path workers does not fit in the memory available now, if it
 /// does not (`dataplane::config::cost`). Unknown memory is not a reason to refuse.
 fn does_not_fit(config: &Config, workers: u32) -> Option<String> {
-    let available = dataplane::config::cost::available()?;
+    does_not_fit_beside(config, workers, 0)
+}
+
+/// The same, counting `freed` bytes (what the running config holds) as available too.
+fn does_not_fit_beside(config: &Config, workers: u32, freed: u64) -> Option<String> {
+    let available = dataplane::config::cost::available()?.saturating_add(freed);
     dataplane::config::cost::does_not_fit(config, workers, available)
 }
 

@@ -28,6 +28,12 @@ pub fn default_dir(gateway: &str) -> PathBuf {
 impl History {
     pub fn open(dir: &Path) -> Result<History> {
         crate::files::private_dir(dir).context("the state directory")?;
+        // Staged versions whose apply never finished (a crash in between): they never ran.
+        for e in std::fs::read_dir(dir)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with("staged-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Ok(History { dir: dir.to_path_buf() })
     }
 
@@ -85,15 +91,26 @@ impl History {
     pub fn stage(&mut self, config: &Config) -> Result<u64> {
         let version = self.version_for(config)?;
         if Some(version) != self.current() {
-            write_atomically(&self.path(version), &config.to_json())?;
+            // Under a name `versions` does not list, until it has run: a crash in between
+            // leaves no version that never ran for a rollback to find.
+            write_atomically(&self.staged(version), &config.to_json())?;
         }
         Ok(version)
+    }
+
+    fn staged(&self, version: u64) -> PathBuf {
+        self.dir.join(format!("staged-{version:06}.json"))
     }
 
     /// Makes a staged `version` current, then prunes. Pruning is housekeeping: if it fails the
     /// version is current all the same, and the next commit tries again.
     pub fn commit(&mut self, version: u64) -> Result<()> {
         if Some(version) != self.current() {
+            let staged = self.staged(version);
+            if staged.exists() {
+                std::fs::rename(&staged, self.path(version))
+                    .with_context(|| format!("making {} a version", staged.display()))?;
+            }
             self.set_current(version)?;
         }
         if let Err(e) = self.prune() {
@@ -104,6 +121,7 @@ impl History {
 
     /// Removes a staged `version` that was never made current (its apply failed).
     pub fn discard(&mut self, version: u64) {
+        let _ = std::fs::remove_file(self.staged(version));
         if Some(version) != self.current() {
             let _ = std::fs::remove_file(self.path(version));
         }
@@ -149,8 +167,9 @@ impl History {
     /// Removes the oldest versions beyond [`KEEP`], never the current one.
     fn prune(&self) -> Result<()> {
         let versions = self.versions()?;
-        let current = self.current();
-        for v in versions.iter().rev().skip(KEEP).filter(|v| Some(**v) != current) {
+        let (current, seed) = (self.current(), self.seed());
+        // The seed too: a restart compares the config file with it (see `resume`).
+        for v in versions.iter().rev().skip(KEEP).filter(|v| Some(**v) != current && Some(**v) != seed) {
             let path = self.path(*v);
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
@@ -269,9 +288,18 @@ mod tests {
         let mut h = History::open(dir.path()).unwrap();
         h.record(&config(false)).unwrap();
         let v = h.stage(&config(true)).unwrap();
-        assert_eq!((v, h.current()), (2, Some(1)));
+        assert_eq!(
+            (v, h.current(), h.versions().unwrap()),
+            (2, Some(1), vec![1]),
+            "staged is no version yet"
+        );
         h.discard(v);
         assert_eq!(h.versions().unwrap(), vec![1]);
+        // A crash between stage and commit: the next open forgets it.
+        h.stage(&config(true)).unwrap();
+        let h2 = History::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "config-000001.json and current");
+        drop(h2);
         let v = h.stage(&config(true)).unwrap();
         h.commit(v).unwrap();
         assert_eq!(h.current(), Some(2));

@@ -166,7 +166,7 @@ impl Worker {
                 expired = Instant::now();
             }
             for p in self.engine.take_released(monotonic_ns()) {
-                if let Verdict::Forward { iface } = p.verdict {
+                if let Verdict::Forward { iface } | Verdict::Reply { iface, .. } = p.verdict {
                     self.send(iface, p.frame());
                 }
             }

@@ -248,6 +248,10 @@ pub struct Engine {
     fragments_ready: Vec<reorder::Key>,
     /// Waiting fragments that went through once their first fragment came.
     released: Vec<Packet>,
+    /// `one` is running a held fragment again: it was counted as received the first time.
+    rerun: bool,
+    /// `one` decapsulated the packet (GRE): a copy of it now is not what arrived.
+    decapsulated: bool,
 }
 
 /// At most this many unresolved next hops are remembered between resolver runs.
@@ -352,6 +356,8 @@ impl Engine {
             unknown_fragment: None,
             fragments_ready: Vec::new(),
             released: Vec::new(),
+            rerun: false,
+            decapsulated: false,
         };
         e.adopt(compiled);
         Ok(e)
@@ -554,10 +560,12 @@ impl Engine {
             ready.extend(self.reorder.as_mut().map(|w| w.take(key)).unwrap_or_default());
         }
         for mut pkt in ready {
+            self.rerun = true;
             let verdict = self.one(t, &mut pkt, now_ns, &mut None);
+            self.rerun = false;
             self.unknown_fragment = None;
             self.finish(&mut pkt, verdict);
-            if matches!(pkt.verdict, Verdict::Forward { .. }) {
+            if matches!(pkt.verdict, Verdict::Forward { .. } | Verdict::Reply { .. }) {
                 self.released.push(pkt);
             }
         }
@@ -631,7 +639,10 @@ impl Engine {
 
     /// The whole pipeline for one packet.
     fn one(&mut self, t: &Compiled, pkt: &mut Packet, now_ns: u64, tr: &mut Option<Vec<Step>>) -> Verdict {
-        self.counters.stats[Stat::Received as usize] += 1;
+        self.decapsulated = false;
+        if !self.rerun {
+            self.counters.stats[Stat::Received as usize] += 1;
+        }
         let len = pkt.frame().len() as u64;
         macro_rules! step {
             ($stage:expr, $($fmt:tt)*) => {
@@ -653,8 +664,10 @@ impl Engine {
             step!("port", "no port for interface {} VLAN {:?}", pkt.iface, m.vlan);
             return Verdict::Drop(Drop::UnknownPort);
         };
-        self.counters.port_rx_packets.add(port, 1);
-        self.counters.port_rx_bytes.add(port, len);
+        if !self.rerun {
+            self.counters.port_rx_packets.add(port, 1);
+            self.counters.port_rx_bytes.add(port, len);
+        }
         let mut port = port;
         let mut vrf = t.ports[port].vrf;
         step!("port", "{} → VRF {vrf}", t.config.ports[port].key());
@@ -676,6 +689,7 @@ impl Engine {
                     return Verdict::Drop(Drop::UnknownPort);
                 }
                 pkt.decapsulate(inner, ethertype);
+                self.decapsulated = true;
                 m = match packet::parse(pkt.frame()) {
                     Ok(inner) => inner,
                     Err(d) => return Verdict::Drop(d),
