@@ -29,23 +29,6 @@ fn write(site: &common::Site, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-/// Pings from the legacy host to the server; how many came back.
-fn pings(site: &common::Site, count: u32) -> u32 {
-    let out = site
-        .lab
-        .legacy
-        .command("ping")
-        .args(["-n", "-q", "-c", &count.to_string(), "-i", "0.05", "-W", "1"])
-        .arg(site.lab.addrs.server.addr().to_string())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("received"))
-        .and_then(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn with_icmp_denied(mut c: Config) -> Config {
     c.policies.insert(
         0,
@@ -86,7 +69,7 @@ fn apply(engine: &[&str]) {
     let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     let userspace = !engine.is_empty();
-    assert_eq!(pings(&site, 3), 3, "{}", gw.log_text());
+    assert_eq!(common::pings(&site, 3), 3, "{}", gw.log_text());
     assert_eq!(version(&site), 1);
 
     // Bad input: each refused, nothing changed.
@@ -153,7 +136,7 @@ fn apply(engine: &[&str]) {
     assert_eq!(code, 422, "{body}");
     assert!(body.to_string().contains("restart"), "{body}");
     assert_eq!(version(&site), 1, "refused configs change nothing");
-    assert_eq!(pings(&site, 3), 3);
+    assert_eq!(common::pings(&site, 3), 3);
 
     // A new policy, applied while a ping flow and an iperf3 TCP stream cross: both go on, and
     // the new rules count them from then on.
@@ -218,7 +201,7 @@ fn apply(engine: &[&str]) {
     let denied = with_icmp_denied(config.clone());
     let (code, body) = call(&site, "POST", "/v1/config", Some(&write(&site, "deny.json", &denied.to_json())));
     assert_eq!((code, body["config_version"].as_u64()), (200, Some(3)), "{body}");
-    assert_eq!(pings(&site, 3), 0, "the deny rule takes effect at once");
+    assert_eq!(common::pings(&site, 3), 0, "the deny rule takes effect at once");
     std::thread::sleep(Duration::from_millis(400)); // a counters refresh
     let stats = std::fs::read_to_string(&gw.stats).unwrap();
     let hits = |name: &str| -> u64 {
@@ -237,7 +220,7 @@ fn apply(engine: &[&str]) {
     // Rollback: back to version 2 (pings cross again), and once more to version 1.
     let (code, body) = call(&site, "POST", "/v1/rollback", None);
     assert_eq!((code, body["config_version"].as_u64()), (200, Some(2)), "{body}");
-    assert_eq!(pings(&site, 3), 3);
+    assert_eq!(common::pings(&site, 3), 3);
 
     // Across a restart: the history is on disk, and a restart runs the last version applied,
     // not the config file it was first started from (which is unchanged).
@@ -247,21 +230,21 @@ fn apply(engine: &[&str]) {
     let mut gw = site.start_gateway_with("gw-again", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     assert_eq!(version(&site), 4, "the last applied version runs again: {}", gw.log_text());
-    assert_eq!(pings(&site, 3), 0, "version 4 denies pings, after the restart too");
+    assert_eq!(common::pings(&site, 3), 0, "version 4 denies pings, after the restart too");
     assert!(gw.log_text().contains("running version 4, the last one applied"), "{}", gw.log_text());
     // The CLI's rollback, inside the gateway's namespace.
     let hutong = env!("CARGO_BIN_EXE_hutong");
     let out = site.lab.gateway.command(hutong).arg("rollback").output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && said.contains("running config version 3"), "{said}");
-    assert_eq!(pings(&site, 3), 0, "version 3 denies pings");
+    assert_eq!(common::pings(&site, 3), 0, "version 3 denies pings");
     for expected in [2, 1] {
         let (code, body) = call(&site, "POST", "/v1/rollback", None);
         assert_eq!((code, body["config_version"].as_u64()), (200, Some(expected)), "{body}");
     }
     let (code, body) = call(&site, "POST", "/v1/rollback", None);
     assert_eq!(code, 409, "nothing before version 1: {body}");
-    assert_eq!(pings(&site, 3), 3);
+    assert_eq!(common::pings(&site, 3), 3);
     // Trace through the running gateway: the CLI asks POST /v1/trace.
     let mut frame = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1])
@@ -300,7 +283,7 @@ fn apply(engine: &[&str]) {
     let mut gw = site.start_gateway_with("gw-edited", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
     assert_eq!(version(&site), 5, "the edited file runs, as a new version: {}", gw.log_text());
-    assert_eq!(pings(&site, 3), 3);
+    assert_eq!(common::pings(&site, 3), 3);
     gw.stop();
 }
 
@@ -369,7 +352,7 @@ fn full_state_disk(engine: &[&str]) {
     let state = Tmpfs::mount(&site.work.path().join("state"), "512k");
     let mut gw = site.start_gateway_with("gw", engine);
     gw.wait_ready(&|| Ok(())).unwrap();
-    assert_eq!(pings(&site, 3), 3, "{}", gw.log_text());
+    assert_eq!(common::pings(&site, 3), 3, "{}", gw.log_text());
     let denied = with_icmp_denied(config.clone());
     let deny = write(&site, "deny.json", &denied.to_json());
     state.fill();
@@ -379,7 +362,7 @@ fn full_state_disk(engine: &[&str]) {
     assert_eq!(version(&site), 1);
     let (_, running) = call(&site, "GET", "/v1/config", None);
     assert_eq!(running["config"]["policies"], serde_json::to_value(&config.policies).unwrap(), "{running}");
-    assert_eq!(pings(&site, 3), 3, "the refused config does not run: pings still cross");
+    assert_eq!(common::pings(&site, 3), 3, "the refused config does not run: pings still cross");
     assert_eq!(
         state.names(),
         ["addresses", "config-000001.json", "current", "filler", "seed"],
@@ -389,11 +372,11 @@ fn full_state_disk(engine: &[&str]) {
     state.free();
     let (code, body) = call(&site, "POST", "/v1/config", Some(&deny));
     assert_eq!((code, body["config_version"].as_u64()), (200, Some(2)), "{body}");
-    assert_eq!(pings(&site, 3), 0);
+    assert_eq!(common::pings(&site, 3), 0);
     state.fill();
     let (code, body) = call(&site, "POST", "/v1/rollback", None);
     assert_eq!(code, 507, "{body}");
-    assert_eq!((version(&site), pings(&site, 3)), (2, 0), "still version 2, which denies pings");
+    assert_eq!((version(&site), common::pings(&site, 3)), (2, 0), "still version 2, which denies pings");
     // A start whose config must be recorded as a new version fails, leaving nothing behind.
     gw.stop();
     let mut edited = denied;
@@ -449,7 +432,7 @@ fn idle_connections(engine: &[&str]) {
         .unwrap();
     assert!(held.len() >= 300, "only {} connections opened", held.len());
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(pings(&site, 3), 3, "forwarding goes on:\n{}", gw.log_text());
+    assert_eq!(common::pings(&site, 3), 3, "forwarding goes on:\n{}", gw.log_text());
     // Within the head timeout (and a margin for a loaded machine) the API answers again.
     let deadline =
         std::time::Instant::now() + hutong::api_listen::HEADER_READ_TIMEOUT + Duration::from_secs(10);
@@ -465,7 +448,7 @@ fn idle_connections(engine: &[&str]) {
     let refused = m.get("hutong_api_connections_refused_total", &[("reason", "over_limit")]).unwrap_or(0.0);
     assert!(refused >= (held.len() - hutong::api_listen::MAX_CONNECTIONS) as f64 - 1.0, "{refused} refused");
     drop(held);
-    assert_eq!(pings(&site, 3), 3, "forwarding went on throughout:\n{}", gw.log_text());
+    assert_eq!(common::pings(&site, 3), 3, "forwarding went on throughout:\n{}", gw.log_text());
     // The Unix socket, beside the PID file: 0600, and the CLI's way in from outside the namespace.
     let socket = gw.pid_file.with_extension("sock");
     use std::os::unix::fs::PermissionsExt;

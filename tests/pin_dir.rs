@@ -9,23 +9,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-/// Pings from `site`'s legacy host to its server; how many came back.
-fn pings(site: &common::Site, count: u32) -> u32 {
-    let out = site
-        .lab
-        .legacy
-        .command("ping")
-        .args(["-n", "-q", "-c", &count.to_string(), "-i", "0.05", "-W", "1"])
-        .arg(site.lab.addrs.server.addr().to_string())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("received"))
-        .and_then(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn state_files(site: &common::Site) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(site.work.path().join("state"))
         .unwrap()
@@ -43,14 +26,14 @@ fn a_pin_directory_belongs_to_one_gateway_in_one_namespace() {
     let b = common::Site::build(&config);
     let mut gw_a = a.start_gateway("a");
     gw_a.wait_ready(&|| Ok(())).unwrap();
-    assert_eq!(pings(&a, 3), 3, "{}", gw_a.log_text());
+    assert_eq!(common::pings(&a, 3), 3, "{}", gw_a.log_text());
     let shared = gw_a.pin_dir.to_str().unwrap().to_string();
 
     // Another namespace's gateway naming A's pin directory, while A runs: refused at once.
     let mut gw_b = b.start_gateway_with("b", &["--pin-dir", &shared]);
     let err = gw_b.wait_ready(&|| Ok(())).unwrap_err().to_string();
     assert!(err.contains("in use by another running gateway"), "{err}");
-    assert_eq!(pings(&a, 3), 3, "A forwards on");
+    assert_eq!(common::pings(&a, 3), 3, "A forwards on");
 
     // The same gateway with another PID file: refused before it writes A's history.
     let before = state_files(&a);
@@ -71,19 +54,19 @@ fn a_pin_directory_belongs_to_one_gateway_in_one_namespace() {
     let err = twin.wait_ready(&|| Ok(())).unwrap_err().to_string();
     assert!(err.contains("in use by another running gateway"), "{err}");
     assert_eq!(state_files(&a), before, "the twin wrote nothing into A's state directory");
-    assert_eq!(pings(&a, 3), 3, "A forwards on");
+    assert_eq!(common::pings(&a, 3), 3, "A forwards on");
 
     // A stops but keeps forwarding from its pins: B may still not adopt them.
     assert!(gw_a.signal_and_wait(Signal::SIGUSR1).is_some_and(|s| s.success()));
     let mut gw_b = b.start_gateway_with("b2", &["--pin-dir", &shared]);
     let err = gw_b.wait_ready(&|| Ok(())).unwrap_err().to_string();
     assert!(err.contains("forwarding state of another gateway"), "{err}");
-    assert_eq!(pings(&a, 3), 3, "A's program still forwards A's traffic");
+    assert_eq!(common::pings(&a, 3), 3, "A's program still forwards A's traffic");
     // A takes its pins back.
     let mut gw_a = a.start_gateway("a-again");
     gw_a.wait_ready(&|| Ok(())).unwrap();
     assert!(gw_a.log_text().contains("adopting the pinned maps"), "{}", gw_a.log_text());
-    assert_eq!(pings(&a, 3), 3);
+    assert_eq!(common::pings(&a, 3), 3);
     gw_a.stop();
     assert!(!gw_a.pin_dir.exists(), "a full stop removes the pins, marker and all");
 }
@@ -95,7 +78,7 @@ fn pins_over_recreated_interfaces_are_replaced_not_fatal() {
     let site = common::Site::build(&config);
     let mut gw = site.start_gateway("first");
     gw.wait_ready(&|| Ok(())).unwrap();
-    assert_eq!(pings(&site, 3), 3, "{}", gw.log_text());
+    assert_eq!(common::pings(&site, 3), 3, "{}", gw.log_text());
     // Killed: the pins stay. Then the interfaces are deleted and created again, same names.
     assert!(gw.signal_and_wait(Signal::SIGKILL).is_some());
     site.rt.block_on(site.lab.recreate_links()).unwrap();
@@ -104,6 +87,6 @@ fn pins_over_recreated_interfaces_are_replaced_not_fatal() {
     gw.wait_ready(&|| Ok(())).unwrap();
     let log = gw.log_text();
     assert!(log.contains("the interface was recreated"), "{log}");
-    assert_eq!(pings(&site, 3), 3, "forwarding is back without anyone removing pins:\n{log}");
+    assert_eq!(common::pings(&site, 3), 3, "forwarding is back without anyone removing pins:\n{log}");
     gw.stop();
 }

@@ -65,6 +65,23 @@ impl Site {
     }
 }
 
+/// Pings from `site`'s legacy host to its server, 50 ms apart; how many came back.
+pub fn pings(site: &Site, count: u32) -> u32 {
+    let out = site
+        .lab
+        .legacy
+        .command("ping")
+        .args(["-n", "-q", "-c", &count.to_string(), "-i", "0.05", "-W", "1"])
+        .arg(site.lab.addrs.server.addr().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("received"))
+        .and_then(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A namespace holding one veth pair, `legacy0` and `uplink0` (the demo config's interface
 /// names), for tests that run the XDP program on frames (BPF_PROG_TEST_RUN needs real ifindexes).
 pub fn veth_pair(
