@@ -158,7 +158,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     if let Some(why) = crate::api_guard::listen_problem(opts.api, opts.api_anywhere) {
         bail!(why);
     }
-    if let Some(why) = does_not_fit(&config, opts.workers) {
+    if let Some(why) = does_not_fit(&config, opts.workers, 0) {
         bail!("the config does not fit in this machine: {why}");
     }
     let api = (opts.api, opts.api_anywhere);
@@ -562,7 +562,7 @@ fn change(
     // the new one runs (if the pools are the same, it is kept, not built again).
     if target.nat_pools != running.nat_pools || target.services != running.services {
         let freed = dataplane::config::cost::memory(running, workers);
-        if let Some(why) = does_not_fit_beside(&target, workers, freed) {
+        if let Some(why) = does_not_fit(&target, workers, freed) {
             return invalid("nat_pools", why);
         }
     }
@@ -698,12 +698,9 @@ fn stats_text(s: &Snapshot) -> String {
 
 /// Why `config` on `workers` slow-path workers does not fit in the memory available now, if it
 /// does not (`dataplane::config::cost`). Unknown memory is not a reason to refuse.
-fn does_not_fit(config: &Config, workers: u32) -> Option<String> {
-    does_not_fit_beside(config, workers, 0)
-}
-
-/// The same, counting `freed` bytes (what the running config holds) as available too.
-fn does_not_fit_beside(config: &Config, workers: u32, freed: u64) -> Option<String> {
+/// `freed`: bytes the running config holds and gives back once `config` runs, counted as
+/// available too.
+fn does_not_fit(config: &Config, workers: u32, freed: u64) -> Option<String> {
     let available = dataplane::config::cost::available()?.saturating_add(freed);
     dataplane::config::cost::does_not_fit(config, workers, available)
 }

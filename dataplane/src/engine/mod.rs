@@ -552,9 +552,10 @@ impl Engine {
     /// Runs the fragments whose first fragment was translated in this batch, now that their
     /// translation is known, and drops (and counts) those that waited in vain.
     fn release_fragments(&mut self, t: &Arc<Compiled>, now_ns: u64) {
-        let Some(w) = self.reorder.as_mut() else { return };
-        let expired = w.expire(now_ns);
-        self.counters.drops[Drop::FragmentUnknown as usize] += expired as u64;
+        if self.reorder.is_none() {
+            return;
+        }
+        self.expire_fragments(now_ns);
         let mut ready = Vec::new();
         for key in std::mem::take(&mut self.fragments_ready) {
             ready.extend(self.reorder.as_mut().map(|w| w.take(key)).unwrap_or_default());
