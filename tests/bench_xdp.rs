@@ -119,7 +119,7 @@ fn a_paced_run_never_exceeds_its_rate_and_every_stamped_frame_is_timed() {
         .run(|| {
             let sink = Sink::attach(sink0, any).unwrap();
             let mut g = Generator::load(config).unwrap();
-            let pace = Pace { frames: 20_000, rate: Some(100_000.0), batch: 16, stamp: true, first_flow: 0 };
+            let pace = Pace { rate: Some(100_000.0), batch: 16, stamp: true, ..Pace::full(20_000) };
             let offered = g.send(gen0, 60, pace).unwrap();
             // Unstamped at full rate: counted, not timed.
             let full = g.send(gen0, 60, Pace::full(10_000)).unwrap();
@@ -203,4 +203,48 @@ fn the_responder_replies_to_exactly_the_flows_it_learned() {
     assert_eq!(sent, 1000);
     assert_eq!((right.good, right.bad), (600, 0), "one reply per learned flow, each to its own source");
     assert_eq!((wrong.good, wrong.bad), (0, 600));
+}
+
+#[test]
+fn a_sink_counts_frames_of_an_earlier_run_as_late() {
+    common::require_root("bench_xdp");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ns = hutong::lab::Netns::create(&format!("{}-runs", hutong::lab::netns::lab_tag())).unwrap();
+    let [gen0, sink0] = veths(&rt, &ns, &[("gen0", "sink0")])[..] else { panic!("two links") };
+    let expect = SinkExpect {
+        src: u32::from_ne_bytes([10, 20, 0, 0]),
+        src_mask: mask(24),
+        dst: u32::from_ne_bytes([198, 19, 0, 2]),
+        dst_mask: mask(32),
+        ..SinkExpect::default()
+    };
+    let run = |run| SinkExpect { by_run: 1, run, ..expect };
+    // 1,000 distinct flows learned however often they arrive: room for them, tagged.
+    let config = GenConfig { tag: 1, ..flows_1000() };
+    let (late, current, learned) = ns
+        .run(|| {
+            let mut sink = Sink::learning(sink0, SinkExpect { learn: 1, ..run(2) }, 1000).unwrap();
+            let mut g = Generator::load(config).unwrap();
+            // Run 1's frames, as a device's late backlog would deliver them during run 2.
+            g.send(gen0, 60, Pace { run: 1, ..Pace::full(700) }).unwrap();
+            let late = sink.counters().unwrap();
+            g.send(gen0, 60, Pace { run: 2, ..Pace::full(1500) }).unwrap();
+            let current = sink.counters().unwrap();
+            // Expecting run 3 now: run 2's frames are late in turn, and learn nothing new.
+            sink.expect(SinkExpect { learn: 1, ..run(3) }).unwrap();
+            g.send(gen0, 60, Pace { run: 2, ..Pace::full(1000) }).unwrap();
+            (late, current, sink.counters().unwrap())
+        })
+        .unwrap();
+    eprintln!(
+        "bench_xdp: run 1 into a sink of run 2: {late:?}; then run 2: {current:?}; then run 3: {learned:?}"
+    );
+    assert_eq!(
+        (late.late, late.good, late.bad, late.learned),
+        (700, 0, 0, 0),
+        "another run's frames are late"
+    );
+    assert_eq!((current.good, current.bad, current.late), (1500, 0, 700), "the run's own frames are good");
+    assert_eq!(current.learned, 1000, "1,500 frames of 1,000 flows: each flow learned once");
+    assert_eq!((learned.good, learned.late, learned.learned), (1500, 1700, 1000));
 }

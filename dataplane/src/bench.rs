@@ -13,10 +13,13 @@ use aya::{
     maps::{Array, DevMap, PerCpuArray, PerCpuValues},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
-use hutong_common::bench::{
-    GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, MAP_CEILING_TX, MAP_GEN_CONFIG, MAP_GEN_STATE,
-    MAP_LEARNED, MAP_SINK_COUNTERS, MAP_SINK_EXPECT, MAP_SINK_LATENCY, PROGRAM_CEILING, PROGRAM_GEN,
-    PROGRAM_SINK, SinkCounters, SinkExpect, TAG_AT,
+use hutong_common::{
+    bench::{
+        GEN_HEADER, GenConfig, GenState, IP_ID_AT, LATENCY_BUCKETS, MAP_CEILING_TX, MAP_GEN_CONFIG,
+        MAP_GEN_STATE, MAP_LEARNED, MAP_SINK_COUNTERS, MAP_SINK_EXPECT, MAP_SINK_LATENCY, PROGRAM_CEILING,
+        PROGRAM_GEN, PROGRAM_SINK, SinkCounters, SinkExpect, TAG_AT,
+    },
+    checksum,
 };
 
 /// The bench programs' object, built for bpfel-unknown-none by build.rs.
@@ -60,12 +63,16 @@ pub struct Pace {
     pub stamp: bool,
     /// The first frame's flow (each run starts its count here).
     pub first_flow: u64,
+    /// The IPv4 identification every frame of the run carries (0: the template's own). A sink
+    /// expecting it (`SinkExpect::by_run`) counts frames of other runs as late.
+    pub run: u16,
 }
 
 impl Pace {
-    /// `frames` at full rate, in batches of 64, unstamped, from flow 0.
+    /// `frames` at full rate, in batches of 64, unstamped, from flow 0, with the template's
+    /// identification.
     pub fn full(frames: u64) -> Pace {
-        Pace { frames, rate: None, batch: 64, stamp: false, first_flow: 0 }
+        Pace { frames, rate: None, batch: 64, stamp: false, first_flow: 0, run: 0 }
     }
 }
 
@@ -119,13 +126,16 @@ impl Generator {
     pub fn send(&mut self, ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
         let (_pinned, cpu) = Pinned::here()?;
         let interval_ns = pace.rate.map_or(0, |r| (1e9 / r.max(1.0)).round().max(1.0) as u64);
-        let config = GenConfig {
+        let mut config = GenConfig {
             stamp: pace.stamp.into(),
             interval_ns,
             limit: pace.frames,
             first_flow: pace.first_flow,
             ..self.config
         };
+        if pace.run != 0 {
+            set_ip_id(&mut config.header, pace.run);
+        }
         let mut c: Array<_, GenConfig> =
             Array::try_from(self.ebpf.map_mut(MAP_GEN_CONFIG).context(MAP_GEN_CONFIG)?)?;
         c.set(0, config, 0)?;
@@ -181,6 +191,15 @@ impl Generator {
     }
 }
 
+/// Writes `id` into a frame header's IPv4 identification, keeping its header checksum right.
+fn set_ip_id(h: &mut [u8; GEN_HEADER], id: u16) {
+    let old = u16::from_ne_bytes([h[IP_ID_AT], h[IP_ID_AT + 1]]);
+    let new = id.to_be();
+    let check = checksum::replace2(u16::from_ne_bytes([h[24], h[25]]), old, new);
+    [h[IP_ID_AT], h[IP_ID_AT + 1]] = new.to_ne_bytes();
+    [h[24], h[25]] = check.to_ne_bytes();
+}
+
 /// The sink: counts, on one interface, frames whose addresses are as expected and the rest.
 pub struct Sink {
     ebpf: Ebpf,
@@ -188,10 +207,14 @@ pub struct Sink {
 
 /// Attaches `ebpf`'s loaded sink to `ifindex`, expecting `expect`.
 fn attach_sink(ebpf: &mut Ebpf, ifindex: u32, expect: SinkExpect) -> Result<()> {
+    set_expect(ebpf, expect)?;
+    attach(ebpf, PROGRAM_SINK, ifindex)
+}
+
+fn set_expect(ebpf: &mut Ebpf, expect: SinkExpect) -> Result<()> {
     let mut e: Array<_, SinkExpect> =
         Array::try_from(ebpf.map_mut(MAP_SINK_EXPECT).context(MAP_SINK_EXPECT)?)?;
-    e.set(0, expect, 0)?;
-    attach(ebpf, PROGRAM_SINK, ifindex)
+    Ok(e.set(0, expect, 0)?)
 }
 
 /// A sink's counters, summed over CPUs.
@@ -205,15 +228,27 @@ fn sink_counters(ebpf: &Ebpf) -> Result<SinkCounters> {
         sum.bad += c.bad;
         sum.other += c.other;
         sum.learned += c.learned;
+        sum.late += c.late;
     }
     Ok(sum)
 }
 
 impl Sink {
     pub fn attach(ifindex: u32, expect: SinkExpect) -> Result<Sink> {
-        let mut ebpf = load(&[PROGRAM_SINK], 1)?;
+        Sink::learning(ifindex, expect, 1)
+    }
+
+    /// A sink with room to learn flows `0..flows` (`SinkExpect::learn`): `learned` then counts
+    /// distinct flows, however often each arrives.
+    pub fn learning(ifindex: u32, expect: SinkExpect, flows: u32) -> Result<Sink> {
+        let mut ebpf = load(&[PROGRAM_SINK], flows)?;
         attach_sink(&mut ebpf, ifindex, expect)?;
         Ok(Sink { ebpf })
+    }
+
+    /// Expects `expect` from now on (a new run's identification, say).
+    pub fn expect(&mut self, expect: SinkExpect) -> Result<()> {
+        set_expect(&mut self.ebpf, expect)
     }
 
     /// Good frames by latency bucket (see `hutong_common::bench::latency_bucket`), summed
@@ -251,6 +286,11 @@ impl Responder {
         sink_counters(&self.generator.ebpf)
     }
 
+    /// Its sink expects `expect` from now on (learning stays on).
+    pub fn expect(&mut self, expect: SinkExpect) -> Result<()> {
+        set_expect(&mut self.generator.ebpf, SinkExpect { learn: 1, ..expect })
+    }
+
     /// Replies to flows `pace.first_flow..` as `pace` says, out of `ifindex` (the sink's); a
     /// flow never learned counts as sent but sends nothing.
     pub fn reply(&mut self, ifindex: u32, len: usize, pace: Pace) -> Result<Offered> {
@@ -270,5 +310,29 @@ impl Ceiling {
         tx.set(0, to, None, 0)?;
         attach(&mut ebpf, PROGRAM_CEILING, from)?;
         Ok(Ceiling { _ebpf: ebpf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_identification_keeps_the_header_checksum_right() {
+        let mut h = [0u8; GEN_HEADER];
+        h[12..14].copy_from_slice(&[0x08, 0x00]);
+        h[14..34]
+            .copy_from_slice(&[0x45, 0, 0, 46, 0x12, 0x34, 0, 0, 64, 17, 0, 0, 10, 20, 0, 1, 198, 19, 0, 2]);
+        let fresh = |h: &[u8; GEN_HEADER]| {
+            let mut ip = h[14..34].to_vec();
+            ip[10..12].fill(0);
+            checksum::finish(checksum::sum(&ip, 0)).to_ne_bytes()
+        };
+        [h[24], h[25]] = fresh(&h);
+        for id in [1, 0xffff, 0x1234, 7] {
+            set_ip_id(&mut h, id);
+            assert_eq!(u16::from_be_bytes([h[18], h[19]]), id);
+            assert_eq!([h[24], h[25]], fresh(&h), "identification {id:#x}");
+        }
     }
 }

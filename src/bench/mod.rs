@@ -302,16 +302,21 @@ impl BenchLab {
         let config = self.template(scenario, len)?;
         let expect = SinkExpect { stamped: 1, ..to_server(expect_src) };
         let gen0 = self.gen0.ifindex;
-        let sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
+        let mut sink = self.sink.run(|| Sink::attach(self.sink0.ifindex, expect))??;
         let new = scenario == Scenario::NaptNew;
         let cores = self.cores;
         self.generator.run(|| -> Result<R> {
             let mut gens = (0..cores).map(|_| Generator::load(config)).collect::<Result<Vec<_>>>()?;
             let mut next_flow = 0u64;
+            let mut run = 0u16;
             let mut trial = |pace: Pace| -> Result<(search::Trial, Vec<u64>)> {
                 interrupted()?;
+                // Each trial its own run: what a device releases late from an earlier trial's
+                // backlog is counted late, not as this trial's.
+                run = capacity::next_run(run);
+                sink.expect(SinkExpect { by_run: 1, run, ..expect })?;
                 let (before, hist_before) = (sink.counters()?, sink.latency()?);
-                let pace = Pace { first_flow: next_flow, ..pace };
+                let pace = Pace { first_flow: next_flow, run, ..pace };
                 let offered = send_from_cores(&mut gens, gen0, len, pace)?;
                 if new {
                     next_flow += offered.sent;
@@ -900,13 +905,17 @@ pub fn capacity_method(opts: &Options) -> String {
     format!(
         "Session capacity (RFC 9693): the most NAPT sessions held at once, every one answered. A \
          trial sets up n sessions (a frame of a new flow each, {} a second) on a device emptied \
-         first, then the server replies once to each at the same rate, to the address and port \
-         the sink saw the flow translated to; a session counts as held when its reply reaches \
-         exactly its host and port. Binary search over n (to within {}%, at most {} more trials) \
+         first, then the server replies to each at the same rate, to the address and port the \
+         sink saw the flow translated to; a session counts as held when its reply reaches \
+         exactly its host and port. A frame lost on the way is not a session refused: each way \
+         runs in rounds over all the flows (at most {}, each counted apart from the others' \
+         late frames), until all came through or a round that every known flow came through \
+         again adds none; the rounds are in the report. Binary search over n (to within {}%, at most {} more trials) \
          from a trial of {} sessions, starting at what that one held. Wrong: frames translated \
          otherwise than their session says, either way (a reply reaching another flow's host: \
          the device evicted a session and gave its address and port to a new one)",
         capacity::RATE,
+        capacity::ROUNDS,
         opts.search.resolution * 100.0,
         opts.search.max_trials,
         opts.sessions,

@@ -153,7 +153,7 @@ impl Report {
                     "bad": c.found.bad(),
                     "trials": c.found.trials.iter().map(|t| json!({
                         "sessions": t.sessions, "set_up": t.set_up, "held": t.held, "bad": t.bad,
-                        "misdelivered": t.misdelivered,
+                        "misdelivered": t.misdelivered, "rounds": t.rounds,
                         "seconds": t.took.as_secs_f64(),
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
@@ -339,6 +339,7 @@ mod tests {
             held: sessions.min(held),
             bad,
             misdelivered: bad,
+            rounds: [1, 1],
             took: Duration::from_secs(1),
         };
         let trials = if held >= 300_000 {

@@ -147,6 +147,9 @@ pub struct Held {
     /// host (the device gave an evicted session's address and port to a new one).
     pub bad: u64,
     pub misdelivered: u64,
+    /// Rounds over the flows that setting up and replying took (see `capacity::ROUNDS`): more
+    /// than one where frames were lost on the way, or where the device refused sessions.
+    pub rounds: [u32; 2],
     /// Setting up and replying together.
     pub took: Duration,
 }
@@ -351,7 +354,15 @@ mod tests {
     fn table(capacity: u64, lost: u64) -> impl FnMut(u64) -> Result<Held> {
         move |n| {
             let held = n.min(capacity).saturating_sub(lost);
-            Ok(Held { sessions: n, set_up: n, held, bad: 0, misdelivered: 0, took: Duration::from_secs(1) })
+            Ok(Held {
+                sessions: n,
+                set_up: n,
+                held,
+                bad: 0,
+                misdelivered: 0,
+                rounds: [1, 1],
+                took: Duration::from_secs(1),
+            })
         }
     }
 
@@ -386,6 +397,7 @@ mod tests {
                     held,
                     bad: 0,
                     misdelivered: 0,
+                    rounds: [1, 1],
                     took: Duration::from_secs(1),
                 })
             })

@@ -5,7 +5,8 @@
 //!   stamps the time and waits for each frame's turn at a set rate, and transmits;
 //!   (replying to learned flows instead, for session capacity: `GenConfig::reply`);
 //! - `bench_sink`: counts what arrives, telling correctly translated frames from the rest,
-//!   histograms stamped frames' latency, and learns each tagged flow's translation;
+//!   histograms stamped frames' latency, learns each tagged flow's translation, and counts
+//!   frames of an earlier run apart (by their IPv4 identification);
 //! - `bench_ceiling`: the raw XDP ceiling, a redirect to the one port in `CEILING_TX`.
 #![no_std]
 #![no_main]
@@ -19,8 +20,8 @@ use aya_ebpf::{
 };
 use hutong_common::{
     bench::{
-        GEN_HEADER, GenConfig, GenState, LATENCY_BUCKETS, Learned, SinkCounters, SinkExpect, TAG_AT,
-        flow_source, latency_bucket,
+        GEN_HEADER, GenConfig, GenState, IP_ID_AT, LATENCY_BUCKETS, Learned, SinkCounters, SinkExpect,
+        TAG_AT, flow_source, latency_bucket,
     },
     checksum,
 };
@@ -149,9 +150,12 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     // for its UDP ports).
     let mut tag = None;
     let mut source = (0, 0);
+    let mut late = false;
     let verdict = match ptr_at::<[u8; 38]>(&ctx, 0) {
         Some(f) if unsafe { (*f)[12] == 0x08 && (*f)[13] == 0x00 } => {
             let f = unsafe { *f };
+            let id = u16::from_be_bytes([f[IP_ID_AT], f[IP_ID_AT + 1]]);
+            late = e.by_run != 0 && id != e.run;
             let src = u32::from_ne_bytes([f[26], f[27], f[28], f[29]]);
             let dst = u32::from_ne_bytes([f[30], f[31], f[32], f[33]]);
             source = (src, u16::from_be_bytes([f[34], f[35]]));
@@ -177,6 +181,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     // Per CPU: no other CPU touches these counters.
     unsafe {
         match verdict {
+            Some(_) if late => (*c).late += 1,
             Some(true) => {
                 (*c).good += 1;
                 (*c).good_bytes += len;

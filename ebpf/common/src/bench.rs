@@ -112,7 +112,17 @@ pub struct SinkExpect {
     /// Non-zero: a good tagged frame's source address and port are remembered as its flow's
     /// translation (`LEARNED`), for the replies.
     pub learn: u16,
+    /// Non-zero: only frames whose IPv4 identification is `run` belong to the run being
+    /// counted (the harness writes each run's into the generator's template); a frame of an
+    /// earlier run, released late from a device's backlog, is counted `late`, never good or
+    /// bad, so one run's frames cannot spill into the next run's count.
+    pub by_run: u16,
+    pub run: u16,
 }
+
+/// Where the IPv4 identification sits in the generator's frames (Ethernet, then IPv4 at 14):
+/// translation leaves it alone, so it names the run a frame came from.
+pub const IP_ID_AT: usize = 18;
 
 /// `SINK_LATENCY` (per CPU): good frames by latency, [`LATENCY_BUCKETS`] log-linear buckets.
 pub const LATENCY_BUCKETS: u32 = 496;
@@ -150,6 +160,8 @@ pub struct SinkCounters {
     pub other: u64,
     /// Good frames whose flow was learned for the first time (`SinkExpect::learn`).
     pub learned: u64,
+    /// IPv4 frames of an earlier run (`SinkExpect::by_run`), whatever their addresses.
+    pub late: u64,
 }
 
 pub const MAP_GEN_CONFIG: &str = "GEN_CONFIG";
@@ -166,8 +178,8 @@ pub const PROGRAM_CEILING: &str = "bench_ceiling";
 const _: () = {
     assert!(size_of::<GenConfig>() == 80);
     assert!(size_of::<GenState>() == 32);
-    assert!(size_of::<SinkExpect>() == 28);
-    assert!(size_of::<SinkCounters>() == 40);
+    assert!(size_of::<SinkExpect>() == 32);
+    assert!(size_of::<SinkCounters>() == 48);
     assert!(size_of::<Learned>() == 8);
 };
 
