@@ -17,8 +17,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::{
     Action, Netmap, Rule,
     config::NatPool,
-    netlink, tables,
-    xdp::{XdpEngine, action},
+    netlink,
+    xdp::{XdpEngine, action, tables},
 };
 use etherparse::PacketBuilder;
 use hutong::lab::{Netns, netns::lab_tag};

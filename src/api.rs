@@ -21,8 +21,8 @@ use axum::{
 };
 use dataplane::{
     Config, ConfigError, Counters,
-    flows::FlowStats,
     nat::{PoolUsage, query::SessionFilter},
+    xdp::flows::FlowStats,
 };
 use hutong_common::PortCounters;
 

@@ -13,7 +13,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dataplane::{Config, ConfigError, neighbor::NeighborSync, netlink, tables, xdp::XdpEngine};
+use dataplane::{
+    Config, ConfigError, netlink,
+    xdp::{XdpEngine, kernel_neighbors::NeighborSync, tables},
+};
 use hutong_common::PortCounters;
 
 use crate::{
@@ -54,7 +57,7 @@ pub enum IoChoice {
     Auto,
     AfXdp,
     /// Packet sockets on every interface, no XDP program attached (see
-    /// `dataplane::port::packet`).
+    /// `dataplane::port::af_packet`).
     AfPacket,
 }
 
@@ -336,7 +339,7 @@ async fn serve(
             },
         };
         if port_io == crate::slow_path::Io::AfPacket {
-            packet_ports.push(dataplane::port::packet::KernelForwardingOff::on(name)?);
+            packet_ports.push(dataplane::port::af_packet::KernelForwardingOff::on(name)?);
             // Frames as they were on the wire, not aggregated: the engine forwards frames.
             if let Err(e) = crate::ethtool::set_gro(name, false) {
                 eprintln!("hutong gateway {}: could not turn GRO off on {name}: {e}", config.gateway);
@@ -561,7 +564,7 @@ fn change(
     // The running config's NAT state is already taken from what is available, and goes once
     // the new one runs (if the pools are the same, it is kept, not built again).
     if target.nat_pools != running.nat_pools || target.services != running.services {
-        let freed = dataplane::config::cost::memory(running, workers);
+        let freed = dataplane::nat::cost::memory(running, workers);
         if let Some(why) = does_not_fit(&target, workers, freed) {
             return invalid("nat_pools", why);
         }
@@ -697,12 +700,12 @@ fn stats_text(s: &Snapshot) -> String {
 }
 
 /// Why `config` on `workers` slow-path workers does not fit in the memory available now, if it
-/// does not (`dataplane::config::cost`). Unknown memory is not a reason to refuse.
+/// does not (`dataplane::nat::cost`). Unknown memory is not a reason to refuse.
 /// `freed`: bytes the running config holds and gives back once `config` runs, counted as
 /// available too.
 fn does_not_fit(config: &Config, workers: u32, freed: u64) -> Option<String> {
-    let available = dataplane::config::cost::available()?.saturating_add(freed);
-    dataplane::config::cost::does_not_fit(config, workers, available)
+    let available = dataplane::nat::cost::available()?.saturating_add(freed);
+    dataplane::nat::cost::does_not_fit(config, workers, available)
 }
 
 /// A file removed when this is dropped.

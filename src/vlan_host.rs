@@ -11,7 +11,7 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use dataplane::{Config, engine::Engine, host, neighbor::NextHop};
+use dataplane::{Config, engine::Engine, host, xdp::kernel_neighbors::NextHop};
 use hutong_common::{Neigh, Neigh6Key, NeighKey};
 use ipnet::IpNet;
 

@@ -112,7 +112,7 @@ fn apply(engine: &[&str]) {
     assert_eq!(code, 422, "{body}");
     assert!(body.to_string().contains("max_sessions 4294967295"), "{body}");
     let mut too_many = config.clone();
-    too_many.nat_pools = (0..64).map(|i| pool(i, dataplane::config::cost::MAX_POOL_SESSIONS)).collect();
+    too_many.nat_pools = (0..64).map(|i| pool(i, dataplane::config::bounds::MAX_POOL_SESSIONS)).collect();
     let (code, body) =
         call(&site, "POST", "/v1/config", Some(&write(&site, "costly.json", &too_many.to_json())));
     assert_eq!(code, 422, "{body}");

@@ -106,7 +106,7 @@ fn gateway_run_refuses_a_config_that_does_not_fit_in_this_machine() {
     let mut config = common::demo_config();
     config.nat_pools = (0..64)
         .map(|i| dataplane::config::NatPool {
-            max_sessions: dataplane::config::cost::MAX_POOL_SESSIONS,
+            max_sessions: dataplane::config::bounds::MAX_POOL_SESSIONS,
             ..dataplane::config::NatPool::defaults(
                 format!("p{i}"),
                 1,

@@ -11,8 +11,7 @@ use dataplane::{
     Action, Drop, PortRange, Rule, Stat,
     buffer::{Packet, Verdict},
     engine::{Engine, Iface},
-    tables,
-    xdp::{XdpEngine, action},
+    xdp::{XdpEngine, action, tables},
 };
 use std::net::Ipv6Addr;
 

@@ -1,7 +1,7 @@
 //! Established NAT sessions in the XDP program against the userspace engine, packet by packet.
 //!
 //! The program forwards a session's packets by the flows the slow path wrote after the
-//! userspace engine decided the session's first packets (`dataplane::flows`). Here the two run
+//! userspace engine decided the session's first packets (`dataplane::xdp::flows`). Here the two run
 //! side by side exactly as in the gateway: each frame goes through the program first
 //! (BPF_PROG_TEST_RUN), then through the userspace engine, whose offloads and session events
 //! then update the program's `FLOWS` map. Connections of a dynamic and a deterministic (RFC
@@ -23,9 +23,7 @@ use dataplane::{
         nat::{Filtering, PoolMode},
     },
     engine::{Engine, Iface},
-    flows::FlowCache,
-    tables,
-    xdp::{XdpEngine, action},
+    xdp::{XdpEngine, action, flows::FlowCache, tables},
 };
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use hutong_common::{Neigh, NeighKey};

@@ -373,9 +373,9 @@ fn fragments_out_of_order(engine: &[&str]) {
     };
     let (legacy_eth, gw_legacy) = (mac(&lab.legacy, "eth0"), mac(&lab.gateway, &a.legacy_port));
     let (ext_eth, gw_uplink) = (mac(&lab.extranet, "eth0"), mac(&lab.gateway, &a.uplink_port));
-    let send = |ns: &hutong::lab::Netns, port: dataplane::tables::PortHandle, frames: [&[u8]; 2]| {
+    let send = |ns: &hutong::lab::Netns, port: dataplane::xdp::tables::PortHandle, frames: [&[u8]; 2]| {
         ns.run(|| {
-            let mut p = dataplane::port::packet::AfPacketPort::open("eth0", port.ifindex, None).unwrap();
+            let mut p = dataplane::port::af_packet::AfPacketPort::open("eth0", port.ifindex, None).unwrap();
             for f in frames {
                 assert!(p.send(f), "sent");
                 std::thread::sleep(std::time::Duration::from_millis(50));

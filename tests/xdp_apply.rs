@@ -11,7 +11,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use dataplane::{Config, tables, xdp::XdpEngine};
+use dataplane::{
+    Config,
+    xdp::{XdpEngine, tables},
+};
 use etherparse::PacketBuilder;
 use hutong::lab::netns::lab_tag;
 use hutong_common::{Neigh, NeighKey};

@@ -6,8 +6,10 @@ mod common;
 
 use dataplane::{
     Counters, Drop, Stat,
-    tables::{self, PortHandle},
-    xdp::{TestOutcome, XdpEngine, action},
+    xdp::{
+        TestOutcome, XdpEngine, action,
+        tables::{self, PortHandle},
+    },
 };
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
 use hutong::lab::Netns;

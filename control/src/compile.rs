@@ -1,4 +1,4 @@
-//! The compiler: one gateway's slice of a valid plan → its [`dataplane::Config`].
+//! The compiler: one gateway's slice of a valid plan → its [`hutong_config::Config`].
 //!
 //! Deterministic: VRF ids follow the order of the gateway's interfaces, everything else the
 //! plan's order, so the same plan always gives byte-identical output.
@@ -14,9 +14,9 @@ use std::{
     net::IpAddr,
 };
 
-use dataplane::{
-    Action, Config, PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
-    config::{DEFAULT_MTU, EXTRANET_VRF, Filtering, GreTunnel, NatPool, PoolMode, Service},
+use hutong_config::{
+    Action, Config, DEFAULT_MTU, EXTRANET_VRF, Filtering, GreTunnel, NatPool, PoolMode, PortConfig,
+    PortRange, Role, RouteConfig, Rule, Service, Vrf,
 };
 use ipnet::{IpNet, Ipv4Net};
 
@@ -27,7 +27,7 @@ use crate::{
     tree::Tree,
 };
 
-/// Compiles the gateway `id`. The plan must have passed [`crate::validate`].
+/// Compiles the gateway `id`. The plan must have passed [`crate::validate()`].
 pub fn compile(lp: &LoadedPlan, id: &str) -> Result<Config, Diagnostics> {
     let tree = Tree::new(&lp.plan);
     let found = tree
@@ -208,7 +208,7 @@ fn compile_gateway(
     let mut services = Vec::new();
     for (vrf, net) in served {
         for (k, nm) in net.netmap.iter().enumerate() {
-            netmaps.push(dataplane::Netmap {
+            netmaps.push(hutong_config::Netmap {
                 inside_vrf: vrf,
                 inside: nm.from,
                 outside_vrf: EXTRANET_VRF,
@@ -404,9 +404,9 @@ mod tests {
         // The internet-access area is a VRF of its own; the tunnel carries the clinic's VRF over
         // the extranet, its MTU less GRE's 28 bytes with a key.
         assert_eq!(c.vrfs[3].name, "internet-access");
-        assert_eq!(c.ports[3].role, dataplane::Role::InternetAccess);
+        assert_eq!(c.ports[3].role, hutong_config::Role::InternetAccess);
         let gre = &c.ports[4];
-        assert_eq!((gre.role, gre.mtu), (dataplane::Role::Tunnel, 1472));
+        assert_eq!((gre.role, gre.mtu), (hutong_config::Role::Tunnel, 1472));
         let t = gre.tunnel.as_ref().unwrap();
         assert_eq!(
             (t.local.to_string(), t.remote.to_string(), t.underlay_vrf, t.key),

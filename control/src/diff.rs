@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use dataplane::{Action, Config, Rule};
+use hutong_config::{Action, Config, Rule};
 
 use crate::{Diagnostics, LoadedPlan, compile::compile_all};
 

@@ -1,5 +1,5 @@
 //! hutong's control plane: the unified addressing plan, read from YAML, validated with every error
-//! located to file:line:column, and compiled into one [`dataplane::Config`] per gateway.
+//! located to file:line:column, and compiled into one [`hutong_config::Config`] per gateway.
 //!
 //! The flow is `load` (parse, keep source positions) → `validate` (every problem at once) →
 //! `compile` (one gateway's config, deterministic). Nothing is compiled from an invalid plan.

@@ -1,7 +1,7 @@
 //! Operator-written policy rules in the plan: parsing their protocol and port fields, and
 //! turning a node's rules into data-plane rules for one gateway.
 
-use dataplane::{Action, PortRange, Rule};
+use hutong_config::{Action, PortRange, Rule};
 use ipnet::IpNet;
 
 use crate::{

@@ -27,10 +27,7 @@ use std::{
     path::Path,
 };
 
-use dataplane::{
-    Config, Role,
-    config::{EXTRANET_VRF, NatPool, Netmap, PortConfig, Service, Vrf},
-};
+use hutong_config::{Config, EXTRANET_VRF, NatPool, Netmap, PortConfig, Role, Service, Vrf};
 use ipnet::{IpNet, Ipv4Net};
 use proptest::{
     prelude::*,
@@ -1803,7 +1800,7 @@ fn port(name: &str, role: Role, vrf: u32, address: &str) -> PortConfig {
         role,
         vrf,
         addresses: vec![address.parse().unwrap()],
-        mtu: dataplane::config::DEFAULT_MTU,
+        mtu: hutong_config::DEFAULT_MTU,
         tunnel: None,
     }
 }

@@ -4,26 +4,21 @@
 //! compiles a gateway's part of the plan into it, and each engine turns it into its tables. Today
 //! two engines implement it:
 //! - the userspace engine ([`engine`]): the complete pipeline over batches ([`packet`] parsing and
-//!   rewrites, [`fib`] routing, [`nat`] sessions, [`port`] I/O, [`trace`] for one packet);
-//! - the XDP engine (`ebpf/xdp`): [`tables`] derives its map contents from a `Config`, [`xdp`]
-//!   loads and attaches it and fills the maps, [`flows`] hands it the established NAT sessions
-//!   the userspace engine decided, and [`neighbor`] keeps next-hop MACs resolved
-//!   through the kernel's neighbor table.
+//!   rewrites, [`fib`] routing, [`nat`] sessions, [`port`] I/O, [`trace`](mod@trace) for one packet);
+//! - the XDP engine (`ebpf/xdp`), whose userspace side is [`xdp`]: its loader, its map contents
+//!   derived from a `Config`, the established NAT sessions handed to it, and next-hop MACs
+//!   borrowed from the kernel's neighbor tables.
 
 pub mod bench;
 pub mod buffer;
-pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod fib;
-pub mod flows;
 pub mod host;
 pub mod nat;
-pub mod neighbor;
 pub mod netlink;
 pub mod packet;
 pub mod port;
-pub mod tables;
 pub mod xdp;
 
 pub use config::{
@@ -32,3 +27,4 @@ pub use config::{
 pub use counters::Counters;
 pub use engine::trace;
 pub use hutong_common::{Drop, Stat};
+pub use hutong_config as config;

@@ -13,7 +13,7 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkUnspec};
 
-use crate::tables::PortHandle;
+use crate::xdp::tables::PortHandle;
 
 /// Opens a route-netlink connection in the calling thread's network namespace and drives it on
 /// the current tokio runtime.

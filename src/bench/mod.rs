@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use dataplane::{
     bench::{Ceiling, Generator, Offered, Pace, Sink},
     netlink,
-    tables::PortHandle,
+    xdp::tables::PortHandle,
 };
 use etherparse::PacketBuilder;
 use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};

@@ -5,7 +5,7 @@
 //! over the MTU, new NAT sessions, IPv6 extension headers, ARP/NDP of VLAN ports, echo and ARP
 //! for NAT addresses), decides it with the userspace engine's complete semantics, and sends it
 //! out through the egress port's socket. The established NAT sessions it decides are handed
-//! back to the program as flows (see `dataplane::flows`), so their next packets stay in the
+//! back to the program as flows (see `dataplane::xdp::flows`), so their next packets stay in the
 //! kernel. One worker serves every queue of every port.
 //!
 //! On the userspace engine it forwards everything, with one worker per configured core (see
@@ -29,14 +29,16 @@ use anyhow::{Context, Result, bail};
 use dataplane::{
     Config, ConfigError, Counters,
     engine::{ConfigHandle, Engine, Iface},
-    flows::{FlowCache, FlowStats},
     host::{HostCounters, HostStack, PortSpec},
     nat::PoolUsage,
     nat::query::{SessionFilter, SessionPage},
-    neighbor::NextHop,
-    port::{PortIo, afxdp::AfXdpPort, packet::AfPacketPort},
-    tables::PortHandle,
-    xdp::XdpEngine,
+    port::{PortIo, af_packet::AfPacketPort, afxdp::AfXdpPort},
+    xdp::{
+        XdpEngine,
+        flows::{FlowCache, FlowStats},
+        kernel_neighbors::NextHop,
+        tables::PortHandle,
+    },
 };
 use hutong_common::{MAP_NEIGH_V4, MAP_NEIGH_V6, PortCounters, QUEUES_PER_PORT};
 use tokio::sync::mpsc::UnboundedSender;
@@ -374,7 +376,7 @@ pub struct Port {
 pub enum Io {
     /// AF_XDP sockets the XDP program on the interface redirects to.
     AfXdp,
-    /// Packet sockets, where no XDP program runs (see `dataplane::port::packet`).
+    /// Packet sockets, where no XDP program runs (see `dataplane::port::af_packet`).
     AfPacket,
 }
 

@@ -21,12 +21,10 @@ use std::{
 use dataplane::{
     buffer::{Packet, Verdict},
     engine::{Engine, steer::Steering},
-    flows::FlowCache,
     host::HostStack,
     nat::query::{SCAN_STEP, SessionScan},
-    neighbor::NextHop,
     port::{PortIo, SocketDrops},
-    xdp::FlowTable,
+    xdp::{FlowTable, flows::FlowCache, kernel_neighbors::NextHop},
 };
 use hutong_common::{Neigh, Neigh6Key, NeighKey};
 use tokio::sync::mpsc::UnboundedSender;

@@ -86,7 +86,7 @@ pub fn pings(site: &Site, count: u32) -> u32 {
 /// names), for tests that run the XDP program on frames (BPF_PROG_TEST_RUN needs real ifindexes).
 pub fn veth_pair(
     what: &str,
-) -> (hutong::lab::Netns, dataplane::tables::PortHandle, dataplane::tables::PortHandle) {
+) -> (hutong::lab::Netns, dataplane::xdp::tables::PortHandle, dataplane::xdp::tables::PortHandle) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ns = hutong::lab::Netns::create(&format!("{}-{what}", hutong::lab::netns::lab_tag())).unwrap();
     let (legacy, uplink) = rt.block_on(async {

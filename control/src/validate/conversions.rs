@@ -147,7 +147,7 @@ fn network(cx: &Ctx, np: &str, node: &Node, n: &LegacyNetwork) {
             );
         }
         let addresses: u64 = napt.pool.iter().map(|p| 1u64 << (32 - p.prefix_len())).sum();
-        let most = dataplane::config::cost::MAX_POOL_ADDRESSES;
+        let most = hutong_config::bounds::MAX_POOL_ADDRESSES;
         if addresses > most {
             cx.err(
                 &format!("{np}.napt.pool"),

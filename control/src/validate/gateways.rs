@@ -13,7 +13,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use dataplane::config::MAX_VRFS;
+use hutong_config::MAX_VRFS;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{Ctx, PrefixSet, conversions::contradiction, fmt_list, fmt_names, host, overlapping_pairs};

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use dataplane::config::EXTRANET_VRF;
+use hutong_config::EXTRANET_VRF;
 
 use super::Ctx;
 use crate::{

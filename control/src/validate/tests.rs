@@ -549,7 +549,7 @@ fn a_gateway_has_at_most_the_vrfs_the_data_plane_holds() {
     let mut text = String::from(
         "plan: many\nnodes:\n  - code: \"430100\"\n    name: n\n    level: prefecture\n    allocations: { public: [198.18.0.0/16] }\n    legacy_networks:\n",
     );
-    let n = dataplane::config::MAX_VRFS as usize; // with the extranet, one too many
+    let n = hutong_config::MAX_VRFS as usize; // with the extranet, one too many
     for i in 0..n {
         text += &format!("      - {{ id: n{i}, prefixes: [10.0.0.0/24] }}\n");
     }

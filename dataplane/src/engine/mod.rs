@@ -62,7 +62,7 @@ pub struct Iface {
 /// A forwarding decision the XDP program may repeat for the following packets of the same
 /// flow, recorded after [`Engine::track_offloads`]: a whole, untagged IPv4 TCP/UDP/ICMP-echo
 /// packet of an established NAT session (or a published service's reply), without SYN, FIN or
-/// RST, not hairpinned, leaving untagged and unencapsulated. See `crate::flows`.
+/// RST, not hairpinned, leaving untagged and unencapsulated. See `crate::xdp::flows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offload {
     /// The packet as it arrived: VRF, protocol, addresses, ports (ICMP echo: the identifier and

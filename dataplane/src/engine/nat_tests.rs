@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::{steer, *};
 use crate::{
     buffer::Packet,
-    config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, tests::demo},
+    config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, examples::demo},
 };
 
 const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];

@@ -12,7 +12,7 @@ use crate::{
     buffer::Packet,
     config::{
         PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
-        tests::{demo, rule},
+        examples::{demo, rule},
     },
 };
 

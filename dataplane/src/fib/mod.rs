@@ -103,7 +103,7 @@ impl Fib {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RouteConfig, tests::demo};
+    use crate::config::{RouteConfig, examples::demo};
 
     #[test]
     fn connected_static_and_per_vrf() {

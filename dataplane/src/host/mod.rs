@@ -17,9 +17,9 @@
 //! engine's ICMP errors do, rather than through a second routing table.
 //!
 //! Neighbors the gateway learns from what VLAN ports hear, and its requests for next hops,
-//! are in [`neighbors`].
+//! are in [`vlan_neighbors`].
 
-pub mod neighbors;
+pub mod vlan_neighbors;
 
 use std::{collections::VecDeque, net::IpAddr};
 
@@ -34,7 +34,7 @@ use smoltcp::{
     },
 };
 
-pub use neighbors::{learned, solicit};
+pub use vlan_neighbors::{learned, solicit};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;

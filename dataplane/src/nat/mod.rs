@@ -7,6 +7,7 @@
 //! an existing session for the packet (inside → outside, or outside → inside with filtering),
 //! else the policy, whose `napt` / `dnat` rules call [`Nat::create`] / [`Nat::service_inbound`].
 
+pub mod cost;
 pub mod det44;
 pub mod index;
 pub mod ports;

@@ -77,7 +77,7 @@ impl MemoryPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::tests::demo, engine::Iface};
+    use crate::{config::examples::demo, engine::Iface};
 
     #[test]
     fn frames_flow_between_ports_in_batches() {

@@ -1,9 +1,9 @@
 //! Ports: where the engine's packets come from and go to. The memory port serves tests and
 //! benchmarks; AF_XDP and AF_PACKET ports come with the daemon.
 
+pub mod af_packet;
 pub mod afxdp;
 pub mod memory;
-pub mod packet;
 
 pub use memory::MemoryPorts;
 
@@ -13,7 +13,7 @@ pub enum PortIo {
     AfXdp(Box<afxdp::AfXdpPort>),
     /// A copy of every frame the interface receives (or this worker's share of them, in a
     /// fanout group), where no XDP program runs.
-    AfPacket(packet::AfPacketPort),
+    AfPacket(af_packet::AfPacketPort),
 }
 
 /// Frames the kernel dropped on their way into a socket, by why (AF_XDP's `XDP_STATISTICS`).

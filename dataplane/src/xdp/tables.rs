@@ -530,7 +530,7 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::demo;
+    use crate::config::examples::demo;
 
     fn resolve(name: &str) -> Option<PortHandle> {
         match name {

@@ -174,23 +174,23 @@ pub(super) fn validate(
         if p.max_blocks_per_host == 0 {
             err(path.clone(), "max_blocks_per_host must be at least 1".into());
         }
-        if p.max_sessions == 0 || p.max_sessions > super::cost::MAX_POOL_SESSIONS {
+        if p.max_sessions == 0 || p.max_sessions > super::bounds::MAX_POOL_SESSIONS {
             err(
                 path.clone(),
                 format!(
                     "max_sessions {} must be 1-{} (sessions per worker; memory is taken for them up front)",
                     p.max_sessions,
-                    super::cost::MAX_POOL_SESSIONS
+                    super::bounds::MAX_POOL_SESSIONS
                 ),
             );
         }
-        if super::cost::addresses(p) > super::cost::MAX_POOL_ADDRESSES {
+        if super::bounds::addresses(p) > super::bounds::MAX_POOL_ADDRESSES {
             err(
                 path.clone(),
                 format!(
                     "the pool has {} outside addresses; at most {} (a /16), since every address's port blocks are listed",
-                    super::cost::addresses(p),
-                    super::cost::MAX_POOL_ADDRESSES
+                    super::bounds::addresses(p),
+                    super::bounds::MAX_POOL_ADDRESSES
                 ),
             );
         }

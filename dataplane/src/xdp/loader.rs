@@ -33,7 +33,8 @@ use hutong_common::{
     PolicyRule6, Port, PortCounters, Route, Route6, Stat, V4Key, V6Key,
 };
 
-use crate::{counters::Counters, flows::FlowMap, tables::Tables};
+use super::{flows::FlowMap, tables::Tables};
+use crate::counters::Counters;
 
 /// The program object, built for bpfel-unknown-none by build.rs.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hutong-xdp"));
@@ -496,7 +497,7 @@ fn synchronize_rcu() {
     }
 }
 
-/// The program's `FLOWS` map (see [`crate::flows`]).
+/// The program's `FLOWS` map (see [`crate::xdp::flows`]).
 pub struct FlowTable(pub HashMap<MapData, FlowKey, Flow>);
 
 impl FlowMap for FlowTable {
@@ -535,7 +536,7 @@ fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
 /// Writes `entries` into an LPM trie and removes every other key.
 fn sync_trie<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
     trie: &mut LpmTrie<&mut MapData, K, V>,
-    entries: &[crate::tables::Lpm<K, V>],
+    entries: &[crate::xdp::tables::Lpm<K, V>],
 ) -> Result<()> {
     for (bits, key, value) in entries {
         trie.insert(&Key::new(*bits, *key), value, 0)?;

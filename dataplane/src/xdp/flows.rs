@@ -596,7 +596,7 @@ mod tests {
 
         use crate::{
             buffer::{Packet, Verdict},
-            config::{NatPool, tests::demo},
+            config::{NatPool, examples::demo},
             engine::{Engine, Iface},
         };
         let mut config = demo();

@@ -4,7 +4,8 @@
 //! --config` reads it back. Because a config file can be edited by hand, [`Config::validate`]
 //! checks it again on load and reports every problem, not just the first.
 
-pub mod cost;
+pub mod bounds;
+pub mod examples;
 pub mod nat;
 
 use std::{collections::BTreeSet, fmt, net::IpAddr};
@@ -469,65 +470,9 @@ fn check_port_in_vrf(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    fn port(name: &str, role: Role, vrf: u32, addr: &str) -> PortConfig {
-        PortConfig {
-            name: name.into(),
-            vlan: None,
-            role,
-            vrf,
-            addresses: vec![addr.parse().unwrap()],
-            mtu: DEFAULT_MTU,
-            tunnel: None,
-        }
-    }
-
-    /// A rule on prefixes only.
-    pub(crate) fn rule(name: &str, vrf: u32, src: Option<&str>, dst: Option<&str>, action: Action) -> Rule {
-        Rule {
-            name: name.into(),
-            vrf,
-            src: src.map(|s| s.parse().unwrap()),
-            dst: dst.map(|s| s.parse().unwrap()),
-            proto: None,
-            src_ports: None,
-            dst_ports: None,
-            action,
-        }
-    }
-
-    /// The demo's shape: one legacy network netmapped onto a plan block, published both ways.
-    pub(crate) fn demo() -> Config {
-        Config {
-            gateway: "gw".into(),
-            vrfs: vec![Vrf { id: 0, name: "extranet".into() }, Vrf { id: 1, name: "lan".into() }],
-            ports: vec![
-                port("legacy0", Role::Legacy, 1, "10.20.0.1/24"),
-                port("uplink0", Role::Extranet, 0, "198.19.0.1/24"),
-            ],
-            netmaps: vec![Netmap {
-                inside_vrf: 1,
-                inside: "10.20.0.0/24".parse().unwrap(),
-                outside_vrf: 0,
-                outside: "198.18.20.0/24".parse().unwrap(),
-            }],
-            nptv6: vec![],
-            routes: vec![RouteConfig {
-                vrf: 0,
-                prefix: "0.0.0.0/0".parse().unwrap(),
-                port: "uplink0".into(),
-                via: Some("198.19.0.2".parse().unwrap()),
-            }],
-            nat_pools: vec![],
-            services: vec![],
-            policies: vec![
-                rule("lan-out", 1, Some("10.20.0.0/24"), None, Action::Netmap),
-                rule("lan-in", 0, None, Some("198.18.20.0/24"), Action::Netmap),
-            ],
-        }
-    }
+    use crate::examples::{demo, port, rule};
 
     #[test]
     fn names_that_would_forge_a_counter_or_label_line_are_refused() {
@@ -563,7 +508,7 @@ pub(crate) mod tests {
         assert!(e.contains("max_sessions 4294967295 must be 1-16777216"), "{e}");
         let e = with_pool(1000, "100.64.0.0/10").unwrap_err();
         assert!(e.contains("4194304 outside addresses; at most 65536"), "{e}");
-        with_pool(cost::MAX_POOL_SESSIONS, "198.18.0.0/16").unwrap();
+        with_pool(bounds::MAX_POOL_SESSIONS, "198.18.0.0/16").unwrap();
     }
 
     #[test]

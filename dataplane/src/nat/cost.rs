@@ -1,24 +1,17 @@
 //! What a config costs in memory before it runs, so that "valid" includes "fits in this machine".
 //!
-//! Two layers. [`validate`](super::Config::validate) refuses what no machine should be asked for,
-//! whatever its size: a pool of more than [`MAX_POOL_SESSIONS`] sessions or [`MAX_POOL_ADDRESSES`]
-//! outside addresses (the probes' `max_sessions: 4294967295` and a pool of 100.64.0.0/10). Then
-//! [`memory`] estimates what the NAT state takes at capacity, on every worker, and the gateway
-//! refuses a config whose estimate does not fit the memory the machine has available, at start
-//! and on apply, before anything is allocated.
+//! Two layers. `Config::validate` refuses what no machine should be asked for, whatever its size
+//! (`hutong_config::bounds`). Then [`memory`] estimates what the NAT state takes at capacity, on
+//! every worker, and the gateway refuses a config whose estimate does not fit the memory the
+//! machine has available, at start and on apply, before anything is allocated.
 //!
 //! The estimate follows what `nat::Nat::new` and the session table allocate: per worker, the two
 //! session indexes (sized for every pool's sessions at once, allocated up front), the session
 //! slots (grown as sessions come, counted at capacity), each pool's outside addresses and its
 //! share of the free block list.
 
-use super::{Config, PoolMode};
-use crate::nat::sessions::Session;
-
-/// The most sessions one pool may hold per worker (16 Mi).
-pub const MAX_POOL_SESSIONS: u32 = 1 << 24;
-/// The most outside addresses one pool may have (a /16).
-pub const MAX_POOL_ADDRESSES: u64 = 1 << 16;
+use super::sessions::Session;
+use crate::config::{Config, PoolMode, bounds::addresses};
 
 /// Bytes the NAT state of `config` takes at capacity on `workers` workers.
 pub fn memory(config: &Config, workers: u32) -> u64 {
@@ -44,11 +37,6 @@ pub fn memory(config: &Config, workers: u32) -> u64 {
         })
         .sum();
     per_worker * workers + pools
-}
-
-/// The outside addresses of a pool.
-pub fn addresses(p: &super::NatPool) -> u64 {
-    p.addresses.iter().map(|a| 1u64 << (32 - a.prefix_len())).sum()
 }
 
 /// Why `config` on `workers` workers does not fit in `available` bytes, if it does not. A config
@@ -84,7 +72,7 @@ pub fn available() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NatPool;
+    use crate::config::{NatPool, bounds::MAX_POOL_SESSIONS};
 
     fn pool(max_sessions: u32, addresses: &str) -> NatPool {
         NatPool { max_sessions, ..NatPool::defaults("p".into(), 1, 0, vec![addresses.parse().unwrap()]) }
@@ -103,7 +91,7 @@ mod tests {
         let expected = 2 * (2 << 20) * 4 + (1 << 20) * std::mem::size_of::<Session>() as u64;
         assert!(memory(&c, 1) >= expected && memory(&c, 1) < expected + (1 << 20));
         assert!(memory(&c, 4) >= 4 * expected, "every worker has its own table");
-        let table = crate::nat::sessions::Table::new(1 << 20);
+        let table = super::super::sessions::Table::new(1 << 20);
         let measured = (table.bytes_per_session() as u64) << 20;
         assert!(memory(&c, 1) >= measured, "{} < {measured}", memory(&c, 1));
     }
