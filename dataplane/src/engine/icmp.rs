@@ -14,7 +14,13 @@ use etherparse::{
     icmpv6::TimeExceededCode as TimeExceededCode6,
 };
 
-use crate::packet::{Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, L3, L4, Meta};
+use hutong_common::{Drop, Stat};
+
+use super::{Compiled, Engine, Step};
+use crate::{
+    buffer::{Packet, Verdict},
+    packet::{Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, L3, L4, Meta},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpError {
@@ -158,6 +164,49 @@ impl RateLimit {
         }
         self.tokens -= 1;
         true
+    }
+}
+
+impl Engine {
+    /// The packet is dropped for `reason`; where the RFCs ask for it and the rate limit allows,
+    /// it is replaced by an ICMP error back to its sender.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn icmp_error(
+        &mut self,
+        t: &Compiled,
+        pkt: &mut Packet,
+        m: &Meta,
+        port: usize,
+        kind: IcmpError,
+        now_ns: u64,
+        tr: &mut Option<Vec<Step>>,
+        reason: Drop,
+    ) -> Verdict {
+        if t.ports[port].tunnel.is_some() {
+            // Answering would need the error encapsulated back through the tunnel; not yet.
+            return Verdict::Drop(reason);
+        }
+        let want_v4 = matches!(m.l3, L3::V4 { .. });
+        let from = t.config.ports[port].addresses.iter().map(|a| a.addr()).find(|a| a.is_ipv4() == want_v4);
+        let mac = self.ifaces[pkt.iface].mac;
+        let Some(reply) = from.and_then(|from| answer(pkt.frame(), m, kind, from, mac)) else {
+            return Verdict::Drop(reason);
+        };
+        if !self.icmp.allow(now_ns) {
+            self.counters.stats[Stat::IcmpSuppressed as usize] += 1;
+            if let Some(s) = tr.as_mut() {
+                s.push(Step::new("icmp", "error suppressed by the rate limit".into()));
+            }
+            return Verdict::Drop(reason);
+        }
+        if let Some(s) = tr.as_mut() {
+            s.push(Step::new("icmp", format!("{kind:?} back out of {}", self.ifaces[pkt.iface].name)));
+        }
+        pkt.replace(&reply);
+        self.counters.stats[Stat::IcmpErrors as usize] += 1;
+        self.counters.port_tx_packets.add(port, 1);
+        self.counters.port_tx_bytes.add(port, reply.len() as u64);
+        Verdict::Reply { iface: pkt.iface, dropped: reason }
     }
 }
 

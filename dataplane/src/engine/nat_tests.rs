@@ -9,8 +9,10 @@ use proptest::prelude::*;
 
 use super::{steer, *};
 use crate::{
+    Drop,
     buffer::Packet,
     config::{Filtering, NatPool, PoolMode, PortRange, Rule, Service, examples::demo},
+    packet::{self, L4},
 };
 
 const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
@@ -687,7 +689,7 @@ fn offloads_are_recorded_only_for_repeatable_session_packets() {
     );
     assert_eq!((o.new_src.octets(), o.new_sport, o.iface, o.next_hop), (m.0, m.1, 1, Ipv4Addr::from(SERVER)));
     let key = nat::sessions::out_key(nat::sessions::UDP, u32::from_be_bytes(m.0), m.1);
-    assert_eq!(o.session, Some((key, (u32::from_be_bytes(SERVER), 53))));
+    assert_eq!(o.session, Some(nat::SessionRef { session: key, remote: (u32::from_be_bytes(SERVER), 53) }));
     // The answer: the reverse direction, same session.
     assert!(matches!(reply(&mut e, SERVER, 53, m, 2).verdict, Verdict::Forward { iface: 0 }));
     let back = e.take_offloads();
@@ -734,7 +736,13 @@ fn nat_events_name_forgotten_remotes_and_freed_sessions() {
     }
     let key = nat::sessions::out_key(nat::sessions::UDP, u32::from_be_bytes(m.0), m.1);
     let events = e.nat_mut().take_events();
-    assert_eq!(events, vec![nat::NatEvent::Forgot(key, (u32::from_be_bytes(SERVER), 53))]);
+    assert_eq!(
+        events,
+        vec![nat::NatEvent::Forgot(nat::SessionRef {
+            session: key,
+            remote: (u32::from_be_bytes(SERVER), 53)
+        })]
+    );
     // Refreshed from outside (the program forwarded a packet at 250 s), it outlives its timeout.
     assert!(e.nat_mut().refresh(key, 250, 250));
     out(&mut e, 6, 6000, SERVER, 53, 400);

@@ -8,12 +8,13 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    Netmap, Nptv6,
+    Drop, Netmap, Nptv6,
     buffer::Packet,
     config::{
         PortConfig, PortRange, Role, RouteConfig, Rule, Vrf,
         examples::{demo, rule},
     },
+    packet::{self, L3, L4},
 };
 
 const L_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];

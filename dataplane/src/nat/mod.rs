@@ -74,7 +74,16 @@ pub enum NatEvent {
     /// its outside address and port may be given to someone else next.
     Freed(u64),
     /// The session forgot this remote (address, port): filtering no longer admits it.
-    Forgot(u64, (u32, u16)),
+    Forgot(SessionRef),
+}
+
+/// A NAT session as something else depends on it (a flow the XDP program repeats): the
+/// session's outside key, and the remote (address, port; port 0 for ICMP) its filtering
+/// admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub session: u64,
+    pub remote: (u32, u16),
 }
 
 /// The protocol class of an IP protocol number, if NAPT translates it.
@@ -242,7 +251,7 @@ impl Nat {
             }
             let forgotten = s.remember(remote.0, remote.1);
             if let Some(r) = forgotten {
-                self.event(NatEvent::Forgot(key, r));
+                self.event(NatEvent::Forgot(SessionRef { session: key, remote: r }));
             }
             return Some(key);
         }
@@ -360,7 +369,7 @@ impl Nat {
                 touch(pool, s, t.flags, true, now);
                 let s = *s;
                 if let Some(r) = forgotten {
-                    self.event(NatEvent::Forgot(s.out_key(), r));
+                    self.event(NatEvent::Forgot(SessionRef { session: s.out_key(), remote: r }));
                 }
                 return Some(self.xlat_out(&s, t));
             }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use hutong_common::checksum::{self, replace2, replace4};
 
-use super::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
+use super::{End, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
 
 /// Where the quoted packet's fields are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,8 +87,8 @@ pub fn parse_v6(f: &[u8], m: &Meta) -> Option<(usize, std::net::Ipv6Addr, std::n
 /// Writes a quoted IPv6 address. Only NPTv6 changes IPv6 addresses, and its mapping keeps the
 /// one's-complement sum of an address, so neither the quoted checksums nor the outer ICMPv6
 /// checksum change (RFC 6296 section 3.3).
-pub fn set_addr_v6(f: &mut [u8], ip_off: usize, src: bool, new: std::net::Ipv6Addr) {
-    let at = if src { ip_off + 8 } else { ip_off + 24 };
+pub fn set_addr_v6(f: &mut [u8], ip_off: usize, end: End, new: std::net::Ipv6Addr) {
+    let at = if end == End::Src { ip_off + 8 } else { ip_off + 24 };
     f[at..at + 16].copy_from_slice(&new.octets());
 }
 
@@ -112,8 +112,8 @@ fn l4_checksum(e: &Embedded) -> Option<usize> {
 
 /// Replaces a quoted address, fixing the quoted IP header checksum and the quoted transport
 /// checksum (UDP's zero "no checksum" stays zero).
-pub fn set_addr(f: &mut [u8], e: &mut Embedded, src: bool, new: Ipv4Addr) {
-    let (field, at) = if src { (&mut e.src, e.ip_off + 12) } else { (&mut e.dst, e.ip_off + 16) };
+pub fn set_addr(f: &mut [u8], e: &mut Embedded, end: End, new: Ipv4Addr) {
+    let (field, at) = if end == End::Src { (&mut e.src, e.ip_off + 12) } else { (&mut e.dst, e.ip_off + 16) };
     let old = u32::from_ne_bytes(field.octets());
     let newv = u32::from_ne_bytes(new.octets());
     *field = new;
@@ -127,19 +127,19 @@ pub fn set_addr(f: &mut [u8], e: &mut Embedded, src: bool, new: Ipv4Addr) {
     }
 }
 
-/// Replaces a quoted port (or the echo identifier, whichever `src` says), fixing the quoted
+/// Replaces a quoted port (or the echo identifier, whichever `end` says), fixing the quoted
 /// transport checksum.
-pub fn set_port(f: &mut [u8], e: &mut Embedded, src: bool, new: u16) {
+pub fn set_port(f: &mut [u8], e: &mut Embedded, end: End, new: u16) {
     let Some((s, d)) = e.ports.as_mut() else { return };
     let at = match e.proto {
         IPPROTO_ICMP => e.l4_off + 4,
-        _ if src => e.l4_off,
+        _ if end == End::Src => e.l4_off,
         _ => e.l4_off + 2,
     };
     let old = get16(f, at);
     if e.proto == IPPROTO_ICMP {
         (*s, *d) = (new, new);
-    } else if src {
+    } else if end == End::Src {
         *s = new;
     } else {
         *d = new;
@@ -192,9 +192,9 @@ mod tests {
         let mut m = parse_frame(&f).unwrap();
         let mut e = parse(&f, &m).unwrap();
         assert_eq!((e.src, e.ports), ("198.18.30.1".parse().unwrap(), Some((2000, 53))));
-        crate::packet::rewrite::set_ipv4_addr(&mut f, &mut m, false, "10.0.0.7".parse().unwrap());
-        set_addr(&mut f, &mut e, true, "10.0.0.7".parse().unwrap());
-        set_port(&mut f, &mut e, true, 40000);
+        crate::packet::rewrite::set_ipv4_addr(&mut f, &mut m, End::Dst, "10.0.0.7".parse().unwrap());
+        set_addr(&mut f, &mut e, End::Src, "10.0.0.7".parse().unwrap());
+        set_port(&mut f, &mut e, End::Src, 40000);
         fix_icmp_checksum(&mut f, &m);
         // The same error built from scratch for the inside host.
         let mut want = error([198, 51, 100, 1], [10, 0, 0, 7], [10, 0, 0, 7], 40000, [198, 51, 100, 53]);

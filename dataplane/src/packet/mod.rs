@@ -34,6 +34,13 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
+/// Which end of a packet (or of the packet an ICMP error quotes) a rewrite changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Src,
+    Dst,
+}
+
 /// Bound on the IPv6 extension-header walk: a chain longer than this is dropped as malformed
 /// rather than walked (a cheap DoS otherwise; real traffic carries one or two).
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;

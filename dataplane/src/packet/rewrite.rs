@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hutong_common::checksum::{replace2, replace4, replace16};
 
-use super::{Frag, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
+use super::{End, Frag, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
 
 fn get16(f: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([f[at], f[at + 1]])
@@ -46,10 +46,10 @@ fn fix_l4(f: &mut [u8], m: &Meta, update: impl Fn(u16) -> u16) {
     }
 }
 
-/// Replaces an IPv4 address (`src` or destination), fixing the header and transport checksums.
-pub fn set_ipv4_addr(f: &mut [u8], m: &mut Meta, src: bool, new: Ipv4Addr) {
+/// Replaces an IPv4 address (source or destination), fixing the header and transport checksums.
+pub fn set_ipv4_addr(f: &mut [u8], m: &mut Meta, end: End, new: Ipv4Addr) {
     let L3::V4 { src: s, dst: d } = &mut m.l3 else { return };
-    let (field, at) = if src { (s, m.l3_off + 12) } else { (d, m.l3_off + 16) };
+    let (field, at) = if end == End::Src { (s, m.l3_off + 12) } else { (d, m.l3_off + 16) };
     let old = u32::from_ne_bytes(field.octets());
     let newv = u32::from_ne_bytes(new.octets());
     *field = new;
@@ -60,9 +60,9 @@ pub fn set_ipv4_addr(f: &mut [u8], m: &mut Meta, src: bool, new: Ipv4Addr) {
 }
 
 /// Replaces an IPv6 address, fixing the transport checksum (IPv6 has no header checksum).
-pub fn set_ipv6_addr(f: &mut [u8], m: &mut Meta, src: bool, new: Ipv6Addr) {
+pub fn set_ipv6_addr(f: &mut [u8], m: &mut Meta, end: End, new: Ipv6Addr) {
     let L3::V6 { src: s, dst: d } = &mut m.l3 else { return };
-    let (field, at) = if src { (s, m.l3_off + 8) } else { (d, m.l3_off + 24) };
+    let (field, at) = if end == End::Src { (s, m.l3_off + 8) } else { (d, m.l3_off + 24) };
     let old = field.octets();
     *field = new;
     f[at..at + 16].copy_from_slice(&new.octets());
@@ -70,9 +70,9 @@ pub fn set_ipv6_addr(f: &mut [u8], m: &mut Meta, src: bool, new: Ipv6Addr) {
 }
 
 /// Replaces a TCP/UDP port (source or destination), fixing the transport checksum.
-pub fn set_port(f: &mut [u8], m: &mut Meta, src: bool, new: u16) {
+pub fn set_port(f: &mut [u8], m: &mut Meta, end: End, new: u16) {
     let L4::Ports { src: s, dst: d, .. } = &mut m.l4 else { return };
-    let (field, at) = if src { (s, m.l4_off) } else { (d, m.l4_off + 2) };
+    let (field, at) = if end == End::Src { (s, m.l4_off) } else { (d, m.l4_off + 2) };
     let old = field.to_be();
     *field = new;
     put16(f, at, new.to_be());
@@ -131,8 +131,8 @@ mod tests {
     fn ipv4_source_port_and_ttl_rewrite_matches_a_fresh_build() {
         let mut f = udp4([10, 0, 0, 1], [198, 19, 0, 2], 1111, 64);
         let mut m = parse(&f).unwrap();
-        set_ipv4_addr(&mut f, &mut m, true, Ipv4Addr::new(198, 18, 0, 7));
-        set_port(&mut f, &mut m, true, 40001);
+        set_ipv4_addr(&mut f, &mut m, End::Src, Ipv4Addr::new(198, 18, 0, 7));
+        set_port(&mut f, &mut m, End::Src, 40001);
         decrement_ttl(&mut f, &mut m);
         assert_eq!(f, udp4([198, 18, 0, 7], [198, 19, 0, 2], 40001, 63));
         assert_eq!(m, parse(&f).unwrap(), "Meta kept in step with the bytes");
@@ -151,7 +151,7 @@ mod tests {
         };
         let mut f = tcp(a, 9);
         let mut m = parse(&f).unwrap();
-        set_ipv6_addr(&mut f, &mut m, true, Ipv6Addr::from(c));
+        set_ipv6_addr(&mut f, &mut m, End::Src, Ipv6Addr::from(c));
         decrement_ttl(&mut f, &mut m);
         assert_eq!(f, tcp(c, 8));
 
@@ -163,7 +163,7 @@ mod tests {
         };
         let mut f = echo(a, 7);
         let mut m = parse(&f).unwrap();
-        set_ipv6_addr(&mut f, &mut m, true, Ipv6Addr::from(c));
+        set_ipv6_addr(&mut f, &mut m, End::Src, Ipv6Addr::from(c));
         set_icmp_ident(&mut f, &mut m, 0xbeef);
         assert_eq!(f, echo(c, 0xbeef));
     }
@@ -174,8 +174,8 @@ mod tests {
         f[40] = 0;
         f[41] = 0;
         let mut m = parse(&f).unwrap();
-        set_ipv4_addr(&mut f, &mut m, true, Ipv4Addr::new(198, 18, 0, 7));
-        set_port(&mut f, &mut m, true, 2);
+        set_ipv4_addr(&mut f, &mut m, End::Src, Ipv4Addr::new(198, 18, 0, 7));
+        set_port(&mut f, &mut m, End::Src, 2);
         assert_eq!(&f[40..42], &[0, 0]);
     }
 }

@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     engine::Offload,
-    nat::{Nat, NatEvent},
+    nat::{Nat, NatEvent, SessionRef},
 };
 
 /// Where flows live: the program's `FLOWS` map, or a model of it in tests.
@@ -92,7 +92,7 @@ pub const IDLE_WITHOUT_SESSION: u64 = 300_000_000_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    session: Option<(u64, (u32, u16))>,
+    session: Option<SessionRef>,
     /// The last `last_seen` stamp turned into a session refresh.
     seen: u64,
     /// When the clock hand last saw it in use (or first saw it); 0 before its first visit.
@@ -210,9 +210,7 @@ impl FlowCache {
         for e in events {
             match *e {
                 NatEvent::Freed(s) => self.remove_session(map, s, |_| true),
-                NatEvent::Forgot(s, remote) => {
-                    self.remove_session(map, s, |e| e.session.is_some_and(|(_, r)| r == remote))
-                }
+                NatEvent::Forgot(gone) => self.remove_session(map, gone.session, |e| e.session == Some(gone)),
             }
         }
         for o in offloads {
@@ -281,8 +279,8 @@ impl FlowCache {
                     entry.active_at = now_ns;
                 }
             }
-            match e.session {
-                Some((s, _)) => {
+            match e.session.map(|r| r.session) {
+                Some(s) => {
                     if used {
                         sessions.refresh(s, (stamp / 1_000_000_000) as u32, now);
                     }
@@ -334,14 +332,14 @@ impl FlowCache {
         self.stats.active -= 1;
     }
 
-    fn link(&mut self, key: &FlowKey, session: Option<(u64, (u32, u16))>) {
-        if let Some((s, _)) = session {
+    fn link(&mut self, key: &FlowKey, session: Option<SessionRef>) {
+        if let Some(SessionRef { session: s, .. }) = session {
             self.by_session.entry(s).or_default().push(*key);
         }
     }
 
-    fn unlink(&mut self, key: &FlowKey, session: Option<(u64, (u32, u16))>) {
-        let Some((s, _)) = session else { return };
+    fn unlink(&mut self, key: &FlowKey, session: Option<SessionRef>) {
+        let Some(SessionRef { session: s, .. }) = session else { return };
         if let Some(v) = self.by_session.get_mut(&s) {
             v.retain(|k| k != key);
             if v.is_empty() {
@@ -361,7 +359,7 @@ impl FlowCache {
 /// The session behind a flow found in the map, recreated in `nat`: `Some(None)` for a published
 /// service's reply (no session), `None` if it cannot be had.
 #[allow(clippy::option_option)]
-fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Option<(u64, (u32, u16))>> {
+fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Option<SessionRef>> {
     let class = crate::nat::class(k.proto)?;
     let icmp = class == crate::nat::sessions::ICMP;
     let port = |b: [u8; 2]| u16::from_be_bytes(b);
@@ -376,7 +374,7 @@ fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Optio
         if let Some(pool) = nat.pool_of(Some(k.vrf), None, fsrc) {
             let remote = (kdst, if icmp { 0 } else { port(k.dport) });
             let key = nat.adopt(pool, class, (ksrc, port(k.sport)), (fsrc, port(f.sport)), remote, now)?;
-            return Some(Some((key, remote)));
+            return Some(Some(SessionRef { session: key, remote }));
         }
         return nat.serves(k.vrf, class, ksrc, port(k.sport)).then_some(None);
     }
@@ -390,7 +388,7 @@ fn adopt_session(nat: &mut Nat, k: &FlowKey, f: &Flow, now: u32) -> Option<Optio
         if icmp { (port(k.sport), port(f.sport)) } else { (port(k.dport), port(f.dport)) };
     let remote = (ksrc, if icmp { 0 } else { port(k.sport) });
     let key = nat.adopt(pool, class, (fdst, in_port), (kdst, out_port), remote, now)?;
-    Some(Some((key, remote)))
+    Some(Some(SessionRef { session: key, remote }))
 }
 
 #[cfg(test)]
@@ -465,7 +463,7 @@ mod tests {
             new_dport: 80,
             iface: 1,
             next_hop: remote,
-            session: Some((S, REMOTE)),
+            session: Some(SessionRef { session: S, remote: REMOTE }),
             rule: None,
         };
         let back = Offload {
@@ -514,12 +512,19 @@ mod tests {
         let (mut map, mut cache) = setup();
         let mut other = pair();
         for o in &mut other {
-            o.session = Some((S, (1, 1)));
+            o.session = Some(SessionRef { session: S, remote: (1, 1) });
             o.sport += 1;
         }
         cache.follow(&mut map, 0, 2, &[], &other, |i| Some(i as u32));
         assert_eq!(map.flows.len(), 4);
-        cache.follow(&mut map, 0, 2, &[NatEvent::Forgot(S, REMOTE)], &[], |i| Some(i as u32));
+        cache.follow(
+            &mut map,
+            0,
+            2,
+            &[NatEvent::Forgot(SessionRef { session: S, remote: REMOTE })],
+            &[],
+            |i| Some(i as u32),
+        );
         assert_eq!(map.flows.keys().copied().collect::<Vec<_>>(), cache.live_keys());
         assert_eq!(map.flows.len(), 2);
         let mut kept: Vec<FlowKey> = other.iter().map(key_of).collect();
@@ -679,11 +684,12 @@ mod tests {
             let mut clock = Clock::default();
             // What the engine would say: freed sessions, and remotes each session forgot.
             let mut freed: BTreeMap<u64, bool> = BTreeMap::new();
-            let mut forgotten: Vec<(u64, (u32, u16))> = Vec::new();
+            let mut forgotten: Vec<SessionRef> = Vec::new();
             for (op, session, remote, t) in ops {
                 let remote = (0xc613_0000 + remote as u32, 53);
                 let mut o = pair()[0];
-                o.session = Some((session, remote));
+                let gone = SessionRef { session, remote };
+                o.session = Some(gone);
                 o.sport = 1000 + session as u16 * 10 + remote.0 as u16 % 10;
                 let mut back = pair()[1];
                 back.session = o.session;
@@ -692,7 +698,7 @@ mod tests {
                     0 => {
                         clock.sessions.insert(session, (t + 60, 60));
                         freed.insert(session, false);
-                        forgotten.retain(|(s, r)| !(*s == session && *r == remote));
+                        forgotten.retain(|f| *f != gone);
                         cache.follow(&mut map, 0, 1, &[], &[o, back], |i| Some(i as u32));
                     }
                     1 => {
@@ -701,8 +707,8 @@ mod tests {
                         cache.follow(&mut map, 0, 1, &[NatEvent::Freed(session)], &[], |i| Some(i as u32));
                     }
                     2 => {
-                        forgotten.push((session, remote));
-                        cache.follow(&mut map, 0, 1, &[NatEvent::Forgot(session, remote)], &[], |i| Some(i as u32));
+                        forgotten.push(gone);
+                        cache.follow(&mut map, 0, 1, &[NatEvent::Forgot(gone)], &[], |i| Some(i as u32));
                     }
                     _ => cache.tick(&mut map, &mut clock, t as u64 * 1_000_000_000, 8),
                 }
@@ -710,9 +716,9 @@ mod tests {
                 proptest::prop_assert_eq!(map.flows.keys().copied().collect::<Vec<_>>(), listed);
                 for key in map.flows.keys() {
                     let e = cache.entries[key];
-                    let (s, r) = e.session.unwrap();
-                    proptest::prop_assert!(!freed.get(&s).copied().unwrap_or(false), "a freed session kept a flow");
-                    proptest::prop_assert!(!forgotten.contains(&(s, r)), "a forgotten remote kept a flow");
+                    let r = e.session.unwrap();
+                    proptest::prop_assert!(!freed.get(&r.session).copied().unwrap_or(false), "a freed session kept a flow");
+                    proptest::prop_assert!(!forgotten.contains(&r), "a forgotten remote kept a flow");
                 }
                 proptest::prop_assert_eq!(cache.stats().active as usize, map.flows.len());
             }
