@@ -139,15 +139,15 @@ pub fn load_config(path: &Path) -> Result<Config> {
 
 pub fn run(opts: RunOptions) -> Result<()> {
     let config = opts.config;
-    // Descriptors: AF_XDP sockets, maps, links, API connections (bounded in `api_listen`).
-    if let Err(e) = crate::api_listen::raise_descriptor_limit() {
+    // Descriptors: AF_XDP sockets, maps, links, API connections (bounded in `api::listen`).
+    if let Err(e) = crate::api::listen::raise_descriptor_limit() {
         eprintln!("hutong gateway: could not raise the open-file limit: {e}");
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pin_dir = opts.pin_dir.unwrap_or_else(|| default_pin_dir(&config.gateway));
     let pid_file = opts.pid_file.unwrap_or_else(|| crate::pidfile::default_path(&config.gateway));
     let state_dir = opts.state_dir.unwrap_or_else(|| crate::history::default_dir(&config.gateway));
-    let api_socket = opts.api_socket.unwrap_or_else(|| crate::api_listen::socket_beside(&pid_file));
+    let api_socket = opts.api_socket.unwrap_or_else(|| crate::api::listen::socket_beside(&pid_file));
     let places = Places { stats_file: opts.stats_file, pin_dir, pid_file, state_dir, api_socket };
     if opts.engine == EngineKind::Xdp && opts.workers > 1 {
         bail!(
@@ -158,7 +158,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
         bail!("--io af-packet is for --engine userspace: the XDP engine is the program on the interfaces");
     }
     // Refused before anything is touched.
-    if let Some(why) = crate::api_guard::listen_problem(opts.api, opts.api_anywhere) {
+    if let Some(why) = crate::api::guard::listen_problem(opts.api, opts.api_anywhere) {
         bail!(why);
     }
     if let Some(why) = does_not_fit(&config, opts.workers, 0) {

@@ -3,8 +3,6 @@
 
 pub mod addresses;
 pub mod api;
-pub mod api_guard;
-pub mod api_listen;
 pub mod bench;
 pub mod demo;
 pub mod ethtool;

@@ -413,7 +413,7 @@ fn idle_api_connections_on_the_userspace_engine() {
 /// With its open-file limit lowered to 256, 400 idle TCP connections to the agent API neither
 /// stop the gateway (forwarding goes on) nor keep the API away for longer than the head timeout:
 /// the connections over the limit are closed at once and counted, the idle ones are closed after
-/// `api_listen::HEADER_READ_TIMEOUT`. The Unix socket beside the PID file is root's alone and
+/// `api::listen::HEADER_READ_TIMEOUT`. The Unix socket beside the PID file is root's alone and
 /// serves the CLI.
 fn idle_connections(engine: &[&str]) {
     common::require_root("idle_connections");
@@ -435,7 +435,7 @@ fn idle_connections(engine: &[&str]) {
     assert_eq!(common::pings(&site, 3), 3, "forwarding goes on:\n{}", gw.log_text());
     // Within the head timeout (and a margin for a loaded machine) the API answers again.
     let deadline =
-        std::time::Instant::now() + hutong::api_listen::HEADER_READ_TIMEOUT + Duration::from_secs(10);
+        std::time::Instant::now() + hutong::api::listen::HEADER_READ_TIMEOUT + Duration::from_secs(10);
     let answered = loop {
         let (code, _) = call(&site, "GET", "/v1/status", None);
         if code == 200 || std::time::Instant::now() > deadline {
@@ -446,7 +446,7 @@ fn idle_connections(engine: &[&str]) {
     assert_eq!(answered, 200, "the API answers again once the idle connections are closed");
     let m = common::Metrics::scrape(&site.lab.gateway);
     let refused = m.get("hutong_api_connections_refused_total", &[("reason", "over_limit")]).unwrap_or(0.0);
-    assert!(refused >= (held.len() - hutong::api_listen::MAX_CONNECTIONS) as f64 - 1.0, "{refused} refused");
+    assert!(refused >= (held.len() - hutong::api::listen::MAX_CONNECTIONS) as f64 - 1.0, "{refused} refused");
     drop(held);
     assert_eq!(common::pings(&site, 3), 3, "forwarding went on throughout:\n{}", gw.log_text());
     // The Unix socket, beside the PID file: 0600, and the CLI's way in from outside the namespace.

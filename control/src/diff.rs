@@ -13,7 +13,13 @@ use crate::{Diagnostics, LoadedPlan, compile::compile_all};
 pub enum Change {
     Added(String),
     Removed(String),
-    Changed { what: String, old: String, new: String },
+    Changed {
+        what: String,
+        old: String,
+        new: String,
+    },
+    /// Something outside the list compared item by item (timeouts, session limits, VRF names).
+    Other(String),
 }
 
 impl fmt::Display for Change {
@@ -22,6 +28,7 @@ impl fmt::Display for Change {
             Change::Added(s) => write!(f, "+ {s}"),
             Change::Removed(s) => write!(f, "- {s}"),
             Change::Changed { what, old, new } => write!(f, "~ {what}: {old} -> {new}"),
+            Change::Other(s) => write!(f, "~ {s}"),
         }
     }
 }
@@ -160,6 +167,10 @@ pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
             }
         }
     }
+    // Never "no change" for configs that differ: whatever the list above does not compare.
+    if changes.is_empty() && old != new {
+        changes.push(Change::Other("other settings (timeouts, session limits, unused VRFs)".into()));
+    }
     changes
 }
 
@@ -197,6 +208,17 @@ mod tests {
         let lp = load_str(text, Path::new("p.yaml")).unwrap();
         validate(&lp).unwrap();
         lp
+    }
+
+    #[test]
+    fn a_config_that_differs_only_in_settings_not_listed_is_never_no_change() {
+        let old = crate::compile(&plan(DEMO), "gw-changsha").unwrap();
+        assert_eq!(diff_configs(&old, &old), vec![]);
+        let mut new = old.clone();
+        new.vrfs.push(hutong_config::Vrf { id: 9, name: "spare".into() });
+        let d = diff_configs(&old, &new);
+        assert_eq!(d, vec![Change::Other("other settings (timeouts, session limits, unused VRFs)".into())]);
+        assert_eq!(d[0].to_string(), "~ other settings (timeouts, session limits, unused VRFs)");
     }
 
     #[test]
