@@ -13,7 +13,11 @@ use anyhow::Result;
 use dataplane::bench::{Generator, Pace, Responder, Sink};
 use hutong_common::bench::{GenConfig, SinkCounters, SinkExpect};
 
-use super::{BenchLab, HOSTS, SERVER, Scenario, drained, header, search, to_server};
+use super::{
+    BenchLab, HOSTS, SERVER, Scenario,
+    lab::{drained, header, to_server},
+    search,
+};
 
 /// Sessions set up a second, and replies a second: a rate every device here sets sessions up
 /// at without loss (RFC 9693 asks for one its connection establishment rate surely allows). At

@@ -14,17 +14,18 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use dataplane::{
-    Config, ConfigError, netlink,
+    Config, netlink,
     xdp::{XdpEngine, kernel_neighbors::NeighborSync, tables},
 };
-use hutong_common::PortCounters;
 
-use crate::{
-    api::{Change, ChangeOutcome, Running, Snapshot},
-    history::History,
-    rule_hits::RuleHits,
-};
+use crate::{api::ChangeOutcome, history::History, rule_hits::RuleHits};
 use tokio::signal::unix::{SignalKind, signal};
+
+mod change;
+mod stats;
+
+use change::{change, does_not_fit};
+use stats::{snapshot, stats_text};
 
 pub struct RunOptions {
     /// From a config file ([`load_config`]) or compiled from a plan.
@@ -522,190 +523,6 @@ impl Drop for Starting {
             let _ = engine.shutdown();
         }
     }
-}
-
-/// Applies a config, or rolls back to the version before the current one, atomically: the
-/// slow-path engine gets the config first, tagged with the next epoch, then the program's tables
-/// flip to that epoch (see `SlowPath::swap`). Refused without any change: another gateway's
-/// config, changed ports (their interfaces and addresses are set up at start), an invalid config.
-fn change(
-    change: Change,
-    running: &mut Config,
-    history: &mut History,
-    (handles, kind, workers): (&BTreeMap<String, tables::PortHandle>, EngineKind, u32),
-    engine: &mut XdpEngine,
-    slow: &crate::slow_path::SlowPath,
-) -> ChangeOutcome {
-    let invalid = |path: &str, message: String| {
-        ChangeOutcome::Invalid(vec![ConfigError { path: path.into(), message }])
-    };
-    let (target, rollback_to) = match change {
-        Change::Apply(c) => (*c, None),
-        Change::Rollback => match history.previous() {
-            Ok(Some((v, c))) => (c, Some(v)),
-            Ok(None) => return ChangeOutcome::Conflict("no earlier config version to roll back to".into()),
-            Err(e) => return ChangeOutcome::Failed(format!("reading the config history: {e:#}")),
-        },
-    };
-    if target.gateway != running.gateway {
-        return invalid("gateway", format!("this is gateway {}, not {}", running.gateway, target.gateway));
-    }
-    if target.ports != running.ports {
-        return invalid(
-            "ports",
-            "ports cannot change while the gateway runs (their interfaces and addresses are set up at start): \
-             restart it with the new config"
-                .into(),
-        );
-    }
-    if let Err(e) = tables_for(&target, handles, kind) {
-        return invalid("ports", e.to_string());
-    }
-    // The running config's NAT state is already taken from what is available, and goes once
-    // the new one runs (if the pools are the same, it is kept, not built again).
-    if target.nat_pools != running.nat_pools || target.services != running.services {
-        let freed = dataplane::nat::cost::memory(running, workers);
-        if let Some(why) = does_not_fit(&target, workers, freed) {
-            return invalid("nat_pools", why);
-        }
-    }
-    // Written to the state directory before anything changes, made current once applied: a
-    // state directory that cannot be written refuses the change, and what runs, what status
-    // reports and what a rollback starts from stay one config.
-    let version = match rollback_to {
-        Some(v) => v,
-        None => match history.stage(&target) {
-            Ok(v) => v,
-            Err(e) => return ChangeOutcome::Unrecorded(unrecorded(&e)),
-        },
-    };
-    let discard = |history: &mut History| {
-        if rollback_to.is_none() {
-            history.discard(version);
-        }
-    };
-    if target == *running {
-        return match history.commit(version) {
-            Ok(()) => ChangeOutcome::Applied { running: Running::new(&target, version), changed: false },
-            Err(e) => ChangeOutcome::Unrecorded(unrecorded(&e)),
-        };
-    }
-    if let Err(e) = install(&target, running, (handles, kind), engine, slow) {
-        discard(history);
-        return ChangeOutcome::Failed(format!("applying: {e:#}"));
-    }
-    if let Err(e) = history.commit(version) {
-        discard(history);
-        // Back to what ran, which installed before: then nothing changed, as the answer says.
-        if let Err(back) = install(running, &target, (handles, kind), engine, slow) {
-            // What runs is the new config: say so, so the next change starts from the truth.
-            *running = target;
-            return ChangeOutcome::Failed(format!(
-                "applied, but recording it failed ({e:#}), and going back failed too ({back:#}): \
-                 the new config runs, unrecorded"
-            ));
-        }
-        return ChangeOutcome::Unrecorded(unrecorded(&e));
-    }
-    *running = target;
-    ChangeOutcome::Applied { running: Running::new(running, version), changed: true }
-}
-
-/// The answer when the state directory cannot take a change.
-fn unrecorded(e: &anyhow::Error) -> String {
-    format!("the state directory cannot record the change ({e:#}): nothing changed, the running config stays")
-}
-
-/// Makes `target` run in place of `running`: the slow-path engine gets it first, tagged with the
-/// next epoch, then the program's tables flip to that epoch; if the tables fail, the slow path
-/// goes back to `running`.
-fn install(
-    target: &Config,
-    running: &Config,
-    (handles, kind): (&BTreeMap<String, tables::PortHandle>, EngineKind),
-    engine: &mut XdpEngine,
-    slow: &crate::slow_path::SlowPath,
-) -> Result<()> {
-    let t = tables_for(target, handles, kind)?;
-    let next = engine.epoch()?.wrapping_add(1);
-    if let Err(errors) = slow.swap(target.clone(), next) {
-        anyhow::bail!("{errors:?}");
-    }
-    let digest = dataplane::xdp::fnv1a(format!("{}\n{t:?}", target.to_json()).as_bytes());
-    if let Err(e) = engine.install_or_keep(&t, digest) {
-        // The program still runs the old tables: so must the slow path.
-        let _ = slow.swap(running.clone(), next.wrapping_sub(1));
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// The gateway's counters now: the program's, the slow path's, the flows, and per-rule hits of
-/// both engines together (each packet is counted by the engine that decided it), by rule name,
-/// rules of earlier configs included.
-fn snapshot(
-    config: &Config,
-    hits: &RuleHits,
-    slot_names: &[String],
-    engine: &XdpEngine,
-    slow: &crate::slow_path::SlowPath,
-) -> Result<Snapshot> {
-    let published = slow.published();
-    let mut rules = hits.by_name(&engine.rule_hits(config.policies.len())?);
-    for (name, n) in &published.rule_hits {
-        *rules.entry(name.clone()).or_default() += n;
-    }
-    let mut ports: Vec<(String, &'static str, PortCounters)> = slot_names
-        .iter()
-        .cloned()
-        .zip(engine.port_counters(slot_names.len())?)
-        .map(|(n, c)| (n, "xdp", c))
-        .collect();
-    ports.extend(published.ports.into_iter().map(|(n, c)| (n, "slow_path", c)));
-    Ok(Snapshot {
-        xdp: engine.counters()?,
-        slow: published.counters,
-        flows: published.flows,
-        rules: rules.into_iter().collect(),
-        ports,
-        pools: published.pools,
-        host: published.host,
-        workers: published.workers,
-        api_refused: Vec::new(),
-    })
-}
-
-/// The counters file: the program's counters as `name value` lines, then the slow-path engine's
-/// as `slow.name value` (what it dropped and why, the ICMP errors it sent), the flows it handed
-/// to the program as `flows.active|installed|removed|full value`, and each policy rule's hits as
-/// `rule.<name> value`. Readers of the program's counters (`Counters::from_text`) skip the
-/// prefixed lines.
-fn stats_text(s: &Snapshot) -> String {
-    let mut text = s.xdp.to_text();
-    for line in s.slow.to_text().lines() {
-        text.push_str("slow.");
-        text.push_str(line);
-        text.push('\n');
-    }
-    let f = &s.flows;
-    for (name, v) in
-        [("active", f.active), ("installed", f.installed), ("removed", f.removed), ("full", f.full)]
-    {
-        text.push_str(&format!("flows.{name} {v}\n"));
-    }
-    for (name, v) in &s.rules {
-        text.push_str(&format!("rule.{name} {v}\n"));
-    }
-    text
-}
-
-/// Why `config` on `workers` slow-path workers does not fit in the memory available now, if it
-/// does not (`dataplane::nat::cost`). Unknown memory is not a reason to refuse.
-/// `freed`: bytes the running config holds and gives back once `config` runs, counted as
-/// available too.
-fn does_not_fit(config: &Config, workers: u32, freed: u64) -> Option<String> {
-    let available = dataplane::nat::cost::available()?.saturating_add(freed);
-    dataplane::nat::cost::does_not_fit(config, workers, available)
 }
 
 /// A file removed when this is dropped.
