@@ -4,7 +4,7 @@
 //! Real hosts in network namespaces send ping, HTTP and iperf3 both ways, and the demo ends in
 //! a table: who reached what, as which address, and what was refused.
 //!
-//! [`collect`] returns the table; `hutong demo` prints it and `tests/showcase_e2e.rs` asserts
+//! [`collect`] returns the table; `hutong demo` prints it and `tests/e2e_showcase.rs` asserts
 //! every row, so both run exactly the same path.
 
 use std::{

@@ -139,7 +139,7 @@ impl AfXdpPort {
     /// may take fewer than offered, and a frame it did not take must go back to it later:
     /// giving back only the frames just received let the ring drain under overloads, until
     /// every frame sat unused here and the kernel dropped nearly all it received
-    /// (`rx_fill_ring_empty_descs`; `tests/overload_e2e.rs`).
+    /// (`rx_fill_ring_empty_descs`; `tests/e2e_overload.rs`).
     fn refill(&mut self) {
         let spare = self.free.len().saturating_sub(TX_RESERVE);
         if spare == 0 {
