@@ -16,7 +16,11 @@ use std::{
 use hutong_config::MAX_VRFS;
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{Ctx, PrefixSet, conversions::contradiction, fmt_list, fmt_names, host, overlapping_pairs};
+use super::{Ctx, PrefixSet, fmt_list, fmt_names, host};
+mod links;
+
+use links::{Links, connected_subnets, isolated_address, isolated_hop, tunnel_remotes};
+
 use crate::{
     diagnostics::{near_miss, quote},
     model::{Gateway, Interface, InterfaceRole, Node},
@@ -135,7 +139,7 @@ const WIDEST_SUBNET: u8 = 8;
 
 /// The address is the network or the broadcast address of its subnet (which a /31 and a /32 do
 /// not have, RFC 3021).
-fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'static str> {
+pub(super) fn network_or_broadcast(net: &Ipv4Net, addr: std::net::Ipv4Addr) -> Option<&'static str> {
     if net.prefix_len() >= 31 {
         None
     } else if addr == net.network() {
@@ -312,149 +316,8 @@ fn gateway(
     tunnel_remotes(cx, gp, g, &links);
 }
 
-/// A gateway's interfaces by VRF (zone), with their subnets indexed.
-struct Links<'a> {
-    by_zone: HashMap<Option<&'a str>, (Vec<usize>, PrefixSet)>,
-}
-
-impl<'a> Links<'a> {
-    fn new(g: &'a Gateway) -> Links<'a> {
-        let mut ks: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
-        for (k, itf) in g.interfaces.iter().enumerate() {
-            ks.entry(itf.zone()).or_default().push(k);
-        }
-        let by_zone = ks
-            .into_iter()
-            .map(|(zone, ks)| {
-                let subnets: Vec<Ipv4Net> = ks.iter().map(|&k| g.interfaces[k].address.trunc()).collect();
-                (zone, (ks, PrefixSet::new(&subnets)))
-            })
-            .collect();
-        Links { by_zone }
-    }
-
-    /// The index of the interface of `zone` whose subnet holds `addr` (one at most, once the
-    /// subnets of a zone are known not to overlap).
-    fn on_link(&self, zone: Option<&str>, addr: Ipv4Addr) -> Option<usize> {
-        let (ks, set) = self.by_zone.get(&zone)?;
-        set.overlapping(&Ipv4Net::from(addr)).map(|i| ks[i])
-    }
-}
-
-/// A tunnel's packets travel the extranet to its remote, a peer's address: not the network or
-/// broadcast address of a subnet the gateway is on; and if the gateway's best way to the
-/// remote is a tunnel (its subnet, or a route whose next hop is on it), the packets would be
-/// sent into a tunnel again, never out. Longest prefix first, as the data plane routes.
-fn tunnel_remotes(cx: &Ctx, gp: &str, g: &Gateway, links: &Links) {
-    let tunnels: Vec<usize> = (0..g.interfaces.len()).filter(|&k| g.interfaces[k].tunnel.is_some()).collect();
-    if tunnels.is_empty() {
-        return;
-    }
-    // Extranet routes by prefix (the first of equal ones), each with the interface its next
-    // hop is on.
-    let mut routes: HashMap<Ipv4Net, usize> = HashMap::new();
-    for r in g.routes.iter().filter(|r| r.network.is_none()) {
-        if let Some(k) = links.on_link(None, r.via) {
-            routes.entry(r.prefix.trunc()).or_insert(k);
-        }
-    }
-    for k in tunnels {
-        let Some(t) = &g.interfaces[k].tunnel else { continue };
-        let at = format!("{gp}.interfaces[{k}].tunnel.remote");
-        let connected = links.on_link(None, t.remote).map(|i| (g.interfaces[i].address.prefix_len(), i));
-        if let Some((_, i)) = connected {
-            let subnet = g.interfaces[i].address.trunc();
-            if let Some(what) = network_or_broadcast(&subnet, t.remote) {
-                cx.err(
-                    &at,
-                    format!("tunnel remote {} is {what} of {subnet}", t.remote),
-                    Some("the remote is the peer's extranet address".into()),
-                );
-            }
-        }
-        let routed = (0..=32u8).rev().find_map(|len| {
-            let p = Ipv4Net::new(t.remote, len).ok()?.trunc();
-            routes.get(&p).map(|&i| (len, i))
-        });
-        let best = match (connected, routed) {
-            (Some(c), Some(r)) => Some(if r.0 > c.0 { r } else { c }),
-            (c, r) => c.or(r),
-        };
-        if let Some((len, via)) = best.filter(|(_, i)| g.interfaces[*i].role == InterfaceRole::Tunnel) {
-            cx.err(
-                &at,
-                format!(
-                    "tunnel remote {} is reached through tunnel {} (its best route is a /{len}): the tunnel's packets would never leave by the extranet",
-                    t.remote,
-                    quote(&g.interfaces[via].name)
-                ),
-                Some("route the remote by an extranet interface".into()),
-            );
-        }
-    }
-}
-
-/// A next hop inside an isolated subnet would have the gateway hand packets to an isolated
-/// host: a contradiction, at both places.
-fn isolated_hop(
-    cx: &Ctx,
-    rp: &str,
-    node: &Node,
-    networks: &BTreeMap<&str, usize>,
-    zone: Option<&str>,
-    via: Ipv4Addr,
-) {
-    if let Some(&k) = zone.and_then(|z| networks.get(z)) {
-        isolated_address(cx, rp, node, k, via, &format!("{rp}.via"), &format!("next hop {via}"));
-    }
-}
-
-/// `addr`, written at `at` by something of a gateway (`gateway_part`), inside an isolated
-/// subnet of the node's network `k`: a contradiction, at both places.
-fn isolated_address(
-    cx: &Ctx,
-    gateway_part: &str,
-    node: &Node,
-    k: usize,
-    addr: Ipv4Addr,
-    at: &str,
-    what: &str,
-) {
-    let net = &node.legacy_networks[k];
-    if let Some((j, iso)) = net.isolated.iter().enumerate().find(|(_, i)| i.contains(&addr)) {
-        let iso_at = format!("{}.legacy_networks[{k}].isolated[{j}]", node_path(gateway_part));
-        contradiction(cx, &iso_at, iso, at, what);
-    }
-}
-
-/// The subnets an interface is connected to, per VRF (the extranet's, each legacy network's,
-/// the internet-access one): two that overlap would leave the gateway two ways to one
-/// neighbour, and two interfaces with one address.
-fn connected_subnets(cx: &Ctx, gp: &str, g: &Gateway, links: &Links) {
-    let mut zones: Vec<_> = links.by_zone.iter().map(|(zone, (ks, _))| (*zone, ks)).collect();
-    zones.sort();
-    for (zone, ks) in zones {
-        let subnets: Vec<Ipv4Net> = ks.iter().map(|&k| g.interfaces[k].address.trunc()).collect();
-        for (a, b) in overlapping_pairs(&subnets) {
-            let (first, second) = (&g.interfaces[ks[a]], &g.interfaces[ks[b]]);
-            cx.err(
-                &format!("{gp}.interfaces[{}].address", ks[b]),
-                format!(
-                    "interface {} ({}) overlaps interface {} ({}) in the {} VRF",
-                    quote(&port_key(second)),
-                    second.address,
-                    quote(&port_key(first)),
-                    first.address,
-                    zone.map(quote).unwrap_or_else(|| "extranet".into())
-                ),
-                Some("a gateway's connected subnets in one VRF do not overlap".into()),
-            );
-        }
-    }
-}
-
 /// The data plane's name for the port: the interface, with `.VLAN` for a VLAN.
-fn port_key(itf: &Interface) -> String {
+pub(super) fn port_key(itf: &Interface) -> String {
     match itf.vlan {
         Some(v) => format!("{}.{v}", itf.name),
         None => itf.name.clone(),
@@ -679,6 +542,6 @@ fn covered(prefixes: &[Ipv4Net], subnet: &Ipv4Net) -> bool {
 }
 
 /// The node's path, from the path of something of one of its gateways.
-fn node_path(gateway_part: &str) -> &str {
+pub(super) fn node_path(gateway_part: &str) -> &str {
     gateway_part.rsplit_once(".gateways[").map_or(gateway_part, |(node, _)| node)
 }
