@@ -1,6 +1,6 @@
 //! Per-stage and whole-pipeline benchmarks of the userspace engine, one core, 64-byte frames.
 //! `cargo bench --bench dataplane`; criterion reports time per batch and elements/s (packets or
-//! lookups per second). The README records the figures next to the goals.
+//! lookups per second). `docs/performance.md` records the figures next to the goals.
 
 use std::{hint::black_box, net::Ipv4Addr};
 

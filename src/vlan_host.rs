@@ -1,4 +1,4 @@
-//! The slow path's neighbor resolution for VLAN ports (see `dataplane::host::neighbors`): the
+//! The slow path's neighbor resolution for VLAN ports (see `dataplane::host::vlan_neighbors`): the
 //! kernel has no 802.1Q devices here, so nothing else resolves a VLAN port's neighbors (the
 //! host stack answers for its addresses). What it learns goes to both engines: the slow path's, and the program's neighbor
 //! tables under the VLAN port's key.

@@ -21,7 +21,7 @@ fn two_workers_through_a_packet_fanout() {
 }
 
 fn af_packet(tag: &str, extra: &[&str]) {
-    common::require_root("af_packet_e2e");
+    common::require_root("e2e_af_packet");
     let config = common::napt_config("198.18.30.1/32");
     let site = common::Site::build(&config);
     let lab = &site.lab;

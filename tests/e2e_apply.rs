@@ -63,7 +63,7 @@ fn configs_apply_on_the_userspace_engine() {
 }
 
 fn apply(engine: &[&str]) {
-    common::require_root("apply");
+    common::require_root("e2e_apply");
     let config = common::demo_config();
     let site = common::Site::build(&config);
     let mut gw = site.start_gateway_with("gw", engine);

@@ -10,7 +10,7 @@ use dataplane::{Drop, Stat};
 
 #[test]
 fn legacy_host_reaches_the_extranet_as_its_plan_address() {
-    common::require_root("demo_e2e");
+    common::require_root("e2e_demo");
     let config = common::demo_config();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let hutong = Path::new(env!("CARGO_BIN_EXE_hutong"));

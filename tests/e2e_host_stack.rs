@@ -23,7 +23,7 @@ const SERVICE: &str = "198.18.40.80";
 const NOBODY: &str = "198.19.0.200";
 
 fn nat_addresses_answer(engine: &[&str]) {
-    common::require_root("host_stack_e2e");
+    common::require_root("e2e_host_stack");
     let mut config = common::napt_config("198.18.30.1/32");
     config.nat_pools[0].addresses.push(format!("{ON_LINK_POOL}/32").parse().unwrap());
     config.services = vec![dataplane::config::Service {

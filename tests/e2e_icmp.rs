@@ -21,7 +21,7 @@ fn a_closed_udp_port_is_reported_back_on_the_userspace_engine_too() {
 }
 
 fn closed_udp_port(engine: &[&str]) {
-    common::require_root("icmp_e2e");
+    common::require_root("e2e_icmp");
     let site = common::Site::build(&common::napt_config("198.18.30.1/32"));
     let lab = &site.lab;
     let server = SocketAddr::new(lab.addrs.server.addr().into(), 9);
@@ -65,7 +65,7 @@ fn path_mtu_discovery_on_the_userspace_engine() {
 }
 
 fn path_mtu_discovery_works_across_the_gateway_on(engine: &[&str]) {
-    common::require_root("icmp_e2e");
+    common::require_root("e2e_icmp");
     let mut config = common::demo_config();
     // The legacy side takes at most 1400 bytes: the server's full-size segments must be
     // answered with fragmentation-needed, and its TCP must shrink them.

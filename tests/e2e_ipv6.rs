@@ -59,7 +59,7 @@ fn ipv6_through_nptv6_on_the_userspace_engine() {
 }
 
 fn ipv6(engine: &[&str]) {
-    common::require_root("ipv6_e2e");
+    common::require_root("e2e_ipv6");
     let site = common::Site::build(&with_ipv6());
     let lab = &site.lab;
     let six = lab.addrs.ipv6.clone().expect("the lab builds IPv6 hosts");

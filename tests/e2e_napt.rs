@@ -14,7 +14,7 @@ use hutong::lab::http::HttpServer;
 
 #[test]
 fn legacy_hosts_reach_the_extranet_through_napt() {
-    common::require_root("napt_e2e");
+    common::require_root("e2e_napt");
     let config = common::napt_config("198.18.30.1/32");
 
     let site = common::Site::build(&config);
@@ -155,7 +155,7 @@ fn a_published_service_on_the_userspace_engine() {
 }
 
 fn a_published_legacy_service_is_reachable_from_the_extranet_on(engine: &[&str]) {
-    common::require_root("napt_e2e");
+    common::require_root("e2e_napt");
     let mut config = common::demo_config();
     config.services = vec![dataplane::config::Service {
         name: "city-portal".into(),
@@ -214,7 +214,7 @@ fn a_published_legacy_service_is_reachable_from_the_extranet_on(engine: &[&str])
 /// through AF_XDP; nothing is forwarded by flows in the program.
 #[test]
 fn napt_on_the_userspace_engine() {
-    common::require_root("napt_e2e");
+    common::require_root("e2e_napt");
     let config = common::napt_config("198.18.30.1/32");
     let site = common::Site::build(&config);
     let lab = &site.lab;
@@ -267,7 +267,7 @@ fn deterministic_nat_on_the_userspace_engine() {
 }
 
 fn deterministic_nat_follows_its_formula_end_to_end_on(engine: &[&str]) {
-    common::require_root("napt_e2e");
+    common::require_root("e2e_napt");
     let mut config = common::napt_config("198.18.30.0/31");
     config.nat_pools[0].mode =
         dataplane::config::PoolMode::Deterministic { inside: "10.20.0.0/24".parse().unwrap() };
@@ -352,7 +352,7 @@ fn two_fragments(
 /// counts the fragments it held.
 fn fragments_out_of_order(engine: &[&str]) {
     use std::net::{Ipv4Addr, UdpSocket};
-    common::require_root("napt_e2e");
+    common::require_root("e2e_napt");
     let config = common::napt_config("198.18.30.1/32");
     let site = common::Site::build(&config);
     let lab = &site.lab;

@@ -47,7 +47,7 @@ fn overlapping_legacy_networks_on_the_userspace_engine() {
 }
 
 fn overlap(engine: &[&str]) {
-    common::require_root("overlap_e2e");
+    common::require_root("e2e_overlap");
     let site = common::Site::build(&overlapping());
     let lab = &site.lab;
     let a = lab.addrs.clone();

@@ -15,7 +15,7 @@ use hutong::{
 
 #[test]
 fn the_userspace_engine_forwards_a_modest_load_whole_after_overloads() {
-    common::require_root("overload_e2e");
+    common::require_root("e2e_overload");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let lab = rt.block_on(BenchLab::build(1)).unwrap();
     let work = tempfile::tempdir().unwrap();

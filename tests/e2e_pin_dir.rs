@@ -20,7 +20,7 @@ fn state_files(site: &common::Site) -> Vec<String> {
 
 #[test]
 fn a_pin_directory_belongs_to_one_gateway_in_one_namespace() {
-    common::require_root("pin_dir");
+    common::require_root("e2e_pin_dir");
     let config = common::demo_config();
     let a = common::Site::build(&config);
     let b = common::Site::build(&config);
@@ -73,7 +73,7 @@ fn a_pin_directory_belongs_to_one_gateway_in_one_namespace() {
 
 #[test]
 fn pins_over_recreated_interfaces_are_replaced_not_fatal() {
-    common::require_root("pin_dir");
+    common::require_root("e2e_pin_dir");
     let config = common::demo_config();
     let site = common::Site::build(&config);
     let mut gw = site.start_gateway("first");

@@ -20,7 +20,7 @@ fn an_isolated_subnet_reaches_nothing_on_the_userspace_engine_too() {
 }
 
 fn isolated_subnet(engine: &[&str]) {
-    common::require_root("policy_e2e");
+    common::require_root("e2e_policy");
     let mut config = common::demo_config();
     config.policies.insert(
         0,

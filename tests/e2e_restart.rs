@@ -27,7 +27,7 @@ const MAX_LOST: u32 = 1;
 
 #[test]
 fn a_flow_survives_a_keep_forwarding_restart() {
-    common::require_root("restart");
+    common::require_root("e2e_restart");
     let config = common::demo_config();
     let site = common::Site::build(&config);
     let lab = &site.lab;
@@ -135,7 +135,7 @@ const ROUND_TRIPS: u32 = 300;
 
 #[test]
 fn an_established_napt_connection_survives_a_keep_forwarding_restart() {
-    common::require_root("restart");
+    common::require_root("e2e_restart");
     let config = common::napt_config("198.18.30.0/31");
     let site = common::Site::build(&config);
     let lab = &site.lab;
@@ -222,7 +222,7 @@ fn an_established_napt_connection_survives_a_keep_forwarding_restart() {
 /// restart were lost.
 #[test]
 fn a_netmapped_host_beside_napt_keeps_its_flow_across_a_restart() {
-    common::require_root("restart");
+    common::require_root("e2e_restart");
     let mut config = common::demo_config();
     let napt = common::napt_config("198.18.30.0/30");
     config.nat_pools = napt.nat_pools.clone();

@@ -7,7 +7,7 @@ mod common;
 
 #[test]
 fn the_showcase_holds_row_by_row() {
-    common::require_root("showcase_e2e");
+    common::require_root("e2e_showcase");
     let config = hutong::showcase::config().unwrap();
     let hutong = std::path::Path::new(env!("CARGO_BIN_EXE_hutong"));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

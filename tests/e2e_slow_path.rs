@@ -20,7 +20,7 @@ fn an_expiring_ttl_on_the_userspace_engine() {
 }
 
 fn an_expiring_ttl_is_answered_through_the_slow_path_on(engine: &[&str]) {
-    common::require_root("slow_path");
+    common::require_root("e2e_slow_path");
     let config = common::demo_config();
     let site = common::Site::build(&config);
     let lab = &site.lab;

@@ -29,7 +29,7 @@ fn a_vlan_port_on_the_userspace_engine() {
 }
 
 fn vlan(engine: &[&str]) {
-    common::require_root("vlan_e2e");
+    common::require_root("e2e_vlan");
     let mut config = common::demo_config();
     config.ports[0].vlan = Some(VID);
     config.validate().unwrap();

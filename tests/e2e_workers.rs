@@ -97,7 +97,7 @@ fn metric(lab: &hutong::lab::DemoLab, name: &str, worker: &str) -> f64 {
 
 #[test]
 fn two_workers_share_the_sessions_and_hand_each_other_their_packets() {
-    common::require_root("workers_e2e");
+    common::require_root("e2e_workers");
     let config = pool_config();
     let site = common::Site::build_with_queues(&config, 2);
     let lab = &site.lab;
@@ -166,7 +166,7 @@ fn two_workers_share_the_sessions_and_hand_each_other_their_packets() {
 fn the_xdp_engines_slow_path_serves_every_queue() {
     // Before, only queue 0 had a socket: a new session whose first packet came in on queue 1
     // went to the kernel instead, and got nowhere.
-    common::require_root("workers_e2e");
+    common::require_root("e2e_workers");
     let config = pool_config();
     let site = common::Site::build_with_queues(&config, 2);
     let lab = &site.lab;
@@ -189,7 +189,7 @@ fn the_xdp_engines_slow_path_serves_every_queue() {
 
 #[test]
 fn workers_are_refused_where_they_cannot_run() {
-    common::require_root("workers_e2e");
+    common::require_root("e2e_workers");
     let site = common::Site::build(&pool_config());
     // One queue per port, two workers.
     let mut gw = site.start_gateway_with("gw-1q", &["--engine", "userspace", "--workers", "2"]);

@@ -472,7 +472,7 @@ fn with_vlans(mut config: dataplane::Config) -> dataplane::Config {
 
 #[test]
 fn vlans_in_the_program_match_the_userspace_engine() {
-    common::require_root("differential");
+    common::require_root("xdp_differential");
     let config = with_vlans(common::demo_config());
     config.validate().unwrap();
     let t = differential("vlans", config);
@@ -540,7 +540,7 @@ fn rule(name: &str, vrf: u32, action: Action) -> Rule {
 
 #[test]
 fn ipv6_in_the_program_matches_the_userspace_engine() {
-    common::require_root("differential");
+    common::require_root("xdp_differential");
     let config = with_ipv6(common::demo_config());
     config.validate().unwrap();
     let t = differential("ipv6", config);
@@ -560,7 +560,7 @@ fn ipv6_in_the_program_matches_the_userspace_engine() {
 
 #[test]
 fn the_xdp_program_matches_the_userspace_engine() {
-    common::require_root("differential");
+    common::require_root("xdp_differential");
     let t = differential("demo", common::demo_config());
     assert!(
         t.forwarded > 100 && t.dropped > 100 && t.slow > 10 && t.to_host > 5,
@@ -573,7 +573,7 @@ fn the_xdp_program_matches_the_userspace_engine() {
 /// rules of the extranet VRF. Each rule's hit counter must agree too.
 #[test]
 fn policy_rules_in_the_program_match_the_userspace_engine() {
-    common::require_root("differential");
+    common::require_root("xdp_differential");
     let mut config = common::demo_config();
     let ports = |first: u16, last: u16| Some(PortRange { first, last });
     let lan = config.policies[0].clone();

@@ -261,7 +261,7 @@ fn mapping_of(out: &[u8]) -> ([u8; 4], u16) {
 
 #[test]
 fn established_sessions_in_the_program_match_the_userspace_engine() {
-    common::require_root("differential_napt");
+    common::require_root("xdp_differential_napt");
     let (ns, legacy, uplink) = common::veth_pair("dnat");
     let config = config();
     let t = tables::build(&config, |n| match n {
