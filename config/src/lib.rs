@@ -4,6 +4,8 @@
 //! --config` reads it back. Because a config file can be edited by hand, [`Config::validate`]
 //! checks it again on load and reports every problem, not just the first.
 
+#![forbid(unsafe_code)]
+
 pub mod bounds;
 pub mod examples;
 pub mod nat;

@@ -4,6 +4,8 @@
 //! The flow is `load` (parse, keep source positions) → `validate` (every problem at once) →
 //! `compile` (one gateway's config, deterministic). Nothing is compiled from an invalid plan.
 
+#![forbid(unsafe_code)]
+
 pub mod compile;
 pub mod conformance;
 mod decode;

@@ -11,6 +11,8 @@
 //! A batch runs against one [`Compiled`] snapshot: a config swapped in while a batch runs takes
 //! effect with the next batch, so no packet sees half of each.
 
+#![forbid(unsafe_code)]
+
 /// Records one decision of a traced packet; nothing is formatted when the packet is not traced.
 macro_rules! step {
     ($tr:expr, $stage:expr, $($fmt:tt)*) => {

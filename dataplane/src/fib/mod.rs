@@ -4,6 +4,8 @@
 //! Built from a [`Config`] in one go: each port's own prefixes are connected (on-link) routes,
 //! static routes for the same VRF and prefix form one ECMP group.
 
+#![forbid(unsafe_code)]
+
 pub mod lpm4;
 pub mod lpm6;
 

@@ -19,6 +19,8 @@
 //! Neighbors the gateway learns from what VLAN ports hear, and its requests for next hops,
 //! are in [`vlan_neighbors`].
 
+#![forbid(unsafe_code)]
+
 pub mod vlan_neighbors;
 
 use std::{collections::VecDeque, net::IpAddr};

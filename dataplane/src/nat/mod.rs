@@ -7,6 +7,8 @@
 //! an existing session for the packet (inside → outside, or outside → inside with filtering),
 //! else the policy, whose `napt` / `dnat` rules call [`Nat::create`] / [`Nat::service_inbound`].
 
+#![forbid(unsafe_code)]
+
 pub mod cost;
 pub mod det44;
 pub mod index;

@@ -9,6 +9,8 @@
 //!
 //! The XDP program mirrors these rules (the differential test of the XDP issue holds them equal).
 
+#![forbid(unsafe_code)]
+
 pub mod embedded;
 pub mod gre;
 pub mod meta;

@@ -185,12 +185,15 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: repr(C), integers and byte arrays, no implicit padding (asserted sizes).
-    unsafe impl aya::Pod for super::GenConfig {}
-    unsafe impl aya::Pod for super::SinkExpect {}
-    unsafe impl aya::Pod for super::SinkCounters {}
-    unsafe impl aya::Pod for super::GenState {}
-    unsafe impl aya::Pod for super::Learned {}
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: repr(C), integers and byte arrays, no implicit padding (asserted sizes):
+            // every bit pattern is valid and no byte is uninitialised.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(super::GenConfig, super::SinkExpect, super::SinkCounters, super::GenState, super::Learned);
 }
 
 #[cfg(test)]

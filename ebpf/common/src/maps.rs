@@ -424,23 +424,33 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are `repr(C)`, contain only integers and byte arrays, and have explicit
-    // padding fields, so every bit pattern is valid and no byte is uninitialised.
-    unsafe impl aya::Pod for super::Port {}
-    unsafe impl aya::Pod for super::V4Key {}
-    unsafe impl aya::Pod for super::Netmap {}
-    unsafe impl aya::Pod for super::Route {}
-    unsafe impl aya::Pod for super::NeighKey {}
-    unsafe impl aya::Pod for super::Neigh {}
-    unsafe impl aya::Pod for super::FlowKey {}
-    unsafe impl aya::Pod for super::Flow {}
-    unsafe impl aya::Pod for super::PolicyRule {}
-    unsafe impl aya::Pod for super::PortCounters {}
-    unsafe impl aya::Pod for super::V6Key {}
-    unsafe impl aya::Pod for super::Npt6 {}
-    unsafe impl aya::Pod for super::Route6 {}
-    unsafe impl aya::Pod for super::Neigh6Key {}
-    unsafe impl aya::Pod for super::PolicyRule6 {}
+    /// `aya::Pod` for each type: it lets the loader copy them to and from the maps as bytes.
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: every one of these is `repr(C)`, holds only integers and byte arrays, and
+            // has explicit padding fields (sizes and offsets asserted above), so every bit
+            // pattern is valid and no byte is uninitialised.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(
+        super::Port,
+        super::V4Key,
+        super::Netmap,
+        super::Route,
+        super::NeighKey,
+        super::Neigh,
+        super::FlowKey,
+        super::Flow,
+        super::PolicyRule,
+        super::PortCounters,
+        super::V6Key,
+        super::Npt6,
+        super::Route6,
+        super::Neigh6Key,
+        super::PolicyRule6,
+    );
 }
 
 #[cfg(test)]
