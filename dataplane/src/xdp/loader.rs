@@ -24,13 +24,13 @@ use aya::{
     },
 };
 use hutong_common::{
-    Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FIB_V6, MAP_FLOWS, MAP_LOCAL_V4,
+    ALL_MAPS, Drop, Flow, FlowKey, MAP_ACTIVE, MAP_DROPS, MAP_FIB_V4, MAP_FIB_V6, MAP_FLOWS, MAP_LOCAL_V4,
     MAP_LOCAL_V6, MAP_NAT_DST_V4, MAP_NAT_OUT_V4, MAP_NAT_SRC_V4, MAP_NEIGH_MISS, MAP_NEIGH_V4, MAP_NEIGH_V6,
     MAP_NPT_DST_V6, MAP_NPT_SRC_V6, MAP_PORT_COUNTERS, MAP_PORTS, MAP_RULE_HITS, MAP_RULES, MAP_RULES_V6,
-    MAP_SLOW_PATH, MAP_STATS, MAP_TX_PORTS, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES, MAX_NEIGHBORS,
-    MAX_NPT_PREFIXES, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF, MAX_RULES_V6,
-    MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM, PolicyRule,
-    PolicyRule6, Port, PortCounters, Route, Route6, Stat, V4Key, V6Key,
+    MAP_SLOW_PATH, MAP_STATS, MAP_TAG, MAP_TX_PORTS, MAP_UNRESOLVED, MAX_FLOWS, MAX_LOCAL, MAX_NAT_PREFIXES,
+    MAX_NEIGHBORS, MAX_NPT_PREFIXES, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_RULES, MAX_RULES_PER_VRF,
+    MAX_RULES_V6, MAX_VLAN_PORTS, NEIGH_MISS_BYTES, Neigh, Neigh6Key, NeighKey, Netmap, Npt6, PROGRAM,
+    PolicyRule, PolicyRule6, Port, PortCounters, Route, Route6, Stat, V4Key, V6Key,
 };
 
 use super::{flows::FlowMap, tables::Tables};
@@ -55,44 +55,16 @@ pub struct NeighborMaps {
     pub misses: RingBuf<MapData>,
 }
 
-/// Every map of the program (all of them are pinned when a pin directory is used).
-const MAPS: [&str; 35] = [
-    MAP_PORTS[0],
-    MAP_PORTS[1],
-    MAP_LOCAL_V4[0],
-    MAP_LOCAL_V4[1],
-    MAP_NAT_SRC_V4[0],
-    MAP_NAT_SRC_V4[1],
-    MAP_NAT_DST_V4[0],
-    MAP_NAT_DST_V4[1],
-    MAP_FIB_V4[0],
-    MAP_FIB_V4[1],
-    MAP_ACTIVE,
-    MAP_NEIGH_V4,
-    MAP_NEIGH_MISS,
-    MAP_DROPS,
-    MAP_STATS,
-    MAP_SLOW_PATH,
-    MAP_FLOWS,
-    MAP_RULES[0],
-    MAP_RULES[1],
-    MAP_RULE_HITS,
-    MAP_PORT_COUNTERS,
-    MAP_TX_PORTS,
-    MAP_LOCAL_V6[0],
-    MAP_LOCAL_V6[1],
-    MAP_NPT_SRC_V6[0],
-    MAP_NPT_SRC_V6[1],
-    MAP_NPT_DST_V6[0],
-    MAP_NPT_DST_V6[1],
-    MAP_FIB_V6[0],
-    MAP_FIB_V6[1],
-    MAP_RULES_V6[0],
-    MAP_RULES_V6[1],
-    MAP_NEIGH_V6,
-    MAP_NAT_OUT_V4[0],
-    MAP_NAT_OUT_V4[1],
-];
+/// The program's per-CPU scratch (a frame's VLAN tag, the unresolved-next-hop window): nothing in
+/// them outlives a packet or a few milliseconds, so they are never pinned (a restarted program
+/// starts them afresh).
+const UNPINNED: [&str; 2] = [MAP_TAG, MAP_UNRESOLVED];
+
+/// The maps pinned when a pin directory is used: every map of the program ([`ALL_MAPS`]) but
+/// [`UNPINNED`]'s.
+fn pinned_maps() -> impl Iterator<Item = &'static str> {
+    ALL_MAPS.iter().copied().filter(|m| !UNPINNED.contains(m))
+}
 
 /// The pin directory records the map layout its pins were made with as an empty subdirectory
 /// `layout-<hash>` (bpffs holds only BPF objects and directories, no plain files).
@@ -195,7 +167,7 @@ impl XdpEngine {
                 other.join(", ")
             ),
         };
-        let paths: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, dir.join(m))).collect();
+        let paths: Vec<(&str, PathBuf)> = pinned_maps().map(|m| (m, dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
@@ -369,7 +341,7 @@ impl XdpEngine {
             drop(link);
         }
         if let Some(dir) = self.pins.take() {
-            for m in MAPS {
+            for m in pinned_maps() {
                 let _ = std::fs::remove_file(dir.join(m));
             }
             let _ = std::fs::remove_dir(dir.join(layout_dir_name()));
@@ -580,4 +552,50 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).with_context(|| format!("the object has no map {name} (or it was taken)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use aya_obj::{EbpfSectionKind, Object};
+
+    use super::*;
+
+    /// The maps the compiled program defines (its `.data`, `.rodata` and `.bss` sections,
+    /// which aya turns into maps too, are not maps of the program's own).
+    fn object_maps() -> BTreeSet<String> {
+        let obj = Object::parse(PROGRAM_OBJECT).expect("the program object parses");
+        obj.maps
+            .iter()
+            .filter(|(_, m)| matches!(m.section_kind(), EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn all_maps_is_exactly_the_maps_of_the_program_object() {
+        let listed: BTreeSet<String> = ALL_MAPS.iter().map(|m| m.to_string()).collect();
+        assert_eq!(listed.len(), ALL_MAPS.len(), "ALL_MAPS names a map twice");
+        let object = object_maps();
+        let unlisted: Vec<_> = object.difference(&listed).collect();
+        let absent: Vec<_> = listed.difference(&object).collect();
+        assert!(
+            unlisted.is_empty() && absent.is_empty(),
+            "in the program but not in hutong_common::ALL_MAPS: {unlisted:?}; \
+             in ALL_MAPS but not in the program: {absent:?}"
+        );
+    }
+
+    #[test]
+    fn every_map_but_the_scratch_is_pinned() {
+        let pinned: Vec<&str> = pinned_maps().collect();
+        assert_eq!(pinned.len(), ALL_MAPS.len() - UNPINNED.len());
+        assert!(UNPINNED.iter().all(|m| ALL_MAPS.contains(m) && !pinned.contains(m)));
+        for m in
+            [MAP_FLOWS, MAP_NEIGH_V4, MAP_NEIGH_V6, MAP_ACTIVE, MAP_PORTS[0], MAP_PORTS[1], MAP_RULE_HITS]
+        {
+            assert!(pinned.contains(&m), "{m}");
+        }
+    }
 }

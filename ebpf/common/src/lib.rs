@@ -1,5 +1,6 @@
 //! Types shared by the XDP program and userspace: map keys and values, the closed list of drop
-//! reasons and statistics, and the checksum arithmetic both engines use.
+//! reasons and statistics, the checksum arithmetic both engines use, and the wire-format facts
+//! (EtherTypes, protocol numbers, header bits) both engines parse by ([`wire`]).
 //!
 //! Every type here is `#[repr(C)]` with explicit padding, and its layout is pinned by `const`
 //! assertions: the BPF program and the loader are compiled by different compilers for different
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod checksum;
 pub mod counters;
 pub mod maps;
+pub mod wire;
 
 pub use counters::{Drop, Stat};
 pub use maps::*;

@@ -37,6 +37,55 @@ pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_SLOW_PATH: &str = "SLOW_PATH";
 pub const MAP_FLOWS: &str = "FLOWS";
+/// Per CPU: the 802.1Q tag of the frame in hand, from its arrival to its departure. The
+/// program's scratch; userspace never reads it.
+pub const MAP_TAG: &str = "TAG";
+/// Per CPU: the window of packets towards unresolved next hops handed to the slow path. The
+/// program's own; userspace never reads it.
+pub const MAP_UNRESOLVED: &str = "UNRESOLVED";
+
+/// Every map of the program, both generations of the tables: exactly the maps its object
+/// defines (`dataplane`'s tests parse the object and compare), so a list of maps kept anywhere
+/// else can be derived from this one.
+pub const ALL_MAPS: &[&str] = &[
+    MAP_PORTS[0],
+    MAP_PORTS[1],
+    MAP_LOCAL_V4[0],
+    MAP_LOCAL_V4[1],
+    MAP_NAT_SRC_V4[0],
+    MAP_NAT_SRC_V4[1],
+    MAP_NAT_DST_V4[0],
+    MAP_NAT_DST_V4[1],
+    MAP_FIB_V4[0],
+    MAP_FIB_V4[1],
+    MAP_NAT_OUT_V4[0],
+    MAP_NAT_OUT_V4[1],
+    MAP_RULES[0],
+    MAP_RULES[1],
+    MAP_LOCAL_V6[0],
+    MAP_LOCAL_V6[1],
+    MAP_NPT_SRC_V6[0],
+    MAP_NPT_SRC_V6[1],
+    MAP_NPT_DST_V6[0],
+    MAP_NPT_DST_V6[1],
+    MAP_FIB_V6[0],
+    MAP_FIB_V6[1],
+    MAP_RULES_V6[0],
+    MAP_RULES_V6[1],
+    MAP_ACTIVE,
+    MAP_TX_PORTS,
+    MAP_PORT_COUNTERS,
+    MAP_RULE_HITS,
+    MAP_FLOWS,
+    MAP_NEIGH_V4,
+    MAP_NEIGH_V6,
+    MAP_NEIGH_MISS,
+    MAP_DROPS,
+    MAP_STATS,
+    MAP_SLOW_PATH,
+    MAP_TAG,
+    MAP_UNRESOLVED,
+];
 /// The program's name in the object file.
 pub const PROGRAM: &str = "hutong";
 
@@ -476,6 +525,16 @@ mod tests {
         assert_eq!(vlan_port_of(k), Some((5, 4094)));
         assert_eq!(vlan_port_of(7), None);
         assert_ne!(vlan_port_key(1, 100), vlan_port_key(0, 100));
+    }
+
+    #[test]
+    fn all_maps_names_each_map_once() {
+        for (i, a) in ALL_MAPS.iter().enumerate() {
+            assert!(!ALL_MAPS[i + 1..].contains(a), "{a} twice");
+        }
+        for pair in [MAP_PORTS, MAP_RULES, MAP_FIB_V4, MAP_FIB_V6, MAP_NAT_OUT_V4, MAP_RULES_V6] {
+            assert!(pair.iter().all(|m| ALL_MAPS.contains(m)), "{pair:?}");
+        }
     }
 
     #[test]

@@ -7,81 +7,26 @@
 //! IPv6 has no header checksum, and NPTv6 is checksum-neutral, so the only checksum work is the
 //! transport checksum's, done with the same `replace16` as userspace so both give equal bytes.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
-    programs::XdpContext,
-};
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use hutong_common::{
-    Drop, MAX_LOCAL, MAX_NEIGHBORS, MAX_NPT_PREFIXES, MAX_ROUTES, MAX_RULES_PER_VRF, MAX_RULES_V6, Neigh,
-    Neigh6Key, NeighKey, Npt6, PORT_SLOW, PolicyRule6, Port, RULE_COUNT, RULE_DENY, RULE_DPORTS, RULE_NPT6,
-    RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, RULE_VIA_V4, Route6, V6Key, checksum,
+    Drop, MAX_RULES_PER_VRF, Neigh6Key, NeighKey, Npt6, PORT_SLOW, Port, RULE_COUNT, RULE_DENY, RULE_DPORTS,
+    RULE_NPT6, RULE_PERMIT, RULE_PROTO, RULE_ROUTE_VIA, RULE_SPORTS, RULE_VIA_V4, V6Key, checksum,
+    wire::{
+        ETH_HLEN, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, checksum_to_send, is_icmpv6_error,
+        is_ipv6_extension,
+    },
 };
 
 use crate::{
-    ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, NEIGH_MISS, NEIGH_V4, NO_RULE, SCAN_PORTS, SCAN_UNDO, Tables,
-    count_rule, ptr_at, slow_path, to_host, transmit,
+    classify::{NO_RULE, SCAN_PORTS, SCAN_UNDO},
+    counters::count_rule,
+    maps::{RULES_V6_0, RULES_V6_1, Tables, tables6},
+    parse::ptr_at,
+    xmit::{neighbor, neighbor6, slow_path, to_host, transmit},
 };
 
-#[map]
-pub static LOCAL_V6_0: HashMap<V6Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
-#[map]
-pub static LOCAL_V6_1: HashMap<V6Key, u8> = HashMap::with_max_entries(MAX_LOCAL, 0);
-#[map]
-pub static NPT_SRC_V6_0: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
-#[map]
-pub static NPT_SRC_V6_1: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
-#[map]
-pub static NPT_DST_V6_0: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
-#[map]
-pub static NPT_DST_V6_1: LpmTrie<V6Key, Npt6> = LpmTrie::with_max_entries(MAX_NPT_PREFIXES, 0);
-#[map]
-pub static FIB_V6_0: LpmTrie<V6Key, Route6> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
-#[map]
-pub static FIB_V6_1: LpmTrie<V6Key, Route6> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
-#[map]
-pub static RULES_V6_0: Array<PolicyRule6> = Array::with_max_entries(MAX_RULES_V6, 0);
-#[map]
-pub static RULES_V6_1: Array<PolicyRule6> = Array::with_max_entries(MAX_RULES_V6, 0);
-#[map]
-pub static NEIGH_V6: HashMap<Neigh6Key, Neigh> = HashMap::with_max_entries(MAX_NEIGHBORS, 0);
-
-/// One generation of the IPv6 tables (see `crate::tables`).
-pub struct Tables6 {
-    pub local: &'static HashMap<V6Key, u8>,
-    pub npt_src: &'static LpmTrie<V6Key, Npt6>,
-    pub npt_dst: &'static LpmTrie<V6Key, Npt6>,
-    pub fib: &'static LpmTrie<V6Key, Route6>,
-    pub rules: &'static Array<PolicyRule6>,
-}
-
-/// The generation `generation` of the IPv6 tables. Chosen by branches, never through a table
-/// of map references: those would sit in .rodata, where map relocations do not reach.
-#[inline(always)]
-fn tables6(generation: u32) -> Tables6 {
-    if generation & 1 == 0 {
-        Tables6 {
-            local: &LOCAL_V6_0,
-            npt_src: &NPT_SRC_V6_0,
-            npt_dst: &NPT_DST_V6_0,
-            fib: &FIB_V6_0,
-            rules: &RULES_V6_0,
-        }
-    } else {
-        Tables6 {
-            local: &LOCAL_V6_1,
-            npt_src: &NPT_SRC_V6_1,
-            npt_dst: &NPT_DST_V6_1,
-            fib: &FIB_V6_1,
-            rules: &RULES_V6_1,
-        }
-    }
-}
-
-const IPPROTO_ICMPV6: u8 = 58;
-const IPV6_HLEN: usize = 40;
 /// The L4 header of an untagged IPv6 packet without extension headers: a constant offset.
-const L4: usize = ETH_LEN + IPV6_HLEN;
+const L4: usize = ETH_HLEN + IPV6_HLEN;
 
 /// Validates the IPv6 header at `l3` and, without extension headers, the transport header, as
 /// `dataplane::packet::parse` does. Returns the datagram's length and its next header.
@@ -118,12 +63,6 @@ pub fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
     Ok((len, next))
 }
 
-/// Hop-by-hop, routing, fragment and destination options: the headers the slow path walks.
-#[inline(always)]
-fn is_extension(next: u8) -> bool {
-    matches!(next, 0 | 43 | 44 | 60)
-}
-
 /// Multicast (ff00::/8) or link-local unicast (fe80::/10): never forwarded, the host stack's.
 #[inline(always)]
 fn link_scope(a: &[u8; 16]) -> bool {
@@ -135,9 +74,9 @@ fn link_scope(a: &[u8; 16]) -> bool {
 #[inline(always)]
 pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8) -> Result<u32, Drop> {
     let t6 = tables6(t.epoch);
-    let hop_limit = unsafe { *ptr_at::<u8>(ctx, ETH_LEN + 7)? };
-    let src = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_LEN + 8)? };
-    let dst = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_LEN + 24)? };
+    let hop_limit = unsafe { *ptr_at::<u8>(ctx, ETH_HLEN + 7)? };
+    let src = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 8)? };
+    let dst = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 24)? };
     let vrf = port.vrf;
 
     // --- the host stack's: our own addresses, and link-scope and multicast (NDP, MLD, RA) ---------
@@ -150,7 +89,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
     }
     // Extension headers (fragments among them), hop-limit expiry and ICMPv6 errors (RFC 4443,
     // quoting a packet NPTv6 may have to translate back) are the slow path's.
-    if is_extension(next) || hop_limit <= 1 || port.flags & PORT_SLOW != 0 {
+    if is_ipv6_extension(next) || hop_limit <= 1 || port.flags & PORT_SLOW != 0 {
         return Ok(slow_path(ctx, port));
     }
     let ports = match next {
@@ -159,7 +98,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
             Some((u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])))
         }
         IPPROTO_ICMPV6 => {
-            if unsafe { *ptr_at::<u8>(ctx, L4)? } < 128 {
+            if is_icmpv6_error(unsafe { *ptr_at::<u8>(ctx, L4)? }) {
                 return Ok(slow_path(ctx, port));
             }
             None
@@ -208,19 +147,11 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
     }
     let dst_mac = if decided.via_v4 {
         let key = NeighKey { ifindex: out_ifindex, addr: [nexthop[0], nexthop[1], nexthop[2], nexthop[3]] };
-        let Some(n) = (unsafe { NEIGH_V4.get(key) }) else {
-            let _ = NEIGH_MISS.output(key, 0);
-            return Err(Drop::NoNeighbor);
-        };
-        n.mac
+        neighbor(key).ok_or(Drop::NoNeighbor)?.mac
     } else {
         let key =
             Neigh6Key { ifindex: out_ifindex, addr: if nexthop == [0; 16] { new_dst } else { nexthop } };
-        let Some(n) = (unsafe { NEIGH_V6.get(key) }) else {
-            let _ = NEIGH_MISS.output(key, 0);
-            return Err(Drop::NoNeighbor);
-        };
-        n.mac
+        neighbor6(key).ok_or(Drop::NoNeighbor)?.mac
     };
 
     // --- rewrite (no drops past this point) ------------------------------------------------------
@@ -230,23 +161,20 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
         IPPROTO_ICMPV6 => Some(L4 + 2),
         _ => None,
     };
-    for (old, new, at) in [(&src, &new_src, ETH_LEN + 8), (&dst, &new_dst, ETH_LEN + 24)] {
+    for (old, new, at) in [(&src, &new_src, ETH_HLEN + 8), (&dst, &new_dst, ETH_HLEN + 24)] {
         if old == new {
             continue;
         }
         if let Some(c) = csum_at {
             let p = ptr_at::<u16>(ctx, c)?;
-            let mut v = checksum::replace16(unsafe { p.read_unaligned() }, old, new);
+            let v = checksum::replace16(unsafe { p.read_unaligned() }, old, new);
             // UDP over IPv6 always carries a checksum; a computed zero is sent as 0xffff.
-            if next == IPPROTO_UDP && v == 0 {
-                v = 0xffff;
-            }
-            unsafe { p.write_unaligned(v) };
+            unsafe { p.write_unaligned(checksum_to_send(next, v)) };
         }
         unsafe { ptr_at::<[u8; 16]>(ctx, at)?.write_unaligned(*new) };
     }
     unsafe {
-        ptr_at::<u8>(ctx, ETH_LEN + 7)?.write(hop_limit - 1);
+        ptr_at::<u8>(ctx, ETH_HLEN + 7)?.write(hop_limit - 1);
         ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
         ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
     }
@@ -282,7 +210,7 @@ const SCAN_GENERATION: u64 = 1 << 42;
 const SCAN_COUNT_SHIFT: u64 = 43;
 const SCAN_FIRST_SHIFT: u64 = 50;
 
-/// Classifies by the port VRF's IPv6 rules, as `crate::classify` does for IPv4.
+/// Classifies by the port VRF's IPv6 rules, as `crate::classify::classify` does for IPv4.
 #[inline(always)]
 fn classify6(
     generation: u32,
@@ -318,8 +246,8 @@ fn classify6(
     }
 }
 
-/// Scans a VRF's IPv6 rules in order (see `crate::scan`); every argument a scalar, so the
-/// verifier walks the bounded loop once, apart from the rest of the program.
+/// Scans a VRF's IPv6 rules in order (see `crate::classify::scan`); every argument a scalar, so
+/// the verifier walks the bounded loop once, apart from the rest of the program.
 #[inline(never)]
 fn scan6(src_hi: u64, src_lo: u64, dst_hi: u64, dst_lo: u64, word: u64) -> u32 {
     let rules = if word & SCAN_GENERATION == 0 { &RULES_V6_0 } else { &RULES_V6_1 };
@@ -341,8 +269,8 @@ fn scan6(src_hi: u64, src_lo: u64, dst_hi: u64, dst_lo: u64, word: u64) -> u32 {
         {
             continue;
         }
-        // `crate::l4_matches`, written out: as a call it costs this frame stack the verifier's
-        // 512-byte budget (main + subprogram) cannot spare.
+        // `crate::classify::l4_matches`, written out: as a call it costs this frame stack the
+        // verifier's 512-byte budget (main + subprogram) cannot spare.
         if r.flags & RULE_PROTO != 0 && r.proto != proto {
             continue;
         }

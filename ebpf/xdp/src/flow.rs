@@ -1,0 +1,134 @@
+//! The fast path of established NAT sessions: a packet that has a flow in `FLOWS` (written by
+//! the slow path once the userspace engine decided the connection's first packet) is rewritten
+//! as that engine rewrote the first one, and sent, without classifying it again.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use hutong_common::{
+    Drop, FlowKey, NeighKey, Port, Stat, checksum,
+    wire::{
+        ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_STATE_FLAGS, checksum_absent, checksum_to_send,
+        is_icmp_echo,
+    },
+};
+
+use crate::{
+    counters::{count, count_rule},
+    maps::{FLOWS, STATS, Tables},
+    parse::ptr_at,
+    xmit::{neighbor, rewrite_ip, slow_path, transmit},
+};
+
+/// Forwards a packet by its flow in `FLOWS`, if it has one of the current epoch: the addresses,
+/// ports (or ICMP echo identifier) and TTL rewritten with incremental checksums, exactly as the
+/// userspace engine did to the flow's first packet. `None`: no flow; the packet goes on through
+/// the rest of the program. SYN, FIN and RST segments never match: the userspace engine keeps
+/// the TCP state (and with it the session's timeout), so they are its to see.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn by_flow(
+    ctx: &XdpContext,
+    t: &Tables,
+    port: &Port,
+    proto: u8,
+    ihl: usize,
+    ttl: u8,
+    src: u32,
+    dst: u32,
+    total_len: usize,
+) -> Result<Option<u32>, Drop> {
+    let l4 = ETH_HLEN + (ihl & 0x3c);
+    // One read per header (a 1-byte read at a variable offset is beyond this verifier's range
+    // tracking once the compiler folds its bounds check).
+    let (sport, dport) = match proto {
+        IPPROTO_TCP => {
+            let h = unsafe { *ptr_at::<[u8; 14]>(ctx, l4)? };
+            if h[13] & TCP_STATE_FLAGS != 0 {
+                return Ok(None);
+            }
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_UDP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_ICMP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            if !is_icmp_echo(h[0]) {
+                return Ok(None);
+            }
+            ([h[4], h[5]], [h[0], 0])
+        }
+        _ => return Ok(None),
+    };
+    let key = FlowKey {
+        vrf: port.vrf,
+        src: src.to_ne_bytes(),
+        dst: dst.to_ne_bytes(),
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    };
+    let Some(flow) = FLOWS.get_ptr_mut(&key) else { return Ok(None) };
+    // The map value stays valid while we hold it (RCU); copy it once.
+    let f = unsafe { *flow };
+    if f.epoch != t.epoch {
+        return Ok(None);
+    }
+    let Some(out_port) = (unsafe { t.ports.get(f.ifindex) }) else { return Ok(None) };
+    let src_mac = out_port.mac;
+    if total_len > out_port.mtu as usize {
+        return Ok(Some(slow_path(ctx, port)));
+    }
+    let neigh = neighbor(NeighKey { ifindex: f.ifindex, addr: f.nexthop }).ok_or(Drop::NoNeighbor)?;
+    let dst_mac = neigh.mac;
+    let new_src = u32::from_ne_bytes(f.src);
+    let new_dst = u32::from_ne_bytes(f.dst);
+    let (old_sp, old_dp) = (u16::from_ne_bytes(sport), u16::from_ne_bytes(dport));
+    let (new_sp, new_dp) = (u16::from_ne_bytes(f.sport), u16::from_ne_bytes(f.dport));
+
+    // --- rewrite (no drops past this point) ------------------------------------------------------
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let off = if proto == IPPROTO_TCP { 16 } else { 6 };
+            let csum_ptr = ptr_at::<u16>(ctx, l4 + off)?;
+            let old = unsafe { csum_ptr.read_unaligned() };
+            // A zero UDP checksum means "none" (RFC 768) and stays zero.
+            if !checksum_absent(false, proto, old) {
+                let mut new = checksum::replace4(old, src, new_src);
+                new = checksum::replace4(new, dst, new_dst);
+                new = checksum::replace2(new, old_sp, new_sp);
+                new = checksum::replace2(new, old_dp, new_dp);
+                // A computed zero is sent as 0xffff.
+                unsafe { csum_ptr.write_unaligned(checksum_to_send(proto, new)) };
+            }
+            unsafe {
+                ptr_at::<[u8; 2]>(ctx, l4)?.write_unaligned(f.sport);
+                ptr_at::<[u8; 2]>(ctx, l4 + 2)?.write_unaligned(f.dport);
+            }
+        }
+        _ => {
+            // ICMP echo: only the identifier; the ICMP checksum covers no pseudo-header.
+            if old_sp != new_sp {
+                let csum_ptr = ptr_at::<u16>(ctx, l4 + 2)?;
+                unsafe {
+                    csum_ptr.write_unaligned(checksum::replace2(csum_ptr.read_unaligned(), old_sp, new_sp));
+                    ptr_at::<[u8; 2]>(ctx, l4 + 4)?.write_unaligned(f.sport);
+                }
+            }
+        }
+    }
+    rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
+    unsafe {
+        // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
+        let now = bpf_ktime_get_ns();
+        if (*flow).last_seen >> 24 != now >> 24 {
+            (*flow).last_seen = now;
+        }
+    }
+    if f.rule != 0 {
+        count_rule(f.rule - 1, 1);
+    }
+    count(&STATS, Stat::FlowHit as u32);
+    Ok(Some(transmit(ctx, port, out_port)))
+}
