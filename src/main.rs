@@ -312,7 +312,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 for s in &steps {
                     println!(
-                        "{:<10} {}",
+                        "{:<8} {:<10} {}",
+                        s["pipeline"].as_str().unwrap_or("?"),
                         s["stage"].as_str().unwrap_or("?"),
                         s["decision"].as_str().unwrap_or("?")
                     );

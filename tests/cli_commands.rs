@@ -137,7 +137,7 @@ fn trace_prints_each_stage_for_a_hex_packet() {
     let (code, out, err) = hutong(&["trace", "--config", c, "--packet", frame, "--iface", "legacy0"]);
     assert_eq!(code, 0, "{err}");
     for want in [
-        "parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53",
+        "ingress  parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53",
         "city-hall:netmap0:out",
         "198.18.20.10",
         "Forward",

@@ -341,9 +341,9 @@ fn session_params(query: &str) -> Result<(SessionFilter, usize, usize), String> 
             "vrf" => f.vrf = Some(v.parse().map_err(|_| bad("not a VRF id"))?),
             "proto" => {
                 f.proto = Some(match v {
-                    "tcp" => 6,
-                    "udp" => 17,
-                    "icmp" => 1,
+                    "tcp" => hutong_common::wire::IPPROTO_TCP,
+                    "udp" => hutong_common::wire::IPPROTO_UDP,
+                    "icmp" => hutong_common::wire::IPPROTO_ICMP,
                     n => n.parse().map_err(|_| bad("not tcp, udp, icmp or a protocol number"))?,
                 })
             }

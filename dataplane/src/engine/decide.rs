@@ -5,7 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use hutong_common::Drop;
+use hutong_common::{
+    Drop,
+    wire::{ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST},
+};
 
 use super::{
     Compiled, Engine, Step, classify::FlowKey, compiled, icmp::IcmpError, ingress::Arrival, offload::Cache,
@@ -119,7 +122,7 @@ impl Engine {
             // answers for its NAT addresses as for its own.
             Ok(None)
                 if m.proto == packet::IPPROTO_ICMP
-                    && matches!(m.l4, L4::Icmp { kind: 8, .. })
+                    && matches!(m.l4, L4::Icmp { kind: ICMP_ECHO_REQUEST, .. })
                     && m.frag == Frag::Whole
                     && t.is_nat_address(vrf, key.dst) =>
             {
@@ -382,7 +385,7 @@ pub(super) fn nat_tuple(m: &Meta, vrf: u32) -> Option<nat::Tuple> {
     let class = nat::class(m.proto)?;
     let (sport, dport, flags) = match m.l4 {
         L4::Ports { src, dst, tcp_flags } => (src, dst, tcp_flags),
-        L4::Icmp { kind: 0 | 8, ident, .. } => (ident, ident, 0),
+        L4::Icmp { kind: ICMP_ECHO_REPLY | ICMP_ECHO_REQUEST, ident, .. } => (ident, ident, 0),
         _ => return None,
     };
     Some(nat::Tuple { vrf, class, src: u32::from(src), dst: u32::from(dst), sport, dport, flags })

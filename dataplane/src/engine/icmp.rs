@@ -14,7 +14,7 @@ use etherparse::{
     icmpv6::TimeExceededCode as TimeExceededCode6,
 };
 
-use hutong_common::{Drop, Stat};
+use hutong_common::{Drop, Stat, wire};
 
 use super::{Compiled, Engine, Step};
 use crate::{
@@ -46,8 +46,8 @@ fn may_answer(m: &Meta) -> bool {
     }
     if let L4::Icmp { kind, .. } = m.l4 {
         let is_error = match m.proto {
-            IPPROTO_ICMP => matches!(kind, 3 | 4 | 5 | 11 | 12),
-            IPPROTO_ICMPV6 => kind < 128,
+            IPPROTO_ICMP => wire::is_icmp_error_message(kind),
+            IPPROTO_ICMPV6 => wire::is_icmpv6_error(kind),
             _ => false,
         };
         if is_error {
@@ -195,12 +195,16 @@ impl Engine {
         if !self.icmp.allow(now_ns) {
             self.counters.stats[Stat::IcmpSuppressed as usize] += 1;
             if let Some(s) = tr.as_mut() {
-                s.push(Step::new("icmp", "error suppressed by the rate limit".into()));
+                s.push(Step::new("icmp", "icmp", "error suppressed by the rate limit".into()));
             }
             return Verdict::Drop(reason);
         }
         if let Some(s) = tr.as_mut() {
-            s.push(Step::new("icmp", format!("{kind:?} back out of {}", self.ifaces[pkt.iface].name)));
+            s.push(Step::new(
+                "icmp",
+                "icmp",
+                format!("{kind:?} back out of {}", self.ifaces[pkt.iface].name),
+            ));
         }
         pkt.replace(&reply);
         self.counters.stats[Stat::IcmpErrors as usize] += 1;

@@ -17,7 +17,8 @@
 macro_rules! step {
     ($tr:expr, $stage:expr, $($fmt:tt)*) => {
         if let Some(s) = $tr.as_mut() {
-            s.push($crate::engine::Step::new($stage, format!($($fmt)*)));
+            let pipeline = $crate::engine::trace::pipeline_of(module_path!());
+            s.push($crate::engine::Step::new(pipeline, $stage, format!($($fmt)*)));
         }
     };
 }
@@ -226,11 +227,7 @@ impl Engine {
                         vrf: pool.inside_vrf,
                         src: IpAddr::V4(Ipv4Addr::from(s.in_addr)),
                         dst: IpAddr::V4(Ipv4Addr::from(s.remotes[0].0)),
-                        proto: match s.proto {
-                            nat::sessions::TCP => 6,
-                            nat::sessions::UDP => 17,
-                            _ => 1,
-                        },
+                        proto: nat::proto_of(s.proto),
                         ports: (s.proto != nat::sessions::ICMP).then_some((s.in_port, s.remotes[0].1)),
                     };
                     let decided = rules.classify(&key, |_| {}).map(|i| &rules.rules[i].action);
@@ -296,7 +293,7 @@ impl Engine {
         let verdict = self.one(&t, pkt, now_ns, &mut steps);
         self.finish(pkt, verdict);
         let mut steps = steps.unwrap_or_default();
-        steps.push(Step::new("verdict", format!("{:?}", pkt.verdict)));
+        steps.push(Step::new("verdict", "verdict", format!("{:?}", pkt.verdict)));
         steps
     }
 

@@ -3,14 +3,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use hutong_common::wire::{ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, TCP_STATE_FLAGS};
+
 use super::{Engine, decide::Decision, forward::Egress};
 use crate::{
     nat::SessionRef,
     packet::{Frag, L3, L4, Meta},
 };
-
-/// SYN, FIN and RST: the TCP flags that change a session's state.
-const TCP_STATE_FLAGS: u8 = 0x07;
 
 /// A forwarding decision the XDP program may repeat for the following packets of the same
 /// flow, recorded after [`Engine::track_offloads`]: a whole, untagged IPv4 TCP/UDP/ICMP-echo
@@ -99,7 +98,7 @@ pub(super) fn offload_of(m: &Meta, vrf: u32, d: &Decision, session: Option<Sessi
         (L4::Ports { src, dst, tcp_flags }, Some((a, b))) if tcp_flags & TCP_STATE_FLAGS == 0 => {
             (src, dst, a, b)
         }
-        (L4::Icmp { kind: kind @ (0 | 8), ident, .. }, Some((a, b))) => {
+        (L4::Icmp { kind: kind @ (ICMP_ECHO_REPLY | ICMP_ECHO_REQUEST), ident, .. }, Some((a, b))) => {
             let new = if a != ident { a } else { b };
             (ident, kind as u16, new, kind as u16)
         }

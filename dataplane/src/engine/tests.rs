@@ -495,7 +495,14 @@ fn trace_names_every_decision() {
         ["parse", "port", "classify", "translate", "route", "neighbor", "rewrite", "verdict"],
         "{text:#?}"
     );
-    assert_eq!(text[0], "parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53, TTL 64");
+    // Each step under the pipeline stage that made it, named as its module is.
+    let pipeline: Vec<&str> = steps.iter().map(|s| s.pipeline).collect();
+    assert_eq!(
+        pipeline,
+        ["ingress", "ingress", "decide", "decide", "forward", "forward", "rewrite", "verdict"],
+        "{text:#?}"
+    );
+    assert_eq!(text[0], "ingress  parse      IPv4 10.20.0.10 → 198.19.0.2 UDP 40000 → 53, TTL 64");
     assert!(text[2].contains("lan-out"), "{text:#?}");
     assert!(text[3].contains("198.18.20.10"), "{text:#?}");
     let denied = trace(&demo(), "legacy0", &udp((HOST_MAC, L_MAC), [10, 20, 1, 1], SERVER, 64, 10)).unwrap();

@@ -5,22 +5,37 @@ use std::fmt;
 use super::{Engine, Iface};
 use crate::{Config, ConfigError, buffer::Packet};
 
-/// One stage's decision.
+/// One decision, by the pipeline stage that made it and what it looked at.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Step {
+    /// The pipeline stage, named as its module is: `ingress`, `local`, `decide`, `forward`,
+    /// `rewrite`, `icmp` (an error sent back), and the final `verdict`.
+    pub pipeline: &'static str,
+    /// What within it: parse, port, tunnel, host, ttl, nat, classify, translate, route, mtu,
+    /// neighbor, ...
     pub stage: &'static str,
     pub decision: String,
 }
 
 impl Step {
-    pub fn new(stage: &'static str, decision: String) -> Step {
-        Step { stage, decision }
+    pub fn new(pipeline: &'static str, stage: &'static str, decision: String) -> Step {
+        Step { pipeline, stage, decision }
+    }
+}
+
+/// The pipeline stage of a step recorded in module `module` (a `module_path!()`): the stage
+/// modules are named for their stages; the neighbor lookup is the forward stage's.
+pub fn pipeline_of(module: &'static str) -> &'static str {
+    match module.rsplit_once("::") {
+        Some((_, "neighbors")) => "forward",
+        Some((_, last)) => last,
+        None => module,
     }
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<10} {}", self.stage, self.decision)
+        write!(f, "{:<8} {:<10} {}", self.pipeline, self.stage, self.decision)
     }
 }
 

@@ -38,12 +38,7 @@ use smoltcp::{
 
 pub use vlan_neighbors::{learned, solicit};
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
+use hutong_common::wire::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6};
 
 /// What an address is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,13 +6,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hutong_common::checksum;
+use hutong_common::{
+    checksum,
+    wire::{ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6, is_vlan_tpid},
+};
 use ipnet::IpNet;
 
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const IPPROTO_ICMPV6: u8 = 58;
 const NS: u8 = 135;
 const NA: u8 = 136;
 
@@ -99,7 +98,7 @@ pub fn solicit(vid: u16, mac: [u8; 6], ours: &[IpNet], target: IpAddr) -> Option
 /// The EtherType after one 802.1Q/802.1ad tag, and where the payload starts.
 fn untag(frame: &[u8]) -> Option<(u16, usize)> {
     let tpid = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
-    if tpid != ETH_P_8021Q && tpid != 0x88a8 {
+    if !is_vlan_tpid(tpid) {
         return None;
     }
     Some((u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?), 18))

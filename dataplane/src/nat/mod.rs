@@ -18,7 +18,10 @@ pub mod sessions;
 
 use std::{collections::VecDeque, net::Ipv4Addr};
 
-use hutong_common::Drop;
+use hutong_common::{
+    Drop,
+    wire::{self, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+};
 use rustc_hash::FxHashMap;
 
 use crate::config::{Config, Filtering, NatPool, Service};
@@ -91,10 +94,19 @@ pub struct SessionRef {
 /// The protocol class of an IP protocol number, if NAPT translates it.
 pub fn class(proto: u8) -> Option<u8> {
     match proto {
-        6 => Some(TCP),
-        17 => Some(UDP),
-        1 => Some(ICMP),
+        IPPROTO_TCP => Some(TCP),
+        IPPROTO_UDP => Some(UDP),
+        IPPROTO_ICMP => Some(ICMP),
         _ => None,
+    }
+}
+
+/// The IP protocol number of a session class (the inverse of [`class`]).
+pub fn proto_of(class: u8) -> u8 {
+    match class {
+        TCP => IPPROTO_TCP,
+        UDP => IPPROTO_UDP,
+        _ => IPPROTO_ICMP,
     }
 }
 
@@ -137,17 +149,17 @@ fn timeout(pool: &NatPool, s: &Session) -> u32 {
     }
 }
 
-/// Updates TCP state from a segment's flags (SYN 0x02, FIN 0x01, RST 0x04) and refreshes the
+/// Updates TCP state from a segment's flags (SYN, FIN, RST) and refreshes the
 /// idle timer. Both directions refresh (RFC 4787 REQ-6 requires outbound; inbound is allowed).
 fn touch(pool: &NatPool, s: &mut Session, flags: u8, outbound: bool, now: u32) {
     if s.proto == TCP {
-        if flags & 0x02 != 0 {
+        if flags & wire::TCP_SYN != 0 {
             s.state |= if outbound { SYN_IN } else { SYN_OUT };
         }
-        if flags & 0x01 != 0 {
+        if flags & wire::TCP_FIN != 0 {
             s.state |= if outbound { FIN_IN } else { FIN_OUT };
         }
-        if flags & 0x04 != 0 {
+        if flags & wire::TCP_RST != 0 {
             s.state |= RST;
         }
     }

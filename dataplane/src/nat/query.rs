@@ -53,14 +53,6 @@ pub struct SessionPage {
     pub sessions: Vec<SessionView>,
 }
 
-fn proto_number(class: u8) -> u8 {
-    match class {
-        TCP => 6,
-        UDP => 17,
-        _ => 1,
-    }
-}
-
 fn state(s: &Session) -> &'static str {
     if s.proto != TCP {
         return "active";
@@ -156,7 +148,7 @@ impl Nat {
                 .is_none_or(|a| s.in_addr == a || s.out_addr == a || s.remotes.iter().any(|r| r.0 == a))
                 && f.port.is_none_or(|p| s.in_port == p || s.out_port == p)
                 && f.vrf.is_none_or(|v| pool.is_some_and(|p| p.inside_vrf == v || p.outside_vrf == v))
-                && f.proto.is_none_or(|p| proto_number(s.proto) == p);
+                && f.proto.is_none_or(|p| super::proto_of(s.proto) == p);
             if !hit {
                 continue;
             }

@@ -4,7 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use hutong_common::checksum::{self, replace2, replace4};
+use hutong_common::{
+    checksum::{self, replace2, replace4},
+    wire,
+};
 
 use super::{End, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
 
@@ -25,7 +28,7 @@ pub struct Embedded {
 /// ICMPv4 error types whose payload quotes a packet: destination unreachable, time exceeded,
 /// parameter problem.
 pub fn is_error(m: &Meta) -> bool {
-    matches!(m.l3, L3::V4 { .. }) && matches!(m.l4, L4::Icmp { kind: 3 | 11 | 12, .. })
+    matches!(m.l3, L3::V4 { .. }) && matches!(m.l4, L4::Icmp { kind, .. } if wire::is_icmp_error(kind))
 }
 
 /// Finds the quoted packet of an ICMPv4 error; `None` if it is not one or the quote is too short
@@ -45,7 +48,7 @@ pub fn parse(f: &[u8], m: &Meta) -> Option<Embedded> {
         return None;
     }
     let proto = h[9];
-    let later_fragment = u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0;
+    let later_fragment = u16::from_be_bytes([h[6], h[7]]) & wire::IP_FRAG_OFFSET_MASK != 0;
     let l4 = &f[l4_off..l4_off + 8];
     let ports = match proto {
         _ if later_fragment => None,

@@ -7,7 +7,7 @@ use hutong_common::{Drop, checksum};
 
 use super::{ETH_P_IPV4, ETH_P_IPV6, Meta};
 
-pub const IPPROTO_GRE: u8 = 47;
+pub use hutong_common::wire::IPPROTO_GRE;
 const GRE_CHECKSUM: u16 = 0x8000;
 const GRE_ROUTING: u16 = 0x4000;
 const GRE_KEY: u16 = 0x2000;

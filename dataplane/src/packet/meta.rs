@@ -141,8 +141,8 @@ fn parse_v4(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<Meta, Drop> {
     }
     let id = u16::from_be_bytes([h[4], h[5]]) as u32;
     let flags_off = u16::from_be_bytes([h[6], h[7]]);
-    let more = flags_off & 0x2000 != 0;
-    let offset = flags_off & 0x1fff;
+    let more = flags_off & hutong_common::wire::IP_MORE_FRAGMENTS != 0;
+    let offset = flags_off & hutong_common::wire::IP_FRAG_OFFSET_MASK;
     let frag = match (offset, more) {
         (0, false) => Frag::Whole,
         (0, true) => Frag::First { id },

@@ -20,21 +20,11 @@ pub use meta::{Frag, L3, L4, Meta, parse};
 
 use crate::Drop;
 
-/// EtherTypes the gateway knows.
-pub const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88a8;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-
-pub const ETH_HLEN: usize = 14;
-pub const VLAN_HLEN: usize = 4;
-
-/// IP protocol numbers.
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
+/// EtherTypes, header lengths and IP protocol numbers: the ones the XDP program uses too.
+pub use hutong_common::wire::{
+    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, VLAN_HLEN,
+};
 
 /// Which end of a packet (or of the packet an ICMP error quotes) a rewrite changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -137,7 +137,7 @@ impl AfPacketPort {
                         let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
                             aux.tp_vlan_tpid
                         } else {
-                            0x8100
+                            hutong_common::wire::ETH_P_8021Q
                         };
                         let [a, b] = tpid.to_be_bytes();
                         let [c, d] = aux.tp_vlan_tci.to_be_bytes();

@@ -82,6 +82,14 @@ pub const fn is_icmp_error(kind: u8) -> bool {
     kind == 3 || kind == 11 || kind == 12
 }
 
+/// Whether an ICMPv4 type is an error message at all (RFC 792, RFC 1812 4.3.2.7): the ones
+/// that quote a packet ([`is_icmp_error`]), source quench (4) and redirect (5). The gateway never
+/// sends an ICMP error about one of these.
+#[inline(always)]
+pub const fn is_icmp_error_message(kind: u8) -> bool {
+    is_icmp_error(kind) || kind == 4 || kind == 5
+}
+
 /// Whether an ICMPv6 type is an error (RFC 4443 2.1: types 0-127; 128-255 are informational).
 #[inline(always)]
 pub const fn is_icmpv6_error(kind: u8) -> bool {
@@ -147,6 +155,7 @@ mod tests {
         for kind in 0..=255u8 {
             assert_eq!(is_icmp_echo(kind), kind == 0 || kind == 8, "{kind}");
             assert_eq!(is_icmp_error(kind), matches!(kind, 3 | 11 | 12), "{kind}");
+            assert_eq!(is_icmp_error_message(kind), matches!(kind, 3 | 4 | 5 | 11 | 12), "{kind}");
             assert_eq!(is_icmpv6_error(kind), kind < 128, "{kind}");
         }
         assert!(!is_icmpv6_error(ICMPV6_ECHO_REQUEST) && !is_icmpv6_error(ICMPV6_ECHO_REPLY));

@@ -67,7 +67,7 @@ pub fn key_of(o: &Offload) -> FlowKey {
 
 /// ICMP echo keys carry the type in the first byte of `dport` (see [`FlowKey`]).
 fn dport_bytes(proto: u8, dport: u16) -> [u8; 2] {
-    if proto == 1 { [dport as u8, 0] } else { dport.to_be_bytes() }
+    if proto == hutong_common::wire::IPPROTO_ICMP { [dport as u8, 0] } else { dport.to_be_bytes() }
 }
 
 /// The map value of an offload, leaving by `ifindex` under config `epoch`.
