@@ -4,7 +4,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hutong_common::checksum::{replace2, replace4, replace16};
+use hutong_common::{
+    checksum::{replace2, replace4, replace16},
+    wire,
+};
 
 use super::{End, Frag, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, L4, Meta};
 
@@ -29,7 +32,7 @@ fn pseudo_checksum(f: &[u8], m: &Meta) -> Option<usize> {
         IPPROTO_ICMPV6 if matches!(m.l3, L3::V6 { .. }) => m.l4_off + 2,
         _ => return None,
     };
-    if m.proto == IPPROTO_UDP && matches!(m.l3, L3::V4 { .. }) && get16(f, at) == 0 {
+    if wire::checksum_absent(matches!(m.l3, L3::V6 { .. }), m.proto, get16(f, at)) {
         return None;
     }
     Some(at)
@@ -38,11 +41,7 @@ fn pseudo_checksum(f: &[u8], m: &Meta) -> Option<usize> {
 /// Applies a transport-checksum change, keeping UDP's "computed zero is sent as 0xffff" rule.
 fn fix_l4(f: &mut [u8], m: &Meta, update: impl Fn(u16) -> u16) {
     if let Some(at) = pseudo_checksum(f, m) {
-        let mut c = update(get16(f, at));
-        if m.proto == IPPROTO_UDP && c == 0 {
-            c = 0xffff;
-        }
-        put16(f, at, c);
+        put16(f, at, wire::checksum_to_send(m.proto, update(get16(f, at))));
     }
 }
 
