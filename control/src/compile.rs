@@ -306,7 +306,7 @@ fn compile_gateway(
         policies,
     };
     // The compiler's output must satisfy the data plane's own checks. Validation refuses first
-    // whatever would fail here (the generative test in control/tests/generated_plans.rs holds
+    // whatever would fail here (the generative test in control/tests/generated_plans/ holds
     // it to that), so this is a bug in hutong: say so, at the gateway.
     if let Err(errors) = config.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
