@@ -1,5 +1,5 @@
 //! Builds the XDP program (ebpf/xdp) for bpfel-unknown-none with the nightly toolchain and
-//! bpf-linker, into OUT_DIR, where `xdp::program_bytes` embeds it. `scripts/setup.sh` installs the
+//! bpf-linker, into OUT_DIR, where `xdp::PROGRAM_OBJECT` embeds it. `scripts/setup.sh` installs the
 //! toolchain pieces; without them this fails with aya-build's message naming what is missing.
 fn main() -> anyhow::Result<()> {
     // aya-build forwards every line the inner cargo prints as a cargo warning; keep only the ones

@@ -51,7 +51,7 @@ const SERVER: [u8; 4] = [198, 19, 0, 2];
 const WARM_UP_RATE: f64 = 100_000.0;
 /// Frames the generator makes before it transmits them (`xdp_live_frames`) in latency trials:
 /// one, so a frame never waits for the rest of its batch to be made (the search's trials use
-/// [`Pace::full`]'s batch).
+/// [`Pace::full`](dataplane::bench::Pace::full)'s batch).
 const LATENCY_BATCH: u32 = 1;
 
 /// How much the bench measures: `--quick` for CI's smoke test, the default for a report.

@@ -4,7 +4,7 @@
 //! data plane would refuse is refused here first, with its line). And it keeps the plan's
 //! promise: every address it hands out has exactly one owner, plan-wide ([`owners`]); nothing
 //! reaches an isolated subnet; a netmap is a bijection. docs/plan.md lists every rule with its
-//! message; each has a test in `tests.rs`.
+//! message; each has a test in `tests/`.
 //!
 //! The checks are split by what they look at: names and ids ([`names`]), the tree and its
 //! allocations ([`allocations`]), legacy networks and their conversions ([`conversions`]),

@@ -1,7 +1,7 @@
 //! The plan's promise, tested on plans nobody wrote by hand: every plan that passes `check`
 //! (`control::load_str` then `control::validate`, as `hutong plan check` runs them) compiles for
 //! every gateway, and no outside address has two owners across all the compiled configs (see
-//! [`outside_address_conflicts`]).
+//! [`owners::outside_address_conflicts`]).
 //!
 //! 10,000 plans a run, from two sources:
 //! - generated: random trees of 1-4 levels with allocations, departments, legacy networks and
@@ -236,7 +236,8 @@ fn promise_holds(plan: &PlanText, tally: &Tally) -> TestCaseResult {
 }
 
 /// Runs the property over `cases` plans from `plans`, with proptest's shrinking and its
-/// regression file (`generated_plans.proptest-regressions`), and prints how many passed check.
+/// regression file (`control/tests/proptest-regressions/main.txt`), and prints how many passed
+/// check.
 fn run(name: &'static str, cases: u32, plans: impl Strategy<Value = PlanText>) {
     let config = RunConfig {
         cases,

@@ -1,6 +1,7 @@
 //! Fragments through NAT: a first fragment's translation is remembered for the datagram's
 //! later fragments, and a later fragment that comes before its first waits for it
-//! ([`reorder`]), bounded and counted (RFC 4787 REQ-14), then runs again once it is known.
+//! ([`reorder`](super::reorder)), bounded and counted (RFC 4787 REQ-14), then runs again once
+//! it is known.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::{
 
 impl Engine {
     /// A later fragment refused as `fragment_unknown` waits for its first fragment, when
-    /// holding is on and there is room (see [`reorder`]).
+    /// holding is on and there is room (see [`reorder`](super::reorder)).
     pub(super) fn wait_if_early(&mut self, pkt: &Packet, verdict: Verdict, now_ns: u64) -> Verdict {
         let key = self.unknown_fragment.take();
         let (Some(w), Some(key), Verdict::Drop(Drop::FragmentUnknown)) =

@@ -55,7 +55,7 @@ const MAX_OFFLOADS: usize = 4096;
 
 impl Engine {
     /// From now on, records the decisions the XDP program may repeat ([`Offload`]) and what
-    /// happens to NAT sessions ([`nat::NatEvent`]).
+    /// happens to NAT sessions ([`nat::NatEvent`](crate::nat::NatEvent)).
     pub fn track_offloads(&mut self) {
         self.offloads.get_or_insert_with(Vec::new);
         self.nat.track_events();

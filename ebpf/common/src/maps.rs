@@ -324,7 +324,7 @@ pub struct FlowKey {
 
 /// Value of `FLOWS`: what the userspace engine did to the flow's last packet, for the program
 /// to repeat on the next ones. The userspace engine stays the owner of the NAT session behind
-/// it; the program only caches the decision (see `dataplane::flows`).
+/// it; the program only caches the decision (see `dataplane::xdp::flows`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {
