@@ -13,6 +13,7 @@ pub mod bench;
 pub mod buffer;
 pub mod counters;
 pub mod engine;
+pub mod ethtool;
 pub mod fib;
 pub mod host;
 pub mod nat;

@@ -32,7 +32,9 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context, Result, bail};
 use dataplane::bench::Ceiling;
 
-use crate::{ethtool, lab::gateway::GatewayProcess};
+use dataplane::ethtool;
+
+use crate::lab::gateway::GatewayProcess;
 
 /// Flows of the established scenarios (250 hosts × 4 ports, and × 400).
 const FLOWS: u32 = 1000;

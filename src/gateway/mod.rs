@@ -342,7 +342,7 @@ async fn serve(
         if port_io == crate::slow_path::Io::AfPacket {
             packet_ports.push(dataplane::port::af_packet::KernelForwardingOff::on(name)?);
             // Frames as they were on the wire, not aggregated: the engine forwards frames.
-            if let Err(e) = crate::ethtool::set_gro(name, false) {
+            if let Err(e) = dataplane::ethtool::set_gro(name, false) {
                 eprintln!("hutong gateway {}: could not turn GRO off on {name}: {e}", config.gateway);
             }
             eprintln!(
@@ -350,7 +350,7 @@ async fn serve(
                 config.gateway
             );
         }
-        let queues = crate::ethtool::rx_queues(name);
+        let queues = dataplane::ethtool::rx_queues(name);
         slow_ports.push(crate::slow_path::Port { name: name.clone(), handle: *handle, queues, io: port_io });
     }
     let on = crate::slow_path::Interfaces {

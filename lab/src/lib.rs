@@ -5,9 +5,11 @@
 //! labs never collide and a stale one can be recognised by its dead pid. Dropping the lab removes
 //! the namespaces, which removes their veths with them.
 
+pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod netns;
+pub mod showcase;
 pub mod topology;
 
 pub use netns::Netns;

@@ -17,10 +17,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Counters, Drop as DropReason, Stat};
 
-use crate::lab::{DemoAddresses, DemoLab, Netns, gateway::GatewayProcess, http::HttpServer};
+use crate::{DemoAddresses, DemoLab, Netns, gateway::GatewayProcess, http::HttpServer};
 
 /// The embedded demo plan, so `hutong demo` needs no files.
-pub const DEMO_PLAN: &str = include_str!("../configs/demo/plan.yaml");
+pub const DEMO_PLAN: &str = include_str!("../../configs/demo/plan.yaml");
 pub const DEMO_GATEWAY: &str = "gw-changsha";
 const HTTP_PORT: u16 = 80;
 /// Packets in each ping run.

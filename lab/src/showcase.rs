@@ -17,13 +17,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dataplane::{Config, Counters, Drop as DropReason};
 
-use crate::{
-    demo::PINGS,
-    lab::{DemoLab, Netns, gateway::GatewayProcess, http::HttpServer},
-};
+use crate::{DemoLab, Netns, demo::PINGS, gateway::GatewayProcess, http::HttpServer};
 
 /// The embedded showcase plan, so `hutong demo` needs no files.
-pub const SHOWCASE_PLAN: &str = include_str!("../configs/demo/showcase.yaml");
+pub const SHOWCASE_PLAN: &str = include_str!("../../configs/demo/showcase.yaml");
 pub const SHOWCASE_GATEWAY: &str = "gw-changsha";
 const ARCHIVE_PORT: u16 = 8080;
 /// Seconds of each iperf3 run.

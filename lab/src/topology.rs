@@ -20,7 +20,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::{Netns, netns};
-use crate::ethtool;
+use dataplane::ethtool;
 
 /// Addresses of the demo's hosts, all derived from the gateway's config.
 #[derive(Clone, Debug)]
@@ -201,7 +201,7 @@ async fn link_index(h: &Handle, name: &str) -> Result<u32> {
 
 /// A veth from `a_name` in `a` to `b_name` in `b`, created inside `a` so nothing touches the
 /// root namespace.
-pub(crate) async fn veth(
+pub async fn veth(
     a: &Handle,
     a_name: &str,
     b_ns: &Netns,
