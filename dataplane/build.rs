@@ -11,13 +11,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/xdp"),
         ..Default::default()
     };
-    // The acceptance bench's programs (generator, sink, ceiling), embedded by `bench`.
-    let bench = aya_build::Package {
-        name: "hutong-bench-xdp",
-        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/bench"),
-        ..Default::default()
-    };
     // aya-build watches the programs' crates; the shared types they compile in live next door.
     println!("cargo:rerun-if-changed={}", concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/common"));
-    aya_build::build_ebpf([package, bench], aya_build::Toolchain::default())
+    aya_build::build_ebpf([package], aya_build::Toolchain::default())
 }

@@ -1,9 +1,8 @@
-//! The `hutong` binary's library: the gateway daemon (its API, slow path, history, pins) and the
-//! bench harness. The namespace lab, the demo and the showcase are the `hutong-lab` crate.
+//! The `hutong` binary's library: the gateway daemon (its API, slow path, history, pins). The
+//! namespace lab, the demo and the showcase are the `hutong-lab` crate; the bench `hutong-bench`.
 
 pub mod addresses;
 pub mod api;
-pub mod bench;
 pub mod files;
 pub mod gateway;
 pub mod hex;
@@ -17,3 +16,5 @@ pub mod vlan_host;
 // The namespace lab, the demo and the showcase are their own crate (`lab/`); the tests and
 // `hutong demo` reach them here, as before.
 pub use hutong_lab::{self as lab, demo, showcase};
+// The acceptance bench (harness, instruments, their XDP programs) is the `hutong-bench` crate.
+pub use hutong_bench as bench;

@@ -1,4 +1,4 @@
-//! The acceptance bench's instruments (`dataplane::bench`), for real in a namespace: the
+//! The acceptance bench's instruments (`hutong::bench::instruments`), for real in a namespace: the
 //! live-frames generator sends frames over 1,000 flows into a counting sink, directly and through
 //! the raw XDP ceiling (a redirect from one veth to another), and the sink tells frames with the
 //! expected addresses from the rest; paced and stamped runs; the responder of session capacity
@@ -7,8 +7,8 @@
 
 mod common;
 
-use dataplane::bench::{Ceiling, Generator, Pace, Responder, Sink};
 use etherparse::PacketBuilder;
+use hutong::bench::instruments::{Ceiling, Generator, Pace, Responder, Sink};
 use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
 
 const FRAMES: u32 = 200_000;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use dataplane::bench::Pace;
+use hutong::bench::instruments::Pace;
 use hutong::{
     bench::{BenchLab, Scenario},
     lab::gateway::GatewayProcess,

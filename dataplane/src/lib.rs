@@ -9,7 +9,6 @@
 //!   derived from a `Config`, the established NAT sessions handed to it, and next-hop MACs
 //!   borrowed from the kernel's neighbor tables.
 
-pub mod bench;
 pub mod buffer;
 pub mod counters;
 pub mod engine;

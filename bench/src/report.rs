@@ -279,7 +279,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::{
+    use crate::{
         capacity::Sessions,
         search::{Capacity, Found, Held, Latency, Trial},
     };

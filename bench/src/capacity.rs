@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::instruments::{Generator, Pace, Responder, Sink};
 use anyhow::Result;
-use dataplane::bench::{Generator, Pace, Responder, Sink};
 use hutong_common::bench::{GenConfig, SinkCounters, SinkExpect};
 
 use super::{

@@ -5,11 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use dataplane::{
-    bench::{Generator, Offered, Pace, Sink},
-    netlink,
-    xdp::tables::PortHandle,
-};
+use dataplane::{netlink, xdp::tables::PortHandle};
 use etherparse::PacketBuilder;
 use hutong_common::bench::{GEN_HEADER, GenConfig, SinkExpect};
 use ipnet::IpNet;
@@ -19,7 +15,9 @@ use super::{
     FLOWS, FLOWS_100K, HOSTS, LATENCY_BATCH, NEW_SPACE, NEW_SPORT, Options, Outcome, SERVER, Scenario,
     WARM_UP_RATE, capacity, interrupted, ports, search,
 };
-use crate::lab::{Netns, netns};
+use hutong_lab::{Netns, netns};
+
+use crate::instruments::{Generator, Offered, Pace, Sink};
 
 /// The namespaces and the four ports that matter (veth ends, or real ports borrowed);
 /// dropping it gives borrowed ports back, then removes everything.
@@ -72,7 +70,7 @@ impl BenchLab {
             None => {
                 for (a_ns, a, b_ns, b) in [(&generator, "gen0", &dut, "in0"), (&dut, "out0", &sink, "sink0")]
                 {
-                    crate::lab::topology::veth(&a_ns.netlink()?, a, b_ns, &b_ns.netlink()?, b, cores).await?;
+                    hutong_lab::topology::veth(&a_ns.netlink()?, a, b_ns, &b_ns.netlink()?, b, cores).await?;
                 }
                 None
             }

@@ -20,7 +20,7 @@ use netlink_packet_route::{
 };
 use rtnetlink::LinkUnspec;
 
-use crate::lab::Netns;
+use hutong_lab::Netns;
 
 /// The four ports, by name, in the namespace the bench runs in.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 //! the four veth ends are real ports instead, borrowed for the run ([`ports`]).
 
 pub mod capacity;
+pub mod instruments;
 mod lab;
 pub mod ports;
 pub mod report;
@@ -29,12 +30,12 @@ pub use scenario::Scenario;
 
 use std::{path::Path, time::Duration};
 
+use crate::instruments::Ceiling;
 use anyhow::{Context, Result, bail};
-use dataplane::bench::Ceiling;
 
 use dataplane::ethtool;
 
-use crate::lab::gateway::GatewayProcess;
+use hutong_lab::gateway::GatewayProcess;
 
 /// Flows of the established scenarios (250 hosts × 4 ports, and × 400).
 const FLOWS: u32 = 1000;
@@ -53,7 +54,7 @@ const SERVER: [u8; 4] = [198, 19, 0, 2];
 const WARM_UP_RATE: f64 = 100_000.0;
 /// Frames the generator makes before it transmits them (`xdp_live_frames`) in latency trials:
 /// one, so a frame never waits for the rest of its batch to be made (the search's trials use
-/// [`Pace::full`](dataplane::bench::Pace::full)'s batch).
+/// [`Pace::full`](crate::instruments::Pace::full)'s batch).
 const LATENCY_BATCH: u32 = 1;
 
 /// How much the bench measures: `--quick` for CI's smoke test, the default for a report.
