@@ -111,7 +111,7 @@ fn tables_for(
     config: &Config,
     handles: &BTreeMap<String, tables::PortHandle>,
     engine: EngineKind,
-) -> std::result::Result<tables::Tables, tables::TablesError> {
+) -> std::result::Result<tables::MapContents, tables::MapContentsError> {
     let mut t = tables::build(config, |name| handles.get(name).copied())?;
     if engine == EngineKind::Userspace {
         t.all_to_userspace("--engine userspace");

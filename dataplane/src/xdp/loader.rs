@@ -1,4 +1,4 @@
-//! The XDP engine's userspace side: load the embedded program, fill its maps from [`Tables`],
+//! The XDP engine's userspace side: load the embedded program, fill its maps from [`MapContents`],
 //! attach it to ports, read its counters, and run it on single frames (BPF_PROG_TEST_RUN).
 //!
 //! Hitless restart: a gateway runs with a pin directory on bpffs, where every map and every XDP
@@ -33,7 +33,7 @@ use hutong_common::{
     PolicyRule, PolicyRule6, Port, PortCounters, Route, Route6, Stat, V4Key, V6Key,
 };
 
-use super::{flows::FlowMap, tables::Tables};
+use super::{flows::FlowMap, tables::MapContents};
 use crate::counters::Counters;
 
 /// The program object, built for bpfel-unknown-none by build.rs.
@@ -190,7 +190,7 @@ impl XdpEngine {
     /// epoch, whose lowest bit names that generation, with one map write. A packet reads
     /// `ACTIVE` once, so it sees the old tables or the new ones, and only flows decided under
     /// the same epoch. Returns the new epoch.
-    pub fn install(&mut self, t: &Tables) -> Result<u32> {
+    pub fn install(&mut self, t: &MapContents) -> Result<u32> {
         // The generation about to be rewritten was live until the last flip: wait until no
         // packet that read `ACTIVE` before that flip can still be using it.
         synchronize_rcu();
@@ -258,7 +258,7 @@ impl XdpEngine {
     /// them, and the epoch, as they are: the flows the program forwards by stay valid, and the
     /// slow path can adopt them. Returns the epoch and whether it was kept. A digest of 0 means
     /// "unknown" and is never kept.
-    pub fn install_or_keep(&mut self, t: &Tables, digest: u64) -> Result<(u32, bool)> {
+    pub fn install_or_keep(&mut self, t: &MapContents, digest: u64) -> Result<(u32, bool)> {
         let active: Array<_, u32> = Array::try_from(map(&mut self.ebpf, MAP_ACTIVE)?)?;
         let epoch = active.get(&0, 0).context(MAP_ACTIVE)?;
         let stored = (active.get(&1, 0)? as u64) | ((active.get(&2, 0)? as u64) << 32);

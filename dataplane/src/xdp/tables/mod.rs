@@ -30,9 +30,11 @@ pub struct PortHandle {
 /// An LPM entry: the key's prefix length in bits (VRF bits included), the key, the value.
 pub type Lpm<K, V> = (u32, K, V);
 
+/// What the program's maps hold for one config, entry by entry (named apart from the userspace
+/// engine's `engine::Compiled` and the program's own generation selector).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Tables {
-    /// `PORTS`: the interfaces first, in slot order, then the VLAN ports (see [`Tables::interfaces`]).
+pub struct MapContents {
+    /// `PORTS`: the interfaces first, in slot order, then the VLAN ports (see [`MapContents::interfaces`]).
     pub ports: Vec<(u32, Port)>,
     pub local: Vec<V4Key>,
     pub nat_src: Vec<Lpm<V4Key, NetmapEntry>>,
@@ -59,12 +61,12 @@ pub struct Tables {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TablesError {
+pub enum MapContentsError {
     #[error("interface {0:?} named in the config does not exist on this host")]
     NoSuchInterface(String),
 }
 
-impl Tables {
+impl MapContents {
     /// The interfaces (ifindex and entry), in slot order: what has a devmap entry and slow-path
     /// sockets.
     pub fn interfaces(&self) -> impl Iterator<Item = &(u32, Port)> {
@@ -235,15 +237,18 @@ fn v4_only(r: &Rule) -> bool {
 /// their counters' indexes: the program scans them as the userspace engine does, so the rules
 /// decide who may use a netmap. Its ports carry where those are; a VRF without rules denies
 /// everything. What the program cannot do is left to the slow path (see [`SlowScope`]).
-pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> Result<Tables, TablesError> {
+pub fn build(
+    config: &Config,
+    resolve: impl Fn(&str) -> Option<PortHandle>,
+) -> Result<MapContents, MapContentsError> {
     let slow = SlowScope::of(config);
-    let mut t = Tables::default();
+    let mut t = MapContents::default();
     let mut handles = Vec::new();
     let physical: Vec<&PortConfig> = config.ports.iter().filter(|p| p.tunnel.is_none()).collect();
     // The interfaces first, one entry each and in slot order: its untagged port, or a bare
     // entry when it only carries VLANs.
     for p in &physical {
-        let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
+        let h = resolve(&p.name).ok_or_else(|| MapContentsError::NoSuchInterface(p.name.clone()))?;
         if t.ports.iter().any(|(i, _)| *i == h.ifindex) {
             continue;
         }
@@ -258,7 +263,7 @@ pub fn build(config: &Config, resolve: impl Fn(&str) -> Option<PortHandle>) -> R
     // Then the VLAN ports, by `vlan_port_key`, sending through their interface's slot. Every
     // port's key is where routes, next hops and neighbors find it.
     for p in &physical {
-        let h = resolve(&p.name).ok_or_else(|| TablesError::NoSuchInterface(p.name.clone()))?;
+        let h = resolve(&p.name).ok_or_else(|| MapContentsError::NoSuchInterface(p.name.clone()))?;
         let Some(vid) = p.vlan else {
             handles.push((p.key(), h.ifindex));
             continue;

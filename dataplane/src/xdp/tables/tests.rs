@@ -338,5 +338,5 @@ fn only_nat_vrfs_look_up_flows() {
 #[test]
 fn missing_interface_is_named() {
     let err = build(&demo(), |n| if n == "uplink0" { None } else { resolve(n) }).unwrap_err();
-    assert_eq!(err, TablesError::NoSuchInterface("uplink0".into()));
+    assert_eq!(err, MapContentsError::NoSuchInterface("uplink0".into()));
 }
