@@ -4,7 +4,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use hutong_common::{
-    Drop, FlowKey, NeighKey, Port, Stat, checksum,
+    Drop, Flow, FlowKey, NeighKey, Port, Stat, checksum,
     wire::{
         ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_STATE_FLAGS, checksum_absent, checksum_to_send,
         is_icmp_echo,
@@ -37,29 +37,7 @@ pub(crate) fn by_flow(
     total_len: usize,
 ) -> Result<Option<u32>, Drop> {
     let l4 = ETH_HLEN + (ihl & 0x3c);
-    // One read per header (a 1-byte read at a variable offset is beyond this verifier's range
-    // tracking once the compiler folds its bounds check).
-    let (sport, dport) = match proto {
-        IPPROTO_TCP => {
-            let h = unsafe { *ptr_at::<[u8; 14]>(ctx, l4)? };
-            if h[13] & TCP_STATE_FLAGS != 0 {
-                return Ok(None);
-            }
-            ([h[0], h[1]], [h[2], h[3]])
-        }
-        IPPROTO_UDP => {
-            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
-            ([h[0], h[1]], [h[2], h[3]])
-        }
-        IPPROTO_ICMP => {
-            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
-            if !is_icmp_echo(h[0]) {
-                return Ok(None);
-            }
-            ([h[4], h[5]], [h[0], 0])
-        }
-        _ => return Ok(None),
-    };
+    let Some((sport, dport)) = flow_ports(ctx, proto, l4)? else { return Ok(None) };
     let key = FlowKey {
         vrf: port.vrf,
         src: src.to_ne_bytes(),
@@ -84,10 +62,68 @@ pub(crate) fn by_flow(
     let dst_mac = neigh.mac;
     let new_src = u32::from_ne_bytes(f.src);
     let new_dst = u32::from_ne_bytes(f.dst);
-    let (old_sp, old_dp) = (u16::from_ne_bytes(sport), u16::from_ne_bytes(dport));
-    let (new_sp, new_dp) = (u16::from_ne_bytes(f.sport), u16::from_ne_bytes(f.dport));
 
     // --- rewrite (no drops past this point) ------------------------------------------------------
+    rewrite_l4(ctx, proto, l4, (src, new_src), (dst, new_dst), (sport, dport), &f)?;
+    rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
+    unsafe {
+        // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
+        let now = bpf_ktime_get_ns();
+        if (*flow).last_seen >> 24 != now >> 24 {
+            (*flow).last_seen = now;
+        }
+    }
+    if f.rule != 0 {
+        count_rule(f.rule - 1, 1);
+    }
+    count(&STATS, Stat::FlowHit as u32);
+    Ok(Some(transmit(ctx, port, out_port)))
+}
+
+/// The ingress of a flow: the packet's ports as `FlowKey` holds them (ICMP echo: the identifier,
+/// and the type). `None`: a packet no flow can have (SYN, FIN, RST; not an echo; another
+/// protocol).
+#[inline(always)]
+fn flow_ports(ctx: &XdpContext, proto: u8, l4: usize) -> Result<Option<([u8; 2], [u8; 2])>, Drop> {
+    // One read per header (a 1-byte read at a variable offset is beyond this verifier's range
+    // tracking once the compiler folds its bounds check).
+    Ok(Some(match proto {
+        IPPROTO_TCP => {
+            let h = unsafe { *ptr_at::<[u8; 14]>(ctx, l4)? };
+            if h[13] & TCP_STATE_FLAGS != 0 {
+                return Ok(None);
+            }
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_UDP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            ([h[0], h[1]], [h[2], h[3]])
+        }
+        IPPROTO_ICMP => {
+            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            if !is_icmp_echo(h[0]) {
+                return Ok(None);
+            }
+            ([h[4], h[5]], [h[0], 0])
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The flow's rewrite of the transport header at `l4`: the ports (or the ICMP echo identifier)
+/// as `f` says, with the checksum kept right incrementally for them and for the addresses.
+#[inline(always)]
+fn rewrite_l4(
+    ctx: &XdpContext,
+    proto: u8,
+    l4: usize,
+    (src, new_src): (u32, u32),
+    (dst, new_dst): (u32, u32),
+    (sport, dport): ([u8; 2], [u8; 2]),
+    f: &Flow,
+) -> Result<(), Drop> {
+    let (old_sp, old_dp) = (u16::from_ne_bytes(sport), u16::from_ne_bytes(dport));
+    let (new_sp, new_dp) = (u16::from_ne_bytes(f.sport), u16::from_ne_bytes(f.dport));
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let off = if proto == IPPROTO_TCP { 16 } else { 6 };
@@ -118,17 +154,5 @@ pub(crate) fn by_flow(
             }
         }
     }
-    rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
-    unsafe {
-        // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
-        let now = bpf_ktime_get_ns();
-        if (*flow).last_seen >> 24 != now >> 24 {
-            (*flow).last_seen = now;
-        }
-    }
-    if f.rule != 0 {
-        count_rule(f.rule - 1, 1);
-    }
-    count(&STATS, Stat::FlowHit as u32);
-    Ok(Some(transmit(ctx, port, out_port)))
+    Ok(())
 }
