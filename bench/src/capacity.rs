@@ -136,16 +136,15 @@ impl BenchLab {
 
         let start = Instant::now();
         let pace = Pace { rate: Some(RATE), ..Pace::full(sessions) };
-        let mut run = 0u16;
         let (set_up, set_up_rounds) = rounds(sessions, || {
-            run = next_run(run);
+            let run = self.next_run();
             responder.expect(SinkExpect { by_run: 1, run, ..there })?;
             self.generator.run(|| generator.send(self.gen0.ifindex, 60, Pace { run, ..pace }))??;
             drained(&|| responder.counters())
         })?;
         std::thread::sleep(Duration::from_millis(100)); // the last sessions' flows installed
         let (back, reply_rounds) = rounds(set_up.learned, || {
-            run = next_run(run);
+            let run = self.next_run();
             replies.expect(SinkExpect { by_run: 1, run, ..back })?;
             self.sink.run(|| responder.reply(self.sink0.ifindex, 60, Pace { run, ..pace }))??;
             drained(&|| replies.counters())

@@ -33,6 +33,8 @@ pub struct BenchLab {
     pub sink0: PortHandle,
     /// Queues per veth, and cores the generator sends from.
     pub cores: u32,
+    /// The last run's identification (see [`BenchLab::next_run`]).
+    runs: std::sync::atomic::AtomicU16,
 }
 
 /// The port `name` in `ns`, up.
@@ -44,6 +46,19 @@ pub(super) async fn port(ns: &Netns, name: &str) -> Result<PortHandle> {
 }
 
 impl BenchLab {
+    /// A new run's identification, never the last one's, over the whole lab: every trial and
+    /// every round is its own run, so frames a device releases late from any earlier one are
+    /// counted late (1 to 65535, round and round; 0 is no run).
+    pub fn next_run(&self) -> u16 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut next = 0;
+        let _ = self.runs.fetch_update(Relaxed, Relaxed, |r| {
+            next = capacity::next_run(r);
+            Some(next)
+        });
+        next
+    }
+
     /// The namespaces and veths, with `cores` queues on every veth (the generator sends from
     /// that many cores, a queue each).
     pub async fn build(cores: u32) -> Result<BenchLab> {
@@ -100,6 +115,7 @@ impl BenchLab {
             out0,
             sink0,
             cores: cores.max(1),
+            runs: std::sync::atomic::AtomicU16::new(0),
         };
         // The lab's, not the gateway's: a gateway's full stop takes off the addresses it added,
         // and the kernel then flushes the interface's neighbors, the static ones above too.
@@ -160,12 +176,11 @@ impl BenchLab {
         self.generator.run(|| -> Result<R> {
             let mut gens = (0..cores).map(|_| Generator::load(config)).collect::<Result<Vec<_>>>()?;
             let mut next_flow = 0u64;
-            let mut run = 0u16;
             let mut trial = |pace: Pace| -> Result<(search::Trial, Vec<u64>)> {
                 interrupted()?;
                 // Each trial its own run: what a device releases late from an earlier trial's
                 // backlog is counted late, not as this trial's.
-                run = capacity::next_run(run);
+                let run = self.next_run();
                 sink.expect(SinkExpect { by_run: 1, run, ..expect })?;
                 let (before, hist_before) = (sink.counters()?, sink.latency()?);
                 let pace = Pace { first_flow: next_flow, run, ..pace };

@@ -143,8 +143,9 @@ pub struct Held {
     pub set_up: u64,
     /// Replies that came back through the device to exactly their flow's host and port.
     pub held: u64,
-    /// Frames wrongly translated, either way; of them, replies that reached another flow's
-    /// host (the device gave an evicted session's address and port to a new one).
+    /// Frames wrongly translated, either way, over all the trial's rounds (a flow sent in
+    /// three rounds counts up to three); of them, replies that reached another flow's host
+    /// (the device gave an evicted session's address and port to a new one).
     pub bad: u64,
     pub misdelivered: u64,
     /// Rounds over the flows that setting up and replying took (see `capacity::ROUNDS`): more

@@ -13,13 +13,7 @@ use crate::{Diagnostics, LoadedPlan, compile::compile_all};
 pub enum Change {
     Added(String),
     Removed(String),
-    Changed {
-        what: String,
-        old: String,
-        new: String,
-    },
-    /// Something outside the list compared item by item (timeouts, session limits, VRF names).
-    Other(String),
+    Changed { what: String, old: String, new: String },
 }
 
 impl fmt::Display for Change {
@@ -28,7 +22,6 @@ impl fmt::Display for Change {
             Change::Added(s) => write!(f, "+ {s}"),
             Change::Removed(s) => write!(f, "- {s}"),
             Change::Changed { what, old, new } => write!(f, "~ {what}: {old} -> {new}"),
-            Change::Other(s) => write!(f, "~ {s}"),
         }
     }
 }
@@ -75,10 +68,24 @@ fn items(c: &Config) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for p in &c.ports {
         let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+        let tunnel = p.tunnel.as_ref().map_or(String::new(), |t| {
+            let key = t.key.map(|k| format!(" key {k}")).unwrap_or_default();
+            format!(", GRE {} -> {} in {}{key}", t.local, t.remote, vrf_name(c, t.underlay_vrf))
+        });
         out.insert(
             format!("port {}", p.key()),
-            format!("{} in {}, {} (MTU {})", p.role.name(), vrf_name(c, p.vrf), addrs.join(" "), p.mtu),
+            format!(
+                "{} in {}, {} (MTU {}){tunnel}",
+                p.role.name(),
+                vrf_name(c, p.vrf),
+                addrs.join(" "),
+                p.mtu
+            ),
         );
+    }
+    // VRFs by name: their ids are positions, which may shift between versions.
+    for v in &c.vrfs {
+        out.insert(format!("VRF {}", v.name), "declared".into());
     }
     for n in &c.netmaps {
         out.insert(
@@ -97,12 +104,19 @@ fn items(c: &Config) -> BTreeMap<String, String> {
         out.insert(
             format!("NAT pool {}", p.name),
             format!(
-                "{} for {}, {:?}, blocks of {}, {:?}",
+                "{} in {} for {}, {:?}, ports {}-{}, blocks of {} (at most {} a host), {:?}, at most {} \
+                 sessions, timeouts {:?}",
                 addrs.join(" "),
+                vrf_name(c, p.outside_vrf),
                 vrf_name(c, p.inside_vrf),
                 p.mode,
+                p.ports.first,
+                p.ports.last,
                 p.block_size,
-                p.filtering
+                p.max_blocks_per_host,
+                p.filtering,
+                p.max_sessions,
+                p.timeouts
             ),
         );
     }
@@ -167,9 +181,12 @@ pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
             }
         }
     }
-    // Never "no change" for configs that differ: whatever the list above does not compare.
-    if changes.is_empty() && old != new {
-        changes.push(Change::Other("other settings (timeouts, session limits, unused VRFs)".into()));
+    if old.gateway != new.gateway {
+        changes.push(Change::Changed {
+            what: "gateway".into(),
+            old: old.gateway.clone(),
+            new: new.gateway.clone(),
+        });
     }
     changes
 }
@@ -211,14 +228,35 @@ mod tests {
     }
 
     #[test]
-    fn a_config_that_differs_only_in_settings_not_listed_is_never_no_change() {
+    fn every_field_of_a_config_is_compared_and_vrf_ids_are_not() {
         let old = crate::compile(&plan(DEMO), "gw-changsha").unwrap();
         assert_eq!(diff_configs(&old, &old), vec![]);
         let mut new = old.clone();
         new.vrfs.push(hutong_config::Vrf { id: 9, name: "spare".into() });
-        let d = diff_configs(&old, &new);
-        assert_eq!(d, vec![Change::Other("other settings (timeouts, session limits, unused VRFs)".into())]);
-        assert_eq!(d[0].to_string(), "~ other settings (timeouts, session limits, unused VRFs)");
+        let d: Vec<String> = diff_configs(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(d, ["+ VRF spare (declared)"]);
+        // Renumbered VRFs, the same names: no change.
+        let mut renumbered = old.clone();
+        renumbered.vrfs.iter_mut().for_each(|v| v.id += 100);
+        renumbered.ports.iter_mut().for_each(|p| p.vrf += 100);
+        renumbered
+            .netmaps
+            .iter_mut()
+            .for_each(|n| (n.inside_vrf, n.outside_vrf) = (n.inside_vrf + 100, n.outside_vrf + 100));
+        renumbered.routes.iter_mut().for_each(|r| r.vrf += 100);
+        renumbered.policies.iter_mut().for_each(|r| r.vrf += 100);
+        assert_eq!(diff_configs(&old, &renumbered), vec![], "VRF ids are positions");
+        // A pool's session limit, beside another change: both listed.
+        let mut pooled = old.clone();
+        let (inside, outside) = (pooled.vrfs[1].id, pooled.vrfs[0].id);
+        let addresses = vec!["198.18.99.0/30".parse().unwrap()];
+        pooled.nat_pools.push(hutong_config::NatPool::defaults("p".into(), inside, outside, addresses));
+        let mut limited = pooled.clone();
+        limited.nat_pools[0].max_sessions /= 2;
+        limited.routes.clear();
+        let d: Vec<String> = diff_configs(&pooled, &limited).iter().map(|c| c.to_string()).collect();
+        assert!(d.iter().any(|l| l.starts_with("~ NAT pool p:") && l.contains("sessions")), "{d:#?}");
+        assert!(d.iter().any(|l| l.starts_with("- route")), "{d:#?}");
     }
 
     #[test]

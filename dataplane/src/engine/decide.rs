@@ -50,12 +50,12 @@ pub(super) struct EmbeddedPorts {
 }
 
 impl Decision {
-    /// The packet as it is: same addresses, same VRF, routed by the FIB.
-    fn unchanged(key: &FlowKey) -> Decision {
+    /// To `src` → `dst` in `vrf`, ports unchanged, routed by the FIB, not repeated by the program.
+    fn to(src: IpAddr, dst: IpAddr, vrf: u32) -> Decision {
         Decision {
-            src: key.src,
-            dst: key.dst,
-            vrf: key.vrf,
+            src,
+            dst,
+            vrf,
             via: None,
             ports: None,
             emb: None,
@@ -65,20 +65,15 @@ impl Decision {
         }
     }
 
+    /// The packet as it is: same addresses, same VRF, routed by the FIB.
+    fn unchanged(key: &FlowKey) -> Decision {
+        Decision::to(key.src, key.dst, key.vrf)
+    }
+
     /// A NAT translation's addresses and VRF, its ports left alone (a later fragment has none,
     /// an ICMP error's are its quoted packet's).
     fn addresses_of(x: nat::Xlat) -> Decision {
-        Decision {
-            src: IpAddr::V4(Ipv4Addr::from(x.src)),
-            dst: IpAddr::V4(Ipv4Addr::from(x.dst)),
-            vrf: x.vrf,
-            via: None,
-            ports: None,
-            emb: None,
-            emb_ports: None,
-            cache: Cache::No,
-            rule: None,
-        }
+        Decision::to(IpAddr::V4(Ipv4Addr::from(x.src)), IpAddr::V4(Ipv4Addr::from(x.dst)), x.vrf)
     }
 
     /// A NAT translation, addresses and ports.
