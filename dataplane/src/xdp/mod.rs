@@ -8,6 +8,8 @@
 pub mod flows;
 pub mod kernel_neighbors;
 pub mod loader;
+mod pin_layout;
 pub mod tables;
 
-pub use loader::{FlowTable, NeighborMaps, PROGRAM_OBJECT, TestOutcome, XdpEngine, action, fnv1a, layout};
+pub use loader::{FlowTable, NeighborMaps, PROGRAM_OBJECT, TestOutcome, XdpEngine, action};
+pub use pin_layout::{fnv1a, layout};
