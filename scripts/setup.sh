@@ -20,8 +20,11 @@ command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup f
 # llvm-22-dev, libpolly-22-dev: bpf-linker links against nightly's LLVM 22.
 # iproute2, iputils-ping, curl, nftables, ethtool, iperf3, tcpdump: the demo, the tests and debugging.
 # fonts-dejavu-core: the text of hutong bench's chart. conntrack: hutong bench empties Linux's
-# connection table between session-capacity trials.
-APT_PKGS=(llvm-22-dev libpolly-22-dev iproute2 iputils-ping curl nftables ethtool iperf3 tcpdump fonts-dejavu-core conntrack)
+# connection table between session-capacity trials. etcd-server, etcd-client: the fleet's store,
+# which its tests, bench and demo start themselves in temporary directories (the package's own
+# service, where systemd runs one, is left alone: nothing here uses it). protobuf-compiler: the
+# etcd client crate compiles etcd's gRPC protos at build time.
+APT_PKGS=(llvm-22-dev libpolly-22-dev iproute2 iputils-ping curl nftables ethtool iperf3 tcpdump fonts-dejavu-core conntrack etcd-server etcd-client protobuf-compiler)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,7 +26,13 @@ use clap::{Parser, Subcommand};
   hutong sessions [--addr A] [--vrf V]     the running gateway's NAT sessions
   hutong trace --config FILE --packet HEX  show each pipeline stage's decision for one packet
   hutong trace --packet HEX                the same, by the running gateway (--api)
+  hutong gateway run --fleet URLS --gateway ID   a fleet gateway: its config from etcd, ACK/NACK
+  hutong push PLAN [--scope CODE] [--wave W]...  push a plan (or a subtree) to the fleet, in waves
+  hutong fleet status [--json]             one row per gateway: desired, applied, ACK/NACK, drift
+  hutong rollout status|resume|abort       the push's rollout, wave by wave
+  hutong rollback --fleet URLS             the previous push's plan, everywhere (in waves too)
   hutong demo                              run the demo site in network namespaces
+  hutong demo --fleet                      three gateways driven by one plan through a local etcd
   hutong bench [--quick]                   acceptance bench: XDP ceiling, Linux + nftables, hutong's engines"
 )]
 pub struct Cli {
@@ -77,8 +83,45 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Put a running gateway back on its previous config version (POST /v1/rollback).
+    /// Push a plan to the fleet: read the store's plan, replace --scope's subtree (or all of it)
+    /// with PLAN's, validate the whole, compile every gateway, print what changes, write it in
+    /// one transaction, then follow the rollout wave by wave. Exit 3: another push landed first.
+    Push {
+        /// The plan (file), checked on its own first.
+        plan: PathBuf,
+        /// A node code: only its subtree is replaced (an operator's jurisdiction).
+        #[arg(long)]
+        scope: Option<String>,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+        /// Print what would change and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// The fleet as the store holds it.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// The latest push's rollout: where it stands, go on after a halt, or stop it.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Put a running gateway back on its previous config version (POST /v1/rollback); with
+    /// --fleet, push the previous push's plan to every gateway again.
     Rollback {
+        /// The fleet's etcd: push the plan of the push before the latest (or --to N) again.
+        #[arg(long, conflicts_with = "api")]
+        fleet: Option<String>,
+        #[command(flatten)]
+        tls: EtcdTls,
+        /// With --fleet: the push whose plan to restore.
+        #[arg(long, requires = "fleet")]
+        to: Option<u64>,
+        /// With --fleet: print what would change and write nothing.
+        #[arg(long, requires = "fleet")]
+        dry_run: bool,
+        #[command(flatten)]
+        rollout: RolloutArgs,
         /// The gateway's agent API: HOST:PORT or its Unix socket's path. Default: the one
         /// gateway socket in /run/hutong, else 127.0.0.1:9180.
         #[arg(long)]
@@ -137,6 +180,10 @@ pub enum Command {
         /// Gateway of that plan to run.
         #[arg(long, default_value = hutong::demo::DEMO_GATEWAY)]
         gateway: String,
+        /// The fleet demo: a local etcd, three gateways of the province example in namespaces,
+        /// a push, the ACK table, traffic through each, then a change in two waves.
+        #[arg(long, conflicts_with_all = ["simple", "plan"])]
+        fleet: bool,
     },
     /// The acceptance bench: the raw XDP ceiling, Linux forwarding with nftables and hutong's XDP
     /// and userspace engines, side by side in namespaces it builds, in six scenarios (netmap,
@@ -179,6 +226,110 @@ pub enum Command {
         /// The sink's port.
         #[arg(long, value_name = "IF", requires_all = ["generator", "dut_in", "dut_out"])]
         sink: Option<String>,
+    },
+}
+
+/// Where the fleet's etcd is, and how to authenticate to it.
+#[derive(clap::Args, Clone)]
+pub struct FleetArgs {
+    /// The fleet's etcd members: http(s)://HOST:PORT[,...].
+    #[arg(long, env = "HUTONG_FLEET")]
+    pub fleet: String,
+    #[command(flatten)]
+    pub tls: EtcdTls,
+}
+
+/// TLS to etcd, with a client certificate (all three, for https:// URLs).
+#[derive(clap::Args, Clone, Default)]
+pub struct EtcdTls {
+    /// The CA certificate (PEM) that signed etcd's.
+    #[arg(long, requires_all = ["etcd_cert", "etcd_key"])]
+    pub etcd_ca: Option<PathBuf>,
+    /// This client's certificate (PEM).
+    #[arg(long, requires_all = ["etcd_ca", "etcd_key"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// This client's key (PEM).
+    #[arg(long, requires_all = ["etcd_ca", "etcd_cert"])]
+    pub etcd_key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    pub fn files(&self) -> Option<hutong_fleet::TlsFiles> {
+        Some(hutong_fleet::TlsFiles {
+            ca: self.etcd_ca.clone()?,
+            cert: self.etcd_cert.clone()?,
+            key: self.etcd_key.clone()?,
+        })
+    }
+}
+
+/// How a push rolls out.
+#[derive(clap::Args, Clone)]
+pub struct RolloutArgs {
+    /// A wave: a count (2), a share (10%), a level (county, prefecture, province, central) or
+    /// rest; repeat for several. Each wave starts when the previous one has ACKed and settled.
+    #[arg(long = "wave")]
+    pub waves: Vec<hutong_fleet::waves::WaveSpec>,
+    /// Seconds a wave's gateways must stay healthy after their ACKs.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle: f64,
+    /// Drops per second (per reason, per gateway) above twice the rate before the wave that
+    /// halt the rollout.
+    #[arg(long, default_value_t = 100.0)]
+    pub max_drop_rate: f64,
+    /// Seconds a wave may take to be ACKed before the rollout halts.
+    #[arg(long, default_value_t = 60.0)]
+    pub ack_timeout: f64,
+    /// Write the push and return; `hutong rollout resume` drives the rest.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl RolloutArgs {
+    pub fn options(&self, scope: Option<String>) -> hutong_fleet::push::PushOptions {
+        hutong_fleet::push::PushOptions {
+            scope,
+            waves: self.waves.clone(),
+            settle_s: self.settle,
+            max_drop_rate: self.max_drop_rate,
+            ack_timeout_s: self.ack_timeout,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum FleetCommand {
+    /// One row per gateway: jurisdiction, desired and applied push, ACK/NACK, last seen, drift.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// The plan as the store holds it, put together (YAML).
+    Plan {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    /// The rollout's state and each wave's gateways.
+    Status {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Go on with a halted rollout (the halted wave is checked again first).
+    Resume {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Stop: later waves are never written; gateways that took the push keep it.
+    Abort {
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
 }
 
@@ -245,14 +396,21 @@ pub enum GatewayCommand {
     /// Attach the XDP engine to the config's interfaces and forward until SIGTERM/SIGINT.
     Run {
         /// A compiled gateway config (`hutong plan compile`).
-        #[arg(long, required_unless_present = "plan", conflicts_with = "plan")]
+        #[arg(long, required_unless_present_any = ["plan", "fleet"], conflicts_with_all = ["plan", "fleet"])]
         config: Option<PathBuf>,
         /// Or a plan, checked and compiled here for --gateway.
-        #[arg(long, requires = "gateway")]
+        #[arg(long, requires = "gateway", conflicts_with = "fleet")]
         plan: Option<PathBuf>,
-        /// The plan's gateway to run.
-        #[arg(long, requires = "plan")]
+        /// The plan's (or the fleet's) gateway to run.
+        #[arg(long)]
         gateway: Option<String>,
+        /// Or a fleet gateway: its config comes from this etcd (http(s)://HOST:PORT[,...]),
+        /// and its agent applies every new one and reports ACK or NACK. It starts from the
+        /// config it ran last (its state directory) and keeps forwarding when etcd is down.
+        #[arg(long, requires = "gateway")]
+        fleet: Option<String>,
+        #[command(flatten)]
+        etcd_tls: EtcdTls,
         /// Keep counters (`name value` lines) in this file while running.
         #[arg(long)]
         stats_file: Option<PathBuf>,

@@ -4,6 +4,7 @@
 pub mod addresses;
 pub mod api;
 pub mod files;
+pub mod fleet;
 pub mod gateway;
 pub mod hex;
 pub mod history;

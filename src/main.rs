@@ -7,7 +7,9 @@ use clap::Parser;
 
 mod cli;
 
-use cli::{Cli, Command, GatewayCommand, PlanCommand, ScaleName};
+use cli::{Cli, Command, FleetCommand, GatewayCommand, PlanCommand, RolloutCommand, ScaleName};
+use hutong::fleet::commands;
+use hutong_fleet::Endpoints;
 
 /// Prints the answer to an apply or a rollback; success only for 200.
 fn print_change(status: u16, answer: &serde_json::Value, json: bool) -> anyhow::Result<ExitCode> {
@@ -149,6 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             plan,
             gateway,
+            fleet,
+            etcd_tls,
             stats_file,
             pin_dir,
             pid_file,
@@ -160,8 +164,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             io,
         }) => {
+            let fleet = match (fleet, &gateway) {
+                (Some(urls), Some(id)) => Some(hutong_fleet::agent::AgentOptions::new(
+                    Endpoints::parse(&urls, etcd_tls.files())?,
+                    id,
+                )),
+                _ => None,
+            };
             let config = match (config, plan, gateway) {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
+                (None, None, Some(id)) if fleet.is_some() => {
+                    let dir = state_dir.clone().unwrap_or_else(|| hutong::history::default_dir(&id));
+                    hutong::gateway::fleet_start_config(&dir, fleet.as_ref().expect("checked"))?
+                }
                 (None, Some(plan), Some(id)) => {
                     match control::check_file(&plan).and_then(|lp| control::compile(&lp, &id)) {
                         Ok(config) => config,
@@ -185,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 engine,
                 workers,
                 io,
+                fleet,
             };
             hutong::gateway::run(options)?;
             Ok(ExitCode::SUCCESS)
@@ -259,7 +275,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} of {} session(s) from {}", list.len(), answer["total"], answer["offset"]);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback { api, json } => {
+        Command::Push { plan, scope, rollout, dry_run, fleet } => {
+            let ep = Endpoints::parse(&fleet.fleet, fleet.tls.files())?;
+            commands::push(&ep, &plan, rollout.options(scope), dry_run, !rollout.no_wait)
+        }
+        Command::Fleet(FleetCommand::Status { json, fleet }) => {
+            commands::fleet_status(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?, json)
+        }
+        Command::Fleet(FleetCommand::Plan { fleet }) => {
+            commands::fleet_plan(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?)
+        }
+        Command::Rollout(action) => {
+            let (fleet, action) = match action {
+                RolloutCommand::Status { fleet } => (fleet, commands::RolloutAction::Status),
+                RolloutCommand::Resume { fleet } => (fleet, commands::RolloutAction::Resume),
+                RolloutCommand::Abort { fleet } => (fleet, commands::RolloutAction::Abort),
+            };
+            commands::rollout(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?, action)
+        }
+        Command::Rollback { fleet: Some(urls), tls, to, rollout, dry_run, .. } => {
+            let ep = Endpoints::parse(&urls, tls.files())?;
+            commands::rollback(&ep, to, rollout.options(None), dry_run, !rollout.no_wait)
+        }
+        Command::Rollback { api, json, .. } => {
             let (status, answer) = hutong::api::client::post(
                 &api.unwrap_or_else(hutong::api::client::local_default),
                 "/v1/rollback",
@@ -277,7 +315,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { simple, plan, gateway } => hutong::demo::run(plan.as_deref(), &gateway, simple),
+        Command::Demo { fleet: true, .. } => hutong::lab::fleet_demo::run(),
+        Command::Demo { simple, plan, gateway, .. } => hutong::demo::run(plan.as_deref(), &gateway, simple),
         Command::Bench { quick, out, scenario, cores, loss, sessions, generator, dut_in, dut_out, sink } => {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let mut opts =

@@ -38,6 +38,31 @@ impl GatewayProcess {
         tag: &str,
         extra: &[&str],
     ) -> Result<GatewayProcess> {
+        GatewayProcess::start_from(ns, hutong, &["--config".as_ref(), config.as_os_str()], work, tag, extra)
+    }
+
+    /// Starts a fleet gateway (`--fleet URLS --gateway ID`): its config comes from etcd, or
+    /// from its state directory in `work` when it ran before.
+    pub fn start_fleet(
+        ns: &Netns,
+        hutong: &Path,
+        (urls, id): (&str, &str),
+        work: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<GatewayProcess> {
+        let source = ["--fleet".as_ref(), urls.as_ref(), "--gateway".as_ref(), id.as_ref()];
+        GatewayProcess::start_from(ns, hutong, &source, work, tag, extra)
+    }
+
+    fn start_from(
+        ns: &Netns,
+        hutong: &Path,
+        source: &[&std::ffi::OsStr],
+        work: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<GatewayProcess> {
         let log = work.join(format!("{tag}.log"));
         let stats = work.join(format!("{tag}.counters"));
         let _ = std::fs::remove_file(&stats);
@@ -54,7 +79,7 @@ impl GatewayProcess {
         unsafe {
             cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
         }
-        cmd.args(["gateway", "run", "--config"]).arg(config).arg("--stats-file").arg(&stats);
+        cmd.args(["gateway", "run"]).args(source).arg("--stats-file").arg(&stats);
         let state_dir = work.join("state");
         for (flag, value) in [("--pin-dir", &pin_dir), ("--pid-file", &pid_file), ("--state-dir", &state_dir)]
         {

@@ -6,6 +6,9 @@
 //! the namespaces, which removes their veths with them.
 
 pub mod demo;
+pub mod etcd;
+pub mod fleet;
+pub mod fleet_demo;
 pub mod gateway;
 pub mod http;
 pub mod netns;

@@ -89,14 +89,20 @@ impl Netns {
 
     /// A command that will run inside this namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        let fd = self.file.try_clone().expect("dup of the namespace fd");
-        // SAFETY: between fork and exec the child only calls setns(2), which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
-        }
-        cmd
+        command_in(&self.file, program)
     }
+}
+
+/// A command that runs in the network namespace `file` refers to (a `Netns`'s file, or a
+/// duplicate of it held by something that outlives the borrow).
+pub fn command_in(file: &File, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    let fd = file.try_clone().expect("dup of the namespace fd");
+    // SAFETY: between fork and exec the child only calls setns(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
+    }
+    cmd
 }
 
 impl Drop for Netns {

@@ -236,7 +236,7 @@ pub async fn veth(
     Ok(())
 }
 
-async fn up(h: &Handle, name: &str) -> Result<u32> {
+pub(crate) async fn up(h: &Handle, name: &str) -> Result<u32> {
     let idx = link_index(h, name).await?;
     netlink::set_up(h, idx).await?;
     Ok(idx)

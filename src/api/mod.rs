@@ -187,6 +187,19 @@ impl ApiState {
             *c = snapshot;
         }
     }
+
+    /// The latest counters.
+    pub fn counters(&self) -> Snapshot {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Hands a change to the gateway's loop and waits for its outcome (`None`: the gateway is
+    /// stopping). The API's apply and the fleet agent's both go this way.
+    pub async fn submit(&self, change: Change) -> Option<ChangeOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.changes.send(ChangeRequest { change, reply }).await.ok()?;
+        answer.await.ok()
+    }
 }
 
 /// Binds `addr` and, if given, the Unix socket `socket` (so a taken port fails the start,
@@ -407,12 +420,8 @@ fn invalid(errors: Vec<ConfigError>) -> axum::response::Response {
 }
 
 async fn change(s: &ApiState, change: Change) -> axum::response::Response {
-    let (reply, answer) = oneshot::channel();
-    if s.changes.send(ChangeRequest { change, reply }).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into());
-    }
-    match answer.await {
-        Ok(ChangeOutcome::Applied { running, changed }) => {
+    match s.submit(change).await {
+        Some(ChangeOutcome::Applied { running, changed }) => {
             let body = serde_json::json!({
                 "config_version": running.config_version,
                 "config_digest": running.config_digest,
@@ -420,11 +429,11 @@ async fn change(s: &ApiState, change: Change) -> axum::response::Response {
             });
             (StatusCode::OK, Json(body)).into_response()
         }
-        Ok(ChangeOutcome::Invalid(errors)) => invalid(errors),
-        Ok(ChangeOutcome::Conflict(m)) => error(StatusCode::CONFLICT, m),
-        Ok(ChangeOutcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
-        Ok(ChangeOutcome::Unrecorded(m)) => error(StatusCode::INSUFFICIENT_STORAGE, m),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into()),
+        Some(ChangeOutcome::Invalid(errors)) => invalid(errors),
+        Some(ChangeOutcome::Conflict(m)) => error(StatusCode::CONFLICT, m),
+        Some(ChangeOutcome::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Some(ChangeOutcome::Unrecorded(m)) => error(StatusCode::INSUFFICIENT_STORAGE, m),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping".into()),
     }
 }
 

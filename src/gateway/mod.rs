@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Slow-path worker threads (the userspace engine's forwarding cores); see `slow_path`.
     pub workers: u32,
     pub io: IoChoice,
+    /// A fleet gateway: the agent that takes its configs from etcd (see `crate::fleet`).
+    pub fleet: Option<hutong_fleet::agent::AgentOptions>,
 }
 
 /// How the userspace engine reads and writes the interfaces.
@@ -166,7 +168,45 @@ pub fn run(opts: RunOptions) -> Result<()> {
         bail!("the config does not fit in this machine: {why}");
     }
     let api = (opts.api, opts.api_anywhere);
-    rt.block_on(serve(config, places, api, (opts.engine, opts.workers, opts.io)))
+    rt.block_on(serve(config, places, api, (opts.engine, opts.workers, opts.io), opts.fleet))
+}
+
+/// The config a fleet gateway starts on: what it ran last (its state directory), so that a
+/// restart forwards at once whether or not etcd answers; on a first start, its desired config
+/// from etcd, waited for (with backoff) until there is one.
+pub fn fleet_start_config(state_dir: &Path, agent: &hutong_fleet::agent::AgentOptions) -> Result<Config> {
+    if state_dir.exists() {
+        let history = History::open(state_dir)?;
+        if let Some(v) = history.current() {
+            let config = history.load(v)?;
+            eprintln!(
+                "hutong gateway {}: starting on config version {v} from {} (the agent reconciles with the fleet once running)",
+                agent.gateway,
+                state_dir.display()
+            );
+            return Ok(config);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match rt.block_on(hutong_fleet::agent::fetch_desired(&agent.endpoints, &agent.gateway)) {
+            Ok(Some((push, config))) => {
+                eprintln!("hutong gateway {}: first start, on push {push} from the fleet", agent.gateway);
+                return Ok(config);
+            }
+            Ok(None) => eprintln!(
+                "hutong gateway {}: first start, and the fleet has no config for it yet; waiting",
+                agent.gateway
+            ),
+            Err(e) => eprintln!(
+                "hutong gateway {}: first start, nothing applied before, and the fleet cannot be read ({e:#}); waiting",
+                agent.gateway
+            ),
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(agent.max_backoff);
+    }
 }
 
 /// Where the gateway keeps things.
@@ -183,6 +223,7 @@ async fn serve(
     places: Places,
     (api_addr, api_anywhere): (std::net::SocketAddr, bool),
     (kind, workers, io): (EngineKind, u32, IoChoice),
+    fleet: Option<hutong_fleet::agent::AgentOptions>,
 ) -> Result<()> {
     let Places { stats_file, pin_dir, pid_file, state_dir, api_socket } = places;
     let nl = netlink::connect()?;
@@ -392,6 +433,12 @@ async fn serve(
         api_socket.display()
     );
 
+    // The fleet agent, once the gateway forwards: it applies through the same change path.
+    let agent = fleet.map(|opts| {
+        let gateway = std::sync::Arc::new(crate::fleet::ApiGateway(api.clone()));
+        eprintln!("hutong gateway {}: fleet agent on {}", config.gateway, opts.endpoints.urls.join(","));
+        tokio::spawn(hutong_fleet::agent::run(opts, gateway, version))
+    });
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut upgrade = signal(SignalKind::user_defined1())?;
@@ -448,6 +495,9 @@ async fn serve(
         }
     }
     resolver.abort();
+    if let Some(a) = &agent {
+        a.abort();
+    }
     api_server.abort();
     slow.stop();
     drop(packet_ports);

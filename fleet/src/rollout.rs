@@ -1,0 +1,311 @@
+//! Driving a rollout: a wave goes out, every gateway of it must ACK the push, and then stay
+//! healthy (its drops by reason do not jump) for the settling time; only then is the next wave
+//! written. A NACK, a jump or a wave not answered in time halts the rollout, recorded in the
+//! store, until an operator resumes or aborts it.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{Result, bail};
+use etcd_client::{Client, Txn, TxnOp};
+
+use crate::{
+    keys::{self, GatewayKey},
+    push::unchanged,
+    records::{Health, Rollout, RolloutState, Status, Verdict, now},
+    store::{Snapshot, read, timed},
+};
+
+/// How often the driver looks at the statuses.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What the driver tells its caller as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// Wave `wave` (0-based) is out: how many of its gateways ACKed so far.
+    Waiting {
+        wave: usize,
+        acked: usize,
+        of: usize,
+    },
+    /// Its gateways all ACKed; settling.
+    Settling {
+        wave: usize,
+        seconds: f64,
+    },
+    /// The next wave was written.
+    Wrote {
+        wave: usize,
+        gateways: usize,
+    },
+    Finished(Rollout),
+}
+
+/// The statuses of `ids` in a snapshot, those that decode.
+fn statuses<'a>(snap: &'a Snapshot, ids: &[String]) -> BTreeMap<String, &'a Status> {
+    ids.iter()
+        .filter_map(|id| {
+            let s = snap.gateways.get(id)?.status.as_ref()?.value.as_ref().ok()?;
+            Some((id.clone(), s))
+        })
+        .collect()
+}
+
+/// Reads the rollout record and its revision.
+async fn current(client: &mut Client) -> Result<(Rollout, i64, Snapshot)> {
+    let snap = read(client, None).await?;
+    let Some(r) = &snap.rollout else { bail!("no rollout in the store") };
+    let rollout = r.value.clone().map_err(|e| anyhow::anyhow!("{}: unreadable: {e}", keys::ROLLOUT))?;
+    let rev = r.mod_revision;
+    Ok((rollout, rev, snap))
+}
+
+/// Writes the rollout record, guarded by the revision it was read at. `false`: someone else
+/// (an abort, another driver) changed it first.
+async fn save(client: &mut Client, r: &Rollout, rev: i64, extra: Vec<TxnOp>) -> Result<bool> {
+    let mut ops = vec![TxnOp::put(keys::ROLLOUT, serde_json::to_string(r)?, None)];
+    ops.extend(extra);
+    let txn = Txn::new().when(vec![unchanged(keys::ROLLOUT, Some(rev))]).and_then(ops);
+    Ok(timed("updating the rollout", client.txn(txn)).await?.succeeded())
+}
+
+async fn halt(client: &mut Client, mut r: Rollout, rev: i64, reason: String) -> Result<Rollout> {
+    r.state = RolloutState::Halted;
+    r.reason = reason;
+    r.updated = now();
+    save(client, &r, rev, vec![]).await?;
+    Ok(r)
+}
+
+/// Drives the rollout of the store until it is done, halted or aborted. `baseline`: the health
+/// of the current wave's gateways from before it was written (absent ones are measured from
+/// their ACK).
+pub async fn drive(
+    client: &mut Client,
+    mut baseline: BTreeMap<String, (f64, Health)>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Rollout> {
+    loop {
+        let (r, _, _) = current(client).await?;
+        if r.state != RolloutState::Rolling {
+            progress(Progress::Finished(r.clone()));
+            return Ok(r);
+        }
+        let wave = r.written.saturating_sub(1);
+        let ids = r.waves.get(wave).cloned().unwrap_or_default();
+        // --- every gateway of the wave ACKs this push -------------------------------------
+        let deadline = r.updated + r.ack_timeout_s;
+        let acked_at = loop {
+            let (r2, _, snap) = current(client).await?;
+            if r2.state != RolloutState::Rolling || r2.push != r.push {
+                break None;
+            }
+            let st = statuses(&snap, &ids);
+            if let Some((id, s)) =
+                st.iter().find(|(_, s)| s.desired_push == r.push && s.verdict == Verdict::Nack)
+            {
+                let why = format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; "));
+                let (r3, rev3, _) = current(client).await?;
+                return finish(halt(client, r3, rev3, why).await?, progress);
+            }
+            let acked = st.values().filter(|s| s.verdict == Verdict::Ack && s.applied_push >= r.push).count();
+            progress(Progress::Waiting { wave, acked, of: ids.len() });
+            if acked == ids.len() {
+                break Some(
+                    st.iter()
+                        .map(|(id, s)| (id.clone(), (s.last_seen, s.health.clone())))
+                        .collect::<BTreeMap<_, _>>(),
+                );
+            }
+            if now() > deadline {
+                let missing: Vec<&String> = ids
+                    .iter()
+                    .filter(|id| {
+                        !st.get(*id).is_some_and(|s| s.verdict == Verdict::Ack && s.applied_push >= r.push)
+                    })
+                    .collect();
+                let why = format!(
+                    "wave {} not acknowledged within {:.0} s by {}",
+                    wave + 1,
+                    r.ack_timeout_s,
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                let (r3, rev3, _) = current(client).await?;
+                return finish(halt(client, r3, rev3, why).await?, progress);
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let Some(at_ack) = acked_at else { continue };
+        // --- settle: no jump in drops --------------------------------------------------------
+        progress(Progress::Settling { wave, seconds: r.settle_s });
+        tokio::time::sleep(Duration::from_secs_f64(r.settle_s)).await;
+        let (r2, rev2, snap2) = current(client).await?;
+        if r2.state != RolloutState::Rolling || r2.push != r.push {
+            continue;
+        }
+        let after = statuses(&snap2, &ids);
+        for id in &ids {
+            let (Some((t1, h1)), Some(s2)) = (at_ack.get(id), after.get(id)) else {
+                let why = format!("gateway {id} stopped reporting while wave {} settled", wave + 1);
+                return finish(halt(client, r2, rev2, why).await?, progress);
+            };
+            let before = baseline.get(id).cloned();
+            if let Some(why) = jump(before.as_ref(), (*t1, h1), (s2.last_seen, &s2.health), r.max_drop_rate) {
+                let why = format!("gateway {id} after push {}: {why}", r.push);
+                return finish(halt(client, r2, rev2, why).await?, progress);
+            }
+        }
+        // --- the next wave, or done ----------------------------------------------------------
+        let mut next = r2.clone();
+        next.updated = now();
+        if next.written >= next.waves.len() {
+            next.state = RolloutState::Done;
+            save(client, &next, rev2, vec![]).await?;
+            continue;
+        }
+        let ids = next.waves[next.written].clone();
+        baseline =
+            statuses(&snap2, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
+        let mut ops = Vec::new();
+        for id in &ids {
+            let Some(g) = snap2.gateways.get(id) else { continue };
+            let Some(staged) = &g.staged else {
+                let why = format!("gateway {id}: its staged config for wave {} is gone", next.written + 1);
+                return finish(halt(client, r2, rev2, why).await?, progress);
+            };
+            let value = match &staged.value {
+                Ok(d) => serde_json::to_string(d)?,
+                Err(e) => {
+                    let why = format!("gateway {id}: its staged config is unreadable: {e}");
+                    return finish(halt(client, r2, rev2, why).await?, progress);
+                }
+            };
+            ops.push(TxnOp::put(keys::gateway(&g.path, id, GatewayKey::Desired), value, None));
+            ops.push(TxnOp::delete(keys::gateway(&g.path, id, GatewayKey::Staged), None));
+        }
+        next.written += 1;
+        if save(client, &next, rev2, ops).await? {
+            progress(Progress::Wrote { wave: next.written - 1, gateways: ids.len() });
+        }
+    }
+}
+
+fn finish(r: Rollout, progress: &mut dyn FnMut(Progress)) -> Result<Rollout> {
+    progress(Progress::Finished(r.clone()));
+    Ok(r)
+}
+
+/// Whether a gateway's drops jumped while it settled: for some reason, the rate over the
+/// settling time (from its ACK to now) exceeds twice the rate before the wave plus
+/// `max_rate` per second. `before`: the health when the wave was written, if known (the rate
+/// before is then from there to the ACK; unknown counts as zero). Counters that went down (a
+/// restart) are read as starting over.
+pub fn jump(
+    before: Option<&(f64, Health)>,
+    at_ack: (f64, &Health),
+    now: (f64, &Health),
+    max_rate: f64,
+) -> Option<String> {
+    let dt = (now.0 - at_ack.0).max(0.001);
+    for (reason, n) in &now.1.drops {
+        let at = at_ack.1.drops.get(reason).copied().unwrap_or(0);
+        let grew = if *n >= at { n - at } else { *n };
+        let rate = grew as f64 / dt;
+        let base = before
+            .map(|(t0, h0)| {
+                let d0 = h0.drops.get(reason).copied().unwrap_or(0);
+                let dt0 = (at_ack.0 - t0).max(0.001);
+                at.saturating_sub(d0) as f64 / dt0
+            })
+            .unwrap_or(0.0);
+        if rate > 2.0 * base + max_rate {
+            return Some(format!(
+                "{reason} drops jumped to {rate:.0}/s (before: {base:.0}/s; allowed: {:.0}/s)",
+                2.0 * base + max_rate
+            ));
+        }
+    }
+    None
+}
+
+/// Sets a halted rollout going again (it re-checks the wave that halted), then drives it.
+pub async fn resume(client: &mut Client, progress: &mut dyn FnMut(Progress)) -> Result<Rollout> {
+    let (mut r, rev, snap) = current(client).await?;
+    match r.state {
+        RolloutState::Rolling => {}
+        RolloutState::Halted => {
+            r.state = RolloutState::Rolling;
+            r.reason.clear();
+            r.updated = now();
+            if !save(client, &r, rev, vec![]).await? {
+                bail!("the rollout changed while resuming it: look again (`hutong rollout status`)");
+            }
+        }
+        RolloutState::Done | RolloutState::Aborted => {
+            bail!("the rollout of push {} is {}: nothing to resume", r.push, state_name(r.state))
+        }
+    }
+    let ids = r.waves.get(r.written.saturating_sub(1)).cloned().unwrap_or_default();
+    let baseline =
+        statuses(&snap, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
+    drive(client, baseline, progress).await
+}
+
+/// Ends a rollout: later waves are never written (their staged configs are deleted). The
+/// gateways that took the push keep it; `hutong rollback --fleet` takes it back.
+pub async fn abort(client: &mut Client) -> Result<Rollout> {
+    let (mut r, rev, snap) = current(client).await?;
+    if r.finished() {
+        bail!("the rollout of push {} is {} already", r.push, state_name(r.state));
+    }
+    let mut ops = Vec::new();
+    for id in r.waves.iter().skip(r.written).flatten() {
+        if let Some(g) = snap.gateways.get(id) {
+            ops.push(TxnOp::delete(keys::gateway(&g.path, id, GatewayKey::Staged), None));
+        }
+    }
+    r.state = RolloutState::Aborted;
+    r.reason = format!("aborted after {} of {} wave(s)", r.written, r.waves.len());
+    r.updated = now();
+    if !save(client, &r, rev, ops).await? {
+        bail!("the rollout changed while aborting it: look again (`hutong rollout status`)");
+    }
+    Ok(r)
+}
+
+pub fn state_name(s: RolloutState) -> &'static str {
+    match s {
+        RolloutState::Rolling => "rolling",
+        RolloutState::Halted => "halted",
+        RolloutState::Done => "done",
+        RolloutState::Aborted => "aborted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(drops: &[(&str, u64)]) -> Health {
+        Health { received: 0, drops: drops.iter().map(|(k, v)| (k.to_string(), *v)).collect() }
+    }
+
+    #[test]
+    fn a_jump_is_a_rate_above_twice_the_baseline_plus_the_allowance() {
+        // Steady 10/s before and after: no jump.
+        let before = (0.0, h(&[("no_route", 0)]));
+        let ack = h(&[("no_route", 100)]);
+        assert_eq!(jump(Some(&before), (10.0, &ack), (20.0, &h(&[("no_route", 200)])), 5.0), None);
+        // From 10/s to 100/s: a jump, named.
+        let why = jump(Some(&before), (10.0, &ack), (20.0, &h(&[("no_route", 1100)])), 5.0).unwrap();
+        assert!(why.contains("no_route") && why.contains("100/s"), "{why}");
+        // A new reason appears, unknown baseline: the allowance alone.
+        assert!(
+            jump(None, (10.0, &ack), (20.0, &h(&[("no_route", 100), ("policy_deny", 51)])), 5.0).is_some()
+        );
+        assert!(
+            jump(None, (10.0, &ack), (20.0, &h(&[("no_route", 100), ("policy_deny", 49)])), 5.0).is_none()
+        );
+        // Counters that restarted count from zero.
+        assert!(jump(None, (10.0, &ack), (20.0, &h(&[("no_route", 20)])), 5.0).is_none());
+    }
+}

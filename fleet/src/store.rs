@@ -1,0 +1,217 @@
+//! The connection to etcd, and the fleet's state read back from it in one consistent snapshot.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+
+use crate::{
+    keys::{self, GatewayKey, NodePath, PlanKey},
+    records::{Desired, PushRecord, Rollout, Status},
+};
+
+/// How to reach the store: its members' URLs, and TLS with a client certificate when the URLs
+/// are `https://`.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    pub urls: Vec<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files: the CA that signed etcd's server certificates, and this client's certificate
+/// and key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Endpoints {
+    /// `URL[,URL...]`, as `--fleet` takes them.
+    pub fn parse(list: &str, tls: Option<TlsFiles>) -> Result<Endpoints> {
+        let urls: Vec<String> =
+            list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        anyhow::ensure!(!urls.is_empty(), "no etcd URL given (--fleet http://HOST:2379[,...])");
+        for u in &urls {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "etcd URL {u:?} must start with http:// or https://"
+            );
+            anyhow::ensure!(
+                !u.starts_with("https://") || tls.is_some(),
+                "etcd URL {u:?} is https: give --etcd-ca, --etcd-cert and --etcd-key"
+            );
+        }
+        Ok(Endpoints { urls, tls })
+    }
+}
+
+/// How long one request may take before the store counts as unreachable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest reply the fleet reads (a whole plan and every config of a province).
+const MAX_MESSAGE: usize = 512 << 20;
+
+/// Connects; fails within a few seconds when no member answers.
+pub async fn connect(ep: &Endpoints) -> Result<Client> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        // A dead member is noticed within seconds, also on an idle watch.
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true)
+        // Without a leader a member answers nothing current: go to another one.
+        .with_require_leader(true);
+    if let Some(t) = &ep.tls {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let tls = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&t.ca)?))
+            .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
+        opts = opts.with_tls(tls);
+    }
+    let client = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(&ep.urls, Some(opts)))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("no etcd member answered within {REQUEST_TIMEOUT:?} at {}", ep.urls.join(","))
+        })?
+        .with_context(|| format!("connecting to etcd at {}", ep.urls.join(",")))?;
+    Ok(client)
+}
+
+/// Runs one request with [`REQUEST_TIMEOUT`].
+pub async fn timed<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+        Ok(r) => r.with_context(|| format!("etcd: {what}")),
+        Err(_) => anyhow::bail!("etcd: {what}: no answer within {REQUEST_TIMEOUT:?}"),
+    }
+}
+
+/// A value as read, with its key's revision; a value that does not decode is kept as the
+/// decoding error, so that it can be reported (and overwritten) rather than stop the reader.
+#[derive(Clone, Debug)]
+pub struct Read<T> {
+    pub value: Result<T, String>,
+    pub mod_revision: i64,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], mod_revision: i64) -> Read<T> {
+    Read { value: serde_json::from_slice(bytes).map_err(|e| e.to_string()), mod_revision }
+}
+
+/// A gateway's keys.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayKeys {
+    /// Where they are (the node the gateway belongs to).
+    pub path: NodePath,
+    pub desired: Option<Read<Desired>>,
+    pub staged: Option<Read<Desired>>,
+    pub status: Option<Read<Status>>,
+}
+
+/// Everything under `/hutong/v1/` at one revision.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub version: Option<Read<PushRecord>>,
+    pub meta: Option<String>,
+    /// Node fragments: path → YAML.
+    pub fragments: BTreeMap<NodePath, (String, i64)>,
+    /// By gateway id. A gateway with keys at two paths (it moved) is listed at each: `moved`.
+    pub gateways: BTreeMap<String, GatewayKeys>,
+    /// Keys left at another path than the gateway's current one.
+    pub moved: Vec<(String, NodePath)>,
+    /// Gateway homes: id → path.
+    pub homes: BTreeMap<String, String>,
+    pub rollout: Option<Read<Rollout>>,
+    /// Keys under the prefix this layout does not know (reported, never read as plan).
+    pub unknown: Vec<String>,
+}
+
+impl Snapshot {
+    /// The latest push's number (0: none yet).
+    pub fn push(&self) -> u64 {
+        self.version.as_ref().and_then(|v| v.value.as_ref().ok()).map_or(0, |v| v.push)
+    }
+
+    /// The plan's fragments as `fragments::assemble` takes them.
+    pub fn fragment_list(&self) -> Vec<(NodePath, String)> {
+        self.fragments.iter().map(|(p, (y, _))| (p.clone(), y.clone())).collect()
+    }
+}
+
+/// A gateway key as read: where, which, its value and revision.
+type RawGatewayKey = (NodePath, GatewayKey, Vec<u8>, i64);
+
+/// Reads the fleet's state (`revision`: as it was then; `None`: now). Push records are left
+/// out (they only grow); read them with [`push_record`].
+pub async fn read(client: &mut Client, revision: Option<i64>) -> Result<Snapshot> {
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut opts = GetOptions::new().with_range(keys::prefix_end(keys::ROOT));
+    if let Some(r) = revision {
+        opts = opts.with_revision(r);
+    }
+    let resp = timed("reading the fleet", kv.get(keys::ROOT, Some(opts))).await?;
+    let mut snap = Snapshot { revision: resp.header().map_or(0, |h| h.revision()), ..Snapshot::default() };
+    let mut seen_at: BTreeMap<String, Vec<RawGatewayKey>> = BTreeMap::new();
+    for kv in resp.kvs() {
+        let Ok(key) = kv.key_str() else {
+            snap.unknown.push(String::from_utf8_lossy(kv.key()).into_owned());
+            continue;
+        };
+        let (value, rev) = (kv.value(), kv.mod_revision());
+        match key {
+            keys::VERSION => snap.version = Some(decode(value, rev)),
+            keys::META => snap.meta = Some(String::from_utf8_lossy(value).into_owned()),
+            keys::ROLLOUT => snap.rollout = Some(decode(value, rev)),
+            k if k.starts_with(keys::PUSHES) => {}
+            k if k.starts_with(keys::GATEWAYS) => {
+                snap.homes.insert(
+                    k[keys::GATEWAYS.len()..].to_string(),
+                    String::from_utf8_lossy(value).into_owned(),
+                );
+            }
+            k => match keys::parse(k) {
+                Some(PlanKey::Node(path)) => {
+                    snap.fragments.insert(path, (String::from_utf8_lossy(value).into_owned(), rev));
+                }
+                Some(PlanKey::Gateway(path, id, what)) => {
+                    seen_at.entry(id).or_default().push((path, what, value.to_vec(), rev));
+                }
+                None => snap.unknown.push(k.to_string()),
+            },
+        }
+    }
+    for (id, entries) in seen_at {
+        // The gateway's keys at its home; any elsewhere are left over from a move.
+        let home: Option<NodePath> = snap.homes.get(&id).map(|h| h.split('/').map(String::from).collect());
+        let mut g = GatewayKeys::default();
+        for (path, what, value, rev) in entries {
+            if home.as_ref().is_some_and(|h| *h != path)
+                || (home.is_none() && !g.path.is_empty() && g.path != path)
+            {
+                snap.moved.push((id.clone(), path));
+                continue;
+            }
+            g.path = path;
+            match what {
+                GatewayKey::Desired => g.desired = Some(decode(&value, rev)),
+                GatewayKey::Staged => g.staged = Some(decode(&value, rev)),
+                GatewayKey::Status => g.status = Some(decode(&value, rev)),
+            }
+        }
+        snap.gateways.insert(id, g);
+    }
+    Ok(snap)
+}
+
+/// Push `n`'s record and the revision at which its plan was the store's.
+pub async fn push_record(client: &mut Client, n: u64) -> Result<Option<(PushRecord, i64)>> {
+    let resp = timed("reading a push record", client.get(keys::push(n), None)).await?;
+    let Some(kv) = resp.kvs().first() else { return Ok(None) };
+    let record: PushRecord = serde_json::from_slice(kv.value())
+        .with_context(|| format!("{}: not a push record", keys::push(n)))?;
+    Ok(Some((record, kv.mod_revision())))
+}

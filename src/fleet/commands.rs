@@ -1,0 +1,260 @@
+//! The fleet's commands: `hutong push`, `hutong fleet status|plan`, `hutong rollout
+//! status|resume|abort` and `hutong rollback --fleet`. Each connects to etcd, does its job and
+//! says plainly what happened; the exit code is 0 only when it all landed (or, for status, was
+//! read).
+
+use std::{collections::BTreeMap, process::ExitCode};
+
+use anyhow::Result;
+use hutong_fleet::{
+    Client, Endpoints,
+    push::{self, Prepared, PushError, PushOptions},
+    records::{Health, Rollout, RolloutState},
+    rollout::{self, Progress},
+    status, store,
+};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Prints what a push will change, gateway by gateway, and its waves.
+fn print_prepared(p: &Prepared) {
+    println!(
+        "push {} ({}): {} gateway(s) in the plan, {} change(s)",
+        p.number(),
+        p.options.scope.as_ref().map_or("the whole plan".to_string(), |s| format!("scope {s}")),
+        p.configs.len(),
+        p.diffs.len()
+    );
+    for (id, changes) in &p.diffs {
+        println!("gateway {id}:");
+        for c in changes {
+            println!("  {c}");
+        }
+    }
+    if p.waves.len() > 1 {
+        for (i, w) in p.waves.iter().enumerate() {
+            println!("wave {}: {}", i + 1, w.join(", "));
+        }
+    }
+    for n in &p.notes {
+        println!("note: {n}");
+    }
+}
+
+/// The exit code and message of a push that did not land.
+fn refused(e: PushError) -> ExitCode {
+    eprintln!("hutong push: {e}");
+    match e {
+        PushError::Conflict(_) => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Shows a rollout's progress on one line per event.
+fn show(p: Progress) {
+    match p {
+        Progress::Waiting { wave, acked, of } => {
+            eprint!("\rwave {}: {acked}/{of} acknowledged   ", wave + 1);
+            if acked == of {
+                eprintln!();
+            }
+        }
+        Progress::Settling { wave, seconds } => eprintln!("wave {}: settling for {seconds:.0} s", wave + 1),
+        Progress::Wrote { wave, gateways } => {
+            eprintln!("wave {}: written to {gateways} gateway(s)", wave + 1)
+        }
+        Progress::Finished(_) => {}
+    }
+}
+
+fn rollout_line(r: &Rollout) -> String {
+    format!(
+        "rollout of push {}: {} ({} of {} wave(s) written){}",
+        r.push,
+        rollout::state_name(r.state),
+        r.written,
+        r.waves.len(),
+        if r.reason.is_empty() { String::new() } else { format!(": {}", r.reason) }
+    )
+}
+
+/// Drives the rollout the commit began; the exit code says whether it finished.
+async fn follow(client: &mut Client, baseline: BTreeMap<String, (f64, Health)>) -> Result<ExitCode> {
+    let mut show = show;
+    let r = rollout::drive(client, baseline, &mut show).await?;
+    println!("{}", rollout_line(&r));
+    Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The health of the first wave's gateways now, before it is written.
+fn baseline(p: &Prepared) -> BTreeMap<String, (f64, Health)> {
+    let first = p.waves.first().cloned().unwrap_or_default();
+    first
+        .iter()
+        .filter_map(|id| {
+            let s = p.snapshot.gateways.get(id)?.status.as_ref()?.value.as_ref().ok()?;
+            Some((id.clone(), (s.last_seen, s.health.clone())))
+        })
+        .collect()
+}
+
+/// Commits a prepared push (unless a dry run) and follows its rollout (unless told not to).
+async fn land(client: &mut Client, p: Prepared, dry_run: bool, wait: bool) -> Result<ExitCode> {
+    print_prepared(&p);
+    if dry_run {
+        println!("dry run: nothing written");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let base = baseline(&p);
+    let committed = match push::commit(client, &p).await {
+        Ok(c) => c,
+        Err(e) => return Ok(refused(e)),
+    };
+    println!("push {} written (etcd revision {})", committed.push, committed.revision);
+    if committed.rollout.state == RolloutState::Done {
+        println!("no gateway's config changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !wait {
+        println!(
+            "not waiting: `hutong rollout status` shows where it stands, `hutong rollout resume` drives it"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(client, base).await
+}
+
+pub fn push(
+    ep: &Endpoints,
+    plan: &std::path::Path,
+    options: PushOptions,
+    dry_run: bool,
+    wait: bool,
+) -> Result<ExitCode> {
+    // The local plan on its own first: its errors with file:line:column.
+    let local = match control::check_file(plan) {
+        Ok(lp) => lp,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    runtime()?.block_on(async {
+        let mut client = store::connect(ep).await?;
+        match push::prepare(&mut client, &local, options).await {
+            Ok(p) => land(&mut client, p, dry_run, wait).await,
+            Err(e) => Ok(refused(e)),
+        }
+    })
+}
+
+pub fn rollback(
+    ep: &Endpoints,
+    to: Option<u64>,
+    options: PushOptions,
+    dry_run: bool,
+    wait: bool,
+) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut client = store::connect(ep).await?;
+        match hutong_fleet::rollback::prepare(&mut client, to, options).await {
+            Ok(p) => land(&mut client, p, dry_run, wait).await,
+            Err(e) => Ok(refused(e)),
+        }
+    })
+}
+
+pub fn fleet_status(ep: &Endpoints, json: bool) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut client = store::connect(ep).await?;
+        let snap = store::read(&mut client, None).await?;
+        let rows = status::rows(&snap);
+        let rollout = snap.rollout.as_ref().and_then(|r| r.value.as_ref().ok());
+        if json {
+            let v = serde_json::json!({
+                "push": snap.push(),
+                "revision": snap.revision,
+                "rollout": rollout,
+                "gateways": rows,
+                "unknown_keys": snap.unknown,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!(
+                "plan push {} (etcd revision {}), {} gateway(s)",
+                snap.push(),
+                snap.revision,
+                rows.len()
+            );
+            if let Some(r) = rollout {
+                println!("{}", rollout_line(r));
+            }
+            print!("{}", status::table(&rows));
+            for k in &snap.unknown {
+                println!("note: key {k} is not part of the fleet's layout (ignored)");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn fleet_plan(ep: &Endpoints) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut client = store::connect(ep).await?;
+        print!("{}", hutong_fleet::rollback::current_plan(&mut client).await?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub enum RolloutAction {
+    Status,
+    Resume,
+    Abort,
+}
+
+pub fn rollout(ep: &Endpoints, action: RolloutAction) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut client = store::connect(ep).await?;
+        match action {
+            RolloutAction::Status => {
+                let snap = store::read(&mut client, None).await?;
+                let Some(r) = snap.rollout.as_ref() else {
+                    println!("no rollout yet");
+                    return Ok(ExitCode::SUCCESS);
+                };
+                let r =
+                    r.value.as_ref().map_err(|e| anyhow::anyhow!("the rollout record is unreadable: {e}"))?;
+                println!("{}", rollout_line(r));
+                let rows = status::rows(&snap);
+                for (i, w) in r.waves.iter().enumerate() {
+                    let mark = if i < r.written { "written" } else { "staged" };
+                    println!("wave {} ({mark}):", i + 1);
+                    for id in w {
+                        let row = rows.iter().find(|x| &x.gateway == id);
+                        println!(
+                            "  {id:<20} {}",
+                            row.map_or("no keys".to_string(), |x| format!(
+                                "{} applied {} {}",
+                                x.state, x.applied, x.drift
+                            ))
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            RolloutAction::Resume => {
+                let mut show = show;
+                let r = rollout::resume(&mut client, &mut show).await?;
+                println!("{}", rollout_line(&r));
+                Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            RolloutAction::Abort => {
+                let r = rollout::abort(&mut client).await?;
+                println!("{}", rollout_line(&r));
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
