@@ -229,7 +229,14 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         let p = push::prepare(&mut c, &plan(&text), options).await.unwrap();
         assert_eq!(p.waves, vec![vec!["gw-zhuzhou".to_string()], vec!["gw-furong".to_string()]]);
         push::commit(&mut c, &p).await.unwrap();
-        let r = rollout::drive(&mut c, Default::default(), &mut |_| {}).await.unwrap();
+        let r = rollout::drive(
+            &mut c,
+            &Endpoints::parse(&etcd.urls(), None).unwrap(),
+            Default::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(r.state, RolloutState::Halted);
         assert!(r.reason.contains("gw-zhuzhou") && r.reason.contains("ports cannot change"), "{}", r.reason);
         let snap = store::read(&mut c, None).await.unwrap();
@@ -258,7 +265,14 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         let changed: Vec<&String> = p.diffs.iter().map(|(id, _)| id).collect();
         assert_eq!(changed, ["gw-zhuzhou"]);
         push::commit(&mut c, &p).await.unwrap();
-        let r = rollout::drive(&mut c, Default::default(), &mut |_| {}).await.unwrap();
+        let r = rollout::drive(
+            &mut c,
+            &Endpoints::parse(&etcd.urls(), None).unwrap(),
+            Default::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
         let s = wait_verdict(&mut c, "gw-zhuzhou", Verdict::Ack, 3).await;
         assert_eq!(s.applied_push, 3);

@@ -12,6 +12,7 @@ use crate::{
     keys::{self, GatewayKey},
     push::unchanged,
     records::{Health, Rollout, RolloutState, Status, Verdict, now},
+    store::Endpoints,
     store::{Snapshot, read, timed},
 };
 
@@ -50,6 +51,32 @@ fn statuses<'a>(snap: &'a Snapshot, ids: &[String]) -> BTreeMap<String, &'a Stat
         .collect()
 }
 
+/// How long the driver rides out the store's trouble (a leader election, a member down)
+/// before it gives up; the rollout stays as recorded, for `hutong rollout resume`.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `op` on the client, reconnecting (to another member first) and retrying while the
+/// store is in trouble, up to [`STORE_PATIENCE`]. A retried write is guarded, so one that had
+/// landed before its answer was lost is refused the second time, never applied twice.
+macro_rules! patiently {
+    ($client:expr, $ep:expr, $op:expr) => {{
+        let start = std::time::Instant::now();
+        loop {
+            match $op {
+                Ok(v) => break Ok(v),
+                Err(e) if start.elapsed() < STORE_PATIENCE => {
+                    log::warn!("rollout: the store: {e:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Ok(c) = crate::store::connect($ep).await {
+                        *$client = c;
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+
 /// Reads the rollout record and its revision.
 async fn current(client: &mut Client) -> Result<(Rollout, i64, Snapshot)> {
     let snap = read(client, None).await?;
@@ -68,11 +95,17 @@ async fn save(client: &mut Client, r: &Rollout, rev: i64, extra: Vec<TxnOp>) -> 
     Ok(timed("updating the rollout", client.txn(txn)).await?.succeeded())
 }
 
-async fn halt(client: &mut Client, mut r: Rollout, rev: i64, reason: String) -> Result<Rollout> {
+async fn halt(
+    client: &mut Client,
+    ep: &Endpoints,
+    mut r: Rollout,
+    rev: i64,
+    reason: String,
+) -> Result<Rollout> {
     r.state = RolloutState::Halted;
     r.reason = reason;
     r.updated = now();
-    save(client, &r, rev, vec![]).await?;
+    patiently!(client, ep, save(client, &r, rev, vec![]).await)?;
     Ok(r)
 }
 
@@ -81,11 +114,12 @@ async fn halt(client: &mut Client, mut r: Rollout, rev: i64, reason: String) -> 
 /// their ACK).
 pub async fn drive(
     client: &mut Client,
+    ep: &Endpoints,
     mut baseline: BTreeMap<String, (f64, Health)>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Rollout> {
     loop {
-        let (r, _, _) = current(client).await?;
+        let (r, _, _) = patiently!(client, ep, current(client).await)?;
         if r.state != RolloutState::Rolling {
             progress(Progress::Finished(r.clone()));
             return Ok(r);
@@ -95,7 +129,7 @@ pub async fn drive(
         // --- every gateway of the wave ACKs this push -------------------------------------
         let deadline = r.updated + r.ack_timeout_s;
         let acked_at = loop {
-            let (r2, _, snap) = current(client).await?;
+            let (r2, _, snap) = patiently!(client, ep, current(client).await)?;
             if r2.state != RolloutState::Rolling || r2.push != r.push {
                 break None;
             }
@@ -104,8 +138,8 @@ pub async fn drive(
                 st.iter().find(|(_, s)| s.desired_push == r.push && s.verdict == Verdict::Nack)
             {
                 let why = format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; "));
-                let (r3, rev3, _) = current(client).await?;
-                return finish(halt(client, r3, rev3, why).await?, progress);
+                let (r3, rev3, _) = patiently!(client, ep, current(client).await)?;
+                return finish(halt(client, ep, r3, rev3, why).await?, progress);
             }
             let acked = st.values().filter(|s| s.verdict == Verdict::Ack && s.applied_push >= r.push).count();
             progress(Progress::Waiting { wave, acked, of: ids.len() });
@@ -129,8 +163,8 @@ pub async fn drive(
                     r.ack_timeout_s,
                     missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 );
-                let (r3, rev3, _) = current(client).await?;
-                return finish(halt(client, r3, rev3, why).await?, progress);
+                let (r3, rev3, _) = patiently!(client, ep, current(client).await)?;
+                return finish(halt(client, ep, r3, rev3, why).await?, progress);
             }
             tokio::time::sleep(POLL).await;
         };
@@ -138,7 +172,7 @@ pub async fn drive(
         // --- settle: no jump in drops --------------------------------------------------------
         progress(Progress::Settling { wave, seconds: r.settle_s });
         tokio::time::sleep(Duration::from_secs_f64(r.settle_s)).await;
-        let (r2, rev2, snap2) = current(client).await?;
+        let (r2, rev2, snap2) = patiently!(client, ep, current(client).await)?;
         if r2.state != RolloutState::Rolling || r2.push != r.push {
             continue;
         }
@@ -146,12 +180,12 @@ pub async fn drive(
         for id in &ids {
             let (Some((t1, h1)), Some(s2)) = (at_ack.get(id), after.get(id)) else {
                 let why = format!("gateway {id} stopped reporting while wave {} settled", wave + 1);
-                return finish(halt(client, r2, rev2, why).await?, progress);
+                return finish(halt(client, ep, r2, rev2, why).await?, progress);
             };
             let before = baseline.get(id).cloned();
             if let Some(why) = jump(before.as_ref(), (*t1, h1), (s2.last_seen, &s2.health), r.max_drop_rate) {
                 let why = format!("gateway {id} after push {}: {why}", r.push);
-                return finish(halt(client, r2, rev2, why).await?, progress);
+                return finish(halt(client, ep, r2, rev2, why).await?, progress);
             }
         }
         // --- the next wave, or done ----------------------------------------------------------
@@ -159,7 +193,7 @@ pub async fn drive(
         next.updated = now();
         if next.written >= next.waves.len() {
             next.state = RolloutState::Done;
-            save(client, &next, rev2, vec![]).await?;
+            patiently!(client, ep, save(client, &next, rev2, vec![]).await)?;
             continue;
         }
         let ids = next.waves[next.written].clone();
@@ -170,20 +204,20 @@ pub async fn drive(
             let Some(g) = snap2.gateways.get(id) else { continue };
             let Some(staged) = &g.staged else {
                 let why = format!("gateway {id}: its staged config for wave {} is gone", next.written + 1);
-                return finish(halt(client, r2, rev2, why).await?, progress);
+                return finish(halt(client, ep, r2, rev2, why).await?, progress);
             };
             let value = match &staged.value {
                 Ok(d) => serde_json::to_string(d)?,
                 Err(e) => {
                     let why = format!("gateway {id}: its staged config is unreadable: {e}");
-                    return finish(halt(client, r2, rev2, why).await?, progress);
+                    return finish(halt(client, ep, r2, rev2, why).await?, progress);
                 }
             };
             ops.push(TxnOp::put(keys::gateway(&g.path, id, GatewayKey::Desired), value, None));
             ops.push(TxnOp::delete(keys::gateway(&g.path, id, GatewayKey::Staged), None));
         }
         next.written += 1;
-        if save(client, &next, rev2, ops).await? {
+        if patiently!(client, ep, save(client, &next, rev2, ops.clone()).await)? {
             progress(Progress::Wrote { wave: next.written - 1, gateways: ids.len() });
         }
     }
@@ -228,8 +262,12 @@ pub fn jump(
 }
 
 /// Sets a halted rollout going again (it re-checks the wave that halted), then drives it.
-pub async fn resume(client: &mut Client, progress: &mut dyn FnMut(Progress)) -> Result<Rollout> {
-    let (mut r, rev, snap) = current(client).await?;
+pub async fn resume(
+    client: &mut Client,
+    ep: &Endpoints,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Rollout> {
+    let (mut r, rev, snap) = patiently!(client, ep, current(client).await)?;
     match r.state {
         RolloutState::Rolling => {}
         RolloutState::Halted => {
@@ -247,7 +285,7 @@ pub async fn resume(client: &mut Client, progress: &mut dyn FnMut(Progress)) -> 
     let ids = r.waves.get(r.written.saturating_sub(1)).cloned().unwrap_or_default();
     let baseline =
         statuses(&snap, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
-    drive(client, baseline, progress).await
+    drive(client, ep, baseline, progress).await
 }
 
 /// Ends a rollout: later waves are never written (their staged configs are deleted). The

@@ -53,10 +53,30 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest reply the fleet reads (a whole plan and every config of a province).
 const MAX_MESSAGE: usize = 512 << 20;
 
-/// Connects; fails within a few seconds when no member answers.
+/// Where the next connection starts looking: rotated, so that a reconnection after a failure
+/// tries another member first.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Connects to the first member, of `ep`'s in turn, that answers a read with a leader behind
+/// it; fails within a few seconds per member when none does. One member at a time, on
+/// purpose: etcd-client's balanced channel fails every request while any one of its
+/// endpoints is down (etcd-client issue #39), so failover is done here, by reconnecting.
 pub async fn connect(ep: &Endpoints) -> Result<Client> {
+    let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for i in 0..ep.urls.len() {
+        let url = &ep.urls[(start + i) % ep.urls.len()];
+        match connect_one(ep, url).await {
+            Ok(c) => return Ok(c),
+            Err(e) => errors.push(format!("{url}: {e:#}")),
+        }
+    }
+    anyhow::bail!("no etcd member answers: {}", errors.join("; "))
+}
+
+async fn connect_one(ep: &Endpoints, url: &str) -> Result<Client> {
     let mut opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
+        .with_connect_timeout(Duration::from_secs(2))
         // A dead member is noticed within seconds, also on an idle watch.
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
         .with_keep_alive_while_idle(true)
@@ -69,12 +89,11 @@ pub async fn connect(ep: &Endpoints) -> Result<Client> {
             .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
         opts = opts.with_tls(tls);
     }
-    let client = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(&ep.urls, Some(opts)))
+    let mut client = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect([url], Some(opts)))
         .await
-        .map_err(|_| {
-            anyhow::anyhow!("no etcd member answered within {REQUEST_TIMEOUT:?} at {}", ep.urls.join(","))
-        })?
-        .with_context(|| format!("connecting to etcd at {}", ep.urls.join(",")))?;
+        .map_err(|_| anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}"))??;
+    // Connected is not answering: a read through the leader says it serves.
+    timed("a first read", client.get(keys::VERSION, None)).await?;
     Ok(client)
 }
 

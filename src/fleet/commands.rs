@@ -81,9 +81,13 @@ fn rollout_line(r: &Rollout) -> String {
 }
 
 /// Drives the rollout the commit began; the exit code says whether it finished.
-async fn follow(client: &mut Client, baseline: BTreeMap<String, (f64, Health)>) -> Result<ExitCode> {
+async fn follow(
+    client: &mut Client,
+    ep: &Endpoints,
+    baseline: BTreeMap<String, (f64, Health)>,
+) -> Result<ExitCode> {
     let mut show = show;
-    let r = rollout::drive(client, baseline, &mut show).await?;
+    let r = rollout::drive(client, ep, baseline, &mut show).await?;
     println!("{}", rollout_line(&r));
     Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -101,7 +105,13 @@ fn baseline(p: &Prepared) -> BTreeMap<String, (f64, Health)> {
 }
 
 /// Commits a prepared push (unless a dry run) and follows its rollout (unless told not to).
-async fn land(client: &mut Client, p: Prepared, dry_run: bool, wait: bool) -> Result<ExitCode> {
+async fn land(
+    client: &mut Client,
+    ep: &Endpoints,
+    p: Prepared,
+    dry_run: bool,
+    wait: bool,
+) -> Result<ExitCode> {
     print_prepared(&p);
     if dry_run {
         println!("dry run: nothing written");
@@ -110,6 +120,16 @@ async fn land(client: &mut Client, p: Prepared, dry_run: bool, wait: bool) -> Re
     let base = baseline(&p);
     let committed = match push::commit(client, &p).await {
         Ok(c) => c,
+        Err(PushError::Store(e)) => {
+            // The transaction may or may not have landed before the answer was lost; it landed
+            // whole if at all (one transaction).
+            eprintln!(
+                "hutong push: {e:#}\nthe store did not answer the commit of push {}: it landed whole or not at all; \
+                 `hutong fleet status` shows which",
+                p.number()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => return Ok(refused(e)),
     };
     println!("push {} written (etcd revision {})", committed.push, committed.revision);
@@ -123,7 +143,7 @@ async fn land(client: &mut Client, p: Prepared, dry_run: bool, wait: bool) -> Re
         );
         return Ok(ExitCode::SUCCESS);
     }
-    follow(client, base).await
+    follow(client, ep, base).await
 }
 
 pub fn push(
@@ -144,7 +164,7 @@ pub fn push(
     runtime()?.block_on(async {
         let mut client = store::connect(ep).await?;
         match push::prepare(&mut client, &local, options).await {
-            Ok(p) => land(&mut client, p, dry_run, wait).await,
+            Ok(p) => land(&mut client, ep, p, dry_run, wait).await,
             Err(e) => Ok(refused(e)),
         }
     })
@@ -160,7 +180,7 @@ pub fn rollback(
     runtime()?.block_on(async {
         let mut client = store::connect(ep).await?;
         match hutong_fleet::rollback::prepare(&mut client, to, options).await {
-            Ok(p) => land(&mut client, p, dry_run, wait).await,
+            Ok(p) => land(&mut client, ep, p, dry_run, wait).await,
             Err(e) => Ok(refused(e)),
         }
     })
@@ -246,7 +266,7 @@ pub fn rollout(ep: &Endpoints, action: RolloutAction) -> Result<ExitCode> {
             }
             RolloutAction::Resume => {
                 let mut show = show;
-                let r = rollout::resume(&mut client, &mut show).await?;
+                let r = rollout::resume(&mut client, ep, &mut show).await?;
                 println!("{}", rollout_line(&r));
                 Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }

@@ -2,6 +2,8 @@
 // Each test crate compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 /// Kernel-level tests need root (XDP, network namespaces). Without it they fail loudly rather than
 /// pass quietly: `make test` runs them as root, and CI is root.
 pub fn require_root(test: &str) {
