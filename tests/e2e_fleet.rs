@@ -102,3 +102,17 @@ fn an_agent_killed_mid_apply_converges_once_restarted() {
     let log = f.lab.log(0);
     assert!(log.contains("starting on config version") || log.contains("first start"), "{log}");
 }
+
+#[test]
+fn the_fleet_demo_passes() {
+    common::require_root("e2e_fleet");
+    let out =
+        std::process::Command::new(common::fleet::hutong_bin()).args(["demo", "--fleet"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{text}");
+    assert!(out.status.success(), "hutong demo --fleet failed");
+    assert!(text.contains("demo passed"), "{text}");
+    // Both waves were shown, and every row of the traffic table held.
+    assert!(text.contains("wave 1: gw-changsha") && text.contains("wave 2: gw-furong"), "{text}");
+    assert_eq!(text.matches("[ ok ]").count(), 12, "{text}");
+}

@@ -28,7 +28,7 @@ pub const PINGS: u32 = 5;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-fn check_interrupted() -> Result<()> {
+pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
         bail!("interrupted; removing the lab");
     }
@@ -192,7 +192,7 @@ pub fn checks(e: &Evidence) -> Vec<(String, bool)> {
 
 /// A runtime whose Ctrl-C or SIGTERM sets [`INTERRUPTED`], so the demo stops at its next step
 /// and removes the lab.
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.spawn(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -206,7 +206,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Numbered progress lines.
-fn progress() -> impl Fn(&str) {
+pub(crate) fn progress() -> impl Fn(&str) {
     let step = std::sync::atomic::AtomicU32::new(0);
     move |msg: &str| {
         let n = step.fetch_add(1, Ordering::Relaxed) + 1;

@@ -52,28 +52,35 @@ fn refused(e: PushError) -> ExitCode {
     }
 }
 
-/// Shows a rollout's progress on one line per event.
-fn show(p: Progress) {
-    match p {
+/// Shows a rollout's progress, a line per change (logs and terminals alike).
+fn show() -> impl FnMut(Progress) {
+    let mut last = None;
+    move |p| match p {
         Progress::Waiting { wave, acked, of } => {
-            eprint!("\rwave {}: {acked}/{of} acknowledged   ", wave + 1);
-            if acked == of {
-                eprintln!();
+            if last != Some((wave, acked)) {
+                println!("wave {}: {acked}/{of} acknowledged", wave + 1);
+                last = Some((wave, acked));
             }
         }
-        Progress::Settling { wave, seconds } => eprintln!("wave {}: settling for {seconds:.0} s", wave + 1),
-        Progress::Wrote { wave, gateways } => {
-            eprintln!("wave {}: written to {gateways} gateway(s)", wave + 1)
+        Progress::Settling { wave, seconds } => {
+            println!("wave {}: all acknowledged; settling for {seconds:.0} s", wave + 1)
         }
+        Progress::Wrote { wave, gateways } => println!("wave {}: written to {gateways} gateway(s)", wave + 1),
         Progress::Finished(_) => {}
     }
 }
 
 fn rollout_line(r: &Rollout) -> String {
+    // Every wave out and nobody following it (`push --no-wait`): the gateways' rows say the rest.
+    let state = if r.state == RolloutState::Rolling && r.written == r.waves.len() {
+        "all waves written, ACKs in the table below"
+    } else {
+        rollout::state_name(r.state)
+    };
     format!(
         "rollout of push {}: {} ({} of {} wave(s) written){}",
         r.push,
-        rollout::state_name(r.state),
+        state,
         r.written,
         r.waves.len(),
         if r.reason.is_empty() { String::new() } else { format!(": {}", r.reason) }
@@ -86,7 +93,7 @@ async fn follow(
     ep: &Endpoints,
     baseline: BTreeMap<String, (f64, Health)>,
 ) -> Result<ExitCode> {
-    let mut show = show;
+    let mut show = show();
     let r = rollout::drive(client, ep, baseline, &mut show).await?;
     println!("{}", rollout_line(&r));
     Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -265,7 +272,7 @@ pub fn rollout(ep: &Endpoints, action: RolloutAction) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             RolloutAction::Resume => {
-                let mut show = show;
+                let mut show = show();
                 let r = rollout::resume(&mut client, ep, &mut show).await?;
                 println!("{}", rollout_line(&r));
                 Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
