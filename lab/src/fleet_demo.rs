@@ -49,7 +49,7 @@ fn wait_acked(lab: &FleetLab, exe: &Path, ids: &[&str], push: u64) -> Result<()>
                     r["gateway"] == *id && r["state"] == "ack" && r["applied"].as_u64() >= Some(push)
                 })
             };
-            if ids.iter().all(|id| acked(id)) {
+            if ids.iter().all(acked) {
                 return Ok(());
             }
         }
