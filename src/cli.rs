@@ -304,6 +304,9 @@ pub enum FleetCommand {
     Status {
         #[arg(long)]
         json: bool,
+        /// Redraw every second until the rollout in progress has finished or halted.
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         fleet: FleetArgs,
     },

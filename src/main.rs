@@ -279,8 +279,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ep = Endpoints::parse(&fleet.fleet, fleet.tls.files())?;
             commands::push(&ep, &plan, rollout.options(scope), dry_run, !rollout.no_wait)
         }
-        Command::Fleet(FleetCommand::Status { json, fleet }) => {
-            commands::fleet_status(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?, json)
+        Command::Fleet(FleetCommand::Status { json, watch, fleet }) => {
+            commands::fleet_status(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?, json, watch)
         }
         Command::Fleet(FleetCommand::Plan { fleet }) => {
             commands::fleet_plan(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?)

@@ -281,3 +281,86 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         }
     });
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`;
+/// and a second client certificate from another CA (which etcd must refuse).
+fn certificates(dir: &Path) -> (hutong::lab::etcd::Tls, hutong_fleet::TlsFiles) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
+    };
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(params, key))
+    };
+    let leaf = |issuer: &Issuer<'_, KeyPair>, cn: &str, server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if server {
+            params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        } else {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        (params.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
+    };
+    let (ca_pem, issuer) = ca("hutong test CA");
+    let (server, server_key) = leaf(&issuer, "etcd", true);
+    let (client, client_key) = leaf(&issuer, "gw-changsha", false);
+    let (_, other) = ca("another CA");
+    let (stranger, stranger_key) = leaf(&other, "stranger", false);
+    write("stranger.pem", stranger);
+    write("stranger-key.pem", stranger_key);
+    let ca_path = write("ca.pem", ca_pem);
+    let server_tls = hutong::lab::etcd::Tls {
+        ca: ca_path.clone(),
+        cert: write("server.pem", server),
+        key: write("server-key.pem", server_key),
+        client_cert: write("client.pem", client),
+        client_key: write("client-key.pem", client_key),
+    };
+    let files = hutong_fleet::TlsFiles {
+        ca: ca_path,
+        cert: server_tls.client_cert.clone(),
+        key: server_tls.client_key.clone(),
+    };
+    (server_tls, files)
+}
+
+#[test]
+fn etcd_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client_files) = certificates(dir.path());
+    let etcd = Etcd::start_tls(server).expect("etcd starts with TLS");
+    assert!(etcd.urls().starts_with("https://"));
+    rt().block_on(async {
+        let ep = Endpoints::parse(&etcd.urls(), Some(client_files.clone())).unwrap();
+        let mut c = store::connect(&ep).await.expect("a client certificate of the trusted CA is let in");
+        let p = push::prepare(&mut c, &plan(FLEET), PushOptions::default()).await.unwrap();
+        push::commit(&mut c, &p).await.unwrap();
+        assert_eq!(store::read(&mut c, None).await.unwrap().push(), 1);
+        // https without a certificate is refused at once (the command line says what to give).
+        let err = Endpoints::parse(&etcd.urls(), None).unwrap_err().to_string();
+        assert!(err.contains("--etcd-ca"), "{err}");
+        // A certificate from another CA: refused by etcd.
+        let stranger = hutong_fleet::TlsFiles {
+            cert: dir.path().join("stranger.pem"),
+            key: dir.path().join("stranger-key.pem"),
+            ..client_files
+        };
+        let ep = Endpoints::parse(&etcd.urls(), Some(stranger)).unwrap();
+        assert!(store::connect(&ep).await.is_err(), "a stranger's certificate must not get in");
+        // Plain http to the TLS port: refused.
+        let plain = etcd.urls().replace("https://", "http://");
+        assert!(store::connect(&Endpoints::parse(&plain, None).unwrap()).await.is_err());
+    });
+}

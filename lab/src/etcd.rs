@@ -25,6 +25,18 @@ pub struct Etcd {
     /// The network namespace it runs in (a duplicate of the lab's handle); `None`: this one,
     /// on loopback.
     ns: Option<std::fs::File>,
+    tls: Option<Tls>,
+}
+
+/// TLS for clients: etcd's certificate and key, the CA it trusts for client certificates
+/// (client certificates required), and a client's certificate for its own checks. PEM files.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 /// A free loopback port (bound, read, released: etcd binds it a moment later).
@@ -48,17 +60,22 @@ impl Etcd {
     /// Starts `n` members (1 or 3, say) on loopback here and waits until the cluster answers.
     pub fn start(n: usize) -> Result<Etcd> {
         let ports = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<Vec<_>>>()?;
-        Etcd::start_with(ports, None)
+        Etcd::start_with(ports, None, None)
+    }
+
+    /// One member on loopback serving clients over TLS only, client certificates required.
+    pub fn start_tls(tls: Tls) -> Result<Etcd> {
+        Etcd::start_with(vec![(free_port()?, free_port()?)], None, Some(tls))
     }
 
     /// Starts `n` members in `ns`, clients served on every address of the namespace (ports
     /// 2379, 2381, ...: the namespace is the lab's own), and waits until the cluster answers.
     pub fn start_in(n: usize, ns: &crate::Netns) -> Result<Etcd> {
         let ports = (0..n as u16).map(|i| (2379 + 2 * i, 2380 + 2 * i)).collect();
-        Etcd::start_with(ports, Some(ns.file().try_clone()?))
+        Etcd::start_with(ports, Some(ns.file().try_clone()?), None)
     }
 
-    fn start_with(ports: Vec<(u16, u16)>, ns: Option<std::fs::File>) -> Result<Etcd> {
+    fn start_with(ports: Vec<(u16, u16)>, ns: Option<std::fs::File>, tls: Option<Tls>) -> Result<Etcd> {
         if !installed() {
             bail!(
                 "etcd is not installed: run scripts/setup.sh (it installs Debian's etcd-server and etcd-client)"
@@ -77,7 +94,7 @@ impl Etcd {
             .collect();
         let token = format!("hutong-{}-{}", std::process::id(), dir.path().display());
         let n = ports.len();
-        let mut etcd = Etcd { members, dir, token, ns };
+        let mut etcd = Etcd { members, dir, token, ns, tls };
         for i in 0..n {
             etcd.spawn(i)?;
         }
@@ -93,9 +110,21 @@ impl Etcd {
         let cluster: Vec<String> =
             self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer)).collect();
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let scheme = self.scheme();
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         // In a lab's namespace, on every address of it (the gateways reach it over veths).
-        let listen = if self.ns.is_some() { format!("http://0.0.0.0:{}", m.client) } else { client.clone() };
+        let listen =
+            if self.ns.is_some() { format!("{scheme}://0.0.0.0:{}", m.client) } else { client.clone() };
+        let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(t) = &self.tls {
+            for (flag, path) in
+                [("--cert-file", &t.cert), ("--key-file", &t.key), ("--trusted-ca-file", &t.ca)]
+            {
+                tls_args.push(flag.into());
+                tls_args.push(path.into());
+            }
+            tls_args.push("--client-cert-auth".into());
+        }
         let peer = format!("http://127.0.0.1:{}", m.peer);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name)))?;
         let child = self
@@ -109,6 +138,7 @@ impl Etcd {
             // A province's push is one transaction: a few hundred operations, some MiB.
             .args(["--max-txn-ops", "100000", "--max-request-bytes", "67108864"])
             .args(["--logger", "zap", "--log-level", "warn"])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -134,7 +164,23 @@ impl Etcd {
 
     /// The same, through `addr` (an address of etcd's namespace another namespace reaches).
     pub fn urls_via(&self, addr: std::net::Ipv4Addr) -> String {
-        self.members.iter().map(|m| format!("http://{addr}:{}", m.client)).collect::<Vec<_>>().join(",")
+        let scheme = self.scheme();
+        self.members.iter().map(|m| format!("{scheme}://{addr}:{}", m.client)).collect::<Vec<_>>().join(",")
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// etcdctl's TLS flags (its own client certificate).
+    fn ctl_tls(&self) -> Vec<std::ffi::OsString> {
+        let Some(t) = &self.tls else { return Vec::new() };
+        let mut v: Vec<std::ffi::OsString> = Vec::new();
+        for (flag, path) in [("--cacert", &t.ca), ("--cert", &t.client_cert), ("--key", &t.client_key)] {
+            v.push(flag.into());
+            v.push(path.into());
+        }
+        v
     }
 
     pub fn len(&self) -> usize {
@@ -177,6 +223,7 @@ impl Etcd {
             .command("etcdctl")
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.urls(), "--dial-timeout", "2s", "--command-timeout", "3s"])
+            .args(self.ctl_tls())
             .args(args)
             .output()
             .context("running etcdctl")?;
@@ -191,12 +238,13 @@ impl Etcd {
                 .members
                 .iter()
                 .filter(|m| m.child.is_some())
-                .map(|m| format!("http://127.0.0.1:{}", m.client))
+                .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
                 .collect();
             let out = self
                 .command("etcdctl")
                 .env("ETCDCTL_API", "3")
                 .args(["--endpoints", &running.join(","), "--dial-timeout", "1s", "--command-timeout", "2s"])
+                .args(self.ctl_tls())
                 .args(["endpoint", "health"])
                 .output()?;
             if out.status.success() {

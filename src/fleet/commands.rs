@@ -193,37 +193,78 @@ pub fn rollback(
     })
 }
 
-pub fn fleet_status(ep: &Endpoints, json: bool) -> Result<ExitCode> {
+/// Per wave written, how many of its gateways run the push: the rollout's progress.
+fn wave_lines(r: &Rollout, rows: &[status::Row]) -> Vec<String> {
+    r.waves
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i >= r.written {
+                return format!("  wave {}: {} gateway(s) staged", i + 1, w.len());
+            }
+            let acked =
+                w.iter().filter(|id| rows.iter().any(|x| &x.gateway == *id && x.applied >= r.push)).count();
+            format!("  wave {}: {acked}/{} acknowledged", i + 1, w.len())
+        })
+        .collect()
+}
+
+/// Whether a rollout is over: finished, or every wave out and taken.
+fn settled(r: Option<&Rollout>, rows: &[status::Row]) -> bool {
+    r.is_none_or(|r| {
+        r.finished()
+            || r.state == RolloutState::Halted
+            || (r.written == r.waves.len()
+                && r.waves
+                    .iter()
+                    .flatten()
+                    .all(|id| rows.iter().any(|x| &x.gateway == id && x.applied >= r.push)))
+    })
+}
+
+pub fn fleet_status(ep: &Endpoints, json: bool, watch: bool) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let mut client = store::connect(ep).await?;
-        let snap = store::read(&mut client, None).await?;
-        let rows = status::rows(&snap);
-        let rollout = snap.rollout.as_ref().and_then(|r| r.value.as_ref().ok());
-        if json {
-            let v = serde_json::json!({
-                "push": snap.push(),
-                "revision": snap.revision,
-                "rollout": rollout,
-                "gateways": rows,
-                "unknown_keys": snap.unknown,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            println!(
-                "plan push {} (etcd revision {}), {} gateway(s)",
-                snap.push(),
-                snap.revision,
-                rows.len()
-            );
-            if let Some(r) = rollout {
-                println!("{}", rollout_line(r));
+        loop {
+            let snap = store::read(&mut client, None).await?;
+            let rows = status::rows(&snap);
+            let rollout = snap.rollout.as_ref().and_then(|r| r.value.as_ref().ok());
+            if json {
+                let v = serde_json::json!({
+                    "push": snap.push(),
+                    "revision": snap.revision,
+                    "rollout": rollout,
+                    "gateways": rows,
+                    "unknown_keys": snap.unknown,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                if watch {
+                    // A fresh screen each time, as watch(1) does.
+                    print!("\x1b[2J\x1b[H");
+                }
+                println!(
+                    "plan push {} (etcd revision {}), {} gateway(s)",
+                    snap.push(),
+                    snap.revision,
+                    rows.len()
+                );
+                if let Some(r) = rollout {
+                    println!("{}", rollout_line(r));
+                    if !r.finished() {
+                        wave_lines(r, &rows).iter().for_each(|l| println!("{l}"));
+                    }
+                }
+                print!("{}", status::table(&rows));
+                for k in &snap.unknown {
+                    println!("note: key {k} is not part of the fleet's layout (ignored)");
+                }
             }
-            print!("{}", status::table(&rows));
-            for k in &snap.unknown {
-                println!("note: key {k} is not part of the fleet's layout (ignored)");
+            if !watch || settled(rollout, &rows) {
+                return Ok(ExitCode::SUCCESS);
             }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        Ok(ExitCode::SUCCESS)
     })
 }
 
