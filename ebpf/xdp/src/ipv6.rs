@@ -21,7 +21,7 @@ use crate::{
     classify::{NO_RULE, SCAN_PORTS, SCAN_UNDO},
     counters::count_rule,
     maps::{RULES_V6_0, RULES_V6_1, Tables, Tables6, tables6},
-    parse::ptr_at,
+    parse::{load, load_into, ptr_at, store},
     xmit::{neighbor, neighbor6, slow_path, to_host, transmit},
 };
 
@@ -33,7 +33,7 @@ const L4: usize = ETH_HLEN + IPV6_HLEN;
 /// Extension headers are walked by the slow path alone.
 #[inline(always)]
 pub fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
-    let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l3)? };
+    let h = load::<[u8; 8]>(ctx, l3)?;
     // The whole fixed header must be there.
     ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;
     if h[0] >> 4 != 6 {
@@ -55,7 +55,7 @@ pub fn validate(ctx: &XdpContext, l3: usize) -> Result<(usize, u8), Drop> {
         return Err(Drop::Malformed);
     }
     if next == IPPROTO_TCP {
-        let data_off = ((unsafe { *ptr_at::<u8>(ctx, l4 + 12)? } >> 4) as usize) * 4;
+        let data_off = ((load::<u8>(ctx, l4 + 12)? >> 4) as usize) * 4;
         if data_off < 20 || l4 + data_off > end {
             return Err(Drop::Malformed);
         }
@@ -74,18 +74,20 @@ fn link_scope(a: &[u8; 16]) -> bool {
 /// [`local6`], decide ([`classify6`], then NPTv6), forward (route, MTU, next hop) and
 /// [`rewrite6`].
 ///
-/// NPTv6 and the forward stage stay here (issue 17), for the stack: this frame (408 bytes,
-/// rounded to 416) and `scan6`'s (96) fill the verifier's 512 together. NPTv6 as a helper
-/// returned the translated addresses through a copy on the stack (440 bytes: "combined stack
-/// size of 3 calls is 544. Too large"); returning the changed halves or translating in place
-/// was worse (over 512 in LLVM already). The forward stage as a helper fits only with ten
-/// arguments; with the packet's fields in a struct it did not (432 and 488 bytes).
+/// NPTv6 and the forward stage stay here (issue 17), for the stack: this frame (368 bytes) and
+/// `scan6`'s (96) share the verifier's 512, each rounded up to 32 bytes. NPTv6 as a helper
+/// returns the translated addresses through a copy on the stack: when this frame was 408 bytes
+/// that was refused ("combined stack size of 3 calls is 544. Too large"); at 368 it fits, at
+/// 400, exactly the 512, with nothing to spare, so it stays here. Returning the changed halves
+/// or translating in place was worse (over 512 in LLVM already). The forward stage as a helper
+/// fitted only with ten arguments; with the packet's fields in a struct it did not.
 #[inline(always)]
 pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8) -> Result<u32, Drop> {
     let t6 = tables6(t.epoch);
-    let hop_limit = unsafe { *ptr_at::<u8>(ctx, ETH_HLEN + 7)? };
-    let src = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 8)? };
-    let dst = unsafe { *ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 24)? };
+    let hop_limit = load::<u8>(ctx, ETH_HLEN + 7)?;
+    let (mut src, mut dst) = ([0; 16], [0; 16]);
+    load_into(ctx, ETH_HLEN + 8, &mut src)?;
+    load_into(ctx, ETH_HLEN + 24, &mut dst)?;
     let vrf = port.vrf;
 
     // --- local: what is not classified here ---------------------------------------------------
@@ -94,7 +96,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
     }
     let ports = match next {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let p = unsafe { *ptr_at::<[u8; 4]>(ctx, L4)? };
+            let p = load::<[u8; 4]>(ctx, L4)?;
             Some((u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])))
         }
         _ => None,
@@ -125,7 +127,7 @@ pub fn forward6(ctx: &XdpContext, t: &Tables, port: &Port, len: usize, next: u8)
             t6.fib.get(Key::new(V6Key::VRF_BITS + 128, V6Key::new(out_vrf, new_dst))).ok_or(Drop::NoRoute)?;
         (r.ifindex, r.nexthop)
     };
-    let out_port = unsafe { t.ports.get(out_ifindex) }.ok_or(Drop::NoRoute)?;
+    let out_port = t.port(out_ifindex).ok_or(Drop::NoRoute)?;
     let src_mac = out_port.mac;
     // Over the egress MTU: packet-too-big is the slow path's (IPv6 routers never fragment). It
     // classifies the packet again, so the hits counted here are taken back.
@@ -169,7 +171,7 @@ fn local6(
     src: &[u8; 16],
     dst: &[u8; 16],
 ) -> Result<Option<u32>, Drop> {
-    if link_scope(dst) || unsafe { t6.local.get(V6Key::new(port.vrf, *dst)) }.is_some() {
+    if link_scope(dst) || t6.is_local(V6Key::new(port.vrf, *dst)) {
         return Ok(Some(to_host(ctx, port)));
     }
     // RFC 4291 2.5.2 and 2.5.6: the unspecified and link-local sources never leave their link.
@@ -181,7 +183,7 @@ fn local6(
     if is_ipv6_extension(next) || hop_limit <= 1 || port.flags & PORT_SLOW != 0 {
         return Ok(Some(slow_path(ctx, port)));
     }
-    if next == IPPROTO_ICMPV6 && is_icmpv6_error(unsafe { *ptr_at::<u8>(ctx, L4)? }) {
+    if next == IPPROTO_ICMPV6 && is_icmpv6_error(load::<u8>(ctx, L4)?) {
         return Ok(Some(slow_path(ctx, port)));
     }
     Ok(None)
@@ -209,19 +211,15 @@ fn rewrite6(
             continue;
         }
         if let Some(c) = csum_at {
-            let p = ptr_at::<u16>(ctx, c)?;
-            let v = checksum::replace16(unsafe { p.read_unaligned() }, old, new);
+            let v = checksum::replace16(load::<u16>(ctx, c)?, old, new);
             // UDP over IPv6 always carries a checksum; a computed zero is sent as 0xffff.
-            unsafe { p.write_unaligned(checksum_to_send(next, v)) };
+            store(ctx, c, checksum_to_send(next, v))?;
         }
-        unsafe { ptr_at::<[u8; 16]>(ctx, at)?.write_unaligned(*new) };
+        store(ctx, at, *new)?;
     }
-    unsafe {
-        ptr_at::<u8>(ctx, ETH_HLEN + 7)?.write(hop_limit - 1);
-        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
-        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
-    }
-    Ok(())
+    store(ctx, ETH_HLEN + 7, hop_limit - 1)?;
+    store(ctx, 0, dst_mac)?;
+    store(ctx, 6, src_mac)
 }
 
 /// NPTv6 of `addr` by `n`: the first 64 bits get the new prefix and the adjusted word, exactly
