@@ -2,8 +2,9 @@
 # Idempotent machine setup for building and running hutong.
 #
 # Installs what a fresh Debian machine lacks: the apt packages the build and the tests use, the nightly
-# rust-src component (the XDP program is built with -Z build-std=core), bpf-linker 0.13.0 linked against
-# LLVM 22 (nightly's LLVM), and a mounted bpffs. Each step checks first, so a second run takes seconds.
+# rust-src component (the XDP program is built with -Z build-std=core) and clippy (make test lints the
+# BPF crates with it), bpf-linker 0.13.0 linked against LLVM 22 (nightly's LLVM), and a mounted bpffs.
+# Each step checks first, so a second run takes seconds.
 set -euo pipefail
 
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
@@ -45,6 +46,13 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   rustup component add rust-src --toolchain nightly
 else
   say "nightly rust-src present"
+fi
+# make test lints the BPF crates with nightly's clippy (the clippy-bpf stage).
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^clippy'; then
+  say "adding clippy to nightly"
+  rustup component add clippy --toolchain nightly
+else
+  say "nightly clippy present"
 fi
 
 # --- bpf-linker against LLVM 22 -----------------------------------------------------------------

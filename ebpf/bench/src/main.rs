@@ -50,6 +50,8 @@ const SPIN: u32 = 512;
 /// How far (in frames) a paced generator that fell behind may catch up in a burst.
 const CATCH_UP: u64 = 32;
 
+/// A pointer to `T` at `offset` in the frame, or `None` if the frame is too short: the range is
+/// checked against `data_end`, as the verifier wants before any access.
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     if ctx.data() + offset + core::mem::size_of::<T>() > ctx.data_end() {
@@ -58,20 +60,47 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((ctx.data() + offset) as *mut T)
 }
 
+/// The `N` bytes at `offset` in the frame, or `None` if the frame is too short.
+#[inline(always)]
+fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let p = ptr_at::<[u8; N]>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked [offset, offset + N) against data_end: the bytes are the frame's,
+    // readable for this whole run; bytes have no alignment and no invalid values.
+    Some(unsafe { *p })
+}
+
+/// Writes `bytes` at `offset` in the frame, or `None` (nothing written) if it is too short.
+#[inline(always)]
+fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: [u8; N]) -> Option<()> {
+    let p = ptr_at::<[u8; N]>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked [offset, offset + N) against data_end: the bytes are the frame's,
+    // which an XDP program may write; no reference into the frame is held.
+    unsafe { *p = bytes };
+    Some(())
+}
+
+/// The time (ns since boot, `CLOCK_MONOTONIC`).
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a BPF helper with no memory arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 #[xdp]
 pub fn bench_gen(ctx: XdpContext) -> u32 {
     let (Some(c), Some(st)) = (GEN_CONFIG.get(0), GEN_STATE.get_ptr_mut(0)) else {
         return xdp_action::XDP_ABORTED;
     };
     let Some(hdr) = ptr_at::<[u8; GEN_HEADER]>(&ctx, 0) else { return xdp_action::XDP_ABORTED };
-    // Per CPU: no other CPU touches this state.
+    // SAFETY: a per-CPU array's slot, from its lookup: valid for this run, and no other CPU, nor
+    // another run (XDP runs to completion on its CPU), touches it while this reference lives.
     let st = unsafe { &mut *st };
     if c.limit != 0 && st.sent >= c.limit {
         return xdp_action::XDP_DROP; // done: the rest of the run's invocations send nothing
     }
     // At full rate and unstamped the clock is not read: the ceiling stays the generator's.
     let timed = c.interval_ns != 0 || c.stamp != 0;
-    let mut now = if timed { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    let mut now = if timed { now() } else { 0 };
     if c.interval_ns != 0 {
         if st.due == 0 {
             st.due = now;
@@ -80,7 +109,7 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
             if now >= st.due {
                 break;
             }
-            now = unsafe { bpf_ktime_get_ns() };
+            now = self::now();
         }
         if now < st.due {
             return xdp_action::XDP_DROP; // not yet: this invocation sends nothing
@@ -127,16 +156,15 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
         (h[26], h[27], h[28], h[29]) = (a, b, c2, d);
         (h[34], h[35]) = (p0, p1);
     }
+    // SAFETY: `ptr_at` checked [0, GEN_HEADER) against data_end above, and the frame has not
+    // moved since (no head adjustment); written as bytes, no alignment needed.
     unsafe { hdr.write_unaligned(h) };
-    if c.stamp != 0
-        && let Some(t) = ptr_at::<[u8; 8]>(&ctx, GEN_HEADER)
-    {
-        unsafe { t.write_unaligned(now.to_ne_bytes()) };
+    // A frame too short for the stamp or the tag goes without (`store` writes nothing).
+    if c.stamp != 0 {
+        let _ = store(&ctx, GEN_HEADER, now.to_ne_bytes());
     }
-    if c.tag != 0
-        && let Some(t) = ptr_at::<[u8; 4]>(&ctx, TAG_AT)
-    {
-        unsafe { t.write_unaligned((f as u32).to_ne_bytes()) };
+    if c.tag != 0 {
+        let _ = store(&ctx, TAG_AT, (f as u32).to_ne_bytes());
     }
     xdp_action::XDP_TX
 }
@@ -151,16 +179,15 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     let mut tag = None;
     let mut source = (0, 0);
     let mut late = false;
-    let verdict = match ptr_at::<[u8; 38]>(&ctx, 0) {
-        Some(f) if unsafe { (*f)[12] == 0x08 && (*f)[13] == 0x00 } => {
-            let f = unsafe { *f };
+    let verdict = match load::<38>(&ctx, 0) {
+        Some(f) if f[12] == 0x08 && f[13] == 0x00 => {
             let id = u16::from_be_bytes([f[IP_ID_AT], f[IP_ID_AT + 1]]);
             late = e.by_run != 0 && id != e.run;
             let src = u32::from_ne_bytes([f[26], f[27], f[28], f[29]]);
             let dst = u32::from_ne_bytes([f[30], f[31], f[32], f[33]]);
             source = (src, u16::from_be_bytes([f[34], f[35]]));
             if e.reply_hosts != 0 || e.learn != 0 {
-                tag = ptr_at::<[u8; 4]>(&ctx, TAG_AT).map(|t| u32::from_ne_bytes(unsafe { *t }));
+                tag = load::<4>(&ctx, TAG_AT).map(u32::from_ne_bytes);
             }
             let mut expected = src & e.src_mask == e.src;
             if e.reply_hosts == 0 {
@@ -178,7 +205,10 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
         }
         _ => None,
     };
-    // Per CPU: no other CPU touches these counters.
+    // SAFETY: `c`, a per-CPU array's slot from its lookup: valid for this run, and no other CPU,
+    // nor another run (XDP runs to completion on its CPU), touches it meanwhile. `l`, a
+    // `LEARNED` entry from its lookup: an array's, valid for this run; shared by the CPUs, but
+    // a flow's frames that reach two CPUs at once write the same translation to it.
     unsafe {
         match verdict {
             Some(_) if late => (*c).late += 1,
@@ -209,13 +239,13 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
 /// A good, stamped frame's latency into its histogram bucket.
 #[inline(always)]
 fn latency(ctx: &XdpContext) {
-    let Some(t) = ptr_at::<[u8; 8]>(ctx, GEN_HEADER) else { return };
-    let sent = u64::from_ne_bytes(unsafe { *t });
+    let Some(t) = load::<8>(ctx, GEN_HEADER) else { return };
+    let sent = u64::from_ne_bytes(t);
     if sent == 0 {
         return; // an unstamped run's frame (each run's pages start as its zeroed template)
     }
-    let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(b) = SINK_LATENCY.get_ptr_mut(latency_bucket(now.saturating_sub(sent))) {
+    if let Some(b) = SINK_LATENCY.get_ptr_mut(latency_bucket(now().saturating_sub(sent))) {
+        // SAFETY: a per-CPU array's slot, as in `bench_sink`: valid, and written by this run alone.
         unsafe { *b += 1 };
     }
 }

@@ -9,7 +9,9 @@ use crate::maps::{PORT_COUNTERS, RULE_HITS};
 #[inline(always)]
 pub(crate) fn count(map: &PerCpuArray<u64>, index: u32) {
     if let Some(c) = map.get_ptr_mut(index) {
-        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
+        // SAFETY: a per-CPU array's slot, from its lookup: valid for this run, and no other CPU,
+        // nor another run (XDP runs to completion on its CPU), writes it meanwhile, so a plain
+        // add is race-free.
         unsafe { *c += 1 };
     }
 }
@@ -19,7 +21,7 @@ pub(crate) fn count(map: &PerCpuArray<u64>, index: u32) {
 pub(crate) fn count_port(ctx: &XdpContext, slot: u16, tx: bool) {
     let len = (ctx.data_end() - ctx.data()) as u64;
     if let Some(c) = PORT_COUNTERS.get_ptr_mut(slot as u32) {
-        // Per-CPU slot: no other CPU writes it.
+        // SAFETY: a per-CPU array's slot, as in `count`: valid, and written by this run alone.
         unsafe {
             if tx {
                 (*c).tx_packets += 1;
@@ -35,7 +37,7 @@ pub(crate) fn count_port(ctx: &XdpContext, slot: u16, tx: bool) {
 #[inline(always)]
 pub(crate) fn count_rule(index: u32, n: u64) {
     if let Some(c) = RULE_HITS.get_ptr_mut(index) {
-        // Per-CPU slot: no other CPU writes it.
+        // SAFETY: a per-CPU array's slot, as in `count`: valid, and written by this run alone.
         unsafe { *c = (*c).wrapping_add(n) };
     }
 }

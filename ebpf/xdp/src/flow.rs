@@ -14,7 +14,7 @@ use hutong_common::{
 use crate::{
     counters::{count, count_rule},
     maps::{FLOWS, STATS, Tables},
-    parse::ptr_at,
+    parse::{load, store},
     xmit::{neighbor, rewrite_ip, slow_path, transmit},
 };
 
@@ -47,13 +47,14 @@ pub(crate) fn by_flow(
         proto,
         _pad: [0; 3],
     };
-    let Some(flow) = FLOWS.get_ptr_mut(&key) else { return Ok(None) };
-    // The map value stays valid while we hold it (RCU); copy it once.
+    let Some(flow) = FLOWS.get_ptr_mut(key) else { return Ok(None) };
+    // SAFETY: a map value pointer from a lookup stays valid for this program run (RCU), even if
+    // the slow path removes the flow meanwhile; `Flow` is plain data, copied here once.
     let f = unsafe { *flow };
     if f.epoch != t.epoch {
         return Ok(None);
     }
-    let Some(out_port) = (unsafe { t.ports.get(f.ifindex) }) else { return Ok(None) };
+    let Some(out_port) = t.port(f.ifindex) else { return Ok(None) };
     let src_mac = out_port.mac;
     if total_len > out_port.mtu as usize {
         return Ok(Some(slow_path(ctx, port)));
@@ -66,9 +67,13 @@ pub(crate) fn by_flow(
     // --- rewrite (no drops past this point) ------------------------------------------------------
     rewrite_l4(ctx, proto, l4, (src, new_src), (dst, new_dst), (sport, dport), &f)?;
     rewrite_ip(ctx, (ttl, proto), (src, new_src), (dst, new_dst), (dst_mac, src_mac))?;
+    // SAFETY: a BPF helper with no memory arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the flow's pointer from its lookup, valid for this run (see above). Only its
+    // aligned u64 `last_seen` is read and written; a racing write (the flow's packet on another
+    // CPU) writes a time as well, and either is a fine last-seen time.
     unsafe {
         // Coarse (about 16 ms), so a busy flow does not write its cache line on every packet.
-        let now = bpf_ktime_get_ns();
         if (*flow).last_seen >> 24 != now >> 24 {
             (*flow).last_seen = now;
         }
@@ -80,27 +85,30 @@ pub(crate) fn by_flow(
     Ok(Some(transmit(ctx, port, out_port)))
 }
 
+/// A flow's source and destination ports as `FlowKey` holds them (network order).
+type Ports = ([u8; 2], [u8; 2]);
+
 /// The ingress of a flow: the packet's ports as `FlowKey` holds them (ICMP echo: the identifier,
 /// and the type). `None`: a packet no flow can have (SYN, FIN, RST; not an echo; another
 /// protocol).
 #[inline(always)]
-fn flow_ports(ctx: &XdpContext, proto: u8, l4: usize) -> Result<Option<([u8; 2], [u8; 2])>, Drop> {
+fn flow_ports(ctx: &XdpContext, proto: u8, l4: usize) -> Result<Option<Ports>, Drop> {
     // One read per header (a 1-byte read at a variable offset is beyond this verifier's range
     // tracking once the compiler folds its bounds check).
     Ok(Some(match proto {
         IPPROTO_TCP => {
-            let h = unsafe { *ptr_at::<[u8; 14]>(ctx, l4)? };
+            let h = load::<[u8; 14]>(ctx, l4)?;
             if h[13] & TCP_STATE_FLAGS != 0 {
                 return Ok(None);
             }
             ([h[0], h[1]], [h[2], h[3]])
         }
         IPPROTO_UDP => {
-            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            let h = load::<[u8; 8]>(ctx, l4)?;
             ([h[0], h[1]], [h[2], h[3]])
         }
         IPPROTO_ICMP => {
-            let h = unsafe { *ptr_at::<[u8; 8]>(ctx, l4)? };
+            let h = load::<[u8; 8]>(ctx, l4)?;
             if !is_icmp_echo(h[0]) {
                 return Ok(None);
             }
@@ -127,8 +135,7 @@ fn rewrite_l4(
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let off = if proto == IPPROTO_TCP { 16 } else { 6 };
-            let csum_ptr = ptr_at::<u16>(ctx, l4 + off)?;
-            let old = unsafe { csum_ptr.read_unaligned() };
+            let old = load::<u16>(ctx, l4 + off)?;
             // A zero UDP checksum means "none" (RFC 768) and stays zero.
             if !checksum_absent(false, proto, old) {
                 let mut new = checksum::replace4(old, src, new_src);
@@ -136,21 +143,17 @@ fn rewrite_l4(
                 new = checksum::replace2(new, old_sp, new_sp);
                 new = checksum::replace2(new, old_dp, new_dp);
                 // A computed zero is sent as 0xffff.
-                unsafe { csum_ptr.write_unaligned(checksum_to_send(proto, new)) };
+                store(ctx, l4 + off, checksum_to_send(proto, new))?;
             }
-            unsafe {
-                ptr_at::<[u8; 2]>(ctx, l4)?.write_unaligned(f.sport);
-                ptr_at::<[u8; 2]>(ctx, l4 + 2)?.write_unaligned(f.dport);
-            }
+            store(ctx, l4, f.sport)?;
+            store(ctx, l4 + 2, f.dport)?;
         }
         _ => {
             // ICMP echo: only the identifier; the ICMP checksum covers no pseudo-header.
             if old_sp != new_sp {
-                let csum_ptr = ptr_at::<u16>(ctx, l4 + 2)?;
-                unsafe {
-                    csum_ptr.write_unaligned(checksum::replace2(csum_ptr.read_unaligned(), old_sp, new_sp));
-                    ptr_at::<[u8; 2]>(ctx, l4 + 4)?.write_unaligned(f.sport);
-                }
+                let csum = load::<u16>(ctx, l4 + 2)?;
+                store(ctx, l4 + 2, checksum::replace2(csum, old_sp, new_sp))?;
+                store(ctx, l4 + 4, f.sport)?;
             }
         }
     }

@@ -120,6 +120,25 @@ pub(crate) struct Tables {
     pub(crate) nat_out: &'static LpmTrie<V4Key, u8>,
 }
 
+impl Tables {
+    /// The port `key` (an ifindex, or a `vlan_port_key`) of this generation.
+    #[inline(always)]
+    pub(crate) fn port(&self, key: u32) -> Option<&'static Port> {
+        // SAFETY: `HashMap::get` is unsafe as another writer could change or remove the value
+        // while the reference lives. None does: userspace writes the generation not in use,
+        // flips `ACTIVE`, and waits for RCU before it writes this one again (`XdpEngine::install`),
+        // so this generation stays as it is while a packet that read `ACTIVE` may use it.
+        unsafe { self.ports.get(key) }
+    }
+
+    /// Whether `key` is one of the gateway's own IPv4 addresses, in this generation.
+    #[inline(always)]
+    pub(crate) fn is_local(&self, key: V4Key) -> bool {
+        // SAFETY: as in `port`: this generation is not written while a packet may use it.
+        unsafe { self.local.get(key) }.is_some()
+    }
+}
+
 /// The generation in use, read once per packet so all of a packet's lookups agree.
 #[inline(always)]
 pub(crate) fn tables() -> Tables {
@@ -156,6 +175,15 @@ pub(crate) struct Tables6 {
     pub(crate) npt_dst: &'static LpmTrie<V6Key, Npt6>,
     pub(crate) fib: &'static LpmTrie<V6Key, Route6>,
     pub(crate) rules: &'static Array<PolicyRule6>,
+}
+
+impl Tables6 {
+    /// Whether `key` is one of the gateway's own IPv6 addresses, in this generation.
+    #[inline(always)]
+    pub(crate) fn is_local(&self, key: V6Key) -> bool {
+        // SAFETY: as in `Tables::port`: this generation is not written while a packet may use it.
+        unsafe { self.local.get(key) }.is_some()
+    }
 }
 
 /// The generation `generation` of the IPv6 tables. Chosen by branches, never through a table

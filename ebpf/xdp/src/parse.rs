@@ -1,5 +1,6 @@
-//! Reading the frame: [`ptr_at`], through which every packet access goes, and the IPv4
-//! header's validation (IPv6's is `crate::ipv6::validate`).
+//! Reading the frame: [`ptr_at`], through which every packet access goes, [`load`],
+//! [`load_into`] and [`store`] (the program's reads and writes of the frame, the only `unsafe`
+//! of them), and the IPv4 header's validation (IPv6's is `crate::ipv6::validate`).
 //!
 //! Note for the verifier: `ptr_at` re-checks `data_end` for the exact range it hands out, so
 //! every access is proven inside the frame where it happens; lengths used as offsets are masked
@@ -22,9 +23,55 @@ pub(crate) fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Drop>
     Ok((start + offset) as *mut T)
 }
 
+/// What [`load`] and [`store`] copy out of and into the frame.
+///
+/// # Safety
+///
+/// Any `size_of::<Self>()` bytes must be a valid `Self`: integers and byte arrays.
+pub(crate) unsafe trait Plain: Copy {}
+// SAFETY: an integer: any bytes are a value.
+unsafe impl Plain for u8 {}
+// SAFETY: an integer: any bytes are a value.
+unsafe impl Plain for u16 {}
+// SAFETY: an integer: any bytes are a value.
+unsafe impl Plain for u32 {}
+// SAFETY: bytes: any bytes are a value.
+unsafe impl<const N: usize> Plain for [u8; N] {}
+
+/// The `T` at `offset` in the frame (read unaligned), or `Malformed` if the frame is too short.
+#[inline(always)]
+pub(crate) fn load<T: Plain>(ctx: &XdpContext, offset: usize) -> Result<T, Drop> {
+    let p = ptr_at::<T>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked [offset, offset + size_of::<T>()) against data_end: the bytes are
+    // the frame's, readable for this whole run; any bytes are a `T: Plain`; read unaligned.
+    Ok(unsafe { p.read_unaligned() })
+}
+
+/// [`load`] into `to`: for the larger reads (an IPv6 address), which as a returned `Result`
+/// went through a copy on the stack the verifier's 512 bytes cannot spare.
+#[inline(always)]
+pub(crate) fn load_into<T: Plain>(ctx: &XdpContext, offset: usize, to: &mut T) -> Result<(), Drop> {
+    let p = ptr_at::<T>(ctx, offset)?;
+    // SAFETY: as in `load`: [offset, offset + size_of::<T>()) is in the frame; any bytes are a `T`.
+    *to = unsafe { p.read_unaligned() };
+    Ok(())
+}
+
+/// Writes `value` at `offset` in the frame (unaligned), or `Malformed` if the frame is too short.
+#[inline(always)]
+pub(crate) fn store<T: Plain>(ctx: &XdpContext, offset: usize, value: T) -> Result<(), Drop> {
+    let p = ptr_at::<T>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked [offset, offset + size_of::<T>()) against data_end: the bytes are
+    // the frame's, which an XDP program may write; the program holds no reference into the
+    // frame (only copies, by `load`); written unaligned.
+    unsafe { p.write_unaligned(value) };
+    Ok(())
+}
+
+/// The big-endian `u16` at `offset` in the frame.
 #[inline(always)]
 pub(crate) fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
-    Ok(unsafe { ptr_at::<[u8; 2]>(ctx, offset)?.read_unaligned() }).map(u16::from_be_bytes)
+    load::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
 }
 
 /// Validates the IPv4 header at `l3` and the transport header a whole datagram or first
@@ -32,8 +79,8 @@ pub(crate) fn read_u16(ctx: &XdpContext, offset: usize) -> Result<u16, Drop> {
 /// the fragment offset, the more-fragments flag and the protocol.
 #[inline(always)]
 pub(crate) fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, bool, u8), Drop> {
-    let ip = ptr_at::<[u8; 20]>(ctx, l3)?;
-    let vihl = unsafe { (*ip)[0] };
+    let ip = load::<[u8; 20]>(ctx, l3)?;
+    let vihl = ip[0];
     if vihl >> 4 != 4 {
         return Err(Drop::Malformed);
     }
@@ -45,7 +92,7 @@ pub(crate) fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, 
     if total_len < ihl || l3 + total_len > ctx.data_end() - ctx.data() {
         return Err(Drop::Malformed);
     }
-    let proto = unsafe { (*ip)[9] };
+    let proto = ip[9];
     let frag_word = read_u16(ctx, l3 + 6)?;
     let frag_off = frag_word & IP_FRAG_OFFSET_MASK;
     let more_frags = frag_word & IP_MORE_FRAGMENTS != 0;
@@ -61,7 +108,7 @@ pub(crate) fn validate_ipv4(ctx: &XdpContext, l3: usize) -> Result<(usize, u16, 
             return Err(Drop::Malformed);
         }
         if proto == IPPROTO_TCP {
-            let data_off = ((unsafe { *ptr_at::<u8>(ctx, l4 + 12)? } >> 4) as usize) * 4;
+            let data_off = ((load::<u8>(ctx, l4 + 12)? >> 4) as usize) * 4;
             if data_off < 20 || l4 + data_off > end {
                 return Err(Drop::Malformed);
             }

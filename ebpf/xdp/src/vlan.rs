@@ -5,7 +5,10 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use hutong_common::{Drop, Port};
 
-use crate::{maps::TAG, parse::ptr_at};
+use crate::{
+    maps::TAG,
+    parse::{load, store},
+};
 
 /// The tag a frame that arrived on `port` had (TPID << 16 | TCI), or 0: untagged.
 #[inline(always)]
@@ -16,24 +19,28 @@ pub(crate) fn arrival_tag(port: &Port) -> u32 {
 /// Removes the frame's 802.1Q tag (the MACs move up four bytes).
 #[inline(always)]
 pub(crate) fn pop_tag(ctx: &XdpContext) -> Result<(), Drop> {
-    let macs = unsafe { *ptr_at::<[u8; 12]>(ctx, 0)? };
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, 4) } != 0 {
-        return Err(Drop::Malformed);
-    }
-    unsafe { ptr_at::<[u8; 12]>(ctx, 0)?.write_unaligned(macs) };
-    Ok(())
+    let macs = load::<[u8; 12]>(ctx, 0)?;
+    adjust_head(ctx, 4)?;
+    store(ctx, 0, macs)
 }
 
 /// Inserts an 802.1Q tag, `tag` = TPID << 16 | TCI, after the MACs.
 #[inline(always)]
 pub(crate) fn push_tag(ctx: &XdpContext, tag: u32) -> Result<(), Drop> {
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -4) } != 0 {
+    adjust_head(ctx, -4)?;
+    let macs = load::<[u8; 12]>(ctx, 4)?;
+    store(ctx, 0, macs)?;
+    store(ctx, 12, tag.to_be_bytes())
+}
+
+/// Moves the frame's start by `delta` bytes (positive: shorter), or `Malformed` if it cannot.
+#[inline(always)]
+fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), Drop> {
+    // SAFETY: `ctx.ctx` is this run's own context, as the helper wants it; the kernel checks the
+    // new start against the frame's room and fails otherwise. It moves the frame under every
+    // packet pointer: none is kept across this call (each access checks anew, `ptr_at`).
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
         return Err(Drop::Malformed);
-    }
-    let macs = unsafe { *ptr_at::<[u8; 12]>(ctx, 4)? };
-    unsafe {
-        ptr_at::<[u8; 12]>(ctx, 0)?.write_unaligned(macs);
-        ptr_at::<[u8; 4]>(ctx, 12)?.write_unaligned(tag.to_be_bytes());
     }
     Ok(())
 }

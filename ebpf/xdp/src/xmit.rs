@@ -17,7 +17,7 @@ use hutong_common::{
 use crate::{
     counters::{count, count_port},
     maps::{DROPS, NEIGH_MISS, NEIGH_V4, NEIGH_V6, SLOW_PATH, STATS, TX_PORTS, Tables, UNRESOLVED},
-    parse::ptr_at,
+    parse::{load, store},
     vlan::{arrival_tag, push_tag},
 };
 
@@ -31,28 +31,26 @@ pub(crate) fn rewrite_ip(
     (dst, new_dst): (u32, u32),
     (dst_mac, src_mac): ([u8; 6], [u8; 6]),
 ) -> Result<(), Drop> {
-    let ip_csum_ptr = ptr_at::<u16>(ctx, ETH_HLEN + 10)?;
-    let ttl_ptr = ptr_at::<[u8; 2]>(ctx, ETH_HLEN + 8)?;
-    unsafe {
-        let mut csum = ip_csum_ptr.read_unaligned();
-        csum =
-            checksum::replace2(csum, u16::from_ne_bytes([ttl, proto]), u16::from_ne_bytes([ttl - 1, proto]));
-        csum = checksum::replace4(csum, src, new_src);
-        csum = checksum::replace4(csum, dst, new_dst);
-        ip_csum_ptr.write_unaligned(csum);
-        ttl_ptr.write_unaligned([ttl - 1, proto]);
-        ptr_at::<u32>(ctx, ETH_HLEN + 12)?.write_unaligned(new_src);
-        ptr_at::<u32>(ctx, ETH_HLEN + 16)?.write_unaligned(new_dst);
-        ptr_at::<[u8; 6]>(ctx, 0)?.write_unaligned(dst_mac);
-        ptr_at::<[u8; 6]>(ctx, 6)?.write_unaligned(src_mac);
-    }
-    Ok(())
+    let mut csum = load::<u16>(ctx, ETH_HLEN + 10)?;
+    csum = checksum::replace2(csum, u16::from_ne_bytes([ttl, proto]), u16::from_ne_bytes([ttl - 1, proto]));
+    csum = checksum::replace4(csum, src, new_src);
+    csum = checksum::replace4(csum, dst, new_dst);
+    store(ctx, ETH_HLEN + 10, csum)?;
+    store(ctx, ETH_HLEN + 8, [ttl - 1, proto])?;
+    store(ctx, ETH_HLEN + 12, new_src)?;
+    store(ctx, ETH_HLEN + 16, new_dst)?;
+    store(ctx, 0, dst_mac)?;
+    store(ctx, 6, src_mac)
 }
 
 /// The neighbor entry (the MAC) of IPv4 next hop `key`, or `None`, and then the resolver is
 /// asked for it through `NEIGH_MISS`.
 #[inline(always)]
 pub(crate) fn neighbor(key: NeighKey) -> Option<&'static Neigh> {
+    // SAFETY: `HashMap::get` is unsafe as the value may change or go while the reference lives:
+    // userspace and `glean_arp` write this table any time. The element's memory stays valid for
+    // this run (RCU), and callers copy out only the 6-byte MAC, at once: at worst a frame goes
+    // to a MAC that changed as it was read, as with any neighbor table.
     let neigh = unsafe { NEIGH_V4.get(key) };
     if neigh.is_none() {
         // Best effort: if the ring is full userspace is already busy resolving; the counter shows it.
@@ -64,6 +62,7 @@ pub(crate) fn neighbor(key: NeighKey) -> Option<&'static Neigh> {
 /// [`neighbor`] for an IPv6 next hop.
 #[inline(always)]
 pub(crate) fn neighbor6(key: Neigh6Key) -> Option<&'static Neigh> {
+    // SAFETY: as in `neighbor`: valid for this run, only the MAC copied out, at once.
     let neigh = unsafe { NEIGH_V6.get(key) };
     if neigh.is_none() {
         let _ = NEIGH_MISS.output(key, 0);
@@ -90,6 +89,7 @@ pub(crate) fn transmit(ctx: &XdpContext, port: &Port, out: &Port) -> u32 {
     count_port(ctx, out.slot, true);
     match TX_PORTS.redirect(out.slot as u32, 0) {
         Ok(action) => action,
+        // SAFETY: a BPF helper with no memory arguments (an ifindex, flags).
         Err(_) => unsafe { bpf_redirect(out.parent, 0) as u32 },
     }
 }
@@ -112,16 +112,15 @@ pub(crate) fn to_host(ctx: &XdpContext, port: &Port) -> u32 {
 #[inline(always)]
 pub(crate) fn glean_arp(ctx: &XdpContext, t: &Tables, ifindex: u32, vrf: u32) {
     // Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4; sha at 8, spa at 14, tpa at 24.
-    let Ok(arp) = ptr_at::<[u8; 28]>(ctx, ETH_HLEN) else {
+    let Ok(arp) = load::<[u8; 28]>(ctx, ETH_HLEN) else {
         return;
     };
-    let arp = unsafe { &*arp };
     if arp[0..6] != [0, 1, 8, 0, 6, 4] {
         return;
     }
     let sender = [arp[14], arp[15], arp[16], arp[17]];
     let target = [arp[24], arp[25], arp[26], arp[27]];
-    if unsafe { t.local.get(V4Key::new(vrf, target)) }.is_none() {
+    if !t.is_local(V4Key::new(vrf, target)) {
         return;
     }
     let connected = t
@@ -144,7 +143,7 @@ pub(crate) fn slow_path(ctx: &XdpContext, port: &Port) -> u32 {
         return xdp_action::XDP_DROP;
     }
     count(&STATS, Stat::SlowPath as u32);
-    let queue = unsafe { (*ctx.ctx).rx_queue_index } % QUEUES_PER_PORT;
+    let queue = ctx.rx_queue_index() % QUEUES_PER_PORT;
     let key = (port.slot as u32).wrapping_mul(QUEUES_PER_PORT).wrapping_add(queue);
     match SLOW_PATH.redirect(key, xdp_action::XDP_PASS as u64) {
         Ok(action) | Err(action) => action,
@@ -164,8 +163,10 @@ const UNRESOLVED_WINDOW_NS: u64 = 10_000_000;
 #[inline(always)]
 pub(crate) fn unresolved(ctx: &XdpContext, port: &Port) -> Result<u32, Drop> {
     let Some(w) = UNRESOLVED.get_ptr_mut(0) else { return Err(Drop::NoNeighbor) };
-    // Per-CPU slot: no other CPU writes it.
+    // SAFETY: a per-CPU array's slot, from its lookup: valid for this run, and no other CPU, nor
+    // another run (XDP runs to completion on its CPU), touches it while this reference lives.
     let w = unsafe { &mut *w };
+    // SAFETY: a BPF helper with no memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if now.wrapping_sub(w[0]) >= UNRESOLVED_WINDOW_NS {
         w[0] = now;
