@@ -175,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(file), _, _) => hutong::gateway::load_config(&file)?,
                 (None, None, Some(id)) if fleet.is_some() => {
                     let dir = state_dir.clone().unwrap_or_else(|| hutong::history::default_dir(&id));
-                    hutong::gateway::fleet_start_config(&dir, fleet.as_ref().expect("checked"))?
+                    hutong::fleet::start_config(&dir, fleet.as_ref().expect("checked"))?
                 }
                 (None, Some(plan), Some(id)) => {
                     match control::check_file(&plan).and_then(|lp| control::compile(&lp, &id)) {

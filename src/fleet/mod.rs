@@ -2,7 +2,9 @@
 //! gateway's own change path, the one the agent API's `POST /v1/config` takes, so a config from
 //! the store is staged, costed, installed atomically and recorded exactly like a local apply.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, path::Path, pin::Pin, sync::Arc, time::Duration};
+
+use anyhow::Result;
 
 use dataplane::Config;
 use hutong_common::Stat;
@@ -11,7 +13,10 @@ use hutong_fleet::{
     records::Health,
 };
 
-use crate::api::{ApiState, Change, ChangeOutcome};
+use crate::{
+    api::{ApiState, Change, ChangeOutcome},
+    history::History,
+};
 
 pub mod commands;
 pub mod memory;
@@ -47,5 +52,43 @@ impl Gateway for ApiGateway {
             *drops.entry(name.to_string()).or_insert(0) += n;
         }
         Health { received: c.xdp.stat(Stat::Received), drops }
+    }
+}
+
+/// The config a fleet gateway starts on: what it ran last (its state directory), so that a
+/// restart forwards at once whether or not etcd answers; on a first start, its desired config
+/// from etcd, waited for (with backoff) until there is one.
+pub fn start_config(state_dir: &Path, agent: &hutong_fleet::agent::AgentOptions) -> Result<Config> {
+    if state_dir.exists() {
+        let history = History::open(state_dir)?;
+        if let Some(v) = history.current() {
+            let config = history.load(v)?;
+            eprintln!(
+                "hutong gateway {}: starting on config version {v} from {} (the agent reconciles with the fleet once running)",
+                agent.gateway,
+                state_dir.display()
+            );
+            return Ok(config);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match rt.block_on(hutong_fleet::agent::fetch_desired(&agent.endpoints, &agent.gateway)) {
+            Ok(Some((push, config))) => {
+                eprintln!("hutong gateway {}: first start, on push {push} from the fleet", agent.gateway);
+                return Ok(config);
+            }
+            Ok(None) => eprintln!(
+                "hutong gateway {}: first start, and the fleet has no config for it yet; waiting",
+                agent.gateway
+            ),
+            Err(e) => eprintln!(
+                "hutong gateway {}: first start, nothing applied before, and the fleet cannot be read ({e:#}); waiting",
+                agent.gateway
+            ),
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(agent.max_backoff);
     }
 }
