@@ -271,14 +271,14 @@ pub struct RolloutArgs {
     #[arg(long = "wave")]
     pub waves: Vec<hutong_fleet::waves::WaveSpec>,
     /// Seconds a wave's gateways must stay healthy after their ACKs.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub settle: f64,
     /// Drops per second (per reason, per gateway) above twice the rate before the wave that
     /// halt the rollout.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
     pub max_drop_rate: f64,
     /// Seconds a wave may take to be ACKed before the rollout halts.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     pub ack_timeout: f64,
     /// Write the push and return; `hutong rollout resume` drives the rest.
     #[arg(long)]
@@ -334,6 +334,18 @@ pub enum RolloutCommand {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+}
+
+/// A number of seconds for a rollout: from 0 to a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if (0.0..=86_400.0).contains(&v) { Ok(v) } else { Err(format!("{s}: seconds from 0 to 86400")) }
+}
+
+/// A drop rate per second: from 0 to a billion.
+fn rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if (0.0..=1e9).contains(&v) { Ok(v) } else { Err(format!("{s}: a rate from 0 to 1e9 per second")) }
 }
 
 /// A loss threshold in percent: 0 to 100.

@@ -228,10 +228,11 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         };
         let p = push::prepare(&mut c, &plan(&text), options).await.unwrap();
         assert_eq!(p.waves, vec![vec!["gw-zhuzhou".to_string()], vec!["gw-furong".to_string()]]);
-        push::commit(&mut c, &p).await.unwrap();
+        let done = push::commit(&mut c, &p).await.unwrap();
         let r = rollout::drive(
             &mut c,
             &Endpoints::parse(&etcd.urls(), None).unwrap(),
+            done.push,
             Default::default(),
             &mut |_| {},
         )
@@ -264,10 +265,11 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         assert_eq!(p.options.what, "rollback to push 1");
         let changed: Vec<&String> = p.diffs.iter().map(|(id, _)| id).collect();
         assert_eq!(changed, ["gw-zhuzhou"]);
-        push::commit(&mut c, &p).await.unwrap();
+        let done = push::commit(&mut c, &p).await.unwrap();
         let r = rollout::drive(
             &mut c,
             &Endpoints::parse(&etcd.urls(), None).unwrap(),
+            done.push,
             Default::default(),
             &mut |_| {},
         )
@@ -362,5 +364,36 @@ fn etcd_over_tls_with_client_certificates() {
         // Plain http to the TLS port: refused.
         let plain = etcd.urls().replace("https://", "http://");
         assert!(store::connect(&Endpoints::parse(&plain, None).unwrap()).await.is_err());
+    });
+}
+
+#[test]
+fn a_gateway_removed_from_the_plan_goes_idle_and_comes_back_when_it_is_added_again() {
+    let etcd = start();
+    rt().block_on(async {
+        let mut c = client(&etcd).await;
+        push_plan(&mut c, FLEET, None).await.unwrap();
+        let (_gw, task) = agent_for(&etcd, "gw-furong");
+        wait_verdict(&mut c, "gw-furong", Verdict::Ack, 1).await;
+        // Furong (and its gateway) leaves the plan: its keys and home go.
+        let from = FLEET.find("        children:\n          - code: \"430102\"").unwrap();
+        let to = FLEET.find("      - code: \"430200\"").unwrap();
+        let without = format!("{}{}", &FLEET[..from], &FLEET[to..]);
+        push_plan(&mut c, &without, None).await.unwrap();
+        let mut gone = false;
+        for _ in 0..150 {
+            let snap = store::read(&mut c, None).await.unwrap();
+            if !snap.gateways.contains_key("gw-furong") && !snap.homes.contains_key("gw-furong") {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "a removed gateway's keys and status go");
+        // Back in the plan: the agent finds its home again and takes the push.
+        push_plan(&mut c, FLEET, None).await.unwrap();
+        let s = wait_verdict(&mut c, "gw-furong", Verdict::Ack, 3).await;
+        assert_eq!(s.applied_push, 3);
+        task.abort();
     });
 }

@@ -11,7 +11,7 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, EventType, PutOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use hutong_config::Config;
 
 use crate::{
@@ -23,13 +23,19 @@ use crate::{
 
 /// What the agent needs of the gateway it runs in.
 pub trait Gateway: Send + Sync {
-    /// Applies `config` atomically; `Err`: refused or failed, every reason, nothing changed.
-    fn apply(
-        &self,
-        config: Config,
-    ) -> Pin<Box<dyn Future<Output = Result<Applied, Vec<String>>> + Send + '_>>;
+    /// Applies `config` atomically; `Err`: refused or failed (every reason), nothing changed.
+    fn apply(&self, config: Config) -> Pin<Box<dyn Future<Output = Result<Applied, Refused>> + Send + '_>>;
     /// The counters a rollout watches.
     fn health(&self) -> Health;
+}
+
+/// Why an apply did not go through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The gateway refused the config or failed to apply it: a NACK, with every reason.
+    Errors(Vec<String>),
+    /// The gateway is stopping: no verdict (a NACK would halt a rollout for nothing).
+    Stopping,
 }
 
 /// An apply that went through.
@@ -68,8 +74,6 @@ impl AgentOptions {
 /// What the agent knows across reconnections.
 struct State {
     status: Status,
-    /// The desired key's revision last judged.
-    judged: i64,
 }
 
 /// Runs the agent forever (abort its task to stop it). `config_version`: what the gateway runs
@@ -89,14 +93,19 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
             health: Health::default(),
             agent: env!("CARGO_PKG_VERSION").to_string(),
         },
-        judged: 0,
     };
     let mut backoff = Duration::from_secs(1);
     let mut outage_said = false;
     loop {
         let t0 = std::time::Instant::now();
         match session(&opts, gateway.as_ref(), &mut state).await {
-            Ok(()) => backoff = Duration::from_secs(1),
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                // A home that changes again and again must not spin the agent.
+                if t0.elapsed() < Duration::from_secs(1) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
             Err(e) => {
                 if !outage_said {
                     eprintln!(
@@ -122,22 +131,76 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
     }
 }
 
-/// Where the gateway's keys are: its home, as the last push wrote it.
-async fn home(client: &mut Client, id: &str) -> Result<Option<(NodePath, i64)>> {
-    let resp = timed("reading the gateway's home", client.get(keys::home(id), None)).await?;
-    Ok(resp.kvs().first().map(|kv| {
-        (String::from_utf8_lossy(kv.value()).split('/').map(String::from).collect(), kv.mod_revision())
-    }))
+/// The largest value the agent reads (a desired config); etcd-client's default is 4 MiB.
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// What the agent reads at the start of a session, at one revision: its home and, there, its
+/// desired config. Read together so that a push moving the gateway cannot fall between them.
+struct Start {
+    path: Option<NodePath>,
+    desired: Option<(Vec<u8>, i64)>,
+    revision: i64,
 }
 
-/// One connection's worth of agent: returns `Ok` to reconnect at once (the gateway moved),
-/// `Err` when the store went away.
+async fn start(client: &mut Client, id: &str) -> Result<Start> {
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let resp = timed("reading the gateway's home", kv.get(keys::home(id), None)).await?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let path: Option<NodePath> = resp
+        .kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).split('/').map(String::from).collect());
+    let mut desired = None;
+    if let Some(p) = &path {
+        let key = keys::gateway(p, id, GatewayKey::Desired);
+        let opts = GetOptions::new().with_revision(revision);
+        let resp = timed("reading the desired config", kv.get(key, Some(opts))).await?;
+        desired = resp.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision()));
+    }
+    Ok(Start { path, desired, revision })
+}
+
+/// A task that ends when this handle goes.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One connection's worth of agent: returns `Ok` to start over at once (the gateway's home
+/// changed), `Err` when the store went away.
 async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Result<()> {
     let mut client = connect(&opts.endpoints).await?;
     let ttl = opts.lease_ttl.as_secs().max(2) as i64;
     let lease = timed("granting the status lease", client.lease_grant(ttl, None)).await?.id();
     let (mut keeper, mut acks) = timed("keeping the lease", client.lease_keep_alive(lease)).await?;
-    let result = watch_and_apply(opts, gw, state, &mut client, lease, &mut keeper, &mut acks).await;
+    // The lease is kept alive by a task of its own, so a long apply never lets it lapse.
+    let every = opts.report_every;
+    let keep: tokio::task::JoinHandle<Result<()>> = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            timed("keeping the lease", keeper.keep_alive()).await?;
+            match acks.message().await.context("the lease's keep-alive stream")? {
+                Some(a) if a.ttl() <= 0 => bail!("the status lease expired"),
+                Some(_) => {}
+                None => bail!("the lease's keep-alive stream ended"),
+            }
+        }
+    });
+    // Stopped with the session, however it ends (an aborted agent included): a dead agent's
+    // lease must lapse.
+    let mut keep = AbortOnDrop(keep);
+    let result = tokio::select! {
+        r = watch_and_apply(opts, gw, state, &mut client, lease) => r,
+        ended = &mut keep.0 => match ended {
+            Ok(Err(e)) => Err(e),
+            _ => Err(anyhow::anyhow!("the lease keeper stopped")),
+        },
+    };
+    drop(keep);
     // A clean end (the gateway moved): the old status goes now rather than at the lease's end.
     if result.is_ok() {
         let _ = timed("revoking the lease", client.lease_revoke(lease)).await;
@@ -145,93 +208,84 @@ async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Re
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn watch_and_apply(
     opts: &AgentOptions,
     gw: &dyn Gateway,
     state: &mut State,
     client: &mut Client,
     lease: i64,
-    keeper: &mut etcd_client::LeaseKeeper,
-    acks: &mut etcd_client::LeaseKeepAliveStream,
 ) -> Result<()> {
     let id = opts.gateway.as_str();
-    let (path, home_rev) = match home(client, id).await? {
-        Some(h) => (Some(h.0), h.1),
-        None => (None, 0),
-    };
+    let home_key = keys::home(id);
+    let Start { path, desired, revision } = start(client, id).await?;
     let desired_key = path.as_ref().map(|p| keys::gateway(p, id, GatewayKey::Desired));
     let status_key = path.as_ref().map(|p| keys::gateway(p, id, GatewayKey::Status));
-    // The desired config as it is now, then every change after that revision.
-    let mut from = home_rev;
-    if let Some(k) = &desired_key {
-        let resp = timed("reading the desired config", client.get(k.as_str(), None)).await?;
-        from = resp.header().map_or(0, |h| h.revision());
-        match resp.kvs().first() {
-            Some(kv) => judge(gw, state, kv.value(), kv.mod_revision(), id).await,
-            None => idle(state),
+    match (&path, desired) {
+        (Some(_), Some((value, _))) => judge(gw, state, &value, id).await,
+        (Some(_), None) => idle(state),
+        (None, _) => {
+            eprintln!(
+                "hutong agent {id}: the fleet's plan has no gateway {id} (now); waiting for a push that adds it"
+            )
         }
-    } else {
-        eprintln!(
-            "hutong agent {id}: the fleet's plan has no gateway {id} (yet); waiting for a push that adds it"
-        );
-        from = from.max(1);
     }
     let report = |state: &mut State| {
         state.status.last_seen = now();
         state.status.health = gw.health();
         serde_json::to_string(&state.status).expect("status serialises")
     };
-    if let Some(k) = &status_key {
-        let value = report(state);
-        timed("writing the status", client.put(k.as_str(), value, Some(PutOptions::new().with_lease(lease))))
-            .await?;
-    }
-    let mut watch = timed(
-        "watching the gateway's home",
-        client.watch(keys::home(id), Some(WatchOptions::new().with_start_revision(from + 1))),
-    )
-    .await?;
+    let put_status = |client: &mut Client, value: String| {
+        let key = status_key.clone();
+        let mut kv = client.kv_client();
+        async move {
+            if let Some(k) = key {
+                timed("writing the status", kv.put(k, value, Some(PutOptions::new().with_lease(lease))))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    put_status(client, report(state)).await?;
+    // Both keys from just after what was read: nothing in between is missed, nothing old replayed.
+    let from = WatchOptions::new().with_start_revision(revision + 1);
+    let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut watch =
+        timed("watching the gateway's home", watcher.watch(home_key.as_str(), Some(from.clone()))).await?;
     if let Some(k) = &desired_key {
-        watch.watch(k.as_str(), Some(WatchOptions::new().with_start_revision(from + 1))).await?;
+        watch.watch(k.as_str(), Some(from)).await?;
     }
+    let current_home = path.as_ref().map(|p| p.join("/"));
     let mut tick = tokio::time::interval(opts.report_every);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                timed("keeping the lease", keeper.keep_alive()).await?;
-                if let Some(k) = &status_key {
-                    let value = report(state);
-                    timed("writing the status", client.put(k.as_str(), value, Some(PutOptions::new().with_lease(lease)))).await?;
-                }
-            }
-            ack = acks.message() => {
-                match ack.context("the lease's keep-alive stream")? {
-                    Some(a) if a.ttl() <= 0 => bail!("the status lease expired"),
-                    Some(_) => {}
-                    None => bail!("the lease's keep-alive stream ended"),
-                }
-            }
+            _ = tick.tick() => put_status(client, report(state)).await?,
             msg = watch.message() => {
                 let Some(resp) = msg.context("the watch")? else { bail!("the watch ended") };
                 if resp.canceled() {
                     bail!("the watch was cancelled: {}", resp.cancel_reason());
                 }
+                // Of several changes to the desired config in one answer, the last one counts:
+                // the ones before it are already superseded.
+                let mut latest = None;
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
-                    if kv.key() == keys::home(id).as_bytes() {
-                        // Moved (or added, or removed): start over at the new home.
-                        return Ok(());
+                    if kv.key() == home_key.as_bytes() {
+                        let now_home = (ev.event_type() == EventType::Put)
+                            .then(|| String::from_utf8_lossy(kv.value()).into_owned());
+                        if now_home != current_home {
+                            // Moved, added or removed: start over at the new home.
+                            return Ok(());
+                        }
+                        continue;
                     }
-                    match ev.event_type() {
-                        EventType::Put => judge(gw, state, kv.value(), kv.mod_revision(), id).await,
-                        EventType::Delete => idle(state),
-                    }
+                    latest = Some((ev.event_type(), kv.value().to_vec()));
                 }
-                if let Some(k) = &status_key {
-                    let value = report(state);
-                    timed("writing the status", client.put(k.as_str(), value, Some(PutOptions::new().with_lease(lease)))).await?;
+                match latest {
+                    Some((EventType::Put, value)) => judge(gw, state, &value, id).await,
+                    Some((EventType::Delete, _)) => idle(state),
+                    None => continue,
                 }
+                put_status(client, report(state)).await?;
             }
         }
     }
@@ -244,8 +298,7 @@ fn idle(state: &mut State) {
 }
 
 /// Decodes and applies a desired value, and records ACK or NACK.
-async fn judge(gw: &dyn Gateway, state: &mut State, value: &[u8], revision: i64, id: &str) {
-    state.judged = revision;
+async fn judge(gw: &dyn Gateway, state: &mut State, value: &[u8], id: &str) {
     let desired: Desired = match serde_json::from_slice(value) {
         Ok(d) => d,
         Err(e) => return nack(state, None, vec![format!("the desired value is not a desired config: {e}")]),
@@ -283,7 +336,8 @@ async fn judge(gw: &dyn Gateway, state: &mut State, value: &[u8], revision: i64,
             state.status.config_version = a.config_version;
             state.status.errors.clear();
         }
-        Err(errors) => nack(state, push, errors),
+        Err(Refused::Errors(errors)) => nack(state, push, errors),
+        Err(Refused::Stopping) => {}
     }
 }
 
@@ -297,12 +351,12 @@ fn nack(state: &mut State, push: Option<u64>, errors: Vec<String>) {
 /// The gateway's desired config, read once (a gateway's first start, with nothing applied yet).
 pub async fn fetch_desired(endpoints: &Endpoints, id: &str) -> Result<Option<(u64, Config)>> {
     let mut client = connect(endpoints).await?;
-    let Some((path, _)) = home(&mut client, id).await? else { return Ok(None) };
+    let Start { path: Some(path), desired: Some((value, _)), .. } = start(&mut client, id).await? else {
+        return Ok(None);
+    };
     let key = keys::gateway(&path, id, GatewayKey::Desired);
-    let resp = timed("reading the desired config", client.get(key.as_str(), None)).await?;
-    let Some(kv) = resp.kvs().first() else { return Ok(None) };
     let desired: Desired =
-        serde_json::from_slice(kv.value()).with_context(|| format!("{key}: not a desired config"))?;
+        serde_json::from_slice(&value).with_context(|| format!("{key}: not a desired config"))?;
     let config = desired_config(&desired).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
     anyhow::ensure!(config.gateway == id, "{key}: the config is gateway {}'s", config.gateway);
     Ok(Some((desired.push, config)))

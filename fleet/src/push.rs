@@ -325,36 +325,40 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
         what: p.options.what.clone(),
     };
     let record_json = serde_json::to_string(&record).expect("record serialises");
-    let mut ops = vec![
-        TxnOp::put(keys::VERSION, record_json.clone(), None),
-        TxnOp::put(keys::push(n), record_json, None),
-    ];
+    let mut w = Writes::default();
+    w.put(keys::VERSION, record_json.clone());
+    w.put(&keys::push(n), record_json);
     let meta_yaml = serde_yaml_ng::to_string(&p.meta).expect("meta serialises");
     if snap.meta.as_deref() != Some(meta_yaml.as_str()) {
-        ops.push(TxnOp::put(keys::META, meta_yaml, None));
+        w.put(keys::META, meta_yaml);
     }
     // Fragments: the changed and new ones written, the gone ones deleted.
     let new_paths: std::collections::BTreeSet<&NodePath> = p.fragments.iter().map(|f| &f.path).collect();
     for f in &p.fragments {
         if snap.fragments.get(&f.path).map(|(y, _)| y) != Some(&f.yaml) {
-            ops.push(TxnOp::put(keys::node(&f.path), f.yaml.clone(), None));
+            w.put(&keys::node(&f.path), f.yaml.clone());
         }
     }
     for path in snap.fragments.keys().filter(|p| !new_paths.contains(p)) {
-        ops.push(TxnOp::delete(keys::node(path), None));
+        w.delete(&keys::node(path));
     }
     // Gateways: homes, and desired (first wave) or staged (later waves) configs.
     let first: std::collections::BTreeSet<&String> = p.waves.first().into_iter().flatten().collect();
     for (id, (path, config)) in &p.configs {
         let home = path.join("/");
         if snap.homes.get(id) != Some(&home) {
-            ops.push(TxnOp::put(keys::home(id), home, None));
+            w.put(&keys::home(id), home);
         }
-        let old_path = snap.gateways.get(id).map(|g| g.path.clone()).filter(|q| !q.is_empty());
-        if let Some(old) = old_path.filter(|q| q != path) {
-            // Moved: the old place's keys go (its status, under the lease, goes with the agent).
+        // Moved: the old place's configs go (its status, under the lease, goes with the agent).
+        let old_paths = snap
+            .gateways
+            .get(id)
+            .map(|g| g.path.clone())
+            .into_iter()
+            .chain(snap.moved.iter().filter(|(m, _)| m == id).map(|(_, q)| q.clone()));
+        for old in old_paths.filter(|q| !q.is_empty() && q != path) {
             for what in [GatewayKey::Desired, GatewayKey::Staged] {
-                ops.push(TxnOp::delete(keys::gateway(&old, id, what), None));
+                w.delete(&keys::gateway(&old, id, what));
             }
         }
         if !changed.contains(id) {
@@ -367,19 +371,25 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
         })
         .expect("desired serialises");
         let what = if first.contains(id) { GatewayKey::Desired } else { GatewayKey::Staged };
-        ops.push(TxnOp::put(keys::gateway(path, id, what), value, None));
+        w.put(&keys::gateway(path, id, what), value);
     }
-    for (id, g) in &snap.gateways {
-        if !p.configs.contains_key(id) {
-            ops.push(TxnOp::delete(keys::home(id), None));
+    // Gateways gone from the plan: their home, and their configs wherever they are.
+    let gone = snap.gateways.keys().chain(snap.homes.keys()).filter(|id| !p.configs.contains_key(*id));
+    for id in gone.collect::<std::collections::BTreeSet<_>>() {
+        w.delete(&keys::home(id));
+        let homes = snap.homes.get(id).map(|h| h.split('/').map(String::from).collect::<NodePath>());
+        let paths = snap.gateways.get(id).map(|g| g.path.clone()).into_iter().chain(homes);
+        for path in paths.filter(|q| !q.is_empty()) {
             for what in [GatewayKey::Desired, GatewayKey::Staged] {
-                ops.push(TxnOp::delete(keys::gateway(&g.path, id, what), None));
+                w.delete(&keys::gateway(&path, id, what));
             }
         }
     }
     for (id, path) in &snap.moved {
-        for what in [GatewayKey::Desired, GatewayKey::Staged] {
-            ops.push(TxnOp::delete(keys::gateway(path, id, what), None));
+        if p.configs.get(id).is_none_or(|(q, _)| q != path) {
+            for what in [GatewayKey::Desired, GatewayKey::Staged] {
+                w.delete(&keys::gateway(path, id, what));
+            }
         }
     }
     let rollout = Rollout {
@@ -394,31 +404,76 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
         started: at,
         updated: at,
     };
-    ops.push(TxnOp::put(keys::ROLLOUT, serde_json::to_string(&rollout).expect("rollout serialises"), None));
+    w.put(keys::ROLLOUT, serde_json::to_string(&rollout).expect("rollout serialises"));
     let guard = vec![
         unchanged(keys::VERSION, snap.version.as_ref().map(|v| v.mod_revision)),
         unchanged(keys::ROLLOUT, snap.rollout.as_ref().map(|v| v.mod_revision)),
+        // A push number is never reused, even if the version key was lost.
+        unchanged(&keys::push(n), None),
     ];
-    let txn = Txn::new().when(guard).and_then(ops);
+    let txn = Txn::new().when(guard).and_then(w.ops());
     let resp = timed("writing the push", client.txn(txn)).await.map_err(|e| {
         let text = format!("{e:#}");
         if text.contains("too many operations") {
-            PushError::Store(e.context("etcd refuses a transaction this large: raise its --max-txn-ops"))
+            PushError::Refused(format!(
+                "{text}: etcd refuses a transaction this large: raise its --max-txn-ops"
+            ))
+        } else if text.contains("request is too large") {
+            PushError::Refused(format!(
+                "{text}: etcd refuses a request this large: raise its --max-request-bytes"
+            ))
+        } else if text.contains("InvalidArgument") || text.contains("duplicate key") {
+            PushError::Refused(text)
         } else {
             PushError::Store(e)
         }
     })?;
     if !resp.succeeded() {
         let now_snap = crate::store::read(client, None).await?;
-        let who = now_snap
-            .version
-            .and_then(|v| v.value.ok())
-            .map(|v| format!("push {} by {} landed while this one was prepared", v.push, v.by))
-            .unwrap_or_else(|| "the store changed while this push was prepared".into());
+        let version_moved = now_snap.version.as_ref().map(|v| v.mod_revision)
+            != snap.version.as_ref().map(|v| v.mod_revision);
+        let who = match now_snap.version.as_ref().and_then(|v| v.value.as_ref().ok()) {
+            Some(v) if version_moved => {
+                format!("push {} by {} landed while this one was prepared", v.push, v.by)
+            }
+            _ if now_snap.rollout.as_ref().map(|r| r.mod_revision)
+                != snap.rollout.as_ref().map(|r| r.mod_revision) =>
+            {
+                "the rollout record changed while this push was prepared (its driver finished, halted or \
+                 aborted it)"
+                    .into()
+            }
+            _ => "the store changed while this push was prepared".into(),
+        };
         return Err(PushError::Conflict(who));
     }
     let revision = resp.header().map_or(0, |h| h.revision());
     Ok(Committed { push: n, revision, rollout })
+}
+
+/// A transaction's writes by key, so that no key is written twice (etcd refuses a transaction
+/// that names a key twice): a put wins over a delete of the same key.
+#[derive(Default)]
+struct Writes(BTreeMap<String, Option<String>>);
+
+impl Writes {
+    fn put(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), Some(value));
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.0.entry(key.to_string()).or_insert(None);
+    }
+
+    fn ops(self) -> Vec<TxnOp> {
+        self.0
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => TxnOp::put(k, v, None),
+                None => TxnOp::delete(k, None),
+            })
+            .collect()
+    }
 }
 
 /// A guard: the key's mod revision is still `rev`, or the key is still absent.

@@ -50,7 +50,21 @@ pub async fn prepare(
     let lp = control::load_str(&text, Path::new(&label)).map_err(|d| PushError::Invalid(d.to_string()))?;
     options.scope = None;
     options.what = format!("rollback to push {target}");
-    prepare_on(now, &lp, options)
+    let mut prepared = prepare_on(now, &lp, options)?;
+    // What it undoes, whoever pushed it: the whole plan goes back, other operators' pushes too.
+    for n in target + 1..=latest {
+        let line = match push_record(client, n).await? {
+            Some((r, _)) => format!(
+                "undoes push {n} ({}, by {}, {})",
+                if r.what.is_empty() { "push" } else { &r.what },
+                r.by,
+                if r.scope.is_empty() { "the whole plan".to_string() } else { format!("scope {}", r.scope) }
+            ),
+            None => format!("undoes push {n} (no record)"),
+        };
+        prepared.notes.push(line);
+    }
+    Ok(prepared)
 }
 
 /// The plan as the store holds it now, as YAML text (`hutong fleet plan`).

@@ -95,97 +95,123 @@ async fn save(client: &mut Client, r: &Rollout, rev: i64, extra: Vec<TxnOp>) -> 
     Ok(timed("updating the rollout", client.txn(txn)).await?.succeeded())
 }
 
+/// Halts the rollout as read at `rev`, with `reason`. `None`: the record changed since (an
+/// abort, a new push), so nothing was halted and the caller looks again.
 async fn halt(
     client: &mut Client,
     ep: &Endpoints,
     mut r: Rollout,
     rev: i64,
     reason: String,
-) -> Result<Rollout> {
+) -> Result<Option<Rollout>> {
     r.state = RolloutState::Halted;
     r.reason = reason;
     r.updated = now();
-    patiently!(client, ep, save(client, &r, rev, vec![]).await)?;
-    Ok(r)
+    Ok(patiently!(client, ep, save(client, &r, rev, vec![]).await)?.then_some(r))
 }
 
-/// Drives the rollout of the store until it is done, halted or aborted. `baseline`: the health
-/// of the current wave's gateways from before it was written (absent ones are measured from
-/// their ACK).
+/// Whether `s` says the gateway runs `push`.
+fn acked(s: &Status, push: u64) -> bool {
+    s.verdict == Verdict::Ack && s.desired_push == push && s.applied_push == push
+}
+
+/// What one look at the current wave found.
+enum Look {
+    /// Every gateway ACKed: their health at that moment.
+    Acked(BTreeMap<String, (f64, Health)>),
+    /// Halt, for this reason.
+    Halt(String),
+    Waiting,
+}
+
+/// One look at wave `wave` of `r` in `snap`.
+fn look(r: &Rollout, wave: usize, snap: &Snapshot, progress: &mut dyn FnMut(Progress)) -> Look {
+    let ids = r.waves.get(wave).cloned().unwrap_or_default();
+    let st = statuses(snap, &ids);
+    if let Some((id, s)) = st.iter().find(|(_, s)| s.desired_push == r.push && s.verdict == Verdict::Nack) {
+        return Look::Halt(format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; ")));
+    }
+    let acked_n = st.values().filter(|s| acked(s, r.push)).count();
+    progress(Progress::Waiting { wave, acked: acked_n, of: ids.len() });
+    if acked_n == ids.len() {
+        return Look::Acked(st.iter().map(|(id, s)| (id.clone(), (s.last_seen, s.health.clone()))).collect());
+    }
+    if now() > r.updated + r.ack_timeout_s {
+        let missing: Vec<&str> = ids
+            .iter()
+            .filter(|id| !st.get(*id).is_some_and(|s| acked(s, r.push)))
+            .map(String::as_str)
+            .collect();
+        return Look::Halt(format!(
+            "wave {} not acknowledged within {:.0} s by {}",
+            wave + 1,
+            r.ack_timeout_s,
+            missing.join(", ")
+        ));
+    }
+    Look::Waiting
+}
+
+/// Drives the rollout of push `push` until it is done, halted, aborted or superseded by a newer
+/// push. `baseline`: the health of the current wave's gateways from before it was written
+/// (absent ones are measured from their ACK).
 pub async fn drive(
     client: &mut Client,
     ep: &Endpoints,
+    push: u64,
     mut baseline: BTreeMap<String, (f64, Health)>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Rollout> {
     loop {
-        let (r, _, _) = patiently!(client, ep, current(client).await)?;
-        if r.state != RolloutState::Rolling {
-            progress(Progress::Finished(r.clone()));
-            return Ok(r);
+        let (r, rev, snap) = patiently!(client, ep, current(client).await)?;
+        if r.state != RolloutState::Rolling || r.push != push {
+            return finish(r, progress);
         }
         let wave = r.written.saturating_sub(1);
         let ids = r.waves.get(wave).cloned().unwrap_or_default();
         // --- every gateway of the wave ACKs this push -------------------------------------
-        let deadline = r.updated + r.ack_timeout_s;
-        let acked_at = loop {
-            let (r2, _, snap) = patiently!(client, ep, current(client).await)?;
-            if r2.state != RolloutState::Rolling || r2.push != r.push {
-                break None;
+        let at_ack = match look(&r, wave, &snap, progress) {
+            Look::Waiting => {
+                tokio::time::sleep(POLL).await;
+                continue;
             }
-            let st = statuses(&snap, &ids);
-            if let Some((id, s)) =
-                st.iter().find(|(_, s)| s.desired_push == r.push && s.verdict == Verdict::Nack)
-            {
-                let why = format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; "));
-                let (r3, rev3, _) = patiently!(client, ep, current(client).await)?;
-                return finish(halt(client, ep, r3, rev3, why).await?, progress);
-            }
-            let acked = st.values().filter(|s| s.verdict == Verdict::Ack && s.applied_push >= r.push).count();
-            progress(Progress::Waiting { wave, acked, of: ids.len() });
-            if acked == ids.len() {
-                break Some(
-                    st.iter()
-                        .map(|(id, s)| (id.clone(), (s.last_seen, s.health.clone())))
-                        .collect::<BTreeMap<_, _>>(),
-                );
-            }
-            if now() > deadline {
-                let missing: Vec<&String> = ids
-                    .iter()
-                    .filter(|id| {
-                        !st.get(*id).is_some_and(|s| s.verdict == Verdict::Ack && s.applied_push >= r.push)
-                    })
-                    .collect();
-                let why = format!(
-                    "wave {} not acknowledged within {:.0} s by {}",
-                    wave + 1,
-                    r.ack_timeout_s,
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                );
-                let (r3, rev3, _) = patiently!(client, ep, current(client).await)?;
-                return finish(halt(client, ep, r3, rev3, why).await?, progress);
-            }
-            tokio::time::sleep(POLL).await;
+            Look::Halt(why) => match halt(client, ep, r, rev, why).await? {
+                Some(h) => return finish(h, progress),
+                None => continue,
+            },
+            Look::Acked(h) => h,
         };
-        let Some(at_ack) = acked_at else { continue };
         // --- settle: no jump in drops --------------------------------------------------------
+        let Ok(settle) = Duration::try_from_secs_f64(r.settle_s) else {
+            let why = format!("the rollout's settling time {} s is not a duration", r.settle_s);
+            match halt(client, ep, r, rev, why).await? {
+                Some(h) => return finish(h, progress),
+                None => continue,
+            }
+        };
         progress(Progress::Settling { wave, seconds: r.settle_s });
-        tokio::time::sleep(Duration::from_secs_f64(r.settle_s)).await;
+        tokio::time::sleep(settle).await;
         let (r2, rev2, snap2) = patiently!(client, ep, current(client).await)?;
-        if r2.state != RolloutState::Rolling || r2.push != r.push {
+        if r2.state != RolloutState::Rolling || r2.push != push || r2.written != r.written {
             continue;
         }
         let after = statuses(&snap2, &ids);
+        let mut trouble = None;
         for id in &ids {
             let (Some((t1, h1)), Some(s2)) = (at_ack.get(id), after.get(id)) else {
-                let why = format!("gateway {id} stopped reporting while wave {} settled", wave + 1);
-                return finish(halt(client, ep, r2, rev2, why).await?, progress);
+                trouble = Some(format!("gateway {id} stopped reporting while wave {} settled", wave + 1));
+                break;
             };
             let before = baseline.get(id).cloned();
             if let Some(why) = jump(before.as_ref(), (*t1, h1), (s2.last_seen, &s2.health), r.max_drop_rate) {
-                let why = format!("gateway {id} after push {}: {why}", r.push);
-                return finish(halt(client, ep, r2, rev2, why).await?, progress);
+                trouble = Some(format!("gateway {id} after push {push}: {why}"));
+                break;
+            }
+        }
+        if let Some(why) = trouble {
+            match halt(client, ep, r2, rev2, why).await? {
+                Some(h) => return finish(h, progress),
+                None => continue,
             }
         }
         // --- the next wave, or done ----------------------------------------------------------
@@ -200,21 +226,29 @@ pub async fn drive(
         baseline =
             statuses(&snap2, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
         let mut ops = Vec::new();
+        let mut missing = None;
         for id in &ids {
-            let Some(g) = snap2.gateways.get(id) else { continue };
-            let Some(staged) = &g.staged else {
-                let why = format!("gateway {id}: its staged config for wave {} is gone", next.written + 1);
-                return finish(halt(client, ep, r2, rev2, why).await?, progress);
+            let staged = snap2.gateways.get(id).and_then(|g| Some((g, g.staged.as_ref()?)));
+            let Some((g, staged)) = staged else {
+                missing =
+                    Some(format!("gateway {id}: its staged config for wave {} is gone", next.written + 1));
+                break;
             };
             let value = match &staged.value {
                 Ok(d) => serde_json::to_string(d)?,
                 Err(e) => {
-                    let why = format!("gateway {id}: its staged config is unreadable: {e}");
-                    return finish(halt(client, ep, r2, rev2, why).await?, progress);
+                    missing = Some(format!("gateway {id}: its staged config is unreadable: {e}"));
+                    break;
                 }
             };
             ops.push(TxnOp::put(keys::gateway(&g.path, id, GatewayKey::Desired), value, None));
             ops.push(TxnOp::delete(keys::gateway(&g.path, id, GatewayKey::Staged), None));
+        }
+        if let Some(why) = missing {
+            match halt(client, ep, r2, rev2, why).await? {
+                Some(h) => return finish(h, progress),
+                None => continue,
+            }
         }
         next.written += 1;
         if patiently!(client, ep, save(client, &next, rev2, ops.clone()).await)? {
@@ -285,7 +319,7 @@ pub async fn resume(
     let ids = r.waves.get(r.written.saturating_sub(1)).cloned().unwrap_or_default();
     let baseline =
         statuses(&snap, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
-    drive(client, ep, baseline, progress).await
+    drive(client, ep, r.push, baseline, progress).await
 }
 
 /// Ends a rollout: later waves are never written (their staged configs are deleted). The

@@ -3,7 +3,9 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, SortOrder, SortTarget, TlsOptions,
+};
 
 use crate::{
     keys::{self, GatewayKey, NodePath, PlanKey},
@@ -145,14 +147,18 @@ pub struct Snapshot {
     /// Gateway homes: id → path.
     pub homes: BTreeMap<String, String>,
     pub rollout: Option<Read<Rollout>>,
+    /// The newest push record's number.
+    pub last_push: u64,
     /// Keys under the prefix this layout does not know (reported, never read as plan).
     pub unknown: Vec<String>,
 }
 
 impl Snapshot {
-    /// The latest push's number (0: none yet).
+    /// The latest push's number (0: none yet): by the version key, or by the push records if
+    /// that key was lost or damaged, so that a number is never given twice.
     pub fn push(&self) -> u64 {
-        self.version.as_ref().and_then(|v| v.value.as_ref().ok()).map_or(0, |v| v.push)
+        let version = self.version.as_ref().and_then(|v| v.value.as_ref().ok()).map_or(0, |v| v.push);
+        version.max(self.last_push)
     }
 
     /// The plan's fragments as `fragments::assemble` takes them.
@@ -165,17 +171,35 @@ impl Snapshot {
 type RawGatewayKey = (NodePath, GatewayKey, Vec<u8>, i64);
 
 /// Reads the fleet's state (`revision`: as it was then; `None`: now). Push records are left
-/// out (they only grow); read them with [`push_record`].
+/// out but for the newest one's number (they only grow); read one with [`push_record`].
 pub async fn read(client: &mut Client, revision: Option<i64>) -> Result<Snapshot> {
     let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
-    let mut opts = GetOptions::new().with_range(keys::prefix_end(keys::ROOT));
-    if let Some(r) = revision {
-        opts = opts.with_revision(r);
-    }
-    let resp = timed("reading the fleet", kv.get(keys::ROOT, Some(opts))).await?;
-    let mut snap = Snapshot { revision: resp.header().map_or(0, |h| h.revision()), ..Snapshot::default() };
+    let at = |opts: GetOptions, rev: Option<i64>| match rev {
+        Some(r) => opts.with_revision(r),
+        None => opts,
+    };
+    // Three reads at one revision: everything before the push records, everything after
+    // them, and the newest push record's key alone (they only grow; nothing else needs them).
+    let first = at(GetOptions::new().with_range(keys::PUSHES), revision);
+    let resp = timed("reading the fleet", kv.get(keys::ROOT, Some(first))).await?;
+    let rev = revision.unwrap_or_else(|| resp.header().map_or(0, |h| h.revision()));
+    let rest = at(GetOptions::new().with_range(keys::prefix_end(keys::ROOT)), Some(rev));
+    let after = timed("reading the fleet", kv.get(keys::prefix_end(keys::PUSHES), Some(rest))).await?;
+    let newest = GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_limit(1)
+        .with_sort(SortTarget::Key, SortOrder::Descend)
+        .with_revision(rev);
+    let last = timed("reading the push records", kv.get(keys::PUSHES, Some(newest))).await?;
+    let last_push = last
+        .kvs()
+        .first()
+        .and_then(|k| k.key_str().ok()?.strip_prefix(keys::PUSHES)?.parse().ok())
+        .unwrap_or(0);
+    let mut snap = Snapshot { revision: rev, last_push, ..Snapshot::default() };
     let mut seen_at: BTreeMap<String, Vec<RawGatewayKey>> = BTreeMap::new();
-    for kv in resp.kvs() {
+    for kv in resp.kvs().iter().chain(after.kvs()) {
         let Ok(key) = kv.key_str() else {
             snap.unknown.push(String::from_utf8_lossy(kv.key()).into_owned());
             continue;

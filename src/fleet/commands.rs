@@ -91,10 +91,15 @@ fn rollout_line(r: &Rollout) -> String {
 async fn follow(
     client: &mut Client,
     ep: &Endpoints,
+    push: u64,
     baseline: BTreeMap<String, (f64, Health)>,
 ) -> Result<ExitCode> {
     let mut show = show();
-    let r = rollout::drive(client, ep, baseline, &mut show).await?;
+    let r = rollout::drive(client, ep, push, baseline, &mut show).await?;
+    if r.push != push {
+        println!("push {push}'s rollout was superseded by push {}", r.push);
+        return Ok(ExitCode::FAILURE);
+    }
     println!("{}", rollout_line(&r));
     Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -150,7 +155,7 @@ async fn land(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    follow(client, ep, base).await
+    follow(client, ep, committed.push, base).await
 }
 
 pub fn push(

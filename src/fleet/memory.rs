@@ -17,7 +17,7 @@ use dataplane::{
     engine::{Engine, Iface},
 };
 use hutong_fleet::{
-    agent::{Applied, Gateway},
+    agent::{Applied, Gateway, Refused},
     records::Health,
 };
 
@@ -81,11 +81,8 @@ impl MemoryGateway {
 }
 
 impl Gateway for MemoryGateway {
-    fn apply(
-        &self,
-        config: Config,
-    ) -> Pin<Box<dyn Future<Output = Result<Applied, Vec<String>>> + Send + '_>> {
-        Box::pin(async move { self.apply_now(config) })
+    fn apply(&self, config: Config) -> Pin<Box<dyn Future<Output = Result<Applied, Refused>> + Send + '_>> {
+        Box::pin(async move { self.apply_now(config).map_err(Refused::Errors) })
     }
 
     fn health(&self) -> Health {

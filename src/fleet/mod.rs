@@ -9,7 +9,7 @@ use anyhow::Result;
 use dataplane::Config;
 use hutong_common::Stat;
 use hutong_fleet::{
-    agent::{Applied, Gateway},
+    agent::{Applied, Gateway, Refused},
     records::Health,
 };
 
@@ -25,22 +25,19 @@ pub mod memory;
 pub struct ApiGateway(pub Arc<ApiState>);
 
 impl Gateway for ApiGateway {
-    fn apply(
-        &self,
-        config: Config,
-    ) -> Pin<Box<dyn Future<Output = Result<Applied, Vec<String>>> + Send + '_>> {
+    fn apply(&self, config: Config) -> Pin<Box<dyn Future<Output = Result<Applied, Refused>> + Send + '_>> {
         Box::pin(async move {
             match self.0.submit(Change::Apply(Box::new(config))).await {
                 Some(ChangeOutcome::Applied { running, changed }) => {
                     Ok(Applied { config_version: running.config_version, changed })
                 }
-                Some(ChangeOutcome::Invalid(errors)) => {
-                    Err(errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect())
-                }
+                Some(ChangeOutcome::Invalid(errors)) => Err(Refused::Errors(
+                    errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+                )),
                 Some(
                     ChangeOutcome::Conflict(m) | ChangeOutcome::Failed(m) | ChangeOutcome::Unrecorded(m),
-                ) => Err(vec![m]),
-                None => Err(vec!["the gateway is stopping".into()]),
+                ) => Err(Refused::Errors(vec![m])),
+                None => Err(Refused::Stopping),
             }
         })
     }
