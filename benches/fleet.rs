@@ -72,12 +72,19 @@ struct Args {
     /// The agents' status interval (`AgentOptions::report_every`), seconds.
     #[arg(long, default_value_t = 2.0)]
     report_every: f64,
+    /// The agents' status lease (`AgentOptions::lease_ttl`), seconds; at least three of
+    /// `--report-every`, which also paces the lease's keep-alives.
+    #[arg(long, default_value_t = 10.0)]
+    lease_ttl: f64,
     /// How long every gateway has to report a push applied, seconds.
     #[arg(long, default_value_t = 120.0)]
     timeout: f64,
     /// Writes fleet-bench.json, fleet-bench.md, push-to-ack.png and the agents' logs here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Draws the chart and the tables again from a `fleet-bench.json`, beside it; runs nothing.
+    #[arg(long)]
+    replot: Option<PathBuf>,
     /// Internal: run this one size and write its row, as JSON, to `--row` (each size runs in
     /// a process of its own, so that one size's freed memory does not hide the next one's).
     #[arg(long, hide = true, requires = "row")]
@@ -94,6 +101,7 @@ struct Settings {
     rounds: usize,
     idle: Duration,
     report_every: Duration,
+    lease_ttl: Duration,
     timeout: Duration,
 }
 
@@ -106,6 +114,7 @@ impl Args {
             rounds: self.rounds.unwrap_or(if quick { 1 } else { 3 }).max(1),
             idle: Duration::from_secs_f64(self.idle.unwrap_or(if quick { 3.0 } else { 10.0 })),
             report_every: Duration::from_secs_f64(self.report_every),
+            lease_ttl: Duration::from_secs_f64(self.lease_ttl),
             timeout: Duration::from_secs_f64(self.timeout),
         }
     }
@@ -217,6 +226,9 @@ fn main() -> Result<()> {
     if let (Some(n), Some(row)) = (args.one, &args.row) {
         return one_size(n, &settings, row);
     }
+    if let Some(json) = &args.replot {
+        return replot(json);
+    }
     ensure!(hutong::lab::etcd::installed(), "etcd is not installed: run scripts/setup.sh");
     let logs = match &args.out {
         Some(d) => {
@@ -236,6 +248,7 @@ fn main() -> Result<()> {
             .args(["--rounds", &settings.rounds.to_string()])
             .args(["--idle", &settings.idle.as_secs_f64().to_string()])
             .args(["--report-every", &settings.report_every.as_secs_f64().to_string()])
+            .args(["--lease-ttl", &settings.lease_ttl.as_secs_f64().to_string()])
             .args(["--timeout", &settings.timeout.as_secs_f64().to_string()])
             .status()?;
         ensure!(status.success(), "the run of {n} gateways failed ({status})");
@@ -246,6 +259,26 @@ fn main() -> Result<()> {
     if let Some(dir) = &args.out {
         write_out(dir, &rows, &settings, &date, &machine, &table)?;
     }
+    Ok(())
+}
+
+/// The chart and tables of an earlier run, from its JSON.
+fn replot(json: &Path) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json)?)?;
+    let rows: Vec<Row> = serde_json::from_value(v["results"].clone())?;
+    let m = &v["machine"];
+    let machine = Machine {
+        cpu: m["cpu"].as_str().unwrap_or_default().to_string(),
+        cores: m["cores"].as_u64().unwrap_or(0) as usize,
+        memory_gib: m["memory_gib"].as_f64().unwrap_or(0.0),
+        kernel: m["kernel"].as_str().unwrap_or_default().to_string(),
+    };
+    let date = v["date"].as_str().unwrap_or_default();
+    let dir = json.parent().context("the JSON's directory")?;
+    let table = table(&rows, date, &machine);
+    std::fs::write(dir.join("fleet-bench.md"), &table)?;
+    chart(&rows, &dir.join("push-to-ack.png"), &format!("{date}, {} cores", machine.cores))?;
+    println!("{table}\nwrote {}", dir.display());
     Ok(())
 }
 
@@ -526,8 +559,8 @@ impl Seen {
 }
 
 /// Watchers per watch stream. etcd queues at most 128 responses per stream (mvcc's
-/// `chanBufLen`); a burst beyond that makes its watchers "slow" and their events wait for a
-/// retry loop (100 ms), which would time etcd's batching, not the ACKs.
+/// `chanBufLen`); a burst beyond that makes its watchers "slow" and their events wait for
+/// etcd's retry of slow watchers, which would time that, not the ACKs.
 const WATCHERS_PER_STREAM: usize = 64;
 
 /// Watches every gateway's status key from revision `from` on, one watcher per key (a watch of
@@ -808,6 +841,7 @@ impl Fleet {
             .map(|(id, gw)| {
                 let mut opts = AgentOptions::new(endpoints.clone(), id);
                 opts.report_every = s.report_every;
+                opts.lease_ttl = s.lease_ttl;
                 agents.spawn(agent::run(opts, gw.clone() as Arc<dyn Gateway>, 1))
             })
             .collect();
@@ -1046,6 +1080,7 @@ fn write_out(dir: &Path, rows: &[Row], s: &Settings, date: &str, m: &Machine, ta
         "command": format!("cargo bench --bench fleet -- {command}"),
         "rounds": s.rounds,
         "report_every_s": s.report_every.as_secs_f64(),
+        "lease_ttl_s": s.lease_ttl.as_secs_f64(),
         "goal_p99_s": GOAL_S,
         "results": rows,
     });
@@ -1097,7 +1132,15 @@ fn chart(rows: &[Row], path: &Path, when: &str) -> Result<()> {
         .configure_mesh()
         .x_desc("gateways (agents)")
         .y_desc("seconds from the push's transaction")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        // Only round labels (1, 2 and 5 times a power of ten): the log axis offers many more.
+        .x_label_formatter(&|x| {
+            let lead = x / 10f64.powf(x.log10().floor());
+            if [1.0, 2.0, 5.0].iter().any(|l| (lead - l).abs() < 1e-6) {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|y| if *y < 1.0 { format!("{y:.2}") } else { format!("{y:.0}") })
         .label_style(("sans-serif", 15))
         .draw()?;
@@ -1115,9 +1158,9 @@ fn chart(rows: &[Row], path: &Path, when: &str) -> Result<()> {
         .label("push→ACK p99 of each push")
         .legend(move |(x, y)| Cross::new((x + 8, y), 5, red.stroke_width(2)));
     chart
-        .draw_series([PathElement::new([(lo, GOAL_S), (hi, GOAL_S)], BLACK.mix(0.5))])?
+        .draw_series([PathElement::new([(lo, GOAL_S), (hi, GOAL_S)], BLACK.mix(0.6).stroke_width(2))])?
         .label("goal: p99 under 2 s at 3,000")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6).stroke_width(2)));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
