@@ -183,6 +183,12 @@ impl Etcd {
         v
     }
 
+    /// The process ids of the members running now (the fleet bench samples their CPU time and
+    /// memory in `/proc`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }
@@ -280,6 +286,12 @@ impl Etcd {
         let out = self.etcdctl(&["put", key, value])?;
         anyhow::ensure!(out.status.success(), "etcdctl put: {}", String::from_utf8_lossy(&out.stderr));
         Ok(())
+    }
+
+    /// Member `i`'s whole log so far (the fleet bench keeps it with its results).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name)))
+            .unwrap_or_default()
     }
 
     /// Every member's log so far (for a failing test's message).
