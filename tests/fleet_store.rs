@@ -122,6 +122,12 @@ fn a_scoped_push_replaces_its_subtree_only_and_the_whole_plan_must_stay_valid() 
     });
 }
 
+/// Drives push `push`'s rollout to its end, as `hutong push` does after its commit.
+async fn follow(etcd: &Etcd, c: &mut Client, push: u64) -> hutong_fleet::records::Rollout {
+    let ep = Endpoints::parse(&etcd.urls(), None).unwrap();
+    rollout::drive(c, &ep, push, Default::default(), &mut |_| {}).await.unwrap()
+}
+
 /// An agent for `id` on an in-memory gateway running `config`.
 fn agent_for(etcd: &Etcd, id: &str) -> (Arc<MemoryGateway>, tokio::task::JoinHandle<()>) {
     let config = control::compile(&plan(FLEET), id).unwrap();
@@ -229,15 +235,7 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         let p = push::prepare(&mut c, &plan(&text), options).await.unwrap();
         assert_eq!(p.waves, vec![vec!["gw-zhuzhou".to_string()], vec!["gw-furong".to_string()]]);
         let done = push::commit(&mut c, &p).await.unwrap();
-        let r = rollout::drive(
-            &mut c,
-            &Endpoints::parse(&etcd.urls(), None).unwrap(),
-            done.push,
-            Default::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
+        let r = follow(&etcd, &mut c, done.push).await;
         assert_eq!(r.state, RolloutState::Halted);
         assert!(r.reason.contains("gw-zhuzhou") && r.reason.contains("ports cannot change"), "{}", r.reason);
         let snap = store::read(&mut c, None).await.unwrap();
@@ -266,15 +264,7 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         let changed: Vec<&String> = p.diffs.iter().map(|(id, _)| id).collect();
         assert_eq!(changed, ["gw-zhuzhou"]);
         let done = push::commit(&mut c, &p).await.unwrap();
-        let r = rollout::drive(
-            &mut c,
-            &Endpoints::parse(&etcd.urls(), None).unwrap(),
-            done.push,
-            Default::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
+        let r = follow(&etcd, &mut c, done.push).await;
         assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
         let s = wait_verdict(&mut c, "gw-zhuzhou", Verdict::Ack, 3).await;
         assert_eq!(s.applied_push, 3);

@@ -59,8 +59,13 @@ pub struct Evidence {
 
 /// Runs `ping` in `ns` and counts replies.
 pub(crate) fn ping(ns: &Netns, dst: IpAddr, source: Option<IpAddr>) -> Result<Ping> {
+    ping_n(ns, dst, source, PINGS)
+}
+
+/// The same with `count` pings (0.2 s apart, 1 s for each reply).
+pub(crate) fn ping_n(ns: &Netns, dst: IpAddr, source: Option<IpAddr>, count: u32) -> Result<Ping> {
     let mut cmd = ns.command("ping");
-    cmd.args(["-n", "-q", "-c", &PINGS.to_string(), "-i", "0.2", "-W", "1"]);
+    cmd.args(["-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1"]);
     if let Some(s) = source {
         cmd.args(["-I", &s.to_string()]);
     }

@@ -99,6 +99,35 @@ impl FleetLab {
         self.sites[k].gateway.as_ref().map(|g| g.log_text()).unwrap_or_default()
     }
 
+    /// Waits (up to 60 s) until every one of `ids` reports ACK with exactly `push` applied, as
+    /// `hutong fleet status --json` says; `interrupted` is asked between looks.
+    pub fn wait_acked(
+        &self,
+        hutong: &Path,
+        ids: &[&str],
+        push: u64,
+        interrupted: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            interrupted()?;
+            let out = self.hutong(hutong, &["fleet", "status", "--json"]).output()?;
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                let rows = v["gateways"].as_array().cloned().unwrap_or_default();
+                let acked = |id: &&str| {
+                    rows.iter().any(|r| {
+                        r["gateway"] == *id && r["state"] == "ack" && r["applied"].as_u64() == Some(push)
+                    })
+                };
+                if ids.iter().all(acked) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        anyhow::bail!("not all of {ids:?} ACKed push {push} within 60 s")
+    }
+
     /// Where site `k`'s gateway keeps its state.
     pub fn state_dir(&self, k: usize) -> PathBuf {
         self.sites[k].work.path().join("state")
@@ -107,18 +136,9 @@ impl FleetLab {
 
 impl FleetSite {
     /// Pings the extranet server from the legacy host: replies received of `count` (paced at
-    /// 0.2 s, 1 s deadline per reply).
+    /// 0.2 s, 1 s deadline per reply; 0 if ping could not run).
     pub fn pings(&self, count: u32) -> u32 {
-        let out = self
-            .lab
-            .legacy
-            .command("ping")
-            .args(["-n", "-q", "-i", "0.2", "-W", "1", "-c", &count.to_string()])
-            .arg(self.lab.addrs.server.addr().to_string())
-            .output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        text.split(',')
-            .find_map(|p| p.trim().strip_suffix(" received").and_then(|n| n.trim().parse().ok()))
-            .unwrap_or(0)
+        let server = std::net::IpAddr::V4(self.lab.addrs.server.addr());
+        crate::demo::ping_n(&self.lab.legacy, server, None, count).map_or(0, |p| p.received)
     }
 }

@@ -9,7 +9,6 @@ use std::{
     net::SocketAddr,
     path::Path,
     process::{Command, ExitCode},
-    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -34,28 +33,6 @@ fn shown(mut cmd: Command, what: &str) -> Result<(bool, String)> {
         println!("    {line}");
     }
     Ok((out.status.success(), text))
-}
-
-/// Waits until every gateway reports ACK of a push at least `push`.
-fn wait_acked(lab: &FleetLab, exe: &Path, ids: &[&str], push: u64) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        check_interrupted()?;
-        let out = lab.hutong(exe, &["fleet", "status", "--json"]).output()?;
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            let rows = v["gateways"].as_array().cloned().unwrap_or_default();
-            let acked = |id: &&str| {
-                rows.iter().any(|r| {
-                    r["gateway"] == *id && r["state"] == "ack" && r["applied"].as_u64() >= Some(push)
-                })
-            };
-            if ids.iter().all(acked) {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("the gateways did not all ACK push {push} within 60 s")
 }
 
 /// A row of the traffic table.
@@ -152,7 +129,7 @@ pub fn run() -> Result<ExitCode> {
     for s in &mut lab.sites {
         s.gateway.as_mut().expect("started").wait_ready(&check_interrupted)?;
     }
-    wait_acked(&lab, &exe, &GATEWAYS, 1)?;
+    lab.wait_acked(&exe, &GATEWAYS, 1, &check_interrupted)?;
     shown(lab.hutong(&exe, &["fleet", "status"]), "hutong fleet status")?;
 
     let servers = lab

@@ -1,7 +1,7 @@
 //! A fleet lab for the end-to-end tests: `hutong::lab::fleet::FleetLab` with the fleet
 //! example, and the `hutong` commands the tests run against it.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{path::Path, process::Output};
 
 use hutong::lab::fleet::FleetLab;
 
@@ -71,20 +71,10 @@ impl Fleet {
 
     /// Waits until every one of `ids` reports ACK with `push` applied.
     pub fn wait_acked(&self, ids: &[&str], push: u64) {
-        for _ in 0..300 {
-            let st = self.status();
-            let rows = st["gateways"].as_array().unwrap();
-            if ids.iter().all(|id| {
-                rows.iter().any(|r| {
-                    r["gateway"] == *id && r["state"] == "ack" && r["applied"].as_u64() == Some(push)
-                })
-            }) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Err(e) = self.lab.wait_acked(hutong_bin(), ids, push, &|| Ok(())) {
+            let logs: Vec<String> = (0..GATEWAYS.len()).map(|k| self.lab.log(k)).collect();
+            panic!("{e:#}:\n{:#}\n{}", self.status(), logs.join("\n"));
         }
-        let logs: Vec<String> = (0..GATEWAYS.len()).map(|k| self.lab.log(k)).collect();
-        panic!("not all of {ids:?} ACKed push {push}:\n{:#}\n{}", self.status(), logs.join("\n"));
     }
 
     pub fn start_all(&mut self) {
