@@ -255,7 +255,9 @@ async fn watch_and_apply(
         watch.watch(k.as_str(), Some(from)).await?;
     }
     let current_home = path.as_ref().map(|p| p.join("/"));
-    let mut tick = tokio::time::interval(opts.report_every);
+    // The status was just written: the next one is due a period from now.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.report_every, opts.report_every);
     loop {
         tokio::select! {
             _ = tick.tick() => put_status(client, report(state)).await?,

@@ -315,13 +315,13 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
     let snap = &p.snapshot;
     let n = p.number();
     let at = now();
-    let changed: Vec<String> = p.waves.iter().flatten().cloned().collect();
+    let changed: std::collections::BTreeSet<&String> = p.waves.iter().flatten().collect();
     let record = PushRecord {
         push: n,
         at,
         by: p.options.by.clone(),
         scope: p.options.scope.clone().unwrap_or_default(),
-        gateways: changed.clone(),
+        gateways: changed.iter().map(|g| g.to_string()).collect(),
         what: p.options.what.clone(),
     };
     let record_json = serde_json::to_string(&record).expect("record serialises");

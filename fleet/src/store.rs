@@ -94,8 +94,9 @@ async fn connect_one(ep: &Endpoints, url: &str) -> Result<Client> {
     let mut client = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect([url], Some(opts)))
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}"))??;
-    // Connected is not answering: a read through the leader says it serves.
-    timed("a first read", client.get(keys::VERSION, None)).await?;
+    // Connected is not answering: a read through the leader says it serves (a count, so that
+    // its cost does not grow with the fleet).
+    timed("a first read", client.get(keys::VERSION, Some(GetOptions::new().with_count_only()))).await?;
     Ok(client)
 }
 
