@@ -24,8 +24,9 @@ command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup f
 # connection table between session-capacity trials. etcd-server, etcd-client: the fleet's store,
 # which its tests, bench and demo start themselves in temporary directories (the package's own
 # service, where systemd runs one, is left alone: nothing here uses it). protobuf-compiler: the
-# etcd client crate compiles etcd's gRPC protos at build time.
-APT_PKGS=(llvm-22-dev libpolly-22-dev iproute2 iputils-ping curl nftables ethtool iperf3 tcpdump fonts-dejavu-core conntrack etcd-server etcd-client protobuf-compiler)
+# etcd client crate compiles etcd's gRPC protos at build time; libprotobuf-dev: the well-known
+# types they import (google/protobuf/descriptor.proto), which protobuf-compiler alone lacks.
+APT_PKGS=(llvm-22-dev libpolly-22-dev iproute2 iputils-ping curl nftables ethtool iperf3 tcpdump fonts-dejavu-core conntrack etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
