@@ -133,7 +133,8 @@ fn agent_for(etcd: &Etcd, id: &str) -> (Arc<MemoryGateway>, tokio::task::JoinHan
     let config = control::compile(&plan(FLEET), id).unwrap();
     let gw = Arc::new(MemoryGateway::new(config).unwrap());
     let mut opts = AgentOptions::new(Endpoints::parse(&etcd.urls(), None).unwrap(), id);
-    opts.report_every = Duration::from_millis(200);
+    // Short, so that a dead agent's status goes within the test's patience.
+    opts.lease_ttl = Duration::from_secs(3);
     opts.max_backoff = Duration::from_secs(2);
     let task = tokio::spawn(agent::run(opts, gw.clone(), 1));
     (gw, task)
@@ -268,6 +269,64 @@ fn a_nack_halts_the_rollout_before_the_next_wave_and_rollback_restores_the_plan(
         assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
         let s = wait_verdict(&mut c, "gw-zhuzhou", Verdict::Ack, 3).await;
         assert_eq!(s.applied_push, 3);
+        for (_, t) in agents {
+            t.abort();
+        }
+    });
+}
+
+#[test]
+fn drops_that_jump_while_a_wave_settles_halt_the_rollout_and_quiet_ones_do_not() {
+    let etcd = start();
+    rt().block_on(async {
+        let mut c = client(&etcd).await;
+        push_plan(&mut c, FLEET, None).await.unwrap();
+        let ids = ["gw-changsha", "gw-furong", "gw-zhuzhou"];
+        let agents: Vec<_> = ids.iter().map(|id| agent_for(&etcd, id)).collect();
+        for id in ids {
+            wait_verdict(&mut c, id, Verdict::Ack, 1).await;
+        }
+        let gateway = |id: &str| agents[ids.iter().position(|x| *x == id).unwrap()].0.clone();
+        // Every gateway's config changes (a root policy), in two waves: a canary, the rest.
+        let text = |port: u16| {
+            let anchor = "    name: Hunan\n    level: province\n";
+            let policy = format!("    policies: [{{ name: deny-{port}, protocol: tcp, ports: {port}, action: deny }}]\n");
+            edited(anchor, &format!("{anchor}{policy}"))
+        };
+        let options = || PushOptions {
+            waves: vec!["1".parse().unwrap(), "rest".parse().unwrap()],
+            settle_s: 2.0,
+            max_drop_rate: 100.0,
+            ..PushOptions::default()
+        };
+        // Quiet counters (a few drops, below the allowance): every wave goes out.
+        let p = push::prepare(&mut c, &plan(&text(1001)), options()).await.unwrap();
+        let canary = p.waves[0][0].clone();
+        gateway(&canary).count_drops("no_route", 3);
+        let done = push::commit(&mut c, &p).await.unwrap();
+        let r = follow(&etcd, &mut c, done.push).await;
+        assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
+        // The canary's drops jump once it has taken the push: the rollout halts before wave 2.
+        let p = push::prepare(&mut c, &plan(&text(1002)), options()).await.unwrap();
+        assert_eq!(p.waves[0], [canary.clone()]);
+        let done = push::commit(&mut c, &p).await.unwrap();
+        let (mut watcher, trouble) = (client(&etcd).await, gateway(&canary));
+        let id = canary.clone();
+        let inject = tokio::spawn(async move {
+            // After its ACK (with the counters as they were) is in the store.
+            wait_verdict(&mut watcher, &id, Verdict::Ack, 3).await;
+            trouble.count_drops("policy_deny", 1_000_000);
+        });
+        let r = follow(&etcd, &mut c, done.push).await;
+        inject.await.unwrap();
+        assert_eq!(r.state, RolloutState::Halted);
+        assert!(r.reason.contains(&canary) && r.reason.contains("policy_deny drops jumped"), "{}", r.reason);
+        let snap = store::read(&mut c, None).await.unwrap();
+        for id in ids.iter().filter(|id| **id != canary) {
+            let g = &snap.gateways[*id];
+            assert_eq!(g.desired.as_ref().unwrap().value.as_ref().unwrap().push, 2, "{id}: wave 2 not written");
+            assert!(g.staged.is_some(), "{id}");
+        }
         for (_, t) in agents {
             t.abort();
         }

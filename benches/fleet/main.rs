@@ -71,15 +71,11 @@ struct Args {
     /// A short run: 100 gateways, one push, a 3 s idle window (each overridable).
     #[arg(long)]
     quick: bool,
-    /// Seconds of idle fleet (heartbeats only) measured after the pushes [default: 10; --quick: 3].
+    /// Seconds of idle fleet (lease keep-alives only) measured after the pushes [default: 10; --quick: 3].
     #[arg(long)]
     idle: Option<f64>,
-    /// The agents' status interval (`AgentOptions::report_every`), seconds.
-    #[arg(long, default_value_t = 2.0)]
-    report_every: f64,
-    /// The agents' status lease (`AgentOptions::lease_ttl`), seconds; at least three of
-    /// `--report-every`, which also paces the lease's keep-alives.
-    #[arg(long, default_value_t = 10.0)]
+    /// The agents' status lease (`AgentOptions::lease_ttl`), seconds; renewed every third.
+    #[arg(long, default_value_t = 30.0)]
     lease_ttl: f64,
     /// How long every gateway has to report a push applied, seconds.
     #[arg(long, default_value_t = 120.0)]
@@ -105,7 +101,6 @@ struct Settings {
     sizes: Vec<usize>,
     rounds: usize,
     idle: Duration,
-    report_every: Duration,
     lease_ttl: Duration,
     timeout: Duration,
 }
@@ -118,7 +113,6 @@ impl Args {
             sizes: self.gateways.clone().unwrap_or(if quick { vec![100] } else { vec![100, 1000, 3000] }),
             rounds: self.rounds.unwrap_or(if quick { 1 } else { 3 }).max(1),
             idle: Duration::from_secs_f64(self.idle.unwrap_or(if quick { 3.0 } else { 10.0 })),
-            report_every: Duration::from_secs_f64(self.report_every),
             lease_ttl: Duration::from_secs_f64(self.lease_ttl),
             timeout: Duration::from_secs_f64(self.timeout),
         }
@@ -252,7 +246,6 @@ fn main() -> Result<()> {
             .arg(&row)
             .args(["--rounds", &settings.rounds.to_string()])
             .args(["--idle", &settings.idle.as_secs_f64().to_string()])
-            .args(["--report-every", &settings.report_every.as_secs_f64().to_string()])
             .args(["--lease-ttl", &settings.lease_ttl.as_secs_f64().to_string()])
             .args(["--timeout", &settings.timeout.as_secs_f64().to_string()])
             .status()?;
@@ -460,7 +453,6 @@ impl Fleet {
             .iter()
             .map(|(id, gw)| {
                 let mut opts = AgentOptions::new(endpoints.clone(), id);
-                opts.report_every = s.report_every;
                 opts.lease_ttl = s.lease_ttl;
                 agents.spawn(agent::run(opts, gw.clone() as Arc<dyn Gateway>, 1))
             })

@@ -85,7 +85,6 @@ pub(crate) fn write_out(
         "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "kernel": m.kernel},
         "command": format!("cargo bench --bench fleet -- {command}"),
         "rounds": s.rounds,
-        "report_every_s": s.report_every.as_secs_f64(),
         "lease_ttl_s": s.lease_ttl.as_secs_f64(),
         "goal_p99_s": GOAL_S,
         "results": rows,

@@ -10,15 +10,17 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+use tokio::time::Instant;
+
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions};
 use hutong_config::Config;
 
 use crate::{
     keys::{self, GatewayKey, NodePath},
     push::desired_config,
-    records::{Desired, Health, Status, Verdict, now},
-    store::{Endpoints, connect, timed},
+    records::{Desired, DesiredText, Health, Status, Verdict, now},
+    store::{Endpoints, REQUEST_TIMEOUT, connect, timed},
 };
 
 /// What the agent needs of the gateway it runs in.
@@ -51,10 +53,9 @@ pub struct Applied {
 pub struct AgentOptions {
     pub endpoints: Endpoints,
     pub gateway: String,
-    /// The status lease's time to live: a gateway silent this long shows as dead.
+    /// The status lease's time to live: a gateway whose agent is silent this long shows as
+    /// dead. The lease is kept alive every third of it (a keep-alive writes nothing).
     pub lease_ttl: Duration,
-    /// How often the status (last seen, health) is rewritten and the lease kept alive.
-    pub report_every: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
 }
@@ -64,8 +65,7 @@ impl AgentOptions {
         AgentOptions {
             endpoints,
             gateway: gateway.to_string(),
-            lease_ttl: Duration::from_secs(10),
-            report_every: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
         }
     }
@@ -89,6 +89,7 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
             config_version,
             errors: Vec::new(),
             last_seen: started,
+            lease_ttl_s: lease_ttl(&opts).as_secs_f64(),
             since: started,
             health: Health::default(),
             agent: env!("CARGO_PKG_VERSION").to_string(),
@@ -103,7 +104,8 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
                 backoff = Duration::from_secs(1);
                 // A home that changes again and again must not spin the agent.
                 if t0.elapsed() < Duration::from_secs(1) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(Duration::from_secs(1) + jitter(&opts.gateway, Duration::from_secs(1)))
+                        .await;
                 }
             }
             Err(e) => {
@@ -118,9 +120,9 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
                 if t0.elapsed() > opts.max_backoff {
                     backoff = Duration::from_secs(1);
                 }
-                let jitter =
-                    Duration::from_millis(u64::from(std::process::id() % 7) * 97 + (now() as u64 % 5) * 53);
-                tokio::time::sleep(backoff + jitter.min(backoff / 2)).await;
+                // Full jitter, per gateway: after an outage or an overload a province's agents
+                // come back spread over the whole backoff, not together.
+                tokio::time::sleep(Duration::from_millis(100) + jitter(&opts.gateway, backoff)).await;
                 backoff = (backoff * 2).min(opts.max_backoff);
                 continue;
             }
@@ -129,6 +131,22 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
             outage_said = false;
         }
     }
+}
+
+/// A random wait up to `upto`, different for each gateway and each call.
+fn jitter(id: &str, upto: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    // `RandomState` is seeded at random per process and stepped per instance; the gateway's id
+    // and the clock's nanoseconds set apart agents of one process started together.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    id.hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    upto.mul_f64((h.finish() % 1_000_000) as f64 / 1_000_000.0)
+}
+
+/// The lease's time to live, at least 3 s (it is renewed every third of it).
+fn lease_ttl(opts: &AgentOptions) -> Duration {
+    opts.lease_ttl.max(Duration::from_secs(3))
 }
 
 /// The largest value the agent reads (a desired config); etcd-client's default is 4 MiB.
@@ -170,56 +188,13 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// One connection's worth of agent: returns `Ok` to start over at once (the gateway's home
-/// changed), `Err` when the store went away.
+/// changed), `Err` when the store went away (the watch failed, or the store stopped answering
+/// the reporter for a lease's time). A request that is only slow does not end it.
 async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Result<()> {
     let mut client = connect(&opts.endpoints).await?;
-    let ttl = opts.lease_ttl.as_secs().max(2) as i64;
-    let lease = timed("granting the status lease", client.lease_grant(ttl, None)).await?.id();
-    let (mut keeper, mut acks) = timed("keeping the lease", client.lease_keep_alive(lease)).await?;
-    // The lease is kept alive by a task of its own, so a long apply never lets it lapse.
-    let every = opts.report_every;
-    let keep: tokio::task::JoinHandle<Result<()>> = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            timed("keeping the lease", keeper.keep_alive()).await?;
-            match acks.message().await.context("the lease's keep-alive stream")? {
-                Some(a) if a.ttl() <= 0 => bail!("the status lease expired"),
-                Some(_) => {}
-                None => bail!("the lease's keep-alive stream ended"),
-            }
-        }
-    });
-    // Stopped with the session, however it ends (an aborted agent included): a dead agent's
-    // lease must lapse.
-    let mut keep = AbortOnDrop(keep);
-    let result = tokio::select! {
-        r = watch_and_apply(opts, gw, state, &mut client, lease) => r,
-        ended = &mut keep.0 => match ended {
-            Ok(Err(e)) => Err(e),
-            _ => Err(anyhow::anyhow!("the lease keeper stopped")),
-        },
-    };
-    drop(keep);
-    // A clean end (the gateway moved): the old status goes now rather than at the lease's end.
-    if result.is_ok() {
-        let _ = timed("revoking the lease", client.lease_revoke(lease)).await;
-    }
-    result
-}
-
-async fn watch_and_apply(
-    opts: &AgentOptions,
-    gw: &dyn Gateway,
-    state: &mut State,
-    client: &mut Client,
-    lease: i64,
-) -> Result<()> {
     let id = opts.gateway.as_str();
     let home_key = keys::home(id);
-    let Start { path, desired, revision } = start(client, id).await?;
-    let desired_key = path.as_ref().map(|p| keys::gateway(p, id, GatewayKey::Desired));
-    let status_key = path.as_ref().map(|p| keys::gateway(p, id, GatewayKey::Status));
+    let Start { path, desired, revision } = start(&mut client, id).await?;
     match (&path, desired) {
         (Some(_), Some((value, _))) => judge(gw, state, &value, id).await,
         (Some(_), None) => idle(state),
@@ -234,60 +209,215 @@ async fn watch_and_apply(
         state.status.health = gw.health();
         serde_json::to_string(&state.status).expect("status serialises")
     };
-    let put_status = |client: &mut Client, value: String| {
-        let key = status_key.clone();
-        let mut kv = client.kv_client();
-        async move {
-            if let Some(k) = key {
-                timed("writing the status", kv.put(k, value, Some(PutOptions::new().with_lease(lease))))
-                    .await?;
-            }
-            anyhow::Ok(())
-        }
-    };
-    put_status(client, report(state)).await?;
-    // Both keys from just after what was read: nothing in between is missed, nothing old replayed.
+    // The status is written by a reporter of its own, which also keeps the lease: the watch
+    // below never waits on a write, and a slow write never ends the session.
+    let (wanted, wanted_rx) = tokio::sync::watch::channel(report(state));
+    let mut reporter = path.as_ref().map(|p| {
+        let reporter = Reporter {
+            client: client.clone(),
+            key: keys::gateway(p, id, GatewayKey::Status),
+            ttl: lease_ttl(opts),
+            wanted: wanted_rx,
+            id: id.to_string(),
+        };
+        AbortOnDrop(tokio::spawn(reporter.run()))
+    });
+    // Its keys from just after what was read: nothing in between is missed, nothing old
+    // replayed. One stream: the home, the desired config, a rollout's request for health.
     let from = WatchOptions::new().with_start_revision(revision + 1);
     let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let mut watch =
         timed("watching the gateway's home", watcher.watch(home_key.as_str(), Some(from.clone()))).await?;
-    if let Some(k) = &desired_key {
-        watch.watch(k.as_str(), Some(from)).await?;
+    let (desired_key, check_key) = match &path {
+        Some(p) => (keys::gateway(p, id, GatewayKey::Desired), keys::gateway(p, id, GatewayKey::Check)),
+        None => (String::new(), String::new()),
+    };
+    if path.is_some() {
+        timed("watching the desired config", watch.watch(desired_key.as_str(), Some(from.clone()))).await?;
+        timed("watching for health checks", watch.watch(check_key.as_str(), Some(from))).await?;
     }
     let current_home = path.as_ref().map(|p| p.join("/"));
-    // The status was just written: the next one is due a period from now.
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + opts.report_every, opts.report_every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => put_status(client, report(state)).await?,
-            msg = watch.message() => {
-                let Some(resp) = msg.context("the watch")? else { bail!("the watch ended") };
-                if resp.canceled() {
-                    bail!("the watch was cancelled: {}", resp.cancel_reason());
+    let result: Result<()> = loop {
+        let msg = tokio::select! {
+            msg = watch.message() => msg,
+            ended = async { (&mut reporter.as_mut().expect("only polled with a reporter").0).await },
+                if reporter.is_some() =>
+            {
+                break match ended {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(anyhow::anyhow!("the status reporter stopped")),
+                };
+            }
+        };
+        let resp = match msg.context("the watch") {
+            Ok(Some(resp)) => resp,
+            Ok(None) => break Err(anyhow::anyhow!("the watch ended")),
+            Err(e) => break Err(e),
+        };
+        if resp.canceled() {
+            break Err(anyhow::anyhow!("the watch was cancelled: {}", resp.cancel_reason()));
+        }
+        // Of several changes to the desired config in one answer, the last one counts: the
+        // ones before it are already superseded.
+        let mut latest = None;
+        let mut checked = false;
+        let mut moved = false;
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            if kv.key() == home_key.as_bytes() {
+                let now_home =
+                    (ev.event_type() == EventType::Put).then(|| String::from_utf8_lossy(kv.value()).into_owned());
+                // Moved, added or removed: start over at the new home.
+                moved |= now_home != current_home;
+            } else if kv.key() == check_key.as_bytes() {
+                checked |= ev.event_type() == EventType::Put;
+            } else {
+                latest = Some((ev.event_type(), kv.value().to_vec()));
+            }
+        }
+        if moved {
+            break Ok(());
+        }
+        match latest {
+            Some((EventType::Put, value)) => judge(gw, state, &value, id).await,
+            Some((EventType::Delete, _)) => idle(state),
+            None if checked => {}
+            None => continue,
+        }
+        // A verdict, or a rollout asking for the health now: the reporter writes it.
+        wanted.send_replace(report(state));
+    };
+    // A clean end (the gateway moved): the reporter revokes its lease, so that the old status
+    // goes now rather than at the lease's end. Otherwise it is stopped where it stands.
+    drop(wanted);
+    if let (Ok(()), Some(r)) = (&result, reporter.as_mut()) {
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut r.0).await;
+    }
+    result
+}
+
+/// Keeps a session's status in the store: it holds the lease the status lives under, renews
+/// it every third of its time to live, and writes the latest status asked for, retrying a
+/// write that failed or took too long until one lands. A status is a value, so only the
+/// latest matters: writes coalesce. It gives up (and so ends the session) only when the store
+/// has answered nothing for a whole time to live.
+struct Reporter {
+    client: Client,
+    key: String,
+    ttl: Duration,
+    wanted: tokio::sync::watch::Receiver<String>,
+    id: String,
+}
+
+/// The status lease and its keep-alive stream.
+struct Lease {
+    id: i64,
+    keeper: LeaseKeeper,
+    acks: LeaseKeepAliveStream,
+}
+
+impl Lease {
+    async fn grant(client: &mut Client, ttl: Duration) -> Result<Lease> {
+        let id = timed("granting the status lease", client.lease_grant(ttl.as_secs() as i64, None)).await?.id();
+        let (keeper, acks) = timed("keeping the lease", client.lease_keep_alive(id)).await?;
+        Ok(Lease { id, keeper, acks })
+    }
+
+    /// One renewal: `Ok(true)` renewed, `Ok(false)` the lease is gone (expired).
+    async fn renew(&mut self, client: &mut Client) -> Result<bool> {
+        let once = async {
+            self.keeper.keep_alive().await?;
+            self.acks.message().await
+        };
+        match timed("renewing the status lease", once).await {
+            Ok(Some(a)) => Ok(a.ttl() > 0),
+            Ok(None) | Err(_) => {
+                // The stream broke (a busy or restarted member): open another one on the same
+                // connection and try once more; the lease itself may well be alive.
+                let (keeper, acks) = timed("keeping the lease", client.lease_keep_alive(self.id)).await?;
+                (self.keeper, self.acks) = (keeper, acks);
+                self.keeper.keep_alive().await?;
+                match timed("renewing the status lease", self.acks.message()).await? {
+                    Some(a) => Ok(a.ttl() > 0),
+                    None => bail!("etcd: the lease's keep-alive stream ended"),
                 }
-                // Of several changes to the desired config in one answer, the last one counts:
-                // the ones before it are already superseded.
-                let mut latest = None;
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    if kv.key() == home_key.as_bytes() {
-                        let now_home = (ev.event_type() == EventType::Put)
-                            .then(|| String::from_utf8_lossy(kv.value()).into_owned());
-                        if now_home != current_home {
-                            // Moved, added or removed: start over at the new home.
-                            return Ok(());
-                        }
+            }
+        }
+    }
+}
+
+impl Reporter {
+    async fn run(mut self) -> Result<()> {
+        let every = self.ttl / 3;
+        let mut lease = Lease::grant(&mut self.client, self.ttl).await?;
+        // What the store holds under the current lease (`None`: nothing yet, or a lease since
+        // lost took it along).
+        let mut written: Option<String> = None;
+        let mut answered = Instant::now();
+        let mut renew_at = Instant::now() + every;
+        let mut retry_at = Instant::now();
+        let mut said = false;
+        loop {
+            let want = self.wanted.borrow_and_update().clone();
+            if written.as_ref() != Some(&want) && Instant::now() >= retry_at {
+                let put = PutOptions::new().with_lease(lease.id);
+                match timed("writing the status", self.client.put(self.key.as_str(), want.as_str(), Some(put)))
+                    .await
+                {
+                    Ok(_) => {
+                        written = Some(want);
+                        answered = Instant::now();
+                        said = false;
+                    }
+                    Err(e) if format!("{e:#}").contains("lease not found") => {
+                        lease = Lease::grant(&mut self.client, self.ttl).await?;
+                        written = None;
+                        answered = Instant::now();
                         continue;
                     }
-                    latest = Some((ev.event_type(), kv.value().to_vec()));
+                    Err(e) => {
+                        if !said {
+                            eprintln!("hutong agent {}: {e:#}; retrying", self.id);
+                            said = true;
+                        }
+                        retry_at = Instant::now() + Duration::from_millis(500) + jitter(&self.id, Duration::from_secs(2));
+                    }
                 }
-                match latest {
-                    Some((EventType::Put, value)) => judge(gw, state, &value, id).await,
-                    Some((EventType::Delete, _)) => idle(state),
-                    None => continue,
+            }
+            if answered.elapsed() > self.ttl {
+                bail!("the store answered none of the status writes and lease renewals for {:?}", self.ttl);
+            }
+            let pending = written.as_ref() != Some(&*self.wanted.borrow());
+            tokio::select! {
+                _ = tokio::time::sleep_until(renew_at) => {
+                    renew_at = Instant::now() + every;
+                    match lease.renew(&mut self.client).await {
+                        Ok(true) => answered = Instant::now(),
+                        Ok(false) => {
+                            // Expired (the store could not renew it in time): the status went
+                            // with it. A new lease, and the status written again.
+                            lease = Lease::grant(&mut self.client, self.ttl).await?;
+                            written = None;
+                            answered = Instant::now();
+                        }
+                        Err(e) => {
+                            if !said {
+                                eprintln!("hutong agent {}: {e:#}; retrying", self.id);
+                                said = true;
+                            }
+                            // Renew again soon rather than a third of the lease later.
+                            renew_at = Instant::now() + Duration::from_secs(1) + jitter(&self.id, Duration::from_secs(1));
+                        }
+                    }
                 }
-                put_status(client, report(state)).await?;
+                changed = self.wanted.changed() => {
+                    if changed.is_err() {
+                        // The session ended cleanly: its status goes now.
+                        let _ = timed("revoking the lease", self.client.lease_revoke(lease.id)).await;
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep_until(retry_at), if pending => {}
             }
         }
     }
@@ -301,7 +431,7 @@ fn idle(state: &mut State) {
 
 /// Decodes and applies a desired value, and records ACK or NACK.
 async fn judge(gw: &dyn Gateway, state: &mut State, value: &[u8], id: &str) {
-    let desired: Desired = match serde_json::from_slice(value) {
+    let desired: DesiredText = match serde_json::from_slice(value) {
         Ok(d) => d,
         Err(e) => return nack(state, None, vec![format!("the desired value is not a desired config: {e}")]),
     };
@@ -313,9 +443,12 @@ async fn judge(gw: &dyn Gateway, state: &mut State, value: &[u8], id: &str) {
             vec![format!("this is gateway {id}; the desired config is for {}", desired.gateway)],
         );
     }
-    let config = match desired_config(&desired) {
+    let config = match Config::from_json(desired.config.get()) {
         Ok(c) => c,
-        Err(e) => return nack(state, push, vec![format!("invalid config: {e}")]),
+        Err(errors) => {
+            let text = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            return nack(state, push, vec![format!("invalid config: {text}")]);
+        }
     };
     if config.gateway != id {
         return nack(

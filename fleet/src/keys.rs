@@ -12,6 +12,7 @@
 //! /hutong/v1/plan/<c1>/…/gateways/<id>/desired        the compiled config the gateway should run
 //! /hutong/v1/plan/<c1>/…/gateways/<id>/staged         the same, waiting for its rollout wave
 //! /hutong/v1/plan/<c1>/…/gateways/<id>/status         what the gateway reports, under its lease
+//! /hutong/v1/plan/<c1>/…/gateways/<id>/check          a rollout asks for fresh health (short lease)
 //! ```
 
 pub const ROOT: &str = "/hutong/v1/";
@@ -62,6 +63,7 @@ pub enum GatewayKey {
     Desired,
     Staged,
     Status,
+    Check,
 }
 
 impl GatewayKey {
@@ -70,6 +72,7 @@ impl GatewayKey {
             GatewayKey::Desired => "desired",
             GatewayKey::Staged => "staged",
             GatewayKey::Status => "status",
+            GatewayKey::Check => "check",
         }
     }
 }
@@ -95,6 +98,7 @@ pub fn parse(key: &str) -> Option<PlanKey> {
                 "desired" => GatewayKey::Desired,
                 "staged" => GatewayKey::Staged,
                 "status" => GatewayKey::Status,
+                "check" => GatewayKey::Check,
                 _ => return None,
             };
             Some(PlanKey::Gateway(codes(path)?, id.to_string(), what))

@@ -3,6 +3,7 @@
 //! - [`keys`]: the layout, one prefix per jurisdiction;
 //! - [`fragments`]: the plan as one fragment per node, and back;
 //! - [`store`]: the connection (TLS with client certificates) and a consistent snapshot;
+//! - [`follow`]: that snapshot kept current by a watch, for those who wait on it;
 //! - [`push`]: read, replace a subtree, validate whole, compile, diff, one guarded transaction;
 //! - [`waves`] and [`rollout`]: canaries first, gated on ACKs and drop counters;
 //! - [`rollback`]: an earlier push's plan, pushed again;
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod follow;
 pub mod fragments;
 pub mod keys;
 pub mod push;

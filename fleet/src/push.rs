@@ -324,10 +324,11 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
         gateways: changed.iter().map(|g| g.to_string()).collect(),
         what: p.options.what.clone(),
     };
-    let record_json = serde_json::to_string(&record).expect("record serialises");
     let mut w = Writes::default();
-    w.put(keys::VERSION, record_json.clone());
-    w.put(&keys::push(n), record_json);
+    // The version key without the list of gateways: it is read by every snapshot.
+    let version = PushRecord { gateways: Vec::new(), ..record.clone() };
+    w.put(keys::VERSION, serde_json::to_string(&version).expect("record serialises"));
+    w.put(&keys::push(n), serde_json::to_string(&record).expect("record serialises"));
     let meta_yaml = serde_yaml_ng::to_string(&p.meta).expect("meta serialises");
     if snap.meta.as_deref() != Some(meta_yaml.as_str()) {
         w.put(keys::META, meta_yaml);
@@ -448,7 +449,32 @@ pub async fn commit(client: &mut Client, p: &Prepared) -> Result<Committed, Push
         return Err(PushError::Conflict(who));
     }
     let revision = resp.header().map_or(0, |h| h.revision());
+    compact(client, n).await;
     Ok(Committed { push: n, revision, rollout })
+}
+
+/// How many pushes back `hutong rollback --fleet` can go: the store's history before the
+/// plan of push `latest - ROLLBACK_DEPTH` is compacted away after each push.
+pub const ROLLBACK_DEPTH: u64 = 32;
+
+/// Compacts the store's history to push `latest - ROLLBACK_DEPTH`'s revision, so that it does
+/// not grow without end (etcd keeps every revision until compacted; its quota, 2 GiB by
+/// default, full, it refuses every write) while the last pushes' plans stay readable for a
+/// rollback. Best effort: a failure is said and the push stands.
+async fn compact(client: &mut Client, latest: u64) {
+    let Some(oldest) = latest.checked_sub(ROLLBACK_DEPTH).filter(|n| *n > 0) else { return };
+    let revision = match crate::store::push_record(client, oldest).await {
+        Ok(Some((_, rev))) => rev,
+        Ok(None) => return,
+        Err(e) => return log::warn!("compacting the store's history: {e:#}"),
+    };
+    if let Err(e) = timed("compacting the history", client.compact(revision, None)).await {
+        // Compacted to there or further already (by etcd's own auto-compaction, or a run
+        // before this one): nothing to do.
+        if !format!("{e:#}").contains("compacted") {
+            log::warn!("compacting the store's history to revision {revision} (push {oldest}): {e:#}");
+        }
+    }
 }
 
 /// A transaction's writes by key, so that no key is written twice (etcd refuses a transaction

@@ -20,6 +20,16 @@ pub struct Desired {
     pub config: serde_json::Value,
 }
 
+/// A desired value as the agent reads it: its config left as JSON text, decoded once, straight
+/// into a config (not through a JSON tree first: the agent's work per push).
+#[derive(Deserialize)]
+pub struct DesiredText<'a> {
+    pub gateway: String,
+    pub push: u64,
+    #[serde(borrow)]
+    pub config: &'a serde_json::value::RawValue,
+}
+
 /// The latest push, at [`crate::keys::VERSION`], and each push's record under
 /// [`crate::keys::PUSHES`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -31,7 +41,9 @@ pub struct PushRecord {
     /// The node code whose subtree was replaced; empty: the whole plan.
     #[serde(default)]
     pub scope: String,
-    /// The gateways whose config changed.
+    /// The gateways whose config changed. Kept in the push's own record only: the version key,
+    /// which every connection's first read and every snapshot reads, leaves it empty, so that
+    /// its size does not grow with the fleet.
     #[serde(default)]
     pub gateways: Vec<String>,
     /// What the push was for: "push", or "rollback to push N".
@@ -65,14 +77,30 @@ pub struct Status {
     /// Why the last NACK, every error.
     #[serde(default)]
     pub errors: Vec<String>,
-    /// When this record was written.
+    /// When this record was written: at the agent's start, at each verdict, and when a rollout
+    /// asked for fresh health. It is not rewritten to say the gateway lives: the lease says
+    /// that, since a status exists only while its agent keeps the lease alive.
     pub last_seen: f64,
+    /// The lease's time to live: a status present was kept alive within this many seconds.
+    #[serde(default)]
+    pub lease_ttl_s: f64,
     /// When the agent started.
     pub since: f64,
     pub health: Health,
     /// The agent's hutong version.
     #[serde(default)]
     pub agent: String,
+}
+
+/// A rollout's request for a gateway's health now, at
+/// [`crate::keys::GatewayKey::Check`]: the agent answers with a status written after `at`.
+/// Written under the driver's lease, so that requests nobody answers do not stay.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    /// The push being rolled out.
+    pub push: u64,
+    /// When it was asked.
+    pub at: f64,
 }
 
 /// The health counters a rollout watches.

@@ -6,18 +6,25 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Result, bail};
-use etcd_client::{Client, Txn, TxnOp};
+use etcd_client::{Client, PutOptions, Txn, TxnOp};
 
 use crate::{
     keys::{self, GatewayKey},
     push::unchanged,
-    records::{Health, Rollout, RolloutState, Status, Verdict, now},
-    store::Endpoints,
-    store::{Snapshot, read, timed},
+    follow::Follow,
+    records::{Health, HealthCheck, Rollout, RolloutState, Status, Verdict, now},
+    store::{Endpoints, Snapshot, read, timed},
 };
 
-/// How often the driver looks at the statuses.
-const POLL: Duration = Duration::from_millis(250);
+/// How long the driver waits for a change before it looks again: a wave's ACK timeout runs
+/// on the clock, not on changes.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a wave's gateways have to answer the health check at the end of its settling time.
+const CHECK_WAIT: Duration = Duration::from_secs(30);
+
+/// The time to live of the health checks' lease: requests nobody answered go by themselves.
+const CHECK_TTL: i64 = 60;
 
 /// What the driver tells its caller as it goes.
 #[derive(Clone, Debug)]
@@ -41,14 +48,19 @@ pub enum Progress {
     Finished(Rollout),
 }
 
-/// The statuses of `ids` in a snapshot, those that decode.
-fn statuses<'a>(snap: &'a Snapshot, ids: &[String]) -> BTreeMap<String, &'a Status> {
+/// The statuses of `ids` in a snapshot, those that decode, with their revisions.
+fn statuses(snap: &Snapshot, ids: &[String]) -> BTreeMap<String, (Status, i64)> {
     ids.iter()
         .filter_map(|id| {
-            let s = snap.gateways.get(id)?.status.as_ref()?.value.as_ref().ok()?;
-            Some((id.clone(), s))
+            let read = snap.gateways.get(id)?.status.as_ref()?;
+            Some((id.clone(), (read.value.as_ref().ok()?.clone(), read.mod_revision)))
         })
         .collect()
+}
+
+/// Each status's time and health, as a rollout compares them.
+fn healths(st: &BTreeMap<String, (Status, i64)>) -> BTreeMap<String, (f64, Health)> {
+    st.iter().map(|(id, (s, _))| (id.clone(), (s.last_seen, s.health.clone()))).collect()
 }
 
 /// How long the driver rides out the store's trouble (a leader election, a member down)
@@ -80,19 +92,25 @@ macro_rules! patiently {
 /// Reads the rollout record and its revision.
 async fn current(client: &mut Client) -> Result<(Rollout, i64, Snapshot)> {
     let snap = read(client, None).await?;
-    let Some(r) = &snap.rollout else { bail!("no rollout in the store") };
-    let rollout = r.value.clone().map_err(|e| anyhow::anyhow!("{}: unreadable: {e}", keys::ROLLOUT))?;
-    let rev = r.mod_revision;
+    let (rollout, rev) = rollout_of(&snap)?;
     Ok((rollout, rev, snap))
 }
 
-/// Writes the rollout record, guarded by the revision it was read at. `false`: someone else
-/// (an abort, another driver) changed it first.
-async fn save(client: &mut Client, r: &Rollout, rev: i64, extra: Vec<TxnOp>) -> Result<bool> {
+/// The rollout record of a snapshot, and its revision.
+fn rollout_of(snap: &Snapshot) -> Result<(Rollout, i64)> {
+    let Some(r) = &snap.rollout else { bail!("no rollout in the store") };
+    let rollout = r.value.clone().map_err(|e| anyhow::anyhow!("{}: unreadable: {e}", keys::ROLLOUT))?;
+    Ok((rollout, r.mod_revision))
+}
+
+/// Writes the rollout record, guarded by the revision it was read at. `None`: someone else
+/// (an abort, another driver) changed it first; `Some`: the revision written.
+async fn save(client: &mut Client, r: &Rollout, rev: i64, extra: Vec<TxnOp>) -> Result<Option<i64>> {
     let mut ops = vec![TxnOp::put(keys::ROLLOUT, serde_json::to_string(r)?, None)];
     ops.extend(extra);
     let txn = Txn::new().when(vec![unchanged(keys::ROLLOUT, Some(rev))]).and_then(ops);
-    Ok(timed("updating the rollout", client.txn(txn)).await?.succeeded())
+    let resp = timed("updating the rollout", client.txn(txn)).await?;
+    Ok(resp.succeeded().then(|| resp.header().map_or(0, |h| h.revision())))
 }
 
 /// Halts the rollout as read at `rev`, with `reason`. `None`: the record changed since (an
@@ -107,7 +125,41 @@ async fn halt(
     r.state = RolloutState::Halted;
     r.reason = reason;
     r.updated = now();
-    Ok(patiently!(client, ep, save(client, &r, rev, vec![]).await)?.then_some(r))
+    Ok(patiently!(client, ep, save(client, &r, rev, vec![]).await)?.map(|_| r))
+}
+
+/// Waits up to `within` for the store's changes; a watch that failed is started again (a new
+/// read), riding out the store's trouble as [`patiently!`] does.
+async fn advance(f: &mut Follow, client: &mut Client, ep: &Endpoints, within: Duration) -> Result<()> {
+    if let Err(e) = f.changes(within).await {
+        log::warn!("rollout: {e:#}; reading the fleet again");
+        *f = patiently!(client, ep, Follow::start(client).await)?;
+    }
+    Ok(())
+}
+
+/// Follows the store until it shows the driver's own write at `rev`.
+async fn reach(f: &mut Follow, client: &mut Client, ep: &Endpoints, rev: i64) -> Result<()> {
+    if let Err(e) = f.reach(rev, STORE_PATIENCE).await {
+        log::warn!("rollout: {e:#}; reading the fleet again");
+        *f = patiently!(client, ep, Follow::start(client).await)?;
+    }
+    Ok(())
+}
+
+/// Asks `ids` for their health now (a check key each, under a short lease of its own): each
+/// agent answers with a fresh status. Returns the revision of the request: a status written
+/// after it tells the health at or after that moment.
+async fn ask_health(client: &mut Client, snap: &Snapshot, ids: &[String], push: u64) -> Result<i64> {
+    let lease = timed("granting the health checks' lease", client.lease_grant(CHECK_TTL, None)).await?.id();
+    let value = serde_json::to_string(&HealthCheck { push, at: now() })?;
+    let ops = ids
+        .iter()
+        .filter_map(|id| Some(keys::gateway(&snap.gateways.get(id)?.path, id, GatewayKey::Check)))
+        .map(|k| TxnOp::put(k, value.clone(), Some(PutOptions::new().with_lease(lease))))
+        .collect::<Vec<_>>();
+    let resp = timed("asking for health", client.txn(Txn::new().and_then(ops))).await?;
+    Ok(resp.header().map_or(0, |h| h.revision()))
 }
 
 /// Whether `s` says the gateway runs `push`.
@@ -128,18 +180,19 @@ enum Look {
 fn look(r: &Rollout, wave: usize, snap: &Snapshot, progress: &mut dyn FnMut(Progress)) -> Look {
     let ids = r.waves.get(wave).cloned().unwrap_or_default();
     let st = statuses(snap, &ids);
-    if let Some((id, s)) = st.iter().find(|(_, s)| s.desired_push == r.push && s.verdict == Verdict::Nack) {
+    if let Some((id, (s, _))) = st.iter().find(|(_, (s, _))| s.desired_push == r.push && s.verdict == Verdict::Nack)
+    {
         return Look::Halt(format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; ")));
     }
-    let acked_n = st.values().filter(|s| acked(s, r.push)).count();
+    let acked_n = st.values().filter(|(s, _)| acked(s, r.push)).count();
     progress(Progress::Waiting { wave, acked: acked_n, of: ids.len() });
     if acked_n == ids.len() {
-        return Look::Acked(st.iter().map(|(id, s)| (id.clone(), (s.last_seen, s.health.clone()))).collect());
+        return Look::Acked(healths(&st));
     }
     if now() > r.updated + r.ack_timeout_s {
         let missing: Vec<&str> = ids
             .iter()
-            .filter(|id| !st.get(*id).is_some_and(|s| acked(s, r.push)))
+            .filter(|id| !st.get(*id).is_some_and(|(s, _)| acked(s, r.push)))
             .map(String::as_str)
             .collect();
         return Look::Halt(format!(
@@ -154,7 +207,10 @@ fn look(r: &Rollout, wave: usize, snap: &Snapshot, progress: &mut dyn FnMut(Prog
 
 /// Drives the rollout of push `push` until it is done, halted, aborted or superseded by a newer
 /// push. `baseline`: the health of the current wave's gateways from before it was written
-/// (absent ones are measured from their ACK).
+/// (absent ones are measured from their ACK). It reads the fleet once and then follows the
+/// store's changes ([`Follow`]); a wave's health after its settling time is asked of its
+/// gateways ([`ask_health`]), which write their status only when something changed or when
+/// asked.
 pub async fn drive(
     client: &mut Client,
     ep: &Endpoints,
@@ -162,22 +218,26 @@ pub async fn drive(
     mut baseline: BTreeMap<String, (f64, Health)>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Rollout> {
+    let mut f = patiently!(client, ep, Follow::start(client).await)?;
     loop {
-        let (r, rev, snap) = patiently!(client, ep, current(client).await)?;
+        let (r, rev) = rollout_of(&f.snap)?;
         if r.state != RolloutState::Rolling || r.push != push {
             return finish(r, progress);
         }
         let wave = r.written.saturating_sub(1);
         let ids = r.waves.get(wave).cloned().unwrap_or_default();
         // --- every gateway of the wave ACKs this push -------------------------------------
-        let at_ack = match look(&r, wave, &snap, progress) {
+        let at_ack = match look(&r, wave, &f.snap, progress) {
             Look::Waiting => {
-                tokio::time::sleep(POLL).await;
+                advance(&mut f, client, ep, LOOK_EVERY).await?;
                 continue;
             }
             Look::Halt(why) => match halt(client, ep, r, rev, why).await? {
                 Some(h) => return finish(h, progress),
-                None => continue,
+                None => {
+                    advance(&mut f, client, ep, LOOK_EVERY).await?;
+                    continue;
+                }
             },
             Look::Acked(h) => h,
         };
@@ -190,18 +250,46 @@ pub async fn drive(
             }
         };
         progress(Progress::Settling { wave, seconds: r.settle_s });
-        tokio::time::sleep(settle).await;
-        let (r2, rev2, snap2) = patiently!(client, ep, current(client).await)?;
-        if r2.state != RolloutState::Rolling || r2.push != push || r2.written != r.written {
+        let until = tokio::time::Instant::now() + settle;
+        while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero()) {
+            advance(&mut f, client, ep, left).await?;
+        }
+        let still = |f: &Follow| {
+            rollout_of(&f.snap).is_ok_and(|(r2, _)| {
+                r2.state == RolloutState::Rolling && r2.push == push && r2.written == r.written
+            })
+        };
+        if !still(&f) {
             continue;
         }
-        let after = statuses(&snap2, &ids);
+        // The health now, asked of the wave's gateways: a status written after the request.
+        let asked = patiently!(client, ep, ask_health(client, &f.snap, &ids, push).await)?;
+        let deadline = tokio::time::Instant::now() + CHECK_WAIT;
+        let after = loop {
+            let st = statuses(&f.snap, &ids);
+            let answered = ids.iter().all(|id| st.get(id).is_some_and(|(_, rev)| *rev > asked));
+            if answered || tokio::time::Instant::now() >= deadline || !still(&f) {
+                break st;
+            }
+            advance(&mut f, client, ep, LOOK_EVERY).await?;
+        };
+        let (r2, rev2) = rollout_of(&f.snap)?;
+        if !still(&f) {
+            continue;
+        }
         let mut trouble = None;
         for id in &ids {
-            let (Some((t1, h1)), Some(s2)) = (at_ack.get(id), after.get(id)) else {
+            let (Some((t1, h1)), Some((s2, rev))) = (at_ack.get(id), after.get(id)) else {
                 trouble = Some(format!("gateway {id} stopped reporting while wave {} settled", wave + 1));
                 break;
             };
+            if *rev <= asked {
+                trouble = Some(format!(
+                    "gateway {id} did not report its health within {CHECK_WAIT:?} of the check after wave {} settled",
+                    wave + 1
+                ));
+                break;
+            }
             let before = baseline.get(id).cloned();
             if let Some(why) = jump(before.as_ref(), (*t1, h1), (s2.last_seen, &s2.health), r.max_drop_rate) {
                 trouble = Some(format!("gateway {id} after push {push}: {why}"));
@@ -219,16 +307,17 @@ pub async fn drive(
         next.updated = now();
         if next.written >= next.waves.len() {
             next.state = RolloutState::Done;
-            patiently!(client, ep, save(client, &next, rev2, vec![]).await)?;
+            if let Some(rev) = patiently!(client, ep, save(client, &next, rev2, vec![]).await)? {
+                reach(&mut f, client, ep, rev).await?;
+            }
             continue;
         }
         let ids = next.waves[next.written].clone();
-        baseline =
-            statuses(&snap2, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
+        baseline = healths(&statuses(&f.snap, &ids));
         let mut ops = Vec::new();
         let mut missing = None;
         for id in &ids {
-            let staged = snap2.gateways.get(id).and_then(|g| Some((g, g.staged.as_ref()?)));
+            let staged = f.snap.gateways.get(id).and_then(|g| Some((g, g.staged.as_ref()?)));
             let Some((g, staged)) = staged else {
                 missing =
                     Some(format!("gateway {id}: its staged config for wave {} is gone", next.written + 1));
@@ -251,8 +340,9 @@ pub async fn drive(
             }
         }
         next.written += 1;
-        if patiently!(client, ep, save(client, &next, rev2, ops.clone()).await)? {
+        if let Some(rev) = patiently!(client, ep, save(client, &next, rev2, ops.clone()).await)? {
             progress(Progress::Wrote { wave: next.written - 1, gateways: ids.len() });
+            reach(&mut f, client, ep, rev).await?;
         }
     }
 }
@@ -308,7 +398,7 @@ pub async fn resume(
             r.state = RolloutState::Rolling;
             r.reason.clear();
             r.updated = now();
-            if !save(client, &r, rev, vec![]).await? {
+            if save(client, &r, rev, vec![]).await?.is_none() {
                 bail!("the rollout changed while resuming it: look again (`hutong rollout status`)");
             }
         }
@@ -317,8 +407,7 @@ pub async fn resume(
         }
     }
     let ids = r.waves.get(r.written.saturating_sub(1)).cloned().unwrap_or_default();
-    let baseline =
-        statuses(&snap, &ids).into_iter().map(|(id, s)| (id, (s.last_seen, s.health.clone()))).collect();
+    let baseline = healths(&statuses(&snap, &ids));
     drive(client, ep, r.push, baseline, progress).await
 }
 
@@ -338,7 +427,7 @@ pub async fn abort(client: &mut Client) -> Result<Rollout> {
     r.state = RolloutState::Aborted;
     r.reason = format!("aborted after {} of {} wave(s)", r.written, r.waves.len());
     r.updated = now();
-    if !save(client, &r, rev, ops).await? {
+    if save(client, &r, rev, ops).await?.is_none() {
         bail!("the rollout changed while aborting it: look again (`hutong rollout status`)");
     }
     Ok(r)

@@ -9,7 +9,7 @@ use etcd_client::{
 
 use crate::{
     keys::{self, GatewayKey, NodePath, PlanKey},
-    records::{Desired, PushRecord, Rollout, Status},
+    records::{Desired, HealthCheck, PushRecord, Rollout, Status},
 };
 
 /// How to reach the store: its members' URLs, and TLS with a client certificate when the URLs
@@ -53,7 +53,7 @@ impl Endpoints {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest reply the fleet reads (a whole plan and every config of a province).
-const MAX_MESSAGE: usize = 512 << 20;
+pub const MAX_MESSAGE: usize = 512 << 20;
 
 /// Where the next connection starts looking: rotated, so that a reconnection after a failure
 /// tries another member first.
@@ -79,8 +79,12 @@ pub async fn connect(ep: &Endpoints) -> Result<Client> {
 async fn connect_one(ep: &Endpoints, url: &str) -> Result<Client> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
-        // A dead member is noticed within seconds, also on an idle watch.
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        // A member that stops answering is noticed within 20 s, also on an idle watch (a
+        // member that dies closes its connections at once). Not sooner: a process or a member
+        // starved for a few seconds must not lose its connections (and with them its watches
+        // and a large commit under way), which turned a busy moment into a reconnection storm
+        // (docs/fleet.md, "What limits it").
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10))
         .with_keep_alive_while_idle(true)
         // Without a leader a member answers nothing current: go to another one.
         .with_require_leader(true);
@@ -131,6 +135,20 @@ pub struct GatewayKeys {
     pub desired: Option<Read<Desired>>,
     pub staged: Option<Read<Desired>>,
     pub status: Option<Read<Status>>,
+    /// A rollout's request for fresh health.
+    pub check: Option<Read<HealthCheck>>,
+}
+
+impl GatewayKeys {
+    /// Sets (`Some`) or clears one of its keys.
+    fn set(&mut self, what: GatewayKey, value: Option<&[u8]>, rev: i64) {
+        match what {
+            GatewayKey::Desired => self.desired = value.map(|v| decode(v, rev)),
+            GatewayKey::Staged => self.staged = value.map(|v| decode(v, rev)),
+            GatewayKey::Status => self.status = value.map(|v| decode(v, rev)),
+            GatewayKey::Check => self.check = value.map(|v| decode(v, rev)),
+        }
+    }
 }
 
 /// Everything under `/hutong/v1/` at one revision.
@@ -160,6 +178,66 @@ impl Snapshot {
     pub fn push(&self) -> u64 {
         let version = self.version.as_ref().and_then(|v| v.value.as_ref().ok()).map_or(0, |v| v.push);
         version.max(self.last_push)
+    }
+
+    /// Applies one change seen after the snapshot's revision (a watch event): `value` `None`
+    /// for a delete. A gateway's keys away from its home are tracked as `moved`, as [`read`]
+    /// does.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>, rev: i64) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return self.unknown.push(String::from_utf8_lossy(key).into_owned());
+        };
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        match key {
+            keys::VERSION => self.version = value.map(|v| decode(v, rev)),
+            keys::META => self.meta = value.map(text),
+            keys::ROLLOUT => self.rollout = value.map(|v| decode(v, rev)),
+            k if k.starts_with(keys::PUSHES) => {
+                if value.is_some()
+                    && let Ok(n) = k[keys::PUSHES.len()..].parse::<u64>()
+                {
+                    self.last_push = self.last_push.max(n);
+                }
+            }
+            k if k.starts_with(keys::GATEWAYS) => {
+                let id = k[keys::GATEWAYS.len()..].to_string();
+                match value {
+                    Some(v) => self.homes.insert(id, text(v)),
+                    None => self.homes.remove(&id),
+                };
+            }
+            k => match keys::parse(k) {
+                Some(PlanKey::Node(path)) => match value {
+                    Some(v) => {
+                        self.fragments.insert(path, (text(v), rev));
+                    }
+                    None => {
+                        self.fragments.remove(&path);
+                    }
+                },
+                Some(PlanKey::Gateway(path, id, what)) => {
+                    let home: Option<NodePath> =
+                        self.homes.get(&id).map(|h| h.split('/').map(String::from).collect());
+                    if home.as_ref().is_some_and(|h| *h != path) {
+                        let entry = (id, path);
+                        match value {
+                            Some(_) if !self.moved.contains(&entry) => self.moved.push(entry),
+                            Some(_) => {}
+                            None => self.moved.retain(|m| *m != entry),
+                        }
+                        return;
+                    }
+                    let g = self.gateways.entry(id).or_default();
+                    g.path = path;
+                    g.set(what, value, rev);
+                }
+                None => {
+                    if value.is_some() {
+                        self.unknown.push(k.to_string());
+                    }
+                }
+            },
+        }
     }
 
     /// The plan's fragments as `fragments::assemble` takes them.
@@ -240,11 +318,7 @@ pub async fn read(client: &mut Client, revision: Option<i64>) -> Result<Snapshot
                 continue;
             }
             g.path = path;
-            match what {
-                GatewayKey::Desired => g.desired = Some(decode(&value, rev)),
-                GatewayKey::Staged => g.staged = Some(decode(&value, rev)),
-                GatewayKey::Status => g.status = Some(decode(&value, rev)),
-            }
+            g.set(what, Some(&value), rev);
         }
         snap.gateways.insert(id, g);
     }

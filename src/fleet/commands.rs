@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, process::ExitCode};
 use anyhow::Result;
 use hutong_fleet::{
     Client, Endpoints,
+    follow::Follow,
     push::{self, Prepared, PushError, PushOptions},
     records::{Health, Rollout, RolloutState},
     rollout::{self, Progress},
@@ -230,8 +231,14 @@ fn settled(r: Option<&Rollout>, rows: &[status::Row]) -> bool {
 pub fn fleet_status(ep: &Endpoints, json: bool, watch: bool) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let mut client = store::connect(ep).await?;
+        // Watching: one read, then the store's changes (a whole read per screen would cost a
+        // province's configs each second).
+        let mut follow = if watch { Some(Follow::start(&mut client).await?) } else { None };
         loop {
-            let snap = store::read(&mut client, None).await?;
+            let snap = match &follow {
+                Some(f) => f.snap.clone(),
+                None => store::read(&mut client, None).await?,
+            };
             let rows = status::rows(&snap);
             let rollout = snap.rollout.as_ref().and_then(|r| r.value.as_ref().ok());
             if json {
@@ -265,10 +272,19 @@ pub fn fleet_status(ep: &Endpoints, json: bool, watch: bool) -> Result<ExitCode>
                     println!("note: key {k} is not part of the fleet's layout (ignored)");
                 }
             }
-            if !watch || settled(rollout, &rows) {
+            let Some(f) = follow.as_mut() else { return Ok(ExitCode::SUCCESS) };
+            if settled(rollout, &rows) {
                 return Ok(ExitCode::SUCCESS);
             }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // The next screen a second from now, with whatever changed by then.
+            let next = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            while let Some(left) = next.checked_duration_since(tokio::time::Instant::now()) {
+                if let Err(e) = f.changes(left).await {
+                    eprintln!("{e:#}; reading the fleet again");
+                    client = store::connect(ep).await?;
+                    *f = Follow::start(&mut client).await?;
+                }
+            }
         }
     })
 }

@@ -4,6 +4,7 @@
 //! validation, the table build, a new version.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     pin::Pin,
     sync::{
@@ -26,6 +27,8 @@ pub struct MemoryGateway {
     running: Mutex<Config>,
     version: AtomicU64,
     applies: AtomicU64,
+    /// Drops by reason, as a test sets them (nothing forwards here).
+    drops: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MemoryGateway {
@@ -43,12 +46,19 @@ impl MemoryGateway {
             running: Mutex::new(config),
             version: AtomicU64::new(1),
             applies: AtomicU64::new(0),
+            drops: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// The config it runs.
     pub fn running(&self) -> Config {
         self.running.lock().expect("not poisoned").clone()
+    }
+
+    /// Counts `n` drops for `reason`, as a gateway in trouble would (a test of a rollout's
+    /// health gate).
+    pub fn count_drops(&self, reason: &str, n: u64) {
+        *self.drops.lock().expect("not poisoned").entry(reason.to_string()).or_default() += n;
     }
 
     /// How many applies changed something.
@@ -86,6 +96,6 @@ impl Gateway for MemoryGateway {
     }
 
     fn health(&self) -> Health {
-        Health::default()
+        Health { received: 0, drops: self.drops.lock().expect("not poisoned").clone() }
     }
 }

@@ -86,7 +86,8 @@ impl ConfigHandle {
     /// Validates and publishes `config`; running engines pick it up at their next batch.
     pub fn swap(&self, config: Config) -> Result<(), Vec<ConfigError>> {
         config.validate()?;
-        self.0.store(Arc::new(Compiled::new(config)));
+        let compiled = Compiled::after(config, &self.0.load());
+        self.0.store(Arc::new(compiled));
         Ok(())
     }
 
