@@ -1,6 +1,7 @@
 //! The fleet against a real etcd (started here, on loopback, in a temporary directory): pushes
-//! and their guard, scoped pushes, rollback, waves halted by a NACK, and the agent's ACK/NACK
-//! on good and bad values, with in-memory gateways (the userspace engine, nothing attached).
+//! and their guard, scoped pushes, rollback, waves halted by a NACK or by drops that jump, and
+//! the agent's ACK/NACK on good and bad values, with in-memory gateways (the userspace engine,
+//! nothing attached).
 //! The same with real gateways in namespaces: `e2e_fleet.rs`.
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -290,7 +291,9 @@ fn drops_that_jump_while_a_wave_settles_halt_the_rollout_and_quiet_ones_do_not()
         // Every gateway's config changes (a root policy), in two waves: a canary, the rest.
         let text = |port: u16| {
             let anchor = "    name: Hunan\n    level: province\n";
-            let policy = format!("    policies: [{{ name: deny-{port}, protocol: tcp, ports: {port}, action: deny }}]\n");
+            let policy = format!(
+                "    policies: [{{ name: deny-{port}, protocol: tcp, ports: {port}, action: deny }}]\n"
+            );
             edited(anchor, &format!("{anchor}{policy}"))
         };
         let options = || PushOptions {
@@ -308,7 +311,7 @@ fn drops_that_jump_while_a_wave_settles_halt_the_rollout_and_quiet_ones_do_not()
         assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
         // The canary's drops jump once it has taken the push: the rollout halts before wave 2.
         let p = push::prepare(&mut c, &plan(&text(1002)), options()).await.unwrap();
-        assert_eq!(p.waves[0], [canary.clone()]);
+        assert_eq!(p.waves[0], std::slice::from_ref(&canary));
         let done = push::commit(&mut c, &p).await.unwrap();
         let (mut watcher, trouble) = (client(&etcd).await, gateway(&canary));
         let id = canary.clone();
@@ -324,7 +327,11 @@ fn drops_that_jump_while_a_wave_settles_halt_the_rollout_and_quiet_ones_do_not()
         let snap = store::read(&mut c, None).await.unwrap();
         for id in ids.iter().filter(|id| **id != canary) {
             let g = &snap.gateways[*id];
-            assert_eq!(g.desired.as_ref().unwrap().value.as_ref().unwrap().push, 2, "{id}: wave 2 not written");
+            assert_eq!(
+                g.desired.as_ref().unwrap().value.as_ref().unwrap().push,
+                2,
+                "{id}: wave 2 not written"
+            );
             assert!(g.staged.is_some(), "{id}");
         }
         for (_, t) in agents {

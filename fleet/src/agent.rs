@@ -13,7 +13,9 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions};
+use etcd_client::{
+    Client, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions,
+};
 use hutong_config::Config;
 
 use crate::{
@@ -104,8 +106,10 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
                 backoff = Duration::from_secs(1);
                 // A home that changes again and again must not spin the agent.
                 if t0.elapsed() < Duration::from_secs(1) {
-                    tokio::time::sleep(Duration::from_secs(1) + jitter(&opts.gateway, Duration::from_secs(1)))
-                        .await;
+                    tokio::time::sleep(
+                        Duration::from_secs(1) + jitter(&opts.gateway, Duration::from_secs(1)),
+                    )
+                    .await;
                 }
             }
             Err(e) => {
@@ -265,8 +269,8 @@ async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Re
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             if kv.key() == home_key.as_bytes() {
-                let now_home =
-                    (ev.event_type() == EventType::Put).then(|| String::from_utf8_lossy(kv.value()).into_owned());
+                let now_home = (ev.event_type() == EventType::Put)
+                    .then(|| String::from_utf8_lossy(kv.value()).into_owned());
                 // Moved, added or removed: start over at the new home.
                 moved |= now_home != current_home;
             } else if kv.key() == check_key.as_bytes() {
@@ -318,7 +322,8 @@ struct Lease {
 
 impl Lease {
     async fn grant(client: &mut Client, ttl: Duration) -> Result<Lease> {
-        let id = timed("granting the status lease", client.lease_grant(ttl.as_secs() as i64, None)).await?.id();
+        let id =
+            timed("granting the status lease", client.lease_grant(ttl.as_secs() as i64, None)).await?.id();
         let (keeper, acks) = timed("keeping the lease", client.lease_keep_alive(id)).await?;
         Ok(Lease { id, keeper, acks })
     }
@@ -361,8 +366,11 @@ impl Reporter {
             let want = self.wanted.borrow_and_update().clone();
             if written.as_ref() != Some(&want) && Instant::now() >= retry_at {
                 let put = PutOptions::new().with_lease(lease.id);
-                match timed("writing the status", self.client.put(self.key.as_str(), want.as_str(), Some(put)))
-                    .await
+                match timed(
+                    "writing the status",
+                    self.client.put(self.key.as_str(), want.as_str(), Some(put)),
+                )
+                .await
                 {
                     Ok(_) => {
                         written = Some(want);
@@ -380,7 +388,9 @@ impl Reporter {
                             eprintln!("hutong agent {}: {e:#}; retrying", self.id);
                             said = true;
                         }
-                        retry_at = Instant::now() + Duration::from_millis(500) + jitter(&self.id, Duration::from_secs(2));
+                        retry_at = Instant::now()
+                            + Duration::from_millis(500)
+                            + jitter(&self.id, Duration::from_secs(2));
                     }
                 }
             }

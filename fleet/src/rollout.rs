@@ -9,9 +9,9 @@ use anyhow::{Result, bail};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 
 use crate::{
+    follow::Follow,
     keys::{self, GatewayKey},
     push::unchanged,
-    follow::Follow,
     records::{Health, HealthCheck, Rollout, RolloutState, Status, Verdict, now},
     store::{Endpoints, Snapshot, read, timed},
 };
@@ -180,7 +180,8 @@ enum Look {
 fn look(r: &Rollout, wave: usize, snap: &Snapshot, progress: &mut dyn FnMut(Progress)) -> Look {
     let ids = r.waves.get(wave).cloned().unwrap_or_default();
     let st = statuses(snap, &ids);
-    if let Some((id, (s, _))) = st.iter().find(|(_, (s, _))| s.desired_push == r.push && s.verdict == Verdict::Nack)
+    if let Some((id, (s, _))) =
+        st.iter().find(|(_, (s, _))| s.desired_push == r.push && s.verdict == Verdict::Nack)
     {
         return Look::Halt(format!("gateway {id} refused push {} (NACK): {}", r.push, s.errors.join("; ")));
     }
@@ -251,7 +252,9 @@ pub async fn drive(
         };
         progress(Progress::Settling { wave, seconds: r.settle_s });
         let until = tokio::time::Instant::now() + settle;
-        while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero()) {
+        while let Some(left) =
+            until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
+        {
             advance(&mut f, client, ep, left).await?;
         }
         let still = |f: &Follow| {

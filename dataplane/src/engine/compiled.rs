@@ -286,7 +286,8 @@ mod tests {
         moved.netmaps[0].outside = "198.18.30.0/24".parse().unwrap();
         let fourth = Compiled::after(moved, &third);
         assert!(!Arc::ptr_eq(&third.nat_outside, &fourth.nat_outside));
-        let lookup = |c: &Compiled, a: Ipv4Addr| c.nat_outside[0].v4.as_ref().and_then(|l| l.lookup(u32::from(a)));
+        let lookup =
+            |c: &Compiled, a: Ipv4Addr| c.nat_outside[0].v4.as_ref().and_then(|l| l.lookup(u32::from(a)));
         assert_eq!(lookup(&fourth, Ipv4Addr::new(198, 18, 30, 5)), Some(0));
         assert_eq!(lookup(&fourth, Ipv4Addr::new(198, 18, 20, 5)), None);
     }
