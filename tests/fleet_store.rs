@@ -302,24 +302,34 @@ fn drops_that_jump_while_a_wave_settles_halt_the_rollout_and_quiet_ones_do_not()
             max_drop_rate: 100.0,
             ..PushOptions::default()
         };
-        // Quiet counters (a few drops, below the allowance): every wave goes out.
+        // Drops counted on `id` once its ACK of `push` (with the counters as they were) is in
+        // the store, while its wave settles.
+        let after_ack = |id: &str, push: u64, reason: &'static str, n: u64| {
+            let (etcd_urls, gw, id) = (etcd.urls(), gateway(id), id.to_string());
+            tokio::spawn(async move {
+                let mut watcher = store::connect(&Endpoints::parse(&etcd_urls, None).unwrap()).await.unwrap();
+                wait_verdict(&mut watcher, &id, Verdict::Ack, push).await;
+                gw.count_drops(reason, n);
+            })
+        };
+        // Quiet counters (a few drops while it settles, below the allowance): every wave goes out.
         let p = push::prepare(&mut c, &plan(&text(1001)), options()).await.unwrap();
         let canary = p.waves[0][0].clone();
-        gateway(&canary).count_drops("no_route", 3);
         let done = push::commit(&mut c, &p).await.unwrap();
+        let inject = after_ack(&canary, done.push, "no_route", 3);
         let r = follow(&etcd, &mut c, done.push).await;
+        inject.await.unwrap();
         assert_eq!(r.state, RolloutState::Done, "{}", r.reason);
+        // The check's answer carries them: they were counted while the wave settled.
+        let snap = store::read(&mut c, None).await.unwrap();
+        let answer = snap.gateways[&canary].status.as_ref().unwrap().value.clone().unwrap();
+        assert_eq!(answer.health.drops.get("no_route"), Some(&3), "{answer:?}");
+        assert!(answer.check_at > 0.0, "{answer:?}");
         // The canary's drops jump once it has taken the push: the rollout halts before wave 2.
         let p = push::prepare(&mut c, &plan(&text(1002)), options()).await.unwrap();
         assert_eq!(p.waves[0], std::slice::from_ref(&canary));
         let done = push::commit(&mut c, &p).await.unwrap();
-        let (mut watcher, trouble) = (client(&etcd).await, gateway(&canary));
-        let id = canary.clone();
-        let inject = tokio::spawn(async move {
-            // After its ACK (with the counters as they were) is in the store.
-            wait_verdict(&mut watcher, &id, Verdict::Ack, 3).await;
-            trouble.count_drops("policy_deny", 1_000_000);
-        });
+        let inject = after_ack(&canary, done.push, "policy_deny", 1_000_000);
         let r = follow(&etcd, &mut c, done.push).await;
         inject.await.unwrap();
         assert_eq!(r.state, RolloutState::Halted);

@@ -21,7 +21,7 @@ use hutong_config::Config;
 use crate::{
     keys::{self, GatewayKey, NodePath},
     push::desired_config,
-    records::{Desired, DesiredText, Health, Status, Verdict, now},
+    records::{Desired, DesiredText, Health, HealthCheck, Status, Verdict, now},
     store::{Endpoints, REQUEST_TIMEOUT, connect, timed},
 };
 
@@ -92,6 +92,7 @@ pub async fn run(opts: AgentOptions, gateway: Arc<dyn Gateway>, config_version: 
             errors: Vec::new(),
             last_seen: started,
             lease_ttl_s: lease_ttl(&opts).as_secs_f64(),
+            check_at: 0.0,
             since: started,
             health: Health::default(),
             agent: env!("CARGO_PKG_VERSION").to_string(),
@@ -161,6 +162,8 @@ const MAX_MESSAGE: usize = 256 << 20;
 struct Start {
     path: Option<NodePath>,
     desired: Option<(Vec<u8>, i64)>,
+    /// A rollout's health check waiting for this gateway (its `at`).
+    check: Option<f64>,
     revision: i64,
 }
 
@@ -172,14 +175,22 @@ async fn start(client: &mut Client, id: &str) -> Result<Start> {
         .kvs()
         .first()
         .map(|kv| String::from_utf8_lossy(kv.value()).split('/').map(String::from).collect());
-    let mut desired = None;
+    let (mut desired, mut check) = (None, None);
     if let Some(p) = &path {
         let key = keys::gateway(p, id, GatewayKey::Desired);
         let opts = GetOptions::new().with_revision(revision);
-        let resp = timed("reading the desired config", kv.get(key, Some(opts))).await?;
+        let resp = timed("reading the desired config", kv.get(key, Some(opts.clone()))).await?;
         desired = resp.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision()));
+        let key = keys::gateway(p, id, GatewayKey::Check);
+        let resp = timed("reading the health check", kv.get(key, Some(opts))).await?;
+        check = resp.kvs().first().and_then(|kv| check_at(kv.value()));
     }
-    Ok(Start { path, desired, revision })
+    Ok(Start { path, desired, check, revision })
+}
+
+/// The `at` of a health check value (`None`: not one).
+fn check_at(value: &[u8]) -> Option<f64> {
+    serde_json::from_slice::<HealthCheck>(value).ok().map(|c| c.at)
 }
 
 /// A task that ends when this handle goes.
@@ -198,7 +209,11 @@ async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Re
     let mut client = connect(&opts.endpoints).await?;
     let id = opts.gateway.as_str();
     let home_key = keys::home(id);
-    let Start { path, desired, revision } = start(&mut client, id).await?;
+    let Start { path, desired, check, revision } = start(&mut client, id).await?;
+    // A check that waits is answered by this session's first status.
+    if let Some(at) = check {
+        state.status.check_at = at;
+    }
     match (&path, desired) {
         (Some(_), Some((value, _))) => judge(gw, state, &value, id).await,
         (Some(_), None) => idle(state),
@@ -274,7 +289,12 @@ async fn session(opts: &AgentOptions, gw: &dyn Gateway, state: &mut State) -> Re
                 // Moved, added or removed: start over at the new home.
                 moved |= now_home != current_home;
             } else if kv.key() == check_key.as_bytes() {
-                checked |= ev.event_type() == EventType::Put;
+                if ev.event_type() == EventType::Put
+                    && let Some(at) = check_at(kv.value())
+                {
+                    state.status.check_at = at;
+                    checked = true;
+                }
             } else {
                 latest = Some((ev.event_type(), kv.value().to_vec()));
             }
@@ -354,7 +374,8 @@ impl Lease {
 impl Reporter {
     async fn run(mut self) -> Result<()> {
         let every = self.ttl / 3;
-        let mut lease = Lease::grant(&mut self.client, self.ttl).await?;
+        // The status lease (`None`: not granted yet, or lost: granted again at the next try).
+        let mut lease: Option<Lease> = None;
         // What the store holds under the current lease (`None`: nothing yet, or a lease since
         // lost took it along).
         let mut written: Option<String> = None;
@@ -362,10 +383,35 @@ impl Reporter {
         let mut renew_at = Instant::now() + every;
         let mut retry_at = Instant::now();
         let mut said = false;
+        let say = |e: &anyhow::Error, said: &mut bool| {
+            if !*said {
+                eprintln!("hutong agent {}: {e:#}; retrying", self.id);
+                *said = true;
+            }
+        };
         loop {
             let want = self.wanted.borrow_and_update().clone();
-            if written.as_ref() != Some(&want) && Instant::now() >= retry_at {
-                let put = PutOptions::new().with_lease(lease.id);
+            if lease.is_none() && Instant::now() >= retry_at {
+                match Lease::grant(&mut self.client, self.ttl).await {
+                    Ok(l) => {
+                        lease = Some(l);
+                        written = None;
+                        answered = Instant::now();
+                        renew_at = Instant::now() + every;
+                    }
+                    Err(e) => {
+                        say(&e, &mut said);
+                        retry_at = Instant::now()
+                            + Duration::from_millis(500)
+                            + jitter(&self.id, Duration::from_secs(2));
+                    }
+                }
+            }
+            if let Some(l) = &lease
+                && written.as_ref() != Some(&want)
+                && Instant::now() >= retry_at
+            {
+                let put = PutOptions::new().with_lease(l.id);
                 match timed(
                     "writing the status",
                     self.client.put(self.key.as_str(), want.as_str(), Some(put)),
@@ -378,16 +424,12 @@ impl Reporter {
                         said = false;
                     }
                     Err(e) if format!("{e:#}").contains("lease not found") => {
-                        lease = Lease::grant(&mut self.client, self.ttl).await?;
-                        written = None;
-                        answered = Instant::now();
+                        // Expired: the status went with it. A new lease, and the status again.
+                        lease = None;
                         continue;
                     }
                     Err(e) => {
-                        if !said {
-                            eprintln!("hutong agent {}: {e:#}; retrying", self.id);
-                            said = true;
-                        }
+                        say(&e, &mut said);
                         retry_at = Instant::now()
                             + Duration::from_millis(500)
                             + jitter(&self.id, Duration::from_secs(2));
@@ -397,24 +439,17 @@ impl Reporter {
             if answered.elapsed() > self.ttl {
                 bail!("the store answered none of the status writes and lease renewals for {:?}", self.ttl);
             }
-            let pending = written.as_ref() != Some(&*self.wanted.borrow());
+            let pending = lease.is_none() || written.as_ref() != Some(&*self.wanted.borrow());
             tokio::select! {
-                _ = tokio::time::sleep_until(renew_at) => {
+                _ = tokio::time::sleep_until(renew_at), if lease.is_some() => {
                     renew_at = Instant::now() + every;
-                    match lease.renew(&mut self.client).await {
+                    let l = lease.as_mut().expect("only with a lease");
+                    match l.renew(&mut self.client).await {
                         Ok(true) => answered = Instant::now(),
-                        Ok(false) => {
-                            // Expired (the store could not renew it in time): the status went
-                            // with it. A new lease, and the status written again.
-                            lease = Lease::grant(&mut self.client, self.ttl).await?;
-                            written = None;
-                            answered = Instant::now();
-                        }
+                        // Expired (the store could not renew it in time): granted again above.
+                        Ok(false) => lease = None,
                         Err(e) => {
-                            if !said {
-                                eprintln!("hutong agent {}: {e:#}; retrying", self.id);
-                                said = true;
-                            }
+                            say(&e, &mut said);
                             // Renew again soon rather than a third of the lease later.
                             renew_at = Instant::now() + Duration::from_secs(1) + jitter(&self.id, Duration::from_secs(1));
                         }
@@ -423,7 +458,9 @@ impl Reporter {
                 changed = self.wanted.changed() => {
                     if changed.is_err() {
                         // The session ended cleanly: its status goes now.
-                        let _ = timed("revoking the lease", self.client.lease_revoke(lease.id)).await;
+                        if let Some(l) = &lease {
+                            let _ = timed("revoking the lease", self.client.lease_revoke(l.id)).await;
+                        }
                         return Ok(());
                     }
                 }

@@ -17,6 +17,7 @@ use crate::{
 pub struct Follow {
     pub snap: Snapshot,
     stream: WatchStream,
+    client: Client,
 }
 
 impl Follow {
@@ -26,7 +27,7 @@ impl Follow {
         let from = WatchOptions::new().with_prefix().with_start_revision(snap.revision + 1);
         let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         let stream = timed("watching the fleet", watcher.watch(keys::ROOT, Some(from))).await?;
-        Ok(Follow { snap, stream })
+        Ok(Follow { snap, stream, client: client.clone() })
     }
 
     /// Applies the changes that arrive within `within` (none is fine: the time passed).
@@ -37,11 +38,20 @@ impl Follow {
         if resp.canceled() {
             bail!("etcd: the fleet's watch was cancelled: {}", resp.cancel_reason());
         }
+        let mut moved = false;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
+            // A gateway added, moved or removed: its keys change place, which one event at a
+            // time cannot tell from leftovers (a push writes the home before the keys). Rare:
+            // read the fleet again, at its new revision.
+            moved |= kv.key().starts_with(keys::GATEWAYS.as_bytes());
             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
             self.snap.apply(kv.key(), value, kv.mod_revision());
             self.snap.revision = self.snap.revision.max(kv.mod_revision());
+        }
+        if moved {
+            let mut client = self.client.clone();
+            *self = Follow::start(&mut client).await?;
         }
         Ok(())
     }

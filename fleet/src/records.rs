@@ -84,6 +84,10 @@ pub struct Status {
     /// The lease's time to live: a status present was kept alive within this many seconds.
     #[serde(default)]
     pub lease_ttl_s: f64,
+    /// The `at` of the latest rollout health check ([`HealthCheck`]) this agent answered (0:
+    /// none): a status that echoes a check's `at` was written for it, with the health then.
+    #[serde(default)]
+    pub check_at: f64,
     /// When the agent started.
     pub since: f64,
     pub health: Health,

@@ -23,6 +23,9 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How long a wave's gateways have to answer the health check at the end of its settling time.
 const CHECK_WAIT: Duration = Duration::from_secs(30);
 
+/// How long the gateways of a wave about to be written have to give their health before it.
+const BASELINE_WAIT: Duration = Duration::from_secs(10);
+
 /// The time to live of the health checks' lease: requests nobody answered go by themselves.
 const CHECK_TTL: i64 = 60;
 
@@ -148,18 +151,55 @@ async fn reach(f: &mut Follow, client: &mut Client, ep: &Endpoints, rev: i64) ->
 }
 
 /// Asks `ids` for their health now (a check key each, under a short lease of its own): each
-/// agent answers with a fresh status. Returns the revision of the request: a status written
-/// after it tells the health at or after that moment.
-async fn ask_health(client: &mut Client, snap: &Snapshot, ids: &[String], push: u64) -> Result<i64> {
+/// agent answers with a fresh status that echoes the check's `at`, which this returns.
+async fn ask_health(client: &mut Client, snap: &Snapshot, ids: &[String], push: u64) -> Result<f64> {
     let lease = timed("granting the health checks' lease", client.lease_grant(CHECK_TTL, None)).await?.id();
-    let value = serde_json::to_string(&HealthCheck { push, at: now() })?;
+    let at = now();
+    let value = serde_json::to_string(&HealthCheck { push, at })?;
     let ops = ids
         .iter()
         .filter_map(|id| Some(keys::gateway(&snap.gateways.get(id)?.path, id, GatewayKey::Check)))
         .map(|k| TxnOp::put(k, value.clone(), Some(PutOptions::new().with_lease(lease))))
         .collect::<Vec<_>>();
-    let resp = timed("asking for health", client.txn(Txn::new().and_then(ops))).await?;
-    Ok(resp.header().map_or(0, |h| h.revision()))
+    timed("asking for health", client.txn(Txn::new().and_then(ops))).await?;
+    Ok(at)
+}
+
+/// The health of `ids` now: asked, and their answers awaited (following the store) for at most
+/// `wait`. Those that did not answer are absent.
+async fn health_now(
+    f: &mut Follow,
+    client: &mut Client,
+    ep: &Endpoints,
+    ids: &[String],
+    push: u64,
+    wait: Duration,
+) -> Result<BTreeMap<String, (Status, i64)>> {
+    let at = patiently!(client, ep, ask_health(client, &f.snap, ids, push).await)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Within a microsecond: serde_json's float parsing is not always the exact inverse of
+        // its printing (the last bit may differ), and checks are seconds apart.
+        let answered: BTreeMap<_, _> =
+            statuses(&f.snap, ids).into_iter().filter(|(_, (s, _))| (s.check_at - at).abs() < 1e-6).collect();
+        if answered.len() == ids.len() || tokio::time::Instant::now() >= deadline {
+            return Ok(answered);
+        }
+        advance(f, client, ep, LOOK_EVERY).await?;
+    }
+}
+
+/// The health of the gateways of a wave about to be written, asked of them now: the baseline
+/// their drops after the push are compared with. Those that do not answer within
+/// [`BASELINE_WAIT`] are measured from their ACK.
+pub async fn baseline(
+    client: &mut Client,
+    ep: &Endpoints,
+    ids: &[String],
+    push: u64,
+) -> Result<BTreeMap<String, (f64, Health)>> {
+    let mut f = patiently!(client, ep, Follow::start(client).await)?;
+    Ok(healths(&health_now(&mut f, client, ep, ids, push, BASELINE_WAIT).await?))
 }
 
 /// Whether `s` says the gateway runs `push`.
@@ -247,7 +287,10 @@ pub async fn drive(
             let why = format!("the rollout's settling time {} s is not a duration", r.settle_s);
             match halt(client, ep, r, rev, why).await? {
                 Some(h) => return finish(h, progress),
-                None => continue,
+                None => {
+                    advance(&mut f, client, ep, LOOK_EVERY).await?;
+                    continue;
+                }
             }
         };
         progress(Progress::Settling { wave, seconds: r.settle_s });
@@ -265,34 +308,26 @@ pub async fn drive(
         if !still(&f) {
             continue;
         }
-        // The health now, asked of the wave's gateways: a status written after the request.
-        let asked = patiently!(client, ep, ask_health(client, &f.snap, &ids, push).await)?;
-        let deadline = tokio::time::Instant::now() + CHECK_WAIT;
-        let after = loop {
-            let st = statuses(&f.snap, &ids);
-            let answered = ids.iter().all(|id| st.get(id).is_some_and(|(_, rev)| *rev > asked));
-            if answered || tokio::time::Instant::now() >= deadline || !still(&f) {
-                break st;
-            }
-            advance(&mut f, client, ep, LOOK_EVERY).await?;
-        };
+        // The health now, asked of the wave's gateways: a status that answers the request.
+        let after = health_now(&mut f, client, ep, &ids, push, CHECK_WAIT).await?;
         let (r2, rev2) = rollout_of(&f.snap)?;
         if !still(&f) {
             continue;
         }
         let mut trouble = None;
         for id in &ids {
-            let (Some((t1, h1)), Some((s2, rev))) = (at_ack.get(id), after.get(id)) else {
-                trouble = Some(format!("gateway {id} stopped reporting while wave {} settled", wave + 1));
+            let (Some((t1, h1)), Some((s2, _))) = (at_ack.get(id), after.get(id)) else {
+                let gone = statuses(&f.snap, std::slice::from_ref(id)).is_empty();
+                trouble = Some(if gone {
+                    format!("gateway {id} stopped reporting while wave {} settled", wave + 1)
+                } else {
+                    format!(
+                        "gateway {id} did not report its health within {CHECK_WAIT:?} of the check after wave {} settled",
+                        wave + 1
+                    )
+                });
                 break;
             };
-            if *rev <= asked {
-                trouble = Some(format!(
-                    "gateway {id} did not report its health within {CHECK_WAIT:?} of the check after wave {} settled",
-                    wave + 1
-                ));
-                break;
-            }
             let before = baseline.get(id).cloned();
             if let Some(why) = jump(before.as_ref(), (*t1, h1), (s2.last_seen, &s2.health), r.max_drop_rate) {
                 trouble = Some(format!("gateway {id} after push {push}: {why}"));
@@ -302,7 +337,10 @@ pub async fn drive(
         if let Some(why) = trouble {
             match halt(client, ep, r2, rev2, why).await? {
                 Some(h) => return finish(h, progress),
-                None => continue,
+                None => {
+                    advance(&mut f, client, ep, LOOK_EVERY).await?;
+                    continue;
+                }
             }
         }
         // --- the next wave, or done ----------------------------------------------------------
@@ -316,7 +354,9 @@ pub async fn drive(
             continue;
         }
         let ids = next.waves[next.written].clone();
-        baseline = healths(&statuses(&f.snap, &ids));
+        // Their health before the push reaches them, asked now (the statuses in the store
+        // may be old: agents write them only when something changes).
+        baseline = healths(&health_now(&mut f, client, ep, &ids, push, BASELINE_WAIT).await?);
         let mut ops = Vec::new();
         let mut missing = None;
         for id in &ids {
@@ -339,7 +379,10 @@ pub async fn drive(
         if let Some(why) = missing {
             match halt(client, ep, r2, rev2, why).await? {
                 Some(h) => return finish(h, progress),
-                None => continue,
+                None => {
+                    advance(&mut f, client, ep, LOOK_EVERY).await?;
+                    continue;
+                }
             }
         }
         next.written += 1;

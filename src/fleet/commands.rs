@@ -105,18 +105,6 @@ async fn follow(
     Ok(if r.state == RolloutState::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The health of the first wave's gateways now, before it is written.
-fn baseline(p: &Prepared) -> BTreeMap<String, (f64, Health)> {
-    let first = p.waves.first().cloned().unwrap_or_default();
-    first
-        .iter()
-        .filter_map(|id| {
-            let s = p.snapshot.gateways.get(id)?.status.as_ref()?.value.as_ref().ok()?;
-            Some((id.clone(), (s.last_seen, s.health.clone())))
-        })
-        .collect()
-}
-
 /// Commits a prepared push (unless a dry run) and follows its rollout (unless told not to).
 async fn land(
     client: &mut Client,
@@ -130,7 +118,14 @@ async fn land(
         println!("dry run: nothing written");
         return Ok(ExitCode::SUCCESS);
     }
-    let base = baseline(&p);
+    // The first wave's health before the push reaches it, asked of its gateways (their
+    // statuses in the store may be old: agents write them only when something changes).
+    let first = p.waves.first().cloned().unwrap_or_default();
+    let base = if wait && !first.is_empty() {
+        rollout::baseline(client, ep, &first, p.number()).await?
+    } else {
+        BTreeMap::new()
+    };
     let committed = match push::commit(client, &p).await {
         Ok(c) => c,
         Err(PushError::Store(e)) => {
