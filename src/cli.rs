@@ -106,6 +106,9 @@ pub enum Command {
     /// The latest push's rollout: where it stands, go on after a halt, or stop it.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The audit log: who changed what and when, chained with SM3 and signed with SM2.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Put a running gateway back on its previous config version (POST /v1/rollback); with
     /// --fleet, push the previous push's plan to every gateway again.
     Rollback {
@@ -314,6 +317,34 @@ pub enum FleetCommand {
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Make an SM2 key to sign an audit log (written to FILE, readable by its owner only); its
+    /// public key is printed, for `hutong audit verify --key`.
+    Keygen { file: PathBuf },
+    /// The log's entries, oldest first.
+    Show {
+        #[arg(long)]
+        log: PathBuf,
+        /// Only entries at or after this time (RFC 3339, UTC, or a prefix: 2026-12-03).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries whose certificate subject contains this.
+        #[arg(long)]
+        who: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every entry's signature, the chain and the signed head; name the first bad line.
+    Verify {
+        #[arg(long)]
+        log: PathBuf,
+        /// The public key the log's first entry is signed with (hex), or a file holding it.
+        #[arg(long)]
+        key: String,
     },
 }
 

@@ -3,6 +3,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod audit;
 pub mod files;
 pub mod fleet;
 pub mod gateway;

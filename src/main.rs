@@ -7,7 +7,7 @@ use clap::Parser;
 
 mod cli;
 
-use cli::{Cli, Command, FleetCommand, GatewayCommand, PlanCommand, RolloutCommand, ScaleName};
+use cli::{AuditCommand, Cli, Command, FleetCommand, GatewayCommand, PlanCommand, RolloutCommand, ScaleName};
 use hutong::fleet::commands;
 use hutong_fleet::Endpoints;
 
@@ -285,6 +285,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fleet(FleetCommand::Plan { fleet }) => {
             commands::fleet_plan(&Endpoints::parse(&fleet.fleet, fleet.tls.files())?)
         }
+        Command::Audit(AuditCommand::Keygen { file }) => hutong::audit::keygen(&file),
+        Command::Audit(AuditCommand::Show { log, since, who, json }) => {
+            hutong::audit::show(&log, since.as_deref(), who.as_deref(), json)
+        }
+        Command::Audit(AuditCommand::Verify { log, key }) => hutong::audit::verify_log(&log, &key),
         Command::Rollout(action) => {
             let (fleet, action) = match action {
                 RolloutCommand::Status { fleet } => (fleet, commands::RolloutAction::Status),
